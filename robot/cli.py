@@ -1,0 +1,151 @@
+"""The ``reflexarc`` command: ``reflexarc <verb> [positional] [key=value hydra overrides]``.
+
+Each verb has a config (``configs/<verb>.yaml`` selecting a dataclass schema) and a
+function ``fn(cfg) -> summary``. The summary (a dict, or a list of row dicts) is printed
+as a table; with ``out=FILE`` it is also written as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robot.errors import ConfigError, ReflexarcError
+
+
+@dataclass(frozen=True)
+class Verb:
+    target: str  # "module:function"
+    help: str
+    positional: str | None = None  # config key that a bare positional argument sets
+
+
+VERBS: dict[str, Verb] = {
+    "run": Verb("robot.launcher:run_verb", "run the configured node graph (default: the main job)"),
+    "record": Verb("robot.recorder:record_verb", "run the graph and record every topic to episode files"),
+    "replay": Verb("robot.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
+    "bench": Verb("robot.bench:bench_verb", "measure: bus | sim | control | plan", "what"),
+    "collect": Verb("policies.collect:collect_verb", "collect exploration episodes for world-model training"),
+    "train": Verb("policies.train:train_verb", "train the latent world model from episode files"),
+    "eval": Verb("robot.evaluate:eval_verb", "evaluate a policy on a task, or a world model on episodes"),
+    "say": Verb("planner.instruct:say_verb", "turn a plain-language instruction into a task spec", "text"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: reflexarc <verb> [positional] [key=value ...]", "", "verbs:"]
+    lines += [f"  {name:<8} {v.help}" for name, v in VERBS.items()]
+    lines += ["", "reflexarc <verb> --help shows a verb's config and its allowed values."]
+    return "\n".join(lines)
+
+
+def _function(verb: Verb) -> Any:
+    """Import the verb's module (which registers its config schema) and return its function."""
+    module, fn = verb.target.split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def _config_help(name: str) -> str:
+    from omegaconf import OmegaConf
+
+    from robot.config import load
+
+    _function(VERBS[name])
+    cfg = load(name)
+    return f"config of 'reflexarc {name}' (override with key=value):\n\n" + OmegaConf.to_yaml(
+        OmegaConf.structured(cfg)
+    )
+
+
+def print_summary(summary: Any, title: str) -> None:
+    """Print a summary as a table: a list of rows, or a dict of key -> value."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = summary if isinstance(summary, list) else [summary]
+    rows = [r for r in rows if isinstance(r, dict)]
+    if not rows:
+        return
+    table = Table(title=title)
+    if len(rows) == 1 and not isinstance(summary, list):
+        table.add_column("key")
+        table.add_column("value", justify="right")
+        for k, v in rows[0].items():
+            table.add_row(str(k), _fmt(v))
+    else:
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        for c in cols:
+            table.add_column(c, justify="right")
+        for r in rows:
+            table.add_row(*(_fmt(r.get(c, "")) for c in cols))
+    Console().print(table)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list | tuple) and len(v) > 6:
+        return "[" + ", ".join(_fmt(x) for x in v[:6]) + ", ...]"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def write_json(path: str | Path, summary: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    verb = VERBS.get(name)
+    if verb is None:
+        print(f"reflexarc: unknown verb {name!r}; verbs: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    try:
+        if "-h" in rest or "--help" in rest:
+            print(_config_help(name))
+            return 0
+        overrides = []
+        for arg in rest:
+            if "=" in arg.split(" ", 1)[0] or arg.startswith(("+", "~")):
+                overrides.append(arg)
+            elif verb.positional is not None:
+                value = arg.replace("'", "\\'")
+                overrides.append(f"{verb.positional}='{value}'")
+            else:
+                raise ConfigError(arg, f"'reflexarc {name}' takes only key=value overrides")
+        from robot.config import load
+
+        fn = _function(verb)
+        cfg = load(name, overrides)
+        summary = fn(cfg)
+    except ConfigError as e:
+        print(f"reflexarc {name}: {e}", file=sys.stderr)
+        return 2
+    except ReflexarcError as e:
+        print(f"reflexarc {name}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if summary is not None:
+        print_summary(summary, f"reflexarc {name}")
+        out = getattr(cfg, "out", "")
+        if out:
+            write_json(out, summary)
+            print(f"wrote {out}")
+    ok = not (isinstance(summary, dict) and summary.get("ok") is False)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

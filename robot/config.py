@@ -1,0 +1,126 @@
+"""Typed configuration: dataclasses next to the code they configure, composed by hydra.
+
+A config is a dataclass. Fields declare what they allow with :func:`choice` and
+:func:`bounded`; a dataclass may add a ``validate()`` method for cross-field rules,
+raising :class:`ConfigError` with the local key. :func:`load` composes
+``configs/<name>.yaml`` (which selects and overrides a schema registered in hydra's
+ConfigStore) with command-line overrides, converts it once to plain dataclass objects
+and validates every field, so a bad value fails before any process starts, naming the
+full key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from robot.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+T = TypeVar("T")
+
+
+def choice(default: Any, *allowed: Any) -> Any:
+    """A field whose value must be one of ``allowed`` (``default`` included)."""
+    allowed = allowed if default in allowed else (default, *allowed)
+    return field(default=default, metadata={"choices": tuple(allowed)})
+
+
+def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
+    """A numeric field that must lie in ``[lo, hi]`` (either bound may be None)."""
+    return field(default=default, metadata={"range": (lo, hi)})
+
+
+def register(name: str, schema: type, group: str | None = None) -> None:
+    """Register ``schema`` with hydra's ConfigStore so YAML files can select it."""
+    ConfigStore.instance().store(name=name, node=schema, group=group)
+
+
+def validate(obj: Any, prefix: str = "") -> None:
+    """Check every ``choice``/``bounded`` field and ``validate()`` hook, recursively.
+
+    Raises ConfigError with the full dotted key.
+    """
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            validate(v, f"{prefix}{k}.")
+        return
+    if isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            validate(v, f"{prefix}{i}.")
+        return
+    if not dataclasses.is_dataclass(obj):
+        return
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}{f.name}"
+        value = getattr(obj, f.name)
+        allowed = f.metadata.get("choices")
+        if allowed is not None and value not in allowed:
+            raise ConfigError(key, f"got {value!r}; allowed: {', '.join(map(str, allowed))}")
+        rng = f.metadata.get("range")
+        if rng is not None:
+            lo, hi = rng
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                lo_s = "-inf" if lo is None else lo
+                hi_s = "inf" if hi is None else hi
+                raise ConfigError(key, f"got {value!r}; allowed range [{lo_s}, {hi_s}]")
+        validate(value, key + ".")
+    hook = getattr(obj, "validate", None)
+    if callable(hook):
+        try:
+            hook()
+        except ConfigError as e:
+            raise ConfigError(f"{prefix}{e.key}", e.problem) from None
+
+
+def _key_of(e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None)
+    return str(key) if key else "?"
+
+
+def from_mapping(schema: type[T], values: Any, prefix: str = "") -> T:
+    """Build and validate a ``schema`` dataclass from a plain mapping (or DictConfig).
+
+    Used for node arguments: unknown keys, wrong types and out-of-range values raise
+    ConfigError naming ``prefix + key``.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values or {})
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ConfigError(prefix + _key_of(e), _reason(e)) from None
+    validate(obj, prefix)
+    return obj  # type: ignore[return-value]
+
+
+def _reason(e: Exception) -> str:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return msg
+
+
+def load(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Compose ``configs/<name>.yaml`` with ``overrides`` into validated dataclass objects."""
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name=name, overrides=list(overrides))
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_key_of(e), _reason(e)) from None
+    except HydraException as e:
+        text = str(e)
+        key = "?"
+        for override in overrides:
+            k = override.split("=", 1)[0].lstrip("+~")
+            if f"'{k}'" in text or f" {k} " in text or f"'{k}" in text:
+                key = k
+        raise ConfigError(key, _reason(e)) from None
+    validate(obj)
+    return obj

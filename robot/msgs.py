@@ -1,0 +1,498 @@
+"""Every message of the graph, and the wire format.
+
+One frozen, typed struct per message. Each carries ``seq`` (per topic, per publisher,
+starting at 0) and ``stamp_ns``: the time of the sensor reading it derives from, on the
+graph's one clock (``time.monotonic_ns()`` in realtime, simulated time in lockstep).
+Derived messages carry their source frame's stamp forward (Image -> Latent -> Plan ->
+JointCommand), so frame-to-command latency is known on every tick.
+
+Wire format (see docs in README.md, "Wire format"): a ZeroMQ multipart message
+
+    frame 0: topic, UTF-8 (used by SUB prefix filtering)
+    frame 1: header, a msgpack map
+             {"v": SCHEMA_VERSION, "type": "JointState", "seq": int, "stamp_ns": int,
+              "f": {scalar fields}, "a": [[dtype, [shape...]], ...]}
+    frame 2..: one raw, C-contiguous buffer per array field, in declaration order
+
+Arrays are received zero-copy (``np.frombuffer`` over the ZeroMQ frame, read-only).
+Nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+import numpy as np
+
+from robot.errors import MalformedMessage
+
+SCHEMA_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024
+MAX_ARRAY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Declared dtype and number of dimensions of an array field."""
+
+    dtype: np.dtype
+    ndim: int
+
+
+def array(dtype: str, ndim: int) -> Any:
+    """Declare an array field: its dtype is fixed, its shape travels in the header."""
+    return field(metadata={"array": ArraySpec(np.dtype(dtype).newbyteorder("<"), ndim)})
+
+
+def empty(dtype: str, *shape: int) -> np.ndarray:
+    """An empty array for optional array fields (``empty('f4', 0)``)."""
+    return np.zeros(shape or (0,), dtype=dtype)
+
+
+class Message:
+    """Base of every message: equality compares arrays by value."""
+
+    __slots__ = ()
+    seq: int
+    stamp_ns: int
+    TYPE: ClassVar[str]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray):
+                if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    def replace(self, **changes: Any) -> Message:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def message(cls: type) -> type:
+    """Class decorator: a frozen, slotted, keyword-only message struct registered by name."""
+    cls = dataclass(frozen=True, slots=True, kw_only=True, eq=False)(cls)
+    cls.TYPE = cls.__name__
+    _register(cls)
+    return cls
+
+
+# --------------------------------------------------------------------------------------
+# Graph infrastructure
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class _Base(Message):
+    seq: int = 0
+    stamp_ns: int = 0
+
+
+_TYPES: dict[str, type] = {}
+_SPECS: dict[type, _TypeSpec] = {}
+
+
+@dataclass(frozen=True)
+class _TypeSpec:
+    name: str
+    scalars: tuple[tuple[str, type], ...]  # field name, python type checked on decode
+    arrays: tuple[tuple[str, ArraySpec], ...]
+
+
+_SCALAR_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), dict: (dict,)}
+
+
+def _register(cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    scalars, arrays = [], []
+    for f in dataclasses.fields(cls):
+        if f.name in ("seq", "stamp_ns"):
+            continue
+        spec = f.metadata.get("array")
+        if spec is not None:
+            arrays.append((f.name, spec))
+        else:
+            origin = typing.get_origin(hints[f.name]) or hints[f.name]
+            if origin not in _SCALAR_TYPES:
+                raise TypeError(f"{cls.__name__}.{f.name}: unsupported field type {hints[f.name]}")
+            scalars.append((f.name, origin))
+    _TYPES[cls.__name__] = cls
+    _SPECS[cls] = _TypeSpec(cls.__name__, tuple(scalars), tuple(arrays))
+
+
+@message
+class Heartbeat(_Base):
+    """A node's liveness and loop figures, published at ``heartbeat_hz``."""
+
+    node: str = ""
+    pid: int = 0
+    state: str = "running"  # starting | running | holding | fault | stopping
+    ticks: int = 0
+    rate_hz: float = 0.0  # achieved loop rate over the last heartbeat period
+    misses: int = 0  # total missed deadlines
+    drops: int = 0  # total malformed messages dropped
+    jitter_p50_us: float = 0.0
+    jitter_p99_us: float = 0.0
+    step_p50_us: float = 0.0
+    step_p99_us: float = 0.0
+
+
+@message
+class Tick(_Base):
+    """Lockstep clock: advance to ``tick``; ``stamp_ns`` is the simulated time.
+
+    ``required`` maps topic -> the last seq published on it before this tick: a node due
+    at this tick first receives every message up to those seqs on its subscribed topics,
+    which makes what it sees independent of socket scheduling. ``final`` ends the run.
+    """
+
+    tick: int = 0
+    required: dict[str, int] = field(default_factory=dict)
+    final: bool = False
+
+
+@message
+class Ack(_Base):
+    """A node finished lockstep ``tick``; ``published`` is topic -> last seq it has sent."""
+
+    node: str = ""
+    tick: int = 0
+    published: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# Robot and sensors
+# --------------------------------------------------------------------------------------
+
+
+@message
+class JointState(_Base):
+    """Measured joint state of the arm. Position in rad, velocity in rad/s, effort in N m.
+
+    ``gripper`` is the finger opening in metres (0 closed, 0.08 open).
+    """
+
+    position: np.ndarray = array("f8", 1)  # (n,)
+    velocity: np.ndarray = array("f8", 1)  # (n,)
+    effort: np.ndarray = array("f8", 1)  # (n,)
+    gripper: float = 0.0
+
+
+@message
+class Image(_Base):
+    """A camera frame. ``rgb`` is (H, W, 3) uint8; ``depth`` (H, W) float32 in metres or empty."""
+
+    camera: str = ""
+    rgb: np.ndarray = array("u1", 3)
+    depth: np.ndarray = array("f4", 2)
+
+
+@message
+class SceneState(_Base):
+    """Privileged simulator state (simulation only): for experts, probes and success tests.
+
+    ``objects`` is (k, 7): position xyz and quaternion wxyz of each object in ``names``
+    (comma-separated, e.g. "red,green,blue").
+    """
+
+    ee_pos: np.ndarray = array("f8", 1)  # (3,)
+    ee_quat: np.ndarray = array("f8", 1)  # (4,) wxyz
+    objects: np.ndarray = array("f8", 2)  # (k, 7)
+    names: str = ""
+    target: np.ndarray = array("f8", 1)  # (3,) task target
+    success: bool = False
+    episode: int = 0
+
+
+@message
+class EEAction(_Base):
+    """End-effector displacement command: (dx, dy, dz, gripper) in metres and [-1, 1]."""
+
+    action: np.ndarray = array("f4", 1)  # (4,)
+
+
+@message
+class Latent(_Base):
+    """Embedding of one camera frame. ``stamp_ns`` is the frame's stamp."""
+
+    camera: str = ""
+    model_version: int = 0
+    z: np.ndarray = array("f4", 1)  # (D,)
+    encode_us: float = 0.0
+
+
+@message
+class Plan(_Base):
+    """End-effector setpoints over time, indexed from ``t0_ns`` in steps of ``dt_ns``.
+
+    ``stamp_ns`` is the stamp of the frame the plan was computed from. The controller
+    samples the plan at its own rate (MuJoCo MPC's policy-by-time contract).
+    """
+
+    t0_ns: int = 0
+    dt_ns: int = 0
+    ee_pos: np.ndarray = array("f8", 2)  # (T, 3) positions in the base frame
+    ee_quat: np.ndarray = array("f8", 2)  # (T, 4) wxyz, or (0, 4) to keep orientation
+    gripper: np.ndarray = array("f4", 1)  # (T,) in [-1 close, 1 open]
+    solve_us: float = 0.0
+    cost: float = 0.0
+
+
+@message
+class JointCommand(_Base):
+    """Joint-space command. ``mode`` is "torque" (effort used) or "position" (position used).
+
+    ``stamp_ns`` is the stamp of the frame the command ultimately derives from.
+    """
+
+    mode: str = "torque"
+    position: np.ndarray = array("f8", 1)  # (n,)
+    velocity: np.ndarray = array("f8", 1)  # (n,)
+    effort: np.ndarray = array("f8", 1)  # (n,)
+    gripper: float = 1.0  # [-1 close, 1 open]
+
+
+@message
+class SafetyEvent(_Base):
+    """A safety layer intervened: ``kind`` in joint_limit, velocity_limit, torque_limit,
+    workspace, plan_timeout, state_timeout, estop, reset."""
+
+    node: str = ""
+    kind: str = ""
+    detail: str = ""
+    count: int = 0
+
+
+@message
+class EStop(_Base):
+    """Engage (latching) or explicitly reset the emergency stop."""
+
+    engage: bool = True
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------------------
+# Goals, instructions, learning
+# --------------------------------------------------------------------------------------
+
+
+@message
+class Goal(_Base):
+    """A goal for the planner: an image and/or its latent, with the task it came from.
+
+    Empty arrays mean "not given". ``target`` is the task's target position (3,) when known.
+    """
+
+    task: str = ""
+    object: str = ""
+    target: np.ndarray = array("f8", 1)
+    image: np.ndarray = array("u1", 3)
+    z: np.ndarray = array("f4", 1)
+    model_version: int = 0
+    source: str = ""  # imagined | file | memory | instruction
+
+
+@message
+class Instruction(_Base):
+    """Plain-language task instruction."""
+
+    text: str = ""
+
+
+@message
+class TaskSpec(_Base):
+    """A validated task spec. ``target`` is a place, a direction or a relation, as text;
+    ``target_pos`` (3,) the resolved position when known."""
+
+    task: str = ""
+    object: str = ""
+    target: str = ""
+    target_pos: np.ndarray = array("f8", 1)
+    confidence: float = 0.0
+    source: str = ""  # fast | llm | memory
+    refusal: str = ""  # non-empty: the instruction was refused, and why
+
+
+@message
+class Weights(_Base):
+    """New world-model weights are ready at ``path`` (written atomically)."""
+
+    version: int = 0
+    path: str = ""
+    sha256: str = ""
+
+
+# --------------------------------------------------------------------------------------
+# Topics
+# --------------------------------------------------------------------------------------
+
+TOPICS: dict[str, type] = {
+    "heartbeat": Heartbeat,
+    "tick": Tick,
+    "ack": Ack,
+    "joint_state": JointState,
+    "scene_state": SceneState,
+    "ee_action": EEAction,
+    "plan": Plan,
+    "joint_command": JointCommand,
+    "safety": SafetyEvent,
+    "estop": EStop,
+    "goal": Goal,
+    "instruction": Instruction,
+    "task_spec": TaskSpec,
+    "weights": Weights,
+}
+"""Exact topic name -> message type."""
+
+TOPIC_PREFIXES: dict[str, type] = {"camera/": Image, "latent/": Latent}
+"""Topic families: ``camera/<name>`` -> Image, ``latent/<camera>`` -> Latent."""
+
+INFRA_TOPICS = frozenset({"heartbeat", "tick", "ack"})
+"""Topics about the graph itself; not recorded by default."""
+
+
+def topic_type(topic: str) -> type | None:
+    """The message type carried by ``topic``, or None if the topic is unknown."""
+    t = TOPICS.get(topic)
+    if t is not None:
+        return t
+    for prefix, t in TOPIC_PREFIXES.items():
+        if topic.startswith(prefix) and len(topic) > len(prefix):
+            return t
+    return None
+
+
+def message_types() -> dict[str, type]:
+    """Every registered message type by name."""
+    return dict(_TYPES)
+
+
+# --------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def encode(topic: str, msg: Message) -> list[Any]:
+    """Frames for ``msg`` on ``topic``: [topic, header, *array buffers] (buffers not copied)."""
+    spec = _SPECS[type(msg)]
+    scalars = {name: getattr(msg, name) for name, _ in spec.scalars}
+    shapes = []
+    buffers = []
+    for name, aspec in spec.arrays:
+        a = getattr(msg, name)
+        if not isinstance(a, np.ndarray) or a.dtype != aspec.dtype or a.ndim != aspec.ndim:
+            a = np.asarray(a, dtype=aspec.dtype)
+            if a.ndim != aspec.ndim:
+                raise ValueError(
+                    f"{spec.name}.{name}: expected {aspec.ndim}-d array, got shape {a.shape}"
+                )
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        shapes.append((aspec.dtype.str, a.shape))
+        buffers.append(a)
+    header = _packb(
+        {
+            "v": SCHEMA_VERSION,
+            "type": spec.name,
+            "seq": msg.seq,
+            "stamp_ns": msg.stamp_ns,
+            "f": scalars,
+            "a": shapes,
+        }
+    )
+    return [topic.encode(), header, *buffers]
+
+
+def _buffer(frame: Any) -> memoryview:
+    return frame if type(frame) is bytes else memoryview(frame)  # zmq.Frame has the buffer protocol
+
+
+def decode(frames: Sequence[Any]) -> tuple[str, Message]:
+    """Parse and validate frames into (topic, message). Raises MalformedMessage.
+
+    Arrays are zero-copy, read-only views of the received frames.
+    """
+    if len(frames) < 2:
+        raise MalformedMessage("truncated", f"{len(frames)} frame(s), need topic and header")
+    try:
+        topic = bytes(_buffer(frames[0])).decode()
+    except UnicodeDecodeError as e:
+        raise MalformedMessage("topic", "topic is not UTF-8") from e
+    expected = topic_type(topic)
+    if expected is None:
+        raise MalformedMessage("unknown_topic", f"unknown topic {topic!r}")
+    hbuf = _buffer(frames[1])
+    if len(hbuf) > MAX_HEADER_BYTES:
+        raise MalformedMessage("oversize", f"header of {len(hbuf)} bytes > {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(hbuf, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise MalformedMessage("header", f"header is not msgpack: {e}") from e
+    if not isinstance(header, dict):
+        raise MalformedMessage("header", "header is not a map")
+    version = header.get("v")
+    if version != SCHEMA_VERSION:
+        raise MalformedMessage("version", f"schema version {version!r}, expected {SCHEMA_VERSION}")
+    if header.get("type") != expected.TYPE:
+        raise MalformedMessage(
+            "type", f"topic {topic!r} carries {expected.TYPE}, got {header.get('type')!r}"
+        )
+    spec = _SPECS[expected]
+    seq, stamp = header.get("seq"), header.get("stamp_ns")
+    if type(seq) is not int or type(stamp) is not int:
+        raise MalformedMessage("header", "seq and stamp_ns must be integers")
+    scalars = header.get("f")
+    shapes = header.get("a")
+    if not isinstance(scalars, dict) or not isinstance(shapes, list):
+        raise MalformedMessage("header", "header lacks 'f' map or 'a' list")
+    kwargs: dict[str, Any] = {"seq": seq, "stamp_ns": stamp}
+    for name, typ in spec.scalars:
+        if name not in scalars:
+            raise MalformedMessage("field", f"{spec.name} lacks field {name!r}")
+        value = scalars[name]
+        if not isinstance(value, _SCALAR_TYPES[typ]) or (typ is not bool and type(value) is bool):
+            raise MalformedMessage("field", f"{spec.name}.{name} must be {typ.__name__}")
+        kwargs[name] = float(value) if typ is float else value
+    if len(shapes) != len(spec.arrays) or len(frames) != 2 + len(spec.arrays):
+        raise MalformedMessage(
+            "truncated",
+            f"{spec.name} has {len(spec.arrays)} arrays; header lists {len(shapes)}, "
+            f"{len(frames) - 2} buffers arrived",
+        )
+    for (name, aspec), meta, frame in zip(spec.arrays, shapes, frames[2:], strict=True):
+        try:
+            dtype_str, shape = meta
+            shape = tuple(int(s) for s in shape)
+        except (TypeError, ValueError) as e:
+            raise MalformedMessage("shape", f"{spec.name}.{name}: bad array metadata") from e
+        if dtype_str != aspec.dtype.str:
+            raise MalformedMessage(
+                "dtype", f"{spec.name}.{name} must be {aspec.dtype.str}, got {dtype_str!r}"
+            )
+        if len(shape) != aspec.ndim or min(shape, default=0) < 0:
+            raise MalformedMessage(
+                "shape", f"{spec.name}.{name} must be {aspec.ndim}-d, got shape {shape}"
+            )
+        buf = _buffer(frame)
+        nbytes = aspec.dtype.itemsize
+        for s in shape:
+            nbytes *= s
+        if nbytes > MAX_ARRAY_BYTES:
+            raise MalformedMessage("oversize", f"{spec.name}.{name}: {nbytes} bytes")
+        if len(buf) != nbytes if type(buf) is bytes else buf.nbytes != nbytes:
+            raise MalformedMessage(
+                "shape", f"{spec.name}.{name}: shape {shape} needs {nbytes} bytes, got {len(buf)}"
+            )
+        kwargs[name] = np.ndarray(shape, aspec.dtype, buf)  # zero-copy view, read-only
+    return topic, expected(**kwargs)
