@@ -66,23 +66,40 @@ def print_summary(summary: Any, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    rows = summary if isinstance(summary, list) else [summary]
-    rows = [r for r in rows if isinstance(r, dict)]
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if isinstance(summary, list):
+        _print_rows(console, [r for r in summary if isinstance(r, dict)], title)
+        return
+    if not isinstance(summary, dict):
+        return
+    table = Table(title=title)
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    nested = {}
+    for k, v in summary.items():
+        if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
+            nested[k] = v
+        elif isinstance(v, dict) and v and all(isinstance(r, dict) for r in v.values()):
+            nested[k] = [{"": name, **r} for name, r in v.items()]
+        else:
+            table.add_row(str(k), _fmt(v))
+    for k, rows in nested.items():
+        _print_rows(console, rows, k)
+    console.print(table)
+
+
+def _print_rows(console: Any, rows: list[dict[str, Any]], title: str) -> None:
+    from rich.table import Table
+
     if not rows:
         return
     table = Table(title=title)
-    if len(rows) == 1 and not isinstance(summary, list):
-        table.add_column("key")
-        table.add_column("value", justify="right")
-        for k, v in rows[0].items():
-            table.add_row(str(k), _fmt(v))
-    else:
-        cols = list(dict.fromkeys(k for r in rows for k in r))
-        for c in cols:
-            table.add_column(c, justify="right")
-        for r in rows:
-            table.add_row(*(_fmt(r.get(c, "")) for c in cols))
-    Console().print(table)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    for c in cols:
+        table.add_column(str(c), justify="right")
+    for r in rows:
+        table.add_row(*(_fmt(r.get(c, "")) for c in cols))
+    console.print(table)
 
 
 def _fmt(v: Any) -> str:

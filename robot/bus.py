@@ -1,0 +1,232 @@
+"""ZeroMQ transport: addresses, publishers, subscribers, CURVE authentication.
+
+Every node binds one PUB socket; every subscriber connects one SUB socket to the PUB of
+every node of the graph and filters by topic prefix (filtering happens at the publisher).
+Local by default (``ipc://``); across hosts ``tcp://`` with CURVE: each binding socket is
+a CURVE server holding the graph's server key and accepting only client public keys
+found in ``<keys_dir>/authorized``; each connecting socket is a CURVE client that
+verifies the server's public key. A peer without the keys can neither read the graph
+nor inject into it.
+
+Key layout (made by ``reflexarc keys dir=...`` / :func:`make_keys`)::
+
+    <keys_dir>/server.key, server.key_secret     the graph's server key pair
+    <keys_dir>/client.key, client.key_secret     the graph's client key pair
+    <keys_dir>/authorized/client.key             public keys allowed to connect
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from robot.config import bounded, choice
+from robot.errors import ConfigError, MalformedMessage
+from robot.msgs import Message, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BusConfig:
+    """Where the graph's sockets live and how they are secured."""
+
+    transport: str = choice("ipc", "ipc", "tcp")
+    ipc_dir: str = ""  # default: a fresh directory under the system temp dir
+    host: str = "127.0.0.1"  # tcp: address to bind and to reach nodes on
+    base_port: int = bounded(47100, 1024, 65000)  # tcp: node i binds base_port + i
+    curve: bool = False  # CURVE authentication and encryption (tcp)
+    keys_dir: str = ""  # see module docstring
+    rcvhwm: int = bounded(10000, 1, 10_000_000)
+    sndhwm: int = bounded(10000, 1, 10_000_000)
+
+    def validate(self) -> None:
+        if self.curve and not self.keys_dir:
+            raise ConfigError("keys_dir", "curve=true needs keys_dir (make keys with `reflexarc keys`)")
+        if self.curve and self.transport != "tcp":
+            raise ConfigError("curve", "CURVE applies to transport=tcp only")
+
+
+def addresses(cfg: BusConfig, names: list[str], run_id: str) -> dict[str, str]:
+    """The PUB address of each node, in graph order."""
+    if cfg.transport == "ipc":
+        base = Path(cfg.ipc_dir or tempfile.gettempdir()) / f"reflexarc-{run_id}"
+        base.mkdir(parents=True, exist_ok=True)
+        return {n: f"ipc://{base}/{n}.pub" for n in names}
+    return {n: f"tcp://{cfg.host}:{cfg.base_port + i}" for i, n in enumerate(names)}
+
+
+def cleanup_ipc(addrs: dict[str, str]) -> None:
+    """Remove the ipc socket directory of a finished run."""
+    for a in addrs.values():
+        if a.startswith("ipc://"):
+            shutil.rmtree(Path(a[len("ipc://"):]).parent, ignore_errors=True)
+            return
+
+
+def make_keys(keys_dir: str | Path) -> Path:
+    """Create the graph's server and client key pairs and authorise the client."""
+    keys_dir = Path(keys_dir)
+    (keys_dir / "authorized").mkdir(parents=True, exist_ok=True)
+    for name in ("server", "client"):
+        pub, _ = zmq.auth.create_certificates(str(keys_dir), name)
+    shutil.copy(Path(pub), keys_dir / "authorized" / "client.key")
+    os.chmod(keys_dir / "server.key_secret", 0o600)
+    os.chmod(keys_dir / "client.key_secret", 0o600)
+    return keys_dir
+
+
+class Security:
+    """CURVE set-up for the sockets of one process (no-op when disabled)."""
+
+    def __init__(self, ctx: zmq.Context, cfg: BusConfig) -> None:
+        self.enabled = cfg.curve
+        self.auth: ThreadAuthenticator | None = None
+        if not self.enabled:
+            return
+        keys = Path(cfg.keys_dir)
+        try:
+            self.server_public, self.server_secret = zmq.auth.load_certificate(
+                keys / "server.key_secret"
+            )
+            self.client_public, self.client_secret = zmq.auth.load_certificate(
+                keys / "client.key_secret"
+            )
+        except (OSError, ValueError) as e:
+            raise ConfigError("bus.keys_dir", f"cannot load CURVE keys from {keys}: {e}") from None
+        self.auth = ThreadAuthenticator(ctx)
+        self.auth.start()
+        self.auth.configure_curve(domain="*", location=str(keys / "authorized"))
+
+    def server(self, sock: zmq.Socket) -> None:
+        if self.enabled:
+            sock.curve_secretkey = self.server_secret
+            sock.curve_publickey = self.server_public
+            sock.curve_server = True
+
+    def client(self, sock: zmq.Socket) -> None:
+        if self.enabled:
+            sock.curve_secretkey = self.client_secret
+            sock.curve_publickey = self.client_public
+            sock.curve_serverkey = self.server_public
+
+    def close(self) -> None:
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
+
+
+class Publisher:
+    """One PUB socket; assigns a per-topic ``seq`` to every message it sends."""
+
+    def __init__(self, ctx: zmq.Context, address: str, cfg: BusConfig, security: Security) -> None:
+        self.sock = ctx.socket(zmq.PUB)
+        self.sock.sndhwm = cfg.sndhwm
+        self.sock.linger = 100
+        security.server(self.sock)
+        self.sock.bind(address)
+        self.seqs: dict[str, int] = {}
+
+    def publish(self, topic: str, msg: Message) -> int:
+        """Send ``msg`` on ``topic`` with the next seq of that topic; returns the seq."""
+        seq = self.seqs.get(topic, -1) + 1
+        self.seqs[topic] = seq
+        if msg.seq != seq:
+            object.__setattr__(msg, "seq", seq)  # the runtime owns seq; the node leaves it 0
+        self.sock.send_multipart(encode(topic, msg), copy=False)
+        return seq
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Subscriber:
+    """One SUB socket connected to every publisher of the graph.
+
+    Malformed or unknown messages are dropped and counted per kind; the first of each
+    kind is logged. A message whose topic was not subscribed exactly (prefix filtering
+    lets ``plan`` match ``planner``) is ignored.
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        addrs: list[str],
+        topics: list[str],
+        cfg: BusConfig,
+        security: Security,
+        name: str = "",
+    ) -> None:
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.rcvhwm = cfg.rcvhwm
+        self.sock.linger = 0
+        security.client(self.sock)
+        self.exact = {t for t in topics if not t.endswith("/") and t != ""}
+        self.prefixes = tuple(t for t in topics if t.endswith("/") or t == "")
+        for t in topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        for a in addrs:
+            self.sock.connect(a)
+        self.name = name
+        self.drops: Counter[str] = Counter()
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    def wanted(self, topic: str) -> bool:
+        return topic in self.exact or topic.startswith(self.prefixes)
+
+    def _drop(self, e: MalformedMessage) -> None:
+        if e.kind not in self.drops:
+            log.warning("%s: dropping %s (logged once per kind)", self.name or "subscriber", e)
+        self.drops[e.kind] += 1
+
+    def recv(self, flags: int = 0) -> tuple[str, Message, int] | None:
+        """One message (topic, msg, recv_ns); None if malformed, unwanted or nothing ready."""
+        try:
+            frames = self.sock.recv_multipart(flags, copy=False)
+        except zmq.Again:
+            return None
+        recv_ns = time.monotonic_ns()
+        try:
+            topic, msg = decode(frames)
+        except MalformedMessage as e:
+            self._drop(e)
+            return None
+        if not self.wanted(topic):
+            return None
+        return topic, msg, recv_ns
+
+    def drain(self) -> list[tuple[str, Message, int]]:
+        """Every message waiting now, oldest first (never blocks)."""
+        out = []
+        sock = self.sock
+        while sock.poll(0):
+            got = self.recv(zmq.NOBLOCK)
+            if got is not None:
+                out.append(got)
+        return out
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until a message is ready or ``timeout_s`` passes."""
+        return bool(self.sock.poll(max(0, int(timeout_s * 1000))))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def context() -> Any:
+    """A fresh ZeroMQ context for one process (never shared across fork)."""
+    return zmq.Context()

@@ -1,0 +1,329 @@
+"""The launcher: ``reflexarc run`` starts each node of the graph as its own OS process.
+
+It validates the whole graph before any process starts (every node's target and
+arguments), starts the nodes, watches their exits and heartbeats, applies each node's
+death policy (``restart`` or ``stop`` the graph), ends every child on Ctrl-C/SIGTERM
+(children also get SIGTERM from the kernel if the launcher itself dies), and closes with
+a summary table: per node rate, misses, drops, restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from robot import bus as busmod
+from robot.config import bounded, choice, from_mapping, register
+from robot.errors import ConfigError, NodeError
+from robot.node import NodeSpec, import_target, spec_json
+
+log = logging.getLogger("reflexarc.launcher")
+
+
+@dataclass
+class NodeEntry:
+    """One node of the graph."""
+
+    target: str = MISSING  # "package.module:Class"
+    rate_hz: float = bounded(10.0, 0.01, 20_000.0)
+    args: dict[str, Any] = field(default_factory=dict)
+    on_death: str = choice("stop", "stop", "restart")
+    max_restarts: int = bounded(3, 0, 1000)
+    enabled: bool = True
+
+
+@dataclass
+class GraphConfig:
+    nodes: dict[str, NodeEntry] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """``reflexarc run``: which graph, which clock, for how long."""
+
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    clock: str = choice("realtime", "realtime", "lockstep")
+    duration_s: float = bounded(0.0, 0.0, None)  # 0: until a node finishes, or Ctrl-C
+    base_hz: float = bounded(1000.0, 1.0, 100_000.0)  # lockstep tick rate
+    seed: int = 0
+    heartbeat_hz: float = bounded(10.0, 0.5, 200.0)
+    startup_timeout_s: float = bounded(60.0, 1.0, None)
+    stop_timeout_s: float = bounded(5.0, 0.1, 60.0)
+    bus: busmod.BusConfig = field(default_factory=busmod.BusConfig)
+    run_dir: str = ""  # default: runs/<time>-<id>
+    out: str = ""
+    # scene-level choices that graph configs reference by interpolation (${task}...)
+    task: str = choice("push", "reach", "push", "pick_place", "instruction")
+    backend: str = choice("mujoco", "mujoco", "pybullet")
+    episodes: int = bounded(1, 1, 100_000)
+    policy: str = "expert"
+    instruction: str = ""
+    viewer: bool = False
+    image_size: int = bounded(64, 16, 512)
+
+
+register("run_schema", RunConfig)
+
+
+@dataclass
+class _Proc:
+    entry: NodeEntry
+    spec: NodeSpec
+    popen: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    last_hb: float = 0.0
+    hb: Any = None
+    restarts: int = 0
+    finished: bool = False
+    exit_code: int | None = None
+
+
+class Launcher:
+    """Start, watch and stop one graph of node processes."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.run_id = uuid.uuid4().hex[:8]
+        self.run_dir = Path(cfg.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{self.run_id}")
+        self.events: list[dict[str, Any]] = []
+        self.stopping = False
+        self.reason = ""
+        self.ok = True
+        nodes = {n: e for n, e in cfg.graph.nodes.items() if e.enabled}
+        if not nodes:
+            raise ConfigError("graph.nodes", "the graph has no enabled node")
+        if cfg.clock == "lockstep":
+            nodes = {**nodes, "clock": self._clock_entry(nodes)}
+        self._validate(nodes)
+        self.addresses = busmod.addresses(cfg.bus, list(nodes), self.run_id)
+        bus_dict = {k: getattr(cfg.bus, k) for k in cfg.bus.__dataclass_fields__}
+        self.procs = {
+            name: _Proc(
+                entry=e,
+                spec=NodeSpec(
+                    name=name,
+                    target=e.target,
+                    rate_hz=e.rate_hz,
+                    args=dict(e.args),
+                    seed=cfg.seed,
+                    clock=cfg.clock,
+                    bus=bus_dict,
+                    addresses=self.addresses,
+                    heartbeat_hz=cfg.heartbeat_hz,
+                    base_hz=cfg.base_hz,
+                    run_dir=str(self.run_dir.resolve()),
+                    parent_pid=os.getpid(),
+                ),
+            )
+            for name, e in nodes.items()
+        }
+
+    def _clock_entry(self, nodes: dict[str, NodeEntry]) -> NodeEntry:
+        for name, e in nodes.items():
+            if e.rate_hz > self.cfg.base_hz:
+                raise ConfigError(
+                    f"graph.nodes.{name}.rate_hz",
+                    f"{e.rate_hz} Hz is above the lockstep tick rate base_hz={self.cfg.base_hz}",
+                )
+        return NodeEntry(
+            target="robot.clock:LockstepClock",
+            rate_hz=1.0,
+            args={
+                "base_hz": self.cfg.base_hz,
+                "duration_s": self.cfg.duration_s,
+                "nodes": {n: e.rate_hz for n, e in nodes.items()},
+            },
+        )
+
+    def _validate(self, nodes: dict[str, NodeEntry]) -> None:
+        """Import every target and validate its arguments, before any process starts."""
+        owners: dict[str, str] = {}
+        for name, e in nodes.items():
+            try:
+                cls = import_target(e.target)
+            except NodeError as err:
+                raise ConfigError(f"graph.nodes.{name}.target", str(err)) from None
+            from_mapping(cls.Config, e.args, prefix=f"graph.nodes.{name}.args.")
+            for topic in cls.publishes:
+                if topic in owners and not topic.endswith("/"):
+                    raise ConfigError(
+                        f"graph.nodes.{name}",
+                        f"topic {topic!r} is already published by node {owners[topic]!r}; "
+                        "a topic has one publisher",
+                    )
+                owners[topic] = name
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _spawn(self, name: str) -> None:
+        p = self.procs[name]
+        p.popen = subprocess.Popen(
+            [sys.executable, "-c", _NODE_MAIN, spec_json(p.spec)],
+            stdin=subprocess.DEVNULL,
+        )
+        p.started = time.monotonic()
+        p.last_hb = 0.0
+        p.hb = None
+        p.finished = False
+        p.exit_code = None
+
+    def pids(self) -> dict[str, int]:
+        return {n: p.popen.pid for n, p in self.procs.items() if p.popen is not None}
+
+    def _event(self, node: str, what: str, **extra: Any) -> None:
+        ev = {"t": round(time.monotonic() - self.t0, 4), "node": node, "event": what, **extra}
+        self.events.append(ev)
+        log.warning("%s: %s %s", node, what, extra or "")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        self.reason = self.reason or signal.Signals(signum).name
+
+    def run(self) -> dict[str, Any]:
+        """Run the graph to its end; returns the summary."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(
+            json.dumps({n: p.spec.__dict__ for n, p in self.procs.items()}, indent=1, default=str)
+        )
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        zctx = busmod.context()
+        security = busmod.Security(zctx, self.cfg.bus)
+        sub = busmod.Subscriber(
+            zctx, list(self.addresses.values()), ["heartbeat"], self.cfg.bus, security, "launcher"
+        )
+        self.t0 = time.monotonic()
+        try:
+            for name in self.procs:
+                self._spawn(name)
+            self._watch(sub)
+        finally:
+            self._stop_all()
+            sub.close()
+            security.close()
+            zctx.term()
+            for s, h in old.items():
+                signal.signal(s, h)
+            busmod.cleanup_ipc(self.addresses)
+        return self._summary()
+
+    def _watch(self, sub: busmod.Subscriber) -> None:
+        hb_timeout = 3.0 / self.cfg.heartbeat_hz
+        while not self.stopping:
+            if sub.wait(0.02):
+                now = time.monotonic()
+                for _, hb, _ in sub.drain():
+                    p = self.procs.get(hb.node)  # type: ignore[attr-defined]
+                    if p is not None and p.popen is not None and hb.pid == p.popen.pid:  # type: ignore[attr-defined]
+                        p.last_hb, p.hb = now, hb
+            now = time.monotonic()
+            for name, p in self.procs.items():
+                if p.finished or p.popen is None:
+                    continue
+                rc = p.popen.poll()
+                if rc is None:
+                    silent = now - (p.last_hb or p.started)
+                    if not p.last_hb:
+                        limit = self.cfg.startup_timeout_s
+                    elif p.hb.state == "stopped":  # shutting down: give it time to exit
+                        limit = self.cfg.stop_timeout_s
+                    else:
+                        limit = hb_timeout
+                    if silent > limit:
+                        self._event(name, "silent", seconds=round(silent, 3))
+                        p.popen.kill()
+                        p.popen.wait()
+                        self._died(name, p, -9)
+                    continue
+                if rc == 0:
+                    p.finished, p.exit_code = True, 0
+                    self._event(name, "finished")
+                    self.stopping, self.reason = True, self.reason or f"{name} finished"
+                else:
+                    self._died(name, p, rc)
+            if self.cfg.duration_s and self.cfg.clock == "realtime" and now - self.t0 > self.cfg.duration_s:
+                self.stopping, self.reason = True, self.reason or "duration reached"
+
+    def _died(self, name: str, p: _Proc, rc: int) -> None:
+        self._event(name, "died", exit_code=rc)
+        if p.entry.on_death == "restart" and p.restarts < p.entry.max_restarts:
+            p.restarts += 1
+            self._event(name, "restart", restarts=p.restarts)
+            self._spawn(name)
+            return
+        p.finished, p.exit_code = True, rc
+        self.ok = False
+        self.stopping, self.reason = True, self.reason or f"{name} died (exit {rc})"
+
+    def _stop_all(self) -> None:
+        live = [p for p in self.procs.values() if p.popen is not None and p.popen.poll() is None]
+        if self.ok and self.cfg.clock == "lockstep" and not self.reason.startswith("SIG"):
+            # the clock's final tick ends every node by itself: let them close their files
+            deadline = time.monotonic() + self.cfg.stop_timeout_s
+            while live and time.monotonic() < deadline:
+                time.sleep(0.01)
+                live = [p for p in live if p.popen.poll() is None]  # type: ignore[union-attr]
+        for p in live:
+            p.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.cfg.stop_timeout_s
+        for p in live:
+            try:
+                p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                p.popen.kill()  # type: ignore[union-attr]
+                p.popen.wait()  # type: ignore[union-attr]
+            if p.exit_code is None:
+                p.exit_code = p.popen.returncode  # type: ignore[union-attr]
+
+    def _summary(self) -> dict[str, Any]:
+        rows = []
+        extra: dict[str, Any] = {}
+        for name, p in self.procs.items():
+            path = self.run_dir / f"{name}.summary.json"
+            figures = json.loads(path.read_text()) if path.exists() else {}
+            row = {
+                "node": name,
+                "target_hz": p.entry.rate_hz,
+                "rate_hz": round(figures.get("rate_hz", 0.0), 1),
+                "misses": figures.get("misses", 0),
+                "miss_share": figures.get("miss_share", 0.0),
+                "drops": figures.get("drops", 0),
+                "restarts": p.restarts,
+                "jitter_p99_us": round(figures.get("jitter_p99_us", 0.0), 1),
+                "step_p99_us": round(figures.get("step_p99_us", 0.0), 1),
+                "exit": p.exit_code,
+            }
+            rows.append(row)
+            node_extra = {k: v for k, v in figures.items() if k not in row and k not in _LOOP_KEYS}
+            if node_extra:
+                extra[name] = node_extra
+        return {
+            "ok": self.ok,
+            "clock": self.cfg.clock,
+            "seconds": round(time.monotonic() - self.t0, 3),
+            "ended_by": self.reason,
+            "run_dir": str(self.run_dir),
+            "nodes": rows,
+            "events": self.events,
+            "node_figures": extra,
+        }
+
+
+_NODE_MAIN = "import sys; from robot.node import main; sys.exit(main(sys.argv[1:]))"
+_LOOP_KEYS = {"ticks", "jitter_p50_us", "step_p50_us", "drops_by_kind", "node"}
+
+
+def run_verb(cfg: RunConfig) -> dict[str, Any]:
+    """``reflexarc run``."""
+    logging.basicConfig(level=logging.INFO, format="[launcher] %(levelname)s %(message)s")
+    return Launcher(cfg).run()

@@ -1,0 +1,513 @@
+"""The node runtime: one node, one OS process, one loop.
+
+A node has three parts (STYLE.md): construction (``__init__``: allocate, validate),
+``step(now_ns, inbox) -> outputs`` (the logic, no I/O, testable with plain objects), and
+the loop, which lives here and is the same for every node: sockets, rate, deadline
+accounting, heartbeats, drop counting, lockstep ticks and clean shutdown on
+SIGTERM/SIGINT.
+
+Loop figures, published in every Heartbeat and in the node's final summary:
+
+- achieved rate (ticks per second of wall time),
+- missed deadlines: a tick whose step ends after the next tick was due,
+- jitter: how late a tick started against its schedule (p50/p99, microseconds),
+- step time (p50/p99, microseconds),
+- dropped messages (malformed or unknown), counted per kind.
+
+Lockstep (DESIGN.md "Time"): the clock node publishes ``Tick(tick, stamp_ns=sim time,
+required)``; a node due at that tick first receives every message up to
+``required[topic]`` on the topics it subscribes to, steps with the simulated time,
+publishes, then acknowledges with ``Ack(published)``. What each node sees is then
+independent of how the OS scheduled the processes: the same seed and config give the
+same streams.
+"""
+
+from __future__ import annotations
+
+import abc
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from robot import bus as busmod
+from robot.config import from_mapping
+from robot.errors import NodeError
+from robot.msgs import INFRA_TOPICS, Ack, Heartbeat, Message, Tick
+
+log = logging.getLogger(__name__)
+
+Outputs = Iterable[tuple[str, Message]]
+
+
+class Inbox:
+    """What a node has received: the newest message per topic and those new this tick."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, Message] = {}
+        self._recv_ns: dict[str, int] = {}
+        self._new: dict[str, list[Message]] = {}
+        self.seqs: dict[str, int] = {}  # newest seq received per topic
+
+    def put(self, topic: str, msg: Message, recv_ns: int) -> None:
+        self._latest[topic] = msg
+        self._recv_ns[topic] = recv_ns
+        self._new.setdefault(topic, []).append(msg)
+        self.seqs[topic] = msg.seq
+
+    def latest(self, topic: str) -> Any:
+        """The newest message received on ``topic`` (ever), or None."""
+        return self._latest.get(topic)
+
+    def new(self, topic: str) -> list[Any]:
+        """Messages received on ``topic`` since the previous step, oldest first."""
+        return self._new.get(topic, [])
+
+    def topics(self) -> list[str]:
+        """Topics with messages new this tick."""
+        return [t for t, v in self._new.items() if v]
+
+    def received_ns(self, topic: str) -> int | None:
+        """Wall-clock (monotonic) time the newest message on ``topic`` arrived."""
+        return self._recv_ns.get(topic)
+
+    def clear_new(self) -> None:
+        for v in self._new.values():
+            v.clear()
+
+
+@dataclass
+class NodeContext:
+    """What a node knows about its place in the graph."""
+
+    name: str
+    rate_hz: float
+    seed: int = 0
+    clock: str = "realtime"  # realtime | lockstep
+    run_dir: str = ""
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("reflexarc.node"))
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A generator seeded from the graph seed and the node's name."""
+        return np.random.default_rng([self.seed, *self.name.encode()])
+
+
+class Node(abc.ABC):
+    """Base class of every node. Subclasses set ``Config``, ``subscribes``, ``publishes``."""
+
+    @dataclass
+    class Config:
+        pass
+
+    subscribes: ClassVar[dict[str, str]] = {}  # topic or 'prefix/' -> 'latest' | 'all'
+    publishes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: NodeContext, cfg: Any) -> None:
+        self.ctx = ctx
+        self.cfg = cfg
+
+    @abc.abstractmethod
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        """The node's logic for one tick: read the inbox, return (topic, message) pairs."""
+
+    def state(self) -> str:
+        """Reported in heartbeats: running | holding | fault | done."""
+        return "running"
+
+    def summary(self) -> dict[str, Any]:
+        """Node-specific figures for the run summary (written when the node stops)."""
+        return {}
+
+    def done(self) -> bool:
+        """True when the node has finished its work (the launcher may end the run)."""
+        return False
+
+    def close(self) -> None:
+        """Release resources (called once, on shutdown)."""
+
+
+# --------------------------------------------------------------------------------------
+# Process entry
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class NodeSpec:
+    """Everything a node process needs, passed by the launcher as JSON."""
+
+    name: str
+    target: str
+    rate_hz: float
+    args: dict[str, Any]
+    seed: int
+    clock: str
+    bus: dict[str, Any]
+    addresses: dict[str, str]
+    heartbeat_hz: float = 10.0
+    base_hz: float = 1000.0  # lockstep tick rate
+    run_dir: str = ""
+    parent_pid: int = 0
+    spin_us: float = -1.0  # busy-wait before each deadline; <0: automatic
+
+
+def import_target(target: str) -> type[Node]:
+    """Resolve ``package.module:Class`` to a Node subclass."""
+    import importlib
+
+    module, _, cls_name = target.partition(":")
+    if not cls_name:
+        raise NodeError(f"node target {target!r} must look like 'package.module:Class'")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError) as e:
+        raise NodeError(f"cannot import node target {target!r}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise NodeError(f"node target {target!r} is not a robot.node.Node subclass")
+    return cls
+
+
+def build_node(spec: NodeSpec) -> Node:
+    cls = import_target(spec.target)
+    cfg = from_mapping(cls.Config, spec.args, prefix=f"graph.nodes.{spec.name}.args.")
+    ctx = NodeContext(
+        name=spec.name,
+        rate_hz=spec.rate_hz,
+        seed=spec.seed,
+        clock=spec.clock,
+        run_dir=spec.run_dir,
+        log=logging.getLogger(f"reflexarc.{spec.name}"),
+    )
+    return cls(ctx, cfg)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class _Stats:
+    """Ring buffers of jitter and step time; figures computed at heartbeat time."""
+
+    def __init__(self, n: int = 4096) -> None:
+        self.jitter = np.zeros(n)
+        self.steps = np.zeros(n)
+        self.n = 0
+        self.ticks = 0
+        self.misses = 0
+        self.t_start = time.monotonic()
+        self.window_ticks = 0
+        self.window_t = self.t_start
+        self.rate_hz = 0.0
+
+    def add(self, jitter_us: float, step_us: float, missed: bool) -> None:
+        i = self.n % len(self.jitter)
+        self.jitter[i] = jitter_us
+        self.steps[i] = step_us
+        self.n += 1
+        self.ticks += 1
+        self.misses += missed
+
+    def window(self) -> None:
+        now = time.monotonic()
+        dt = now - self.window_t
+        if dt > 0:
+            self.rate_hz = (self.ticks - self.window_ticks) / dt
+        self.window_ticks, self.window_t = self.ticks, now
+
+    def percentiles(self) -> tuple[float, float, float, float]:
+        k = min(self.n, len(self.jitter))
+        if k == 0:
+            return 0.0, 0.0, 0.0, 0.0
+        j = np.percentile(self.jitter[:k], [50, 99])
+        s = np.percentile(self.steps[:k], [50, 99])
+        return float(j[0]), float(j[1]), float(s[0]), float(s[1])
+
+
+class Runtime:
+    """Runs one node: sockets, loop, heartbeats, shutdown."""
+
+    def __init__(self, spec: NodeSpec, node: Node) -> None:
+        self.spec = spec
+        self.node = node
+        self.name = spec.name
+        self.stopping = False
+        cfg = from_mapping(busmod.BusConfig, spec.bus, prefix="bus.")
+        self.zctx = busmod.context()
+        self.security = busmod.Security(self.zctx, cfg)
+        self.pub = busmod.Publisher(self.zctx, spec.addresses[spec.name], cfg, self.security)
+        topics = list(node.subscribes)
+        for infra in ("heartbeat", "tick") if spec.clock == "lockstep" else ("heartbeat",):
+            if infra not in topics and "" not in topics:
+                topics.append(infra)
+        self.sub = busmod.Subscriber(
+            self.zctx, list(spec.addresses.values()), topics, cfg, self.security, spec.name
+        )
+        self.inbox = Inbox()
+        self.stats = _Stats()
+        self.heard: set[str] = set()
+        self.hb_period = 1.0 / spec.heartbeat_hz
+        self.next_hb = 0.0
+        self.seq_hb = 0
+        self.sub_heartbeats = "heartbeat" in node.subscribes or "" in node.subscribes
+        self.ready = False
+        self.final_state = ""
+        self.ticks: deque[Tick] = deque()  # lockstep: ticks not yet handled
+        self.held: list[tuple[str, Message, int]] = []  # lockstep: data not yet admitted
+
+    # -- messages ----------------------------------------------------------------------
+
+    def _receive(self, got: tuple[str, Message, int]) -> None:
+        topic, msg, recv_ns = got
+        if topic == "heartbeat":
+            self.heard.add(msg.node)  # type: ignore[attr-defined]
+            if not self.sub_heartbeats:
+                return
+        self.inbox.put(topic, msg, recv_ns)
+
+    def _publish(self, outputs: Outputs | None) -> None:
+        if outputs is None:
+            return
+        for topic, msg in outputs:
+            self.pub.publish(topic, msg)
+
+    def heartbeat(self, force: bool = False, state: str | None = None) -> None:
+        now = time.monotonic()
+        if not force and now < self.next_hb:
+            return
+        self.next_hb = now + self.hb_period
+        self.stats.window()
+        j50, j99, s50, s99 = self.stats.percentiles()
+        if state is None:
+            state = self.node.state() if self.ready else "starting"
+        hb = Heartbeat(
+            stamp_ns=time.monotonic_ns(),
+            node=self.name,
+            pid=os.getpid(),
+            state=state,
+            ticks=self.stats.ticks,
+            rate_hz=self.stats.rate_hz,
+            misses=self.stats.misses,
+            drops=self.sub.dropped,
+            jitter_p50_us=j50,
+            jitter_p99_us=j99,
+            step_p50_us=s50,
+            step_p99_us=s99,
+        )
+        self.pub.publish("heartbeat", hb)
+
+    def _all_heard(self) -> bool:
+        return self.heard >= set(self.spec.addresses) - {self.name}
+
+    # -- loops ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            custom = getattr(self.node, "loop", None)
+            if custom is not None:
+                custom(self)
+            elif self.spec.clock == "lockstep":
+                self._run_lockstep()
+            else:
+                self._run_realtime()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def _parent_alive(self) -> bool:
+        return self.spec.parent_pid == 0 or os.getppid() == self.spec.parent_pid
+
+    def _step(self, now_ns: int) -> None:
+        outputs = self.node.step(now_ns, self.inbox)
+        self._publish(outputs)
+        self.inbox.clear_new()
+
+    def _run_realtime(self) -> None:
+        period_ns = int(1e9 / self.spec.rate_hz)
+        spin_ns = int(
+            (self.spec.spin_us if self.spec.spin_us >= 0 else (150 if self.spec.rate_hz >= 200 else 0))
+            * 1000
+        )
+        sub, inbox = self.sub, self.inbox
+        next_ns = time.monotonic_ns()
+        while not self.stopping:
+            if not self.ready and self._all_heard():
+                self.ready = True
+            now = time.monotonic_ns()
+            wait_ns = next_ns - now
+            if wait_ns > spin_ns:
+                # sleep on the socket: messages arriving meanwhile are taken in
+                if sub.wait((wait_ns - spin_ns) / 1e9):
+                    for got in sub.drain():
+                        self._receive(got)
+                    continue
+            while time.monotonic_ns() < next_ns:
+                pass
+            start = time.monotonic_ns()
+            for got in sub.drain():
+                self._receive(got)
+            self._step(start)
+            end = time.monotonic_ns()
+            jitter = start - next_ns
+            missed = end > next_ns + period_ns
+            self.stats.add(jitter / 1e3, (end - start) / 1e3, missed)
+            next_ns += period_ns
+            if end > next_ns + period_ns:  # fell far behind: skip, do not burst
+                next_ns = end + period_ns - (end - next_ns) % period_ns
+            self.heartbeat()
+            if self.node.done() or not self._parent_alive():
+                break
+        del inbox
+
+    def _run_lockstep(self) -> None:
+        """Step on due ticks only, with exactly the inputs the tick names as published."""
+        period_ticks = max(1, round(self.spec.base_hz / self.spec.rate_hz))
+        sub = self.sub
+        while not self.stopping:
+            if not self.ready and self._all_heard():
+                self.ready = True
+            self.heartbeat()
+            if not self.ticks:
+                if sub.wait(0.05):
+                    for got in sub.drain():
+                        self._receive_lockstep(got)
+                elif not self._parent_alive():
+                    break
+                continue
+            tick = self.ticks.popleft()
+            if tick.final:
+                break
+            if tick.tick % period_ticks:
+                continue
+            start = time.monotonic_ns()
+            self._await_required(tick)
+            self._step(tick.stamp_ns)
+            end = time.monotonic_ns()
+            self.stats.add(0.0, (end - start) / 1e3, False)
+            self.pub.publish(
+                "ack",
+                Ack(stamp_ns=tick.stamp_ns, node=self.name, tick=tick.tick,
+                    published=dict(self.pub.seqs)),
+            )
+            if self.node.done():
+                break
+
+    def _receive_lockstep(self, got: tuple[str, Message, int]) -> None:
+        """Ticks queue up; data is held back until a tick admits it (see _admit)."""
+        topic, msg, recv_ns = got
+        if topic == "tick":
+            self.ticks.append(msg)  # type: ignore[arg-type]
+        elif topic == "heartbeat":
+            self._receive(got)
+        else:
+            self.held.append(got)
+
+    def _admit(self, required: dict[str, int]) -> None:
+        keep = []
+        for got in self.held:
+            topic, msg, recv_ns = got
+            if msg.seq <= required.get(topic, -1):
+                self.inbox.put(topic, msg, recv_ns)
+            else:
+                keep.append(got)
+        self.held = keep
+
+    def _await_required(self, tick: Tick, timeout_s: float = 30.0) -> None:
+        """Receive until every seq the tick requires on our topics is in the inbox."""
+        wanted = {
+            t: s for t, s in tick.required.items()
+            if t not in INFRA_TOPICS and self.sub.wanted(t)
+        }
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._admit(tick.required)
+            if all(self.inbox.seqs.get(t, -1) >= s for t, s in wanted.items()):
+                return
+            if time.monotonic() > deadline or self.stopping:
+                log.error("%s: lockstep inputs did not arrive for tick %d", self.name, tick.tick)
+                return
+            if self.sub.wait(0.01):
+                for got in self.sub.drain():
+                    self._receive_lockstep(got)
+
+    def _shutdown(self) -> None:
+        self.final_state = "stopped"
+        try:
+            summary = self.node.summary()
+        except Exception as e:  # a failing summary must not prevent a clean stop
+            log.exception("%s: summary failed", self.name)
+            summary = {"summary_error": str(e)}
+        try:
+            self.node.close()
+        finally:
+            self.heartbeat(force=True, state="stopped")
+            if self.spec.run_dir:
+                self._write_summary(summary)
+            time.sleep(0.05)  # let the last heartbeat leave
+            self.sub.close()
+            self.pub.close()
+            self.security.close()
+            self.zctx.term()
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        j50, j99, s50, s99 = self.stats.percentiles()
+        elapsed = time.monotonic() - self.stats.t_start
+        figures = {
+            "node": self.name,
+            "ticks": self.stats.ticks,
+            "rate_hz": self.stats.ticks / elapsed if elapsed > 0 else 0.0,
+            "target_hz": self.spec.rate_hz,
+            "misses": self.stats.misses,
+            "miss_share": self.stats.misses / max(1, self.stats.ticks),
+            "drops": self.sub.dropped,
+            "drops_by_kind": dict(self.sub.drops),
+            "jitter_p50_us": j50,
+            "jitter_p99_us": j99,
+            "step_p50_us": s50,
+            "step_p99_us": s99,
+            **summary,
+        }
+        path = Path(self.spec.run_dir) / f"{self.name}.summary.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(figures, default=float))
+        os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Process entry (the launcher runs ``from robot.node import main; main([SPEC_JSON])``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    spec = NodeSpec(**json.loads(argv[0]))
+    logging.basicConfig(
+        level=logging.INFO, format=f"[{spec.name}] %(levelname)s %(message)s", stream=sys.stderr
+    )
+    node = build_node(spec)
+    return Runtime(spec, node).run()
+
+
+def spec_json(spec: NodeSpec) -> str:
+    return json.dumps(dataclasses.asdict(spec))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

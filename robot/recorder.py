@@ -1,0 +1,144 @@
+"""The recorder node and ``reflexarc record`` / ``reflexarc replay``.
+
+The recorder subscribes to every topic and writes each message to an episode
+(robot/episode.py: HDF5 parts closed every second, so a SIGKILL loses at most the last
+second). Replay republishes an episode's messages on their topics, with the original
+timing (``speed=1``), faster or slower, or as fast as possible (``speed=0``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robot import bus as busmod
+from robot.config import bounded, register
+from robot.episode import Episode, EpisodeWriter
+from robot.errors import ConfigError
+from robot.launcher import NodeEntry, RunConfig
+from robot.msgs import INFRA_TOPICS
+from robot.node import Inbox, Node, NodeContext, Outputs
+
+
+class Recorder(Node):
+    """Writes every non-infrastructure topic to an episode directory."""
+
+    @dataclass
+    class Config:
+        path: str = ""  # episode directory; default <run_dir>/episode
+        part_seconds: float = bounded(1.0, 0.05, 3600.0)
+        include_infra: bool = False
+
+    subscribes = {"": "all"}
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        path = cfg.path or str(Path(ctx.run_dir or ".") / "episode")
+        self.writer = EpisodeWriter(
+            path, meta={"node": ctx.name, "seed": ctx.seed, "clock": ctx.clock},
+            part_seconds=cfg.part_seconds,
+        )
+        self.count = 0
+        self.last_rotate = time.monotonic()
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        for topic in inbox.topics():
+            if topic in INFRA_TOPICS and not self.cfg.include_infra:
+                continue
+            for msg in inbox.new(topic):
+                self.writer.write(topic, msg)
+                self.count += 1
+        if time.monotonic() - self.last_rotate >= min(1.0, self.cfg.part_seconds):
+            self.writer.maybe_rotate()
+            self.last_rotate = time.monotonic()
+        return ()
+
+    def summary(self) -> dict[str, Any]:
+        return {"recorded": self.count, "episode": str(self.writer.path)}
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class RecordConfig(RunConfig):
+    """``reflexarc record``: run the graph with a recorder writing to ``path``."""
+
+    path: str = ""  # episode directory; default <run_dir>/episode
+    recorder_hz: float = bounded(100.0, 1.0, 10_000.0)
+
+
+register("record_schema", RecordConfig)
+
+
+def record_verb(cfg: RecordConfig) -> dict[str, Any]:
+    nodes = dict(cfg.graph.nodes)
+    if not any(e.target == "robot.recorder:Recorder" for e in nodes.values() if e.enabled):
+        nodes["recorder"] = NodeEntry(
+            target="robot.recorder:Recorder", rate_hz=cfg.recorder_hz, args={"path": cfg.path}
+        )
+    cfg.graph.nodes = nodes
+    from robot.launcher import run_verb
+
+    return run_verb(cfg)
+
+
+@dataclass
+class ReplayConfig:
+    """``reflexarc replay PATH``: republish a recorded episode."""
+
+    path: str = ""
+    speed: float = bounded(1.0, 0.0, 1000.0)  # 1: original timing; 0: as fast as possible
+    topics: list[str] = field(default_factory=list)  # empty: every recorded topic
+    bus: busmod.BusConfig = field(default_factory=busmod.BusConfig)
+    address: str = ""  # PUB address to bind; default ipc under the temp dir
+    wait_s: float = bounded(0.5, 0.0, 60.0)  # let subscribers connect before sending
+    out: str = ""
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ConfigError("path", "give the episode directory: reflexarc replay PATH")
+
+
+register("replay_schema", ReplayConfig)
+
+
+def replay(cfg: ReplayConfig, publisher: busmod.Publisher | None = None) -> dict[str, Any]:
+    """Republish an episode; keeps each topic's recorded seq and stamps."""
+    episode = Episode(cfg.path)
+    messages = episode.all_messages()
+    if cfg.topics:
+        messages = [m for m in messages if m[1] in cfg.topics]
+    own = publisher is None
+    if own:
+        zctx = busmod.context()
+        security = busmod.Security(zctx, cfg.bus)
+        address = cfg.address or busmod.addresses(cfg.bus, ["replay"], "replay")["replay"]
+        publisher = busmod.Publisher(zctx, address, cfg.bus, security)
+        time.sleep(cfg.wait_s)
+    t_first = messages[0][0] if messages else 0
+    start = time.monotonic_ns()
+    try:
+        for recv_ns, topic, msg in messages:
+            if cfg.speed > 0:
+                due = start + (recv_ns - t_first) / cfg.speed
+                delay = (due - time.monotonic_ns()) / 1e9
+                if delay > 0:
+                    time.sleep(delay)
+            publisher.seqs[topic] = msg.seq - 1  # keep the recorded seq
+            publisher.publish(topic, msg)
+    finally:
+        if own:
+            publisher.close()
+            security.close()
+            zctx.term()
+    took = (time.monotonic_ns() - start) / 1e9
+    recorded = (messages[-1][0] - t_first) / 1e9 if messages else 0.0
+    return {"messages": len(messages), "recorded_s": recorded, "replay_s": took,
+            "topics": sorted({m[1] for m in messages})}
+
+
+def replay_verb(cfg: ReplayConfig) -> dict[str, Any]:
+    return replay(cfg)
