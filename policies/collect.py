@@ -1,0 +1,347 @@
+"""``reflexarc collect``: exploration episodes for world-model training.
+
+Runs ``num_envs`` copies of a gymnasium scene in parallel (AsyncVectorEnv: one process
+per env) and records each episode in the recorder's format (robot/episode.py) with the
+topics ``camera/<camera>`` (Image), ``joint_state`` (JointState), ``ee_action``
+(EEAction) and ``scene_state`` (SceneState). The frame, state and the action chosen from
+them share one stamp (step * control period), so frame j and action j form transition
+j -> j+1.
+
+Exploration (:class:`Explorer`) is smooth and contact-rich: per episode, either *push*
+mode (go around the block to a random side at a safe height, descend, push through it
+along a random direction, repeat) or *wander* mode (move toward random waypoints around
+the blocks at random heights), both with Ornstein-Uhlenbeck noise on the displacement,
+and a gripper that occasionally toggles. A fraction ``expert_ratio`` of the episodes
+runs the scene's scripted expert instead, when the scene has one.
+
+Resumable: episode i is ``<root>/ep-<i:06d>``, fully determined by (seed, i), written
+into ``<root>/.staging`` and moved into place when complete; existing ones are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from robot.config import bounded, choice, register
+from robot.episode import EpisodeWriter
+from robot.errors import ConfigError
+from robot.msgs import EEAction, Image, JointState, SceneState, empty
+
+
+@dataclass
+class ExploreConfig:
+    """Parameters of the exploration policy (displacements in units of ``max_delta``)."""
+
+    push_prob: float = bounded(0.7, 0.0, 1.0)  # episodes in push mode (else wander)
+    ou_theta: float = bounded(0.15, 0.0, 1.0)  # OU mean reversion per step
+    ou_sigma: float = bounded(0.3, 0.0, 5.0)  # OU noise per step
+    gain: float = bounded(1.0, 0.0, 10.0)  # P gain toward the current waypoint
+    push_z: float = 0.02  # end-effector height while pushing (m above the table)
+    hover_z: float = 0.1  # height while going around the block
+    pre_push: float = 0.07  # start of a push, behind the block centre (m)
+    push_through: float = 0.12  # end of a push, beyond the block centre (m)
+    push_steps: list[int] = field(default_factory=lambda: [4, 14])  # steps per push, range
+    wander_box: list[float] = field(default_factory=lambda: [0.3, 0.7, -0.3, 0.3, 0.0, 0.3])
+    waypoint_steps: list[int] = field(default_factory=lambda: [4, 12])  # wander: steps per waypoint
+    gripper_flip: float = bounded(0.03, 0.0, 1.0)  # per-step chance to toggle the gripper
+
+
+@dataclass
+class CollectConfig:
+    """``reflexarc collect`` (configs/collect.yaml)."""
+
+    env: str = "reflexarc/PandaPush-v0"
+    backend: str = choice("mujoco", "pybullet", "toy")
+    image_size: int = bounded(64, 16, 512)
+    camera: str = "front"
+    root: str = "data/push-mujoco"  # episode directories go here
+    out: str = ""  # summary JSON (written by the CLI)
+    episodes: int = bounded(200, 1, None)
+    steps: int = bounded(50, 1, None)  # control steps per episode (env may end it sooner)
+    control_hz: float = bounded(10.0, 0.1, 1000.0)  # for stamps only
+    max_delta: float = bounded(0.05, 1e-4, 1.0)  # |dx| clip (m per step), as the env's
+    num_envs: int = bounded(0, 0, 256)  # 0: one per CPU core
+    vector: str = choice("async", "sync")
+    expert_ratio: float = bounded(0.0, 0.0, 1.0)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    seed: int = 0
+    progress: bool = True
+
+
+register("collect_schema", CollectConfig)
+
+
+def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index, stream])
+
+
+def episode_seed(seed: int, index: int) -> int:
+    """The env reset seed of episode ``index`` (independent of batching)."""
+    return int(np.random.SeedSequence([seed, index, 7]).generate_state(1)[0])
+
+
+class Explorer:
+    """Smooth, contact-seeking random motions for one env, from privileged positions.
+
+    ``act(ee (3,), block (3,)) -> (4,)`` action; state is kept between calls. Waypoints are
+    chased with a clipped P law, plus Ornstein-Uhlenbeck noise (temporally correlated,
+    so motions are smooth rather than jittery).
+    """
+
+    def __init__(self, cfg: ExploreConfig, max_delta: float, rng: np.random.Generator) -> None:
+        self.cfg = cfg
+        self.max_delta = max_delta
+        self.rng = rng
+        self.mode = "push" if rng.random() < cfg.push_prob else "wander"
+        self.noise = np.zeros(3)
+        self.gripper = float(rng.choice([-1.0, 1.0]))
+        self.phase = "approach"
+        self.angle = 0.0
+        self.count = 0
+        self.waypoint = np.zeros(3)
+        self._new_push()
+        self._new_waypoint()
+
+    def _new_push(self) -> None:
+        self.angle = float(self.rng.uniform(0, 2 * np.pi))
+        self.phase = "approach"
+        lo, hi = self.cfg.push_steps
+        self.count = int(self.rng.integers(lo, hi + 1))
+
+    def _new_waypoint(self) -> None:
+        b = self.cfg.wander_box
+        self.waypoint = self.rng.uniform([b[0], b[2], b[4]], [b[1], b[3], b[5]])
+        lo, hi = self.cfg.waypoint_steps
+        self.count = int(self.rng.integers(lo, hi + 1))
+
+    def act(self, ee: np.ndarray, block: np.ndarray | None) -> np.ndarray:
+        c = self.cfg
+        target = self._target(np.asarray(ee, np.float64), block)
+        move = np.clip(c.gain * (target - ee), -self.max_delta, self.max_delta)
+        self.noise += -c.ou_theta * self.noise + c.ou_sigma * self.rng.standard_normal(3)
+        move = np.clip(move + self.max_delta * self.noise, -self.max_delta, self.max_delta)
+        if self.rng.random() < c.gripper_flip:
+            self.gripper = -self.gripper
+        return np.array([*move, self.gripper], dtype=np.float32)
+
+    def _target(self, ee: np.ndarray, block: np.ndarray | None) -> np.ndarray:
+        c = self.cfg
+        if self.mode == "wander" or block is None:
+            self.count -= 1
+            if self.count <= 0:
+                self._new_waypoint()
+            return self.waypoint
+        d = np.array([np.cos(self.angle), np.sin(self.angle)])
+        b = np.asarray(block, np.float64)[:2]
+        if self.phase == "approach":
+            pre = b - c.pre_push * d
+            far = np.linalg.norm(ee[:2] - pre) > 0.02
+            if not far and ee[2] < c.push_z + 0.02:
+                self.phase = "push"
+            z = c.hover_z if np.linalg.norm(ee[:2] - pre) > 0.03 else c.push_z
+            # keep clear of the block while going around it: hover until behind it
+            return np.array([*pre, z])
+        self.count -= 1
+        if self.count <= 0:
+            self._new_push()
+        return np.array([*(b + c.push_through * d), c.push_z])
+
+
+def _load_expert(env_id: str) -> Any:
+    """The scene's scripted expert factory, or None (sim/ provides it when it exists)."""
+    try:
+        mod = importlib.import_module("sim.experts")
+    except ImportError:
+        return None
+    return getattr(mod, "make_expert", None)
+
+
+def _make_env(cfg: CollectConfig) -> Any:
+    def thunk() -> gym.Env:
+        if cfg.backend == "toy" or cfg.env.startswith("reflexarc/Toy"):
+            import policies.toy  # noqa: F401  (registers the toy scene)
+        else:
+            import sim  # noqa: F401  (registers the scenes)
+        return gym.make(cfg.env, backend=cfg.backend, image_size=cfg.image_size)
+
+    return thunk
+
+
+def _field(info: dict[str, Any], key: str, i: int) -> Any:
+    v = info.get(key)
+    if v is None:
+        return None
+    mask = info.get(f"_{key}")
+    if mask is not None and not mask[i]:
+        return None
+    return v[i]
+
+
+class _EpisodeBuffer:
+    """Messages of one episode, written in one go when it is complete."""
+
+    def __init__(self, index: int, camera: str, dt_ns: int, meta: dict[str, Any]) -> None:
+        self.index = index
+        self.camera = camera
+        self.dt_ns = dt_ns
+        self.meta = meta
+        self.rows: list[tuple[str, Any]] = []
+        self.t = 0
+        self.done = False
+
+    def observe(self, obs: dict[str, np.ndarray], info: dict[str, Any], i: int) -> None:
+        stamp = self.t * self.dt_ns
+        seq = self.t
+        self.rows.append((f"camera/{self.camera}", Image(
+            seq=seq, stamp_ns=stamp, camera=self.camera, rgb=np.ascontiguousarray(obs["image"][i]),
+            depth=empty("f4", 0, 0))))
+        proprio = np.asarray(obs["proprio"][i], np.float64) if "proprio" in obs else np.zeros(0)
+        joints = _field(info, "joint_pos", i)
+        if joints is None:
+            joints = proprio[4:] if len(proprio) > 4 else np.zeros(0)
+        jv = _field(info, "joint_vel", i)
+        grip = float(proprio[3]) if len(proprio) > 3 else 0.0
+        self.rows.append(("joint_state", JointState(
+            seq=seq, stamp_ns=stamp, position=np.asarray(joints, np.float64),
+            velocity=np.asarray(jv if jv is not None else np.zeros_like(joints), np.float64),
+            effort=np.zeros(len(joints)), gripper=grip)))
+        ee = _field(info, "ee_pos", i)
+        objs = _field(info, "object_pos", i)
+        names = _field(info, "object_names", i)
+        quats = _field(info, "object_quat", i)
+        objs = np.zeros((0, 3)) if objs is None else np.asarray(objs, np.float64).reshape(-1, 3)
+        q = np.tile([1.0, 0, 0, 0], (len(objs), 1)) if quats is None else np.asarray(quats).reshape(-1, 4)
+        target = _field(info, "target", i)
+        ee_quat = _field(info, "ee_quat", i)
+        self.rows.append(("scene_state", SceneState(
+            seq=seq, stamp_ns=stamp,
+            ee_pos=np.asarray(ee if ee is not None else np.full(3, np.nan), np.float64),
+            ee_quat=np.asarray(ee_quat if ee_quat is not None else [1.0, 0, 0, 0], np.float64),
+            objects=np.concatenate([objs, q], axis=1),
+            names=",".join(map(str, names)) if names is not None else "",
+            target=np.asarray(target if target is not None else np.zeros(3), np.float64),
+            success=bool(_field(info, "is_success", i) or False), episode=self.index)))
+
+    def act(self, action: np.ndarray) -> None:
+        self.rows.append(("ee_action", EEAction(seq=self.t, stamp_ns=self.t * self.dt_ns,
+                                                action=np.asarray(action, np.float32))))
+        self.t += 1
+
+    def write(self, root: Path) -> Path:
+        staging = root / ".staging" / f"ep-{self.index:06d}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        with EpisodeWriter(staging, self.meta, part_seconds=1e9) as w:
+            for topic, msg in self.rows:
+                w.write(topic, msg, recv_ns=msg.stamp_ns)
+        final = root / f"ep-{self.index:06d}"
+        os.replace(staging, final)
+        return final
+
+
+def collect(cfg: CollectConfig) -> dict[str, Any]:
+    """Collect ``cfg.episodes`` episodes under ``cfg.root``, skipping those already there."""
+    t0 = time.perf_counter()
+    root = Path(cfg.root)
+    root.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(cfg.episodes) if not (root / f"ep-{i:06d}").is_dir()]
+    skipped = cfg.episodes - len(todo)
+    n_envs = cfg.num_envs or os.cpu_count() or 1
+    n_envs = max(1, min(n_envs, len(todo))) if todo else 1
+    expert_factory = _load_expert(cfg.env) if cfg.expert_ratio > 0 else None
+    if cfg.expert_ratio > 0 and expert_factory is None:
+        raise ConfigError("expert_ratio", f"no scripted expert for {cfg.env} (sim.experts.make_expert); use 0")
+    steps_done = 0
+    written = 0
+    if todo:
+        vec_cls = gym.vector.AsyncVectorEnv if cfg.vector == "async" else gym.vector.SyncVectorEnv
+        envs = vec_cls([_make_env(cfg) for _ in range(n_envs)])
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc="collect", unit="ep", dynamic_ncols=True)
+        try:
+            for b in range(0, len(todo), n_envs):
+                batch = todo[b : b + n_envs]
+                steps_done += _run_batch(cfg, envs, batch, n_envs, root, expert_factory)
+                written += len(batch)
+                if bar is not None:
+                    bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
+            envs.close()
+    staging = root / ".staging"
+    if staging.is_dir() and not any(staging.iterdir()):
+        staging.rmdir()
+    wall = time.perf_counter() - t0
+    return {
+        "root": str(root), "env": cfg.env, "backend": cfg.backend, "written": written,
+        "skipped": skipped, "steps": steps_done, "num_envs": n_envs, "wall_s": round(wall, 1),
+        "steps_per_s": round(steps_done / wall, 1) if wall > 0 else 0.0,
+    }
+
+
+def _run_batch(
+    cfg: CollectConfig, envs: Any, batch: list[int], n_envs: int, root: Path, expert_factory: Any
+) -> int:
+    """Run one episode per env for the indices in ``batch`` (extra envs run unrecorded)."""
+    dt_ns = int(round(1e9 / cfg.control_hz))
+    indices = batch + [batch[-1]] * (n_envs - len(batch))  # padding envs repeat the last one
+    seeds = [episode_seed(cfg.seed, i) for i in indices]
+    obs, info = envs.reset(seed=seeds)
+    bufs: list[_EpisodeBuffer] = []
+    agents: list[Any] = []
+    for k, i in enumerate(indices):
+        pick = _rng(cfg.seed, i, 1)
+        expert = expert_factory is not None and pick.random() < cfg.expert_ratio
+        rng = _rng(cfg.seed, i, 2)
+        agent = Explorer(cfg.explore, cfg.max_delta, rng) if not expert else expert_factory(cfg.env, seed=seeds[k])
+        agents.append(agent)
+        meta = {"env": cfg.env, "backend": cfg.backend, "seed": cfg.seed, "index": i,
+                "reset_seed": seeds[k], "policy": "expert" if expert else f"explore-{agent.mode}",
+                "control_hz": cfg.control_hz, "max_delta": cfg.max_delta}
+        bufs.append(_EpisodeBuffer(i, cfg.camera, dt_ns, meta))
+        bufs[-1].observe(obs, info, k)
+    steps = 0
+    for _ in range(cfg.steps):
+        actions = np.zeros((n_envs, 4), np.float32)
+        for k, agent in enumerate(agents):
+            if bufs[k].done:
+                continue
+            if isinstance(agent, Explorer):
+                objs = _field(info, "object_pos", k)
+                block = None if objs is None or len(objs) == 0 else np.asarray(objs).reshape(-1, 3)[0]
+                actions[k] = agent.act(np.asarray(_field(info, "ee_pos", k)), block)
+            else:
+                actions[k] = agent.act({key: v[k] for key, v in obs.items()},
+                                       {key: _field(info, key, k) for key in info if not key.startswith("_")})
+        obs, _, term, trunc, info = envs.step(actions)
+        for k in range(n_envs):
+            if bufs[k].done:
+                continue
+            bufs[k].act(actions[k])
+            bufs[k].observe(obs, info, k)
+            steps += 1
+            if term[k] or trunc[k]:
+                bufs[k].done = True
+        if all(b.done for b in bufs):
+            break
+    for k in range(len(batch)):
+        bufs[k].write(root)
+    return steps
+
+
+def collect_verb(cfg: CollectConfig) -> dict[str, Any]:
+    """``reflexarc collect [key=value ...]``."""
+    return collect(cfg)

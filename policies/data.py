@@ -1,0 +1,216 @@
+"""Episode files -> in-memory tensors, and batched window sampling for world-model training.
+
+Every episode is read once (robot/episode.py format): frames of ``camera/<camera>`` become
+one uint8 tensor (N, 3, S, S) over all episodes; ``ee_action`` messages are aligned to the
+frames by stamp (the action applied after frame j is the sum of the displacements stamped
+in [stamp_j, stamp_j+1), gripper = the last one); ``scene_state`` gives the privileged
+end-effector and block positions used only by the evaluation probe. Training samples
+windows (frame t, actions t..t+H-1, frames t+1..t+H) by fancy indexing, without a
+per-sample Python loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from robot.episode import Episode, list_episodes
+from robot.errors import ReflexarcError
+
+
+class DataError(ReflexarcError):
+    """Episode files are missing, empty or lack a topic the world model needs."""
+
+
+@dataclass
+class EpisodeData:
+    """Frames, actions and probe labels of a set of episodes, concatenated along time.
+
+    frames (N, 3, S, S) uint8; actions (N, A) float32 (row j: action after frame j, zero
+    where ``valid[j]`` is False); valid (N,) bool: frames j and j+1 are one transition of
+    one episode; episode (N,) int64 index into ``names``; ee_pos (N, 3) and block_pos
+    (N, 3) float32 (NaN where no scene_state); proprio (N, P) float32 or None.
+    """
+
+    frames: Tensor
+    actions: Tensor
+    valid: Tensor
+    episode: Tensor
+    ee_pos: Tensor
+    block_pos: Tensor
+    proprio: Tensor | None
+    names: list[str]
+    object_name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.frames.numel() * self.frames.element_size())
+
+    def window_starts(self, horizon: int) -> Tensor:
+        """(M,) int64 frame indices t whose transitions t..t+H-1 are all valid."""
+        v = self.valid.to(torch.int64)
+        c = torch.cat([torch.zeros(1, dtype=torch.int64), v.cumsum(0)])  # (N+1,)
+        n = len(self) - horizon
+        if n <= 0:
+            return torch.zeros(0, dtype=torch.int64)
+        t = torch.arange(n)
+        ok = (c[t + horizon] - c[t]) == horizon
+        return t[ok]
+
+    def windows(
+        self, starts: Tensor, horizon: int, device: torch.device | str = "cpu"
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Windows at ``starts`` (B,): images (B, H+1, 3, S, S) uint8, actions (B, H, A),
+        proprio (B, H+1, P) or None, on ``device``."""
+        idx = starts[:, None] + torch.arange(horizon + 1, device=starts.device)  # (B, H+1)
+        images = self.frames[idx].to(device, non_blocking=True)
+        actions = self.actions[idx[:, :-1]].to(device, non_blocking=True)
+        proprio = None if self.proprio is None else self.proprio[idx].to(device)
+        return images, actions, proprio
+
+    def subset(self, names: list[str]) -> EpisodeData:
+        """The episodes named ``names`` (in this object's order)."""
+        keep = [i for i, n in enumerate(self.names) if n in set(names)]
+        mask = torch.isin(self.episode, torch.tensor(keep, dtype=torch.int64))
+        remap = torch.full((len(self.names),), -1, dtype=torch.int64)
+        remap[keep] = torch.arange(len(keep))
+        return EpisodeData(
+            frames=self.frames[mask], actions=self.actions[mask], valid=self.valid[mask],
+            episode=remap[self.episode[mask]], ee_pos=self.ee_pos[mask],
+            block_pos=self.block_pos[mask],
+            proprio=None if self.proprio is None else self.proprio[mask],
+            names=[self.names[i] for i in keep], object_name=self.object_name,
+        )
+
+
+def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8 (area interpolation)."""
+    if rgb.shape[1] == size and rgb.shape[2] == size:
+        return rgb
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in rgb])
+
+
+def _latest_before(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Index of the newest ``stamps`` entry <= each ``at`` (-1 if none). Both sorted."""
+    return np.searchsorted(stamps, at, side="right") - 1
+
+
+def load_episode(
+    path: str | Path, image_size: int = 64, camera: str = "front", action_dim: int = 4,
+    with_proprio: bool = False, object_name: str = "",
+) -> dict[str, np.ndarray]:
+    """One episode as aligned numpy arrays (see :class:`EpisodeData` for the fields)."""
+    ep = Episode(path)
+    topics = ep.topics()
+    cam = f"camera/{camera}"
+    if cam not in topics:
+        raise DataError(f"episode {path} has no topic {cam!r} (topics: {', '.join(topics)})")
+    img = ep.read(cam)
+    rgb = img["rgb"]
+    if isinstance(rgb, list):
+        rgb = np.stack(rgb)
+    stamps = np.asarray(img["stamp_ns"], dtype=np.int64)
+    n = len(stamps)
+    order = np.argsort(stamps, kind="stable")
+    rgb, stamps = _resize(np.asarray(rgb)[order], image_size), stamps[order]
+
+    actions = np.zeros((n, action_dim), np.float32)
+    count = np.zeros(n, np.int64)
+    if "ee_action" in topics:
+        act = ep.read("ee_action")
+        a = np.asarray(act["action"], np.float32).reshape(-1, action_dim)
+        a_st = np.asarray(act["stamp_ns"], np.int64)
+        j = _latest_before(stamps, a_st)
+        ok = j >= 0
+        j, a = j[ok], a[ok]
+        np.add.at(actions[:, :3], j, a[:, :3])  # displacements add up within a frame interval
+        np.add.at(count, j, 1)
+        actions[j, 3:] = a[:, 3:]  # later ones overwrite: gripper = the last command
+    valid = count > 0
+    valid[-1] = False
+
+    ee = np.full((n, 3), np.nan, np.float32)
+    block = np.full((n, 3), np.nan, np.float32)
+    if "scene_state" in topics:
+        ss = ep.read("scene_state")
+        s_st = np.asarray(ss["stamp_ns"], np.int64)
+        k = _latest_before(s_st, stamps)
+        ok = k >= 0
+        ee[ok] = np.asarray(ss["ee_pos"], np.float32)[k[ok]]
+        objects = ss["objects"]
+        names = ss.get("names", [""])
+        obj_names = str(names[0]).split(",") if len(names) else []
+        col = obj_names.index(object_name) if object_name in obj_names else 0
+        if not isinstance(objects, list) and objects.ndim == 3 and objects.shape[1] > 0:
+            block[ok] = objects[k[ok], col, :3]
+        elif isinstance(objects, list):
+            for i in np.flatnonzero(ok):
+                o = np.asarray(objects[k[i]])
+                if o.ndim == 2 and o.shape[0] > col:
+                    block[i] = o[col, :3]
+    out = {"rgb": rgb, "actions": actions, "valid": valid, "ee_pos": ee, "block_pos": block}
+    if with_proprio:
+        js = ep.read("joint_state")
+        j_st = np.asarray(js["stamp_ns"], np.int64)
+        k = np.clip(_latest_before(j_st, stamps), 0, None)
+        pos = np.asarray(js["position"], np.float32)
+        grip = np.asarray(js["gripper"], np.float32)[:, None]
+        out["proprio"] = np.concatenate([pos, grip], axis=1)[k]
+    return out
+
+
+def load_episodes(
+    root: str | Path | list[Path], image_size: int = 64, camera: str = "front",
+    action_dim: int = 4, with_proprio: bool = False, max_episodes: int = 0,
+    object_name: str = "",
+) -> EpisodeData:
+    """Read episodes (a root directory of episode dirs, or a list of dirs) into memory."""
+    paths = list_episodes(root) if isinstance(root, str | Path) else list(root)
+    if max_episodes > 0:
+        paths = paths[:max_episodes]
+    if not paths:
+        raise DataError(f"no episodes under {root}")
+    parts = [
+        load_episode(p, image_size, camera, action_dim, with_proprio, object_name) for p in paths
+    ]
+    rgb = np.concatenate([p["rgb"] for p in parts])  # (N, S, S, 3)
+    frames = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
+    episode = np.concatenate([np.full(len(p["valid"]), i, np.int64) for i, p in enumerate(parts)])
+    return EpisodeData(
+        frames=frames,
+        actions=torch.from_numpy(np.concatenate([p["actions"] for p in parts])),
+        valid=torch.from_numpy(np.concatenate([p["valid"] for p in parts])),
+        episode=torch.from_numpy(episode),
+        ee_pos=torch.from_numpy(np.concatenate([p["ee_pos"] for p in parts])),
+        block_pos=torch.from_numpy(np.concatenate([p["block_pos"] for p in parts])),
+        proprio=torch.from_numpy(np.concatenate([p["proprio"] for p in parts]))
+        if with_proprio else None,
+        names=[Path(p).name for p in paths],
+        object_name=object_name,
+    )
+
+
+def split_names(names: list[str], val_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Deterministic train/held-out split of episode names by a salted hash.
+
+    An episode stays on its side when more episodes are added (resumed collection).
+    At least one episode is held out when ``val_fraction > 0`` and there are two or more.
+    """
+    def u(name: str) -> float:
+        h = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+        return int.from_bytes(h[:8], "little") / 2**64
+
+    val = [n for n in names if u(n) < val_fraction]
+    if val_fraction > 0 and not val and len(names) > 1:
+        val = [min(names, key=u)]
+    train = [n for n in names if n not in set(val)]
+    return train, val
