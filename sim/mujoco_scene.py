@@ -1,0 +1,420 @@
+"""MuJoCo backend: the Panda compiled from the pybullet_data URDF, plus our own additions.
+
+:func:`panda_spec` loads the URDF with MjSpec and adds what the URDF lacks: joint
+actuators (torque, switched to a joint PD when position commands are used), the two
+finger position actuators, the end-effector site :data:`EE_SITE`, the wrist camera and
+colours. :func:`scene_spec` adds the table, the blocks, the fixed cameras and the light,
+with shadows, reflections and skybox off so headless EGL rendering is fast.
+
+For controllers: :func:`panda_model` returns the robot alone as an ``MjModel`` whose qpos
+is (7 arm joints, 2 fingers) -- the same layout as the start of every scene's qpos -- so
+``mj_jacSite(model, data, jacp, jacr, model.site(EE_SITE).id)`` and ``mj_rne`` give the
+Jacobian and gravity/Coriolis torques of the simulated robot.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from sim.assets import (
+    ARM_JOINTS,
+    BLOCK_COLORS,
+    BLOCK_MASS,
+    BLOCK_SIZE,
+    CAMERAS,
+    EE_LINK,
+    EE_SITE,
+    FINGER_FORCE,
+    FINGER_JOINTS,
+    FINGER_MAX,
+    FLOOR_RGBA,
+    FLOOR_Z,
+    HAND_RGBA,
+    HOME_Q,
+    KD,
+    KP,
+    ROBOT_RGBA,
+    TABLE_CENTER,
+    TABLE_HALF,
+    TABLE_RGBA,
+    TORQUE_LIMITS,
+    CameraSpec,
+    SceneError,
+    gripper_target,
+    panda_urdf,
+)
+from sim.scene import (
+    JointSample,
+    Scene,
+    SceneConfig,
+    as_object_poses,
+    default_object_poses,
+    has_display,
+)
+
+FINGER_KP = 1000.0  # N/m
+FINGER_KV = 20.0  # N s/m
+_DARK_LINKS = ("panda_link7", "panda_hand", "panda_leftfinger", "panda_rightfinger")
+# Arm links that never touch the table or the blocks in the workspace: no collision,
+# as in the PyBullet scene (a large saving in both).
+_NO_COLLISION = tuple(f"panda_link{i}" for i in range(7))
+_COLLISION_GROUP = 3  # hidden when rendering
+_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def _camera_quat(cam: CameraSpec) -> np.ndarray:
+    """Quaternion (wxyz) of a MuJoCo camera frame (looks along -z, image up = +y)."""
+    x, y = cam.axes()
+    mat = np.stack([x, y, np.cross(x, y)], axis=1)  # columns: camera axes in parent frame
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, mat.reshape(-1))
+    return quat
+
+
+def _add_camera(body: Any, cam: CameraSpec) -> None:
+    body.add_camera(name=cam.name, pos=list(cam.pos), quat=list(_camera_quat(cam)), fovy=cam.fovy)
+
+
+def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpec:
+    """The Panda alone: URDF bodies and meshes, actuators, fingers, EE site, wrist camera.
+
+    Actuators: ``panda_joint1..7`` (general, force = gain * ctrl + bias; torque mode:
+    gain 1, no bias), ``finger_left`` / ``finger_right`` (position, ctrl in m).
+    """
+    spec = mujoco.MjSpec.from_string(panda_urdf(meshes, mujoco_compiler=True))
+    spec.modelname = "panda"
+    spec.option.timestep = 1.0 / physics_hz
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    spec.option.impratio = 10.0
+
+    for body in spec.bodies:
+        if body.name.startswith("panda_"):
+            body.gravcomp = 1.0  # compiled in so position mode can switch it on (see below)
+        for geom in body.geoms:
+            visual = geom.contype == 0 and geom.conaffinity == 0
+            if visual:
+                geom.rgba = HAND_RGBA if body.name in _DARK_LINKS else ROBOT_RGBA
+                geom.group = 1
+            else:
+                geom.group = _COLLISION_GROUP
+                geom.rgba = (0.5, 0.5, 0.5, 1.0)
+                if body.name in _NO_COLLISION:
+                    geom.contype = geom.conaffinity = 0
+                if body.name.endswith("finger"):
+                    geom.friction = (1.0, 0.005, 0.0001)
+                    geom.condim = 4
+    spec.add_exclude(bodyname1="panda_leftfinger", bodyname2="panda_rightfinger")
+    spec.add_exclude(bodyname1="panda_hand", bodyname2="panda_leftfinger")
+    spec.add_exclude(bodyname1="panda_hand", bodyname2="panda_rightfinger")
+
+    for name, limit in zip(ARM_JOINTS, TORQUE_LIMITS, strict=True):
+        act = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
+        act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+        act.gainprm[0] = 1.0
+        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
+        act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        act.forcerange = [-limit, limit]
+    for name, joint in zip(("finger_left", "finger_right"), FINGER_JOINTS, strict=True):
+        act = spec.add_actuator(name=name, target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
+        act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+        act.gainprm[0] = FINGER_KP
+        act.biasprm[1] = -FINGER_KP
+        act.biasprm[2] = -FINGER_KV
+        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        act.ctrlrange = [0.0, FINGER_MAX]
+        act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        act.forcerange = [-FINGER_FORCE, FINGER_FORCE]
+
+    spec.body(EE_LINK).add_site(name=EE_SITE, size=[0.005, 0.005, 0.005], group=4)
+    for cam in CAMERAS.values():
+        if cam.body is not None:
+            _add_camera(spec.body(cam.body), cam)
+
+    home = spec.add_key(name="home")
+    home.qpos = [*HOME_Q, FINGER_MAX, FINGER_MAX]
+    home.ctrl = [0.0] * 7 + [FINGER_MAX, FINGER_MAX]
+    return spec
+
+
+def scene_spec(cfg: SceneConfig) -> mujoco.MjSpec:
+    """The Panda on the table with the blocks of ``cfg.objects`` and the fixed cameras."""
+    spec = panda_spec(cfg.physics_hz, cfg.meshes)
+    spec.modelname = "panda_table"
+    spec.delete(spec.key("home"))  # the scene's qpos is longer; reset() sets the state
+    spec.visual.global_.offwidth = 512
+    spec.visual.global_.offheight = 512
+    spec.visual.quality.shadowsize = 0
+    spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
+    spec.visual.headlight.diffuse = [0.45, 0.45, 0.45]
+    spec.visual.headlight.specular = [0.0, 0.0, 0.0]
+    spec.visual.map.znear = 0.005
+    spec.stat.extent = 2.0
+    spec.stat.center = [0.4, 0.0, 0.2]
+
+    world = spec.worldbody
+    world.add_light(
+        name="sun",
+        pos=[0.6, 0.0, 2.0],
+        dir=[-0.2, 0.0, -1.0],
+        castshadow=False,
+        diffuse=[0.5, 0.5, 0.5],
+        specular=[0.0, 0.0, 0.0],
+    )
+    world.add_geom(
+        name="floor",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        size=[15.0, 15.0, 0.1],
+        pos=[0.0, 0.0, FLOOR_Z],
+        rgba=FLOOR_RGBA,
+        contype=0,
+        conaffinity=0,
+    )
+    world.add_geom(
+        name="table",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=list(TABLE_HALF),
+        pos=list(TABLE_CENTER),
+        rgba=TABLE_RGBA,
+        friction=[0.5, 0.005, 0.0001],
+    )
+    for pose, name in zip(default_object_poses(len(cfg.objects)), cfg.objects, strict=True):
+        body = world.add_body(name=name, pos=list(pose[:3]))
+        body.add_freejoint(name=f"{name}_joint")
+        h = BLOCK_SIZE / 2
+        body.add_geom(
+            name=name,
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[h, h, h],
+            mass=BLOCK_MASS,
+            rgba=BLOCK_COLORS[name],
+            condim=4,
+            friction=[0.5, 0.005, 0.0001],
+        )
+    for cam in CAMERAS.values():
+        if cam.body is None:
+            _add_camera(world, cam)
+    return spec
+
+
+def _compile(spec: mujoco.MjSpec) -> mujoco.MjModel:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*texture coordinate.*")
+        return spec.compile()
+
+
+def panda_model(physics_hz: int = 500, scene: SceneConfig | None = None) -> mujoco.MjModel:
+    """An ``MjModel`` of the Panda alone (or of the scene ``scene`` when given).
+
+    The robot's qpos/qvel are the first 9 entries (7 arm joints, 2 fingers, each finger
+    at half the gripper opening). The end-effector site is :data:`sim.assets.EE_SITE`
+    ("ee"). Arm actuators are in torque mode and gravity compensation is off, so
+    ``mj_rne``/``qfrc_bias`` and ``mj_jacSite`` describe the plain rigid-body dynamics
+    and kinematics that both backends simulate.
+    """
+    model = _compile(scene_spec(scene) if scene is not None else panda_spec(physics_hz))
+    model.body_gravcomp[:] = 0.0
+    return model
+
+
+@dataclass
+class _Snapshot:
+    state: np.ndarray
+    mode: str
+    gripper: float
+
+
+class MuJoCoScene(Scene):
+    """The Panda scene simulated by MuJoCo (see module docstring)."""
+
+    backend = "mujoco"
+
+    def __init__(self, cfg: SceneConfig) -> None:
+        self.cfg = cfg
+        self.model = _compile(scene_spec(cfg))
+        self.data = mujoco.MjData(self.model)
+        self.dt = float(self.model.opt.timestep)
+        self.joint_names = ARM_JOINTS
+        self.object_names = tuple(cfg.objects)
+        self.cameras = tuple(cfg.cameras)
+        self.ee_site = self.model.site(EE_SITE).id
+        self._obj_adr = np.array(
+            [self.model.jnt_qposadr[self.model.joint(f"{n}_joint").id] for n in cfg.objects], int
+        )
+        self._obj_dof = np.array(
+            [self.model.jnt_dofadr[self.model.joint(f"{n}_joint").id] for n in cfg.objects], int
+        )
+        self._robot_bodies = np.array(
+            [i for i in range(self.model.nbody) if self.model.body(i).name.startswith("panda_")]
+        )
+        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._viewer: Any = None
+        self._mode = ""
+        self._gripper = 1.0
+        self._state = np.empty(mujoco.mj_stateSize(self.model, _STATE))
+        self.reset()
+
+    # ---- commands ---------------------------------------------------------------------
+
+    def _set_mode(self, mode: str) -> None:
+        if mode == self._mode:
+            return
+        m = self.model
+        if mode == "torque":
+            m.actuator_gainprm[:7, 0] = 1.0
+            m.actuator_biasprm[:7, :3] = 0.0
+            m.body_gravcomp[self._robot_bodies] = 0.0
+        else:
+            m.actuator_gainprm[:7, 0] = KP
+            m.actuator_biasprm[:7, 0] = 0.0
+            m.actuator_biasprm[:7, 1] = -KP
+            m.actuator_biasprm[:7, 2] = -KD
+            m.body_gravcomp[self._robot_bodies] = 1.0
+        self._mode = mode
+
+    def _set_gripper(self, gripper: float | None) -> None:
+        if gripper is not None:
+            self._gripper = float(np.clip(gripper, -1.0, 1.0))
+        self.data.ctrl[7:9] = gripper_target(self._gripper)
+
+    def command_torque(self, tau: np.ndarray, gripper: float | None = None) -> None:
+        tau = np.asarray(tau, dtype=float)
+        if tau.shape != (7,) or not np.all(np.isfinite(tau)):
+            raise SceneError(f"torque command must be 7 finite values, got shape {tau.shape}")
+        self._set_mode("torque")
+        self.data.ctrl[:7] = tau
+        self._set_gripper(gripper)
+
+    def command_position(self, q: np.ndarray, gripper: float | None = None) -> None:
+        q = np.asarray(q, dtype=float)
+        if q.shape != (7,) or not np.all(np.isfinite(q)):
+            raise SceneError(f"position command must be 7 finite values, got shape {q.shape}")
+        self._set_mode("position")
+        self.data.ctrl[:7] = q
+        self._set_gripper(gripper)
+
+    # ---- state ------------------------------------------------------------------------
+
+    def joint_state(self) -> JointSample:
+        d = self.data
+        tau = d.actuator_force[:7] + d.qfrc_gravcomp[:7]
+        return JointSample(d.qpos[:7].copy(), d.qvel[:7].copy(), tau, float(d.qpos[7] + d.qpos[8]))
+
+    def step(self, n: int = 1) -> None:
+        mujoco.mj_step(self.model, self.data, nstep=int(n))
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def reset(
+        self,
+        q: np.ndarray | None = None,
+        gripper: float = 1.0,
+        object_poses: np.ndarray | None = None,
+    ) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        q = HOME_Q if q is None else np.asarray(q, dtype=float)
+        k = len(self.object_names)
+        poses = default_object_poses(k) if object_poses is None else object_poses
+        self._write_objects(as_object_poses(poses, k))
+        self.command_position(q, gripper)
+        self.data.qpos[:7] = q
+        self.data.qpos[7:9] = gripper_target(self._gripper)
+        mujoco.mj_forward(self.model, self.data)
+
+    def _write_objects(self, poses: np.ndarray) -> None:
+        for adr, dof, pose in zip(self._obj_adr, self._obj_dof, poses, strict=True):
+            self.data.qpos[adr : adr + 7] = pose
+            self.data.qvel[dof : dof + 6] = 0.0
+
+    def set_joint_positions(self, q: np.ndarray, gripper: float | None = None) -> None:
+        q = np.asarray(q, dtype=float)
+        if q.shape != (7,):
+            raise SceneError(f"joint positions must be (7,), got {q.shape}")
+        self.data.qpos[:7] = q
+        self.data.qvel[:9] = 0.0
+        if gripper is not None:
+            self.data.qpos[7:9] = np.clip(gripper / 2, 0.0, FINGER_MAX)
+        mujoco.mj_forward(self.model, self.data)
+
+    def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        pos = self.data.site_xpos[self.ee_site].copy()
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, self.data.site_xmat[self.ee_site])
+        return pos, quat
+
+    def object_poses(self) -> np.ndarray:
+        return np.array([self.data.qpos[a : a + 7] for a in self._obj_adr]).reshape(-1, 7)
+
+    def set_object_poses(self, poses: np.ndarray) -> None:
+        self._write_objects(as_object_poses(poses, len(self.object_names)))
+        mujoco.mj_forward(self.model, self.data)
+
+    def snapshot(self) -> _Snapshot:
+        mujoco.mj_getState(self.model, self.data, self._state, _STATE)
+        return _Snapshot(self._state.copy(), self._mode, self._gripper)
+
+    def restore(self, snapshot: _Snapshot) -> None:
+        self._set_mode(snapshot.mode)
+        self._gripper = snapshot.gripper
+        mujoco.mj_setState(self.model, self.data, snapshot.state, _STATE)
+        mujoco.mj_forward(self.model, self.data)
+
+    # ---- cameras ----------------------------------------------------------------------
+
+    def _renderer(self, size: int) -> mujoco.Renderer:
+        r = self._renderers.get(size)
+        if r is None:
+            if not 16 <= size <= 512:
+                raise SceneError(f"image size must be in [16, 512], got {size}")
+            r = mujoco.Renderer(self.model, size, size)
+            flags = r.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+            self._renderers[size] = r
+        return r
+
+    def render(
+        self, camera: str = "front", size: int = 64, depth: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        if camera not in self.cameras:
+            raise SceneError(
+                f"no camera {camera!r} in this scene; cameras: {', '.join(self.cameras)}"
+            )
+        r = self._renderer(int(size))
+        r.update_scene(self.data, camera=camera)
+        rgb = r.render().copy()
+        if not depth:
+            return rgb
+        r.enable_depth_rendering()
+        try:
+            d = r.render().astype(np.float32)
+        finally:
+            r.disable_depth_rendering()
+        return rgb, d
+
+    def human_render(self) -> None:
+        if self._viewer is None:
+            if not has_display():
+                raise SceneError("render_mode='human' needs a display (DISPLAY is not set)")
+            import mujoco.viewer
+
+            self._viewer = mujoco.viewer.launch_passive(self.model, self.data)
+        self._viewer.sync()
+
+    def close(self) -> None:
+        for r in self._renderers.values():
+            r.close()
+        self._renderers.clear()
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
