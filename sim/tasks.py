@@ -1,0 +1,182 @@
+"""Tasks on the Panda scene: reach, push, pick_place.
+
+A task samples a seeded initial state and a target, tests success on privileged state,
+and poses the scene in its goal state to render a goal image (inside
+``scene.preserved()``, so the episode is not disturbed). The block a task is about is
+the first of ``scene.object_names``; the others are distractors.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import numpy as np
+
+from sim.assets import BLOCK_SIZE, HOME_Q, SPAWN, TARGETS, SceneError
+from sim.kinematics import ArmKinematics
+from sim.scene import Scene
+
+HOME_EE = np.array([0.4, 0.0, 0.3])  # end-effector position at HOME_Q
+MIN_BLOCK_GAP = 0.08  # m between block centres at reset
+
+
+def _yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+class Task(abc.ABC):
+    """A task: seeded reset, success test, goal state.
+
+    Attributes:
+        target: (3,) target of the current episode (hand or block centre), world frame.
+        init_q: (7,) initial joint positions of the current episode.
+    """
+
+    name: ClassVar[str]
+    max_steps: ClassVar[int]  # default episode length at 10 Hz
+    needs_object: ClassVar[bool] = True
+
+    def __init__(self, kinematics: ArmKinematics | None = None) -> None:
+        self.kin = kinematics or ArmKinematics()
+        self.target = np.zeros(3)
+        self.init_q = HOME_Q.copy()
+
+    def reset(self, scene: Scene, rng: np.random.Generator) -> None:
+        """Sample and apply a new initial state and target (deterministic given ``rng``)."""
+        if self.needs_object and not scene.object_names:
+            raise SceneError(f"task {self.name!r} needs at least one block in the scene")
+        ee0 = HOME_EE + rng.uniform(-0.03, 0.03, size=3)
+        self.init_q = self.kin.solve(ee0, q0=HOME_Q).q
+        poses = self._sample_objects(rng, len(scene.object_names))
+        self.target = self._sample_target(rng, poses)
+        scene.reset(self.init_q, gripper=1.0, object_poses=poses)
+
+    def _sample_objects(self, rng: np.random.Generator, k: int) -> np.ndarray:
+        poses = np.zeros((k, 7))
+        for i in range(k):
+            for _ in range(1000):
+                xy = rng.uniform(SPAWN[:, 0], SPAWN[:, 1])
+                if all(np.linalg.norm(xy - poses[j, :2]) >= MIN_BLOCK_GAP for j in range(i)):
+                    break
+            poses[i, :2] = xy
+            poses[i, 2] = BLOCK_SIZE / 2
+            poses[i, 3:] = _yaw_quat(rng.uniform(-0.25, 0.25))
+        return poses
+
+    def _sample_table_target(
+        self, rng: np.random.Generator, poses: np.ndarray, lo: float, hi: float
+    ) -> np.ndarray:
+        """A target on the table, ``lo``-``hi`` m from block 0 and clear of the others."""
+        for _ in range(10000):
+            xy = rng.uniform(TARGETS[:, 0], TARGETS[:, 1])
+            d = np.linalg.norm(xy - poses[0, :2])
+            clear = all(np.linalg.norm(xy - p[:2]) >= MIN_BLOCK_GAP for p in poses[1:])
+            if lo <= d <= hi and clear:
+                return np.array([xy[0], xy[1], BLOCK_SIZE / 2])
+        raise SceneError("could not place a target clear of the blocks")  # pragma: no cover
+
+    @abc.abstractmethod
+    def _sample_target(self, rng: np.random.Generator, poses: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def distance(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> float:
+        """Task error in metres from privileged state (ee (3,), blocks (k, 3))."""
+
+    @abc.abstractmethod
+    def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
+        """Whether the state (ee (3,), blocks (k, 3)) solves the task."""
+
+    def scene_success(self, scene: Scene) -> bool:
+        """:meth:`success` on the scene's current privileged state."""
+        return self.success(scene.ee_pose()[0], scene.object_poses()[:, :3])
+
+    @abc.abstractmethod
+    def pose_goal(self, scene: Scene) -> None:
+        """Put ``scene`` in this episode's goal state (the caller restores it)."""
+
+    def goal_image(self, scene: Scene, camera: str = "front", size: int = 64) -> np.ndarray:
+        """Render the goal state without disturbing the episode. (size, size, 3) uint8"""
+        with scene.preserved():
+            self.pose_goal(scene)
+            return scene.render(camera, size)  # type: ignore[return-value]
+
+
+class Reach(Task):
+    """Bring the end effector within 2.5 cm of a target above the table."""
+
+    name = "reach"
+    max_steps = 50
+    needs_object = False
+    tolerance = 0.025
+
+    def _sample_target(self, rng: np.random.Generator, poses: np.ndarray) -> np.ndarray:
+        lo = np.array([TARGETS[0, 0], TARGETS[1, 0], 0.1])
+        hi = np.array([TARGETS[0, 1], TARGETS[1, 1], 0.35])
+        return rng.uniform(lo, hi)
+
+    def distance(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> float:
+        return float(np.linalg.norm(ee_pos - self.target))
+
+    def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
+        return self.distance(ee_pos, object_pos) < self.tolerance
+
+    def pose_goal(self, scene: Scene) -> None:
+        q = self.kin.solve(self.target, q0=self.init_q, iters=100).q
+        scene.set_joint_positions(q)
+
+
+class Push(Task):
+    """Push block 0 along the table to within 4 cm (xy) of a target 10-20 cm away."""
+
+    name = "push"
+    max_steps = 100
+    tolerance = 0.04
+
+    def _sample_target(self, rng: np.random.Generator, poses: np.ndarray) -> np.ndarray:
+        return self._sample_table_target(rng, poses, 0.1, 0.2)
+
+    def distance(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> float:
+        return float(np.linalg.norm(object_pos[0, :2] - self.target[:2]))
+
+    def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
+        on_table = object_pos[0, 2] < BLOCK_SIZE / 2 + 0.015
+        return bool(on_table) and self.distance(ee_pos, object_pos) < self.tolerance
+
+    def pose_goal(self, scene: Scene) -> None:
+        poses = scene.object_poses()
+        poses[0, :3] = self.target
+        scene.set_object_poses(poses)
+
+
+class PickPlace(Task):
+    """Lift block 0 and put it down within 3.5 cm of a target 12-25 cm away."""
+
+    name = "pick_place"
+    max_steps = 100
+    tolerance = 0.035
+
+    def _sample_target(self, rng: np.random.Generator, poses: np.ndarray) -> np.ndarray:
+        return self._sample_table_target(rng, poses, 0.12, 0.25)
+
+    def distance(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> float:
+        return float(np.linalg.norm(object_pos[0] - self.target))
+
+    def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
+        return self.distance(ee_pos, object_pos) < self.tolerance
+
+    def pose_goal(self, scene: Scene) -> None:
+        poses = scene.object_poses()
+        poses[0, :3] = self.target
+        scene.set_object_poses(poses)
+
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Reach, Push, PickPlace)}
+
+
+def make_task(name: str, kinematics: ArmKinematics | None = None) -> Task:
+    """The task called ``name`` (reach | push | pick_place)."""
+    cls = TASKS.get(name)
+    if cls is None:
+        raise SceneError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+    return cls(kinematics)
