@@ -32,6 +32,9 @@ from planner.instruct.spec import Intent, refusal, resolve, task_spec
 from robot.config import bounded
 from robot.msgs import TaskSpec
 
+DEFAULT_ADDRESS = "tcp://127.0.0.1:47090"
+"""Where the instruct node takes instructions from ``reflexarc say`` (REQ/REP, local only)."""
+
 
 @dataclass
 class InstructConfig:

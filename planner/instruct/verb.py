@@ -1,21 +1,23 @@
 """``reflexarc say "push the red block to the left"``: an instruction into a task spec.
 
-``dry_run=true`` prints the spec as JSON (task, object, target, target_pos, confidence,
-source = fast | llm | memory, refusal) and sends nothing. Without it, the spec is
-published into a running graph (needs the node runtime, robot/node.py).
+``dry_run=true`` understands the instruction here, in the default scene (objects
+``objects``), prints the spec as JSON (task, object, target, target_pos, confidence,
+source = fast | llm | memory, refusal) and sends nothing. Without it, the instruction goes
+to the instruct node of a running graph (``address``, REQ/REP), which understands it in
+the live scene, publishes the TaskSpec (and Goal) into the graph and answers with the
+spec, printed the same way.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from planner.instruct.errors import InstructionRefused
-from planner.instruct.instructor import InstructConfig, Instructor
+from planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
 from planner.instruct.scene import SceneInfo
 from planner.instruct.spec import spec_dict
-from robot.config import register
+from robot.config import bounded, register
 from robot.errors import ConfigError, ReflexarcError
 
 
@@ -24,37 +26,52 @@ class SayConfig(InstructConfig):
     """``reflexarc say`` (see :class:`InstructConfig` for how instructions are understood)."""
 
     text: str = ""  # the instruction (the positional argument)
-    dry_run: bool = False  # print the task spec as JSON and send nothing
+    dry_run: bool = False  # understand it here and print the spec; send nothing
+    objects: list[str] = field(default_factory=lambda: ["red", "green", "blue"])  # dry-run scene
+    address: str = DEFAULT_ADDRESS  # the running graph's instruct node
+    timeout_s: float = bounded(10.0, 0.1, 600.0)  # wait for the node's answer
     out: str = ""  # also write the spec as JSON to this file
+
+    def validate(self) -> None:
+        known = SceneInfo().names
+        for name in self.objects:
+            if name not in known:
+                raise ConfigError("objects", f"got {name!r}; allowed: {', '.join(known)}")
 
 
 register("say_schema", SayConfig)
 
 
 def say_verb(cfg: SayConfig) -> None:
-    """Understand ``cfg.text`` in the default scene; print (dry run) or publish the spec.
+    """Understand ``cfg.text``; print the spec as JSON (and write it to ``cfg.out``).
 
-    Raises InstructionRefused (exit status 1) when the instruction is refused; the JSON
-    with the refusal is printed first.
+    Raises InstructionRefused (exit status 1) when the instruction is refused, after
+    printing the JSON with the refusal; ReflexarcError when no graph answers.
     """
     if not cfg.text.strip():
         raise ConfigError("text", 'an instruction is required: reflexarc say "push the red block to the left"')
-    if not cfg.dry_run:
-        raise ReflexarcError(
-            "publishing into a running graph needs the node runtime (robot/node.py), which "
-            "is not available yet; use dry_run=true to see the task spec"
-        )
-    instructor = Instructor(cfg)
-    try:
-        spec = instructor.understand(cfg.text, SceneInfo())
-    finally:
-        instructor.close()
+    if cfg.dry_run:
+        default = SceneInfo()
+        scene = SceneInfo(objects=tuple(o for o in default.objects if o.name in cfg.objects))
+        instructor = Instructor(cfg)
+        try:
+            spec = instructor.understand(cfg.text, scene)
+        finally:
+            instructor.close()
+    else:
+        from planner.instruct.node import ask  # needs zmq and the node runtime
+
+        spec = ask(cfg.address, cfg.text, cfg.timeout_s)
+        if spec is None:
+            raise ReflexarcError(
+                f"no instruct node answered at {cfg.address} within {cfg.timeout_s:g} s: is a graph "
+                "with an instruct node running? (dry_run=true understands it here without sending)"
+            )
     summary = spec_dict(spec)
-    print(json.dumps(summary))
+    print(json.dumps(summary), flush=True)
     if cfg.out:
         from robot.cli import write_json
 
         write_json(cfg.out, summary)
     if spec.refusal:
         raise InstructionRefused(f"refused: {spec.refusal}")
-    sys.stdout.flush()

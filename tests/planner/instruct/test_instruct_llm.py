@@ -8,10 +8,7 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,83 +20,13 @@ from planner.instruct.instructor import InstructConfig, Instructor
 from planner.instruct.llm import LLMClient, LLMConfig, Secret
 from planner.instruct.memory import InstructionMemory
 from planner.instruct.scene import SceneInfo
+from planner.instruct.testing import ChatServer, completion, reply
 
 KEY = "sk-test-0123456789abcdef"
 SCENE = SceneInfo()
 # not understood by the fast parser ("wiggle" is not a known verb): escalated
 TEXT = "wiggle the blue block over to the left edge"
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def reply(**fields: Any) -> dict[str, Any]:
-    """A reply following the schema: unspecified fields empty."""
-    base = {"task": "none", "object": "", "target_type": "none", "place": "", "direction": "",
-            "distance_m": 0, "relation": "", "reference": "", "position": [], "refusal": ""}
-    base.update(fields)
-    return base
-
-
-def completion(content: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
-
-
-class ChatServer:
-    """A chat-completions server on 127.0.0.1 answering from a script.
-
-    Each script item is a dict reply (sent as JSON content), or a tuple
-    ("raw", status, body_bytes) or ("sleep", seconds, item). The last item repeats.
-    Every request is recorded (path, headers, parsed body).
-    """
-
-    def __init__(self, script: list[Any]) -> None:
-        self.script = list(script)
-        self.requests: list[dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                server.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
-                )
-                item = server.script[min(len(server.requests), len(server.script)) - 1]
-                self._answer(item)
-
-            def _answer(self, item: Any) -> None:
-                if isinstance(item, tuple) and item[0] == "sleep":
-                    time.sleep(item[1])
-                    item = item[2]
-                if isinstance(item, tuple) and item[0] == "raw":
-                    status, data = item[1], item[2]
-                else:
-                    status, data = 200, json.dumps(completion(json.dumps(item))).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.httpd.shutdown()
-            self.httpd.server_close()
 
 
 @pytest.fixture

@@ -1,0 +1,268 @@
+"""The instruct node: instruction text -> validated TaskSpec (and Goal), on demand.
+
+    instruction ─┐                         ┌─► task_spec (every instruction: a spec or a refusal)
+    `say` (REQ) ─┼─► fast parser / memory ─┤
+    config text ─┘        │ not sure       └─► goal (InstructGoalNode: accepted specs only)
+                          ▼
+                  LLM in a worker thread (never inside step)
+
+Instructions come from the ``instruction`` topic, from ``reflexarc say`` over a local
+REQ/REP socket (``listen``), and once from ``Config.instruction`` (``reflexarc run
+task=instruction instruction="..."``). The scene is the newest ``scene_state``; an
+instruction waits for the first one up to ``scene_timeout_s`` (then it is refused, or
+resolved in the default scene with ``use_default_scene``).
+
+``step`` does the fast path and memory itself (tens of microseconds) and hands anything
+else to a single worker thread; finished LLM answers are published by a later step. The
+LLM therefore never blocks the loop, and in lockstep runs an LLM answer arrives after a
+wall-clock delay (so runs that escalate are not bit-for-bit reproducible; the fast path
+and memory are).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
+from planner.instruct.scene import SceneInfo
+from planner.instruct.spec import goal_from_spec, refusal
+from robot.config import bounded
+from robot.errors import ConfigError, MalformedMessage
+from robot.msgs import Instruction, SceneState, TaskSpec, decode, encode
+from robot.node import Inbox, Node, NodeContext, Outputs
+
+log = logging.getLogger(__name__)
+
+_LOCAL = ("ipc://", "inproc://", "tcp://127.0.0.1:", "tcp://localhost:")
+
+
+class _Reply:
+    """A slot the request thread waits on for the spec of its instruction."""
+
+    __slots__ = ("event", "spec")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.spec: TaskSpec | None = None
+
+    def set(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.event.set()
+
+
+@dataclass
+class _Job:
+    text: str
+    stamp_ns: int
+    since_ns: int  # when it arrived (node clock), for the scene timeout
+    reply: _Reply | None = None
+
+
+class InstructNode(Node):
+    """Turns instructions into TaskSpecs; asks the LLM in a worker thread when unsure."""
+
+    @dataclass
+    class Config(InstructConfig):
+        instruction: str = ""  # understood once at start
+        listen: str = DEFAULT_ADDRESS  # REP socket for `reflexarc say` ("" = none); local only
+        scene_timeout_s: float = bounded(5.0, 0.0, 600.0)
+        use_default_scene: bool = False  # without scene_state: the default SceneInfo
+
+        def validate(self) -> None:
+            if self.listen and not self.listen.startswith(_LOCAL):
+                raise ConfigError(
+                    "listen",
+                    f"got {self.listen!r}; instructions are taken on local addresses only "
+                    "(ipc://..., tcp://127.0.0.1:PORT): an unauthenticated peer must not command the robot",
+                )
+
+    subscribes = {"instruction": "all", "scene_state": "latest"}
+    publishes: tuple[str, ...] = ("task_spec",)
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.instructor = Instructor(cfg)
+        if self.instructor.llm is None:
+            ctx.log.info("instruct: %s; only the fast path and memory are used", self.instructor.llm_problem)
+        self.scene: SceneInfo | None = SceneInfo() if cfg.use_default_scene else None
+        self._scene_msg: SceneState | None = None
+        self._jobs: deque[_Job] = deque()
+        self._pending: list[tuple[Future[TaskSpec], _Job]] = []
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{ctx.name}-llm")
+        self._requests: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._server: threading.Thread | None = None
+        self._bound = threading.Event()
+        self._bind_error = ""
+        self._started = False
+        self.published = 0
+        if cfg.listen:
+            self._server = threading.Thread(
+                target=self._serve, name=f"{ctx.name}-rep", args=(cfg.listen,), daemon=True
+            )
+            self._server.start()
+            self._bound.wait(5.0)
+            if self._bind_error:
+                raise ConfigError("listen", f"cannot bind {cfg.listen}: {self._bind_error}")
+
+    # ------------------------------------------------------------------ the loop's step
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        out: list[tuple[str, Any]] = []
+        msg = inbox.latest("scene_state")
+        if msg is not None and msg is not self._scene_msg:
+            self._scene_msg = msg
+            self.scene = SceneInfo.from_scene_state(msg)
+        if not self._started:
+            self._started = True
+            if self.cfg.instruction.strip():
+                self._jobs.append(_Job(self.cfg.instruction, now_ns, now_ns))
+        for ins in inbox.new("instruction"):
+            self._jobs.append(_Job(ins.text, ins.stamp_ns or now_ns, now_ns))
+        while True:
+            try:
+                job = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            job.stamp_ns = job.stamp_ns or now_ns
+            job.since_ns = now_ns
+            self._jobs.append(job)
+
+        waiting: deque[_Job] = deque()
+        while self._jobs:
+            job = self._jobs.popleft()
+            scene = self.scene
+            if scene is None:
+                if now_ns - job.since_ns < self.cfg.scene_timeout_s * 1e9:
+                    waiting.append(job)
+                    continue
+                self._emit(out, job, refusal(
+                    f"no scene_state received within {self.cfg.scene_timeout_s:g} s; cannot tell "
+                    "where the objects are (use_default_scene=true resolves in the default scene)",
+                    "fast", stamp_ns=job.stamp_ns,
+                ))
+                continue
+            spec = self.instructor.quick(job.text, scene, job.stamp_ns)
+            if spec is not None:
+                self._emit(out, job, spec)
+            else:
+                fut = self._worker.submit(self.instructor.escalate, job.text, scene, job.stamp_ns)
+                self._pending.append((fut, job))
+        self._jobs = waiting
+
+        still = []
+        for fut, job in self._pending:
+            if fut.done():
+                try:
+                    spec = fut.result()
+                except Exception as e:  # a bug in escalation must refuse, not kill the node
+                    log.exception("instruct: escalation failed")
+                    spec = refusal(f"internal error while asking the LLM: {type(e).__name__}", "llm",
+                                   stamp_ns=job.stamp_ns)
+                self._emit(out, job, spec)
+            else:
+                still.append((fut, job))
+        self._pending = still
+        return out
+
+    def _emit(self, out: list[tuple[str, Any]], job: _Job, spec: TaskSpec) -> None:
+        out.append(("task_spec", spec))
+        self.published += 1
+        if "goal" in self.publishes:
+            goal = goal_from_spec(spec)
+            if goal is not None:
+                out.append(("goal", goal))
+        if job.reply is not None:
+            job.reply.set(spec)
+        if spec.refusal:
+            self.ctx.log.info("instruct: refused %r: %s", job.text, spec.refusal)
+        else:
+            self.ctx.log.info("instruct: %r -> %s %s %s (%s)", job.text, spec.task, spec.object,
+                              spec.target, spec.source)
+
+    # ------------------------------------------------------------------ `reflexarc say`
+
+    def _serve(self, address: str) -> None:
+        """REP loop (its own thread and socket): an Instruction in, its TaskSpec out."""
+        zctx = zmq.Context()
+        sock = zctx.socket(zmq.REP)
+        sock.linger = 0
+        try:
+            sock.bind(address)
+        except zmq.ZMQError as e:
+            self._bind_error = str(e)
+            self._bound.set()
+            sock.close()
+            zctx.term()
+            return
+        self._bound.set()
+        wait_s = self.cfg.scene_timeout_s + (self.cfg.llm.retries + 1) * self.cfg.llm.timeout_s + 5.0
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(100):
+                    continue
+                frames = sock.recv_multipart()
+                try:
+                    topic, msg = decode(frames)
+                    if topic != "instruction" or not isinstance(msg, Instruction):
+                        raise MalformedMessage("type", f"expected an Instruction, got {topic!r}")
+                    job = _Job(msg.text, msg.stamp_ns, 0, _Reply())
+                    self._requests.put(job)
+                    if job.reply is not None and job.reply.event.wait(wait_s) and job.reply.spec is not None:
+                        spec = job.reply.spec
+                    else:
+                        spec = refusal(f"no answer within {wait_s:g} s", "fast", stamp_ns=msg.stamp_ns)
+                except MalformedMessage as e:
+                    spec = refusal(f"bad request: {e}", "fast")
+                sock.send_multipart(encode("task_spec", spec))
+        finally:
+            sock.close()
+            zctx.term()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def summary(self) -> dict[str, Any]:
+        return {"instructions": self.published, **{f"instruct_{k}": v for k, v in self.instructor.counts.items()}}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.join(timeout=2.0)
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        self.instructor.close()
+
+
+class InstructGoalNode(InstructNode):
+    """An InstructNode that also publishes a planner ``goal`` for every accepted spec
+    (use it where no other node publishes ``goal``: a topic has one publisher)."""
+
+    publishes = ("task_spec", "goal")
+
+
+def ask(address: str, text: str, timeout_s: float = 10.0) -> TaskSpec | None:
+    """Send ``text`` to the instruct node listening at ``address``; its TaskSpec, or None
+    if no node answered within ``timeout_s``."""
+    zctx = zmq.Context()
+    sock = zctx.socket(zmq.REQ)
+    sock.linger = 0
+    try:
+        sock.connect(address)
+        sock.send_multipart(encode("instruction", Instruction(stamp_ns=time.monotonic_ns(), text=text)))
+        if not sock.poll(int(timeout_s * 1000)):
+            return None
+        _, msg = decode(sock.recv_multipart())
+        if not isinstance(msg, TaskSpec):
+            raise MalformedMessage("type", f"expected a TaskSpec reply, got {type(msg).__name__}")
+        return msg
+    finally:
+        sock.close()
+        zctx.term()

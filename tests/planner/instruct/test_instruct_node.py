@@ -1,0 +1,168 @@
+"""The instruct node: its step with plain objects (the LLM in a worker thread never blocks
+it), and the node in the real runtime process answering `reflexarc say`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner.instruct.llm import LLMConfig
+from planner.instruct.node import InstructGoalNode, InstructNode, ask
+from planner.instruct.testing import ChatServer, reply
+from robot import bus as busmod
+from robot.config import from_mapping
+from robot.errors import ConfigError
+from robot.msgs import Goal, Instruction, SceneState, TaskSpec
+from robot.node import Inbox, NodeContext, NodeSpec, spec_json
+
+ROOT = Path(__file__).resolve().parents[3]
+SCENE_STATE = SceneState(
+    stamp_ns=5, ee_pos=np.array([0.45, 0.0, 0.2]), ee_quat=np.array([1.0, 0, 0, 0]),
+    objects=np.array([[0.5, -0.05, 0.025, 1, 0, 0, 0], [0.45, 0.15, 0.025, 1, 0, 0, 0]]),
+    names="red,green", target=np.zeros(3),
+)
+
+
+def make(cls=InstructNode, **args):  # noqa: ANN001, ANN003
+    cfg = from_mapping(cls.Config, {"listen": "", "memory": False, **args})
+    return cls(NodeContext(name="instruct", rate_hz=50.0), cfg)
+
+
+def inbox(*items: tuple[str, object]) -> Inbox:
+    box = Inbox()
+    for topic, msg in items:
+        box.put(topic, msg, 0)  # type: ignore[arg-type]
+    return box
+
+
+def test_an_instruction_becomes_a_task_spec_in_the_live_scene() -> None:
+    node = make()
+    out = node.step(1_000, inbox(("scene_state", SCENE_STATE),
+                                 ("instruction", Instruction(stamp_ns=77, text="push the red block to the left"))))
+    ((topic, spec),) = out
+    assert topic == "task_spec" and isinstance(spec, TaskSpec)
+    assert (spec.task, spec.object, spec.source, spec.stamp_ns) == ("push", "red", "fast", 77)
+    assert np.allclose(spec.target_pos, [0.5, 0.05, 0.025])  # from red's position in the SceneState
+    # a colour that the live scene does not have is refused (blue is not in this scene)
+    ((_, spec),) = node.step(2_000, inbox(("instruction", Instruction(text="push the blue block left"))))
+    assert spec.refusal and "objects: red, green" in spec.refusal
+    node.close()
+
+
+def test_the_goal_node_also_publishes_goals_for_accepted_specs() -> None:
+    node = make(InstructGoalNode, use_default_scene=True, instruction="put the red block on the blue block")
+    out = node.step(1_000, Inbox())  # the configured instruction, once
+    assert [t for t, _ in out] == ["task_spec", "goal"]
+    goal = out[1][1]
+    assert isinstance(goal, Goal) and goal.task == "pick_place" and np.allclose(goal.target, out[0][1].target_pos)
+    assert node.step(2_000, Inbox()) == []
+    out = node.step(3_000, inbox(("instruction", Instruction(text="push the yellow block"))))
+    assert [t for t, _ in out] == ["task_spec"]  # a refusal is never a goal
+    node.close()
+
+
+def test_instructions_wait_for_the_first_scene_state_then_time_out() -> None:
+    node = make(scene_timeout_s=1.0)
+    assert node.step(0, inbox(("instruction", Instruction(text="push the red block left")))) == []
+    ((_, spec),) = node.step(500_000_000, inbox(("scene_state", SCENE_STATE)))
+    assert not spec.refusal and spec.object == "red"
+    # a new node without any scene: refused after the timeout, with the reason
+    lonely = make(scene_timeout_s=1.0)
+    assert lonely.step(0, inbox(("instruction", Instruction(text="push the red block left")))) == []
+    ((_, spec),) = lonely.step(1_500_000_000, Inbox())
+    assert "no scene_state received within 1 s" in spec.refusal
+    node.close()
+    lonely.close()
+
+
+def test_the_llm_runs_in_a_worker_and_never_blocks_step(tmp_path: Path) -> None:
+    release = threading.Event()
+    with ChatServer([("hold", release, reply(task="push", object="green", target_type="place", place="front"))]) as server:
+        llm = LLMConfig(base_url=server.url, model="m", timeout_s=30.0, retries=0)
+        node = make(use_default_scene=True, memory=True, cache_dir=str(tmp_path), llm=llm)
+        hard = Instruction(stamp_ns=9, text="wiggle the green block over to the near edge")
+        easy = Instruction(stamp_ns=10, text="push the red block to the right")
+        out = node.step(1, inbox(("instruction", hard), ("instruction", easy)))
+        # the easy one is answered at once; the hard one is with the LLM, which holds its reply
+        assert [s.source for _, s in out] == ["fast"]
+        assert server.received.wait(10.0)
+        for _ in range(3):
+            assert node.step(2, Inbox()) == []  # step returns while the LLM is still thinking
+        release.set()
+        out = []
+        for _ in range(500):
+            out = node.step(3, Inbox())
+            if out:
+                break
+            time.sleep(0.01)
+        ((_, spec),) = out
+        assert (spec.source, spec.object, spec.target, spec.stamp_ns) == ("llm", "green", "place:front", 9)
+        # remembered: the same words again are answered within the step
+        ((_, again),) = node.step(4, inbox(("instruction", hard)))
+        assert again.source == "memory" and len(server.requests) == 1
+        assert node.summary()["instruct_llm"] == 1
+        node.close()
+
+
+def test_listen_must_be_local() -> None:
+    with pytest.raises(ConfigError, match="listen.*local addresses only"):
+        from_mapping(InstructNode.Config, {"listen": "tcp://0.0.0.0:47090"})
+
+
+def test_the_node_in_its_process_answers_say_and_publishes(tmp_path: Path) -> None:
+    """The real runtime (robot.node main), real sockets: `reflexarc say` (no dry run) ->
+    the node -> TaskSpec + Goal on the graph's bus and as the reply."""
+    listen = f"ipc://{tmp_path}/say.sock"
+    pub = f"ipc://{tmp_path}/instruct.pub"
+    spec = NodeSpec(
+        name="instruct", target="planner.instruct.node:InstructGoalNode", rate_hz=50.0,
+        args={"listen": listen, "use_default_scene": True, "cache_dir": str(tmp_path / "mem")},
+        seed=0, clock="realtime", bus={"transport": "ipc", "ipc_dir": str(tmp_path)},
+        addresses={"instruct": pub},
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REFLEXARC_LLM", "OPENAI"))}
+    proc = subprocess.Popen([sys.executable, "-c", "from robot.node import main; main()", spec_json(spec)],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    zctx = busmod.context()
+    sub = busmod.Subscriber(zctx, [pub], ["task_spec", "goal", "heartbeat"], busmod.BusConfig(),
+                            busmod.Security(zctx, busmod.BusConfig()))
+    try:
+        deadline = time.monotonic() + 30
+        while not any(t == "heartbeat" for t, _, _ in sub.drain()):  # connected and running
+            assert time.monotonic() < deadline and proc.poll() is None, "the node did not start"
+            sub.wait(0.1)
+        said = subprocess.run(
+            [sys.executable, "-m", "robot.cli", "say", "nudge the green block a bit towards the robot",
+             f"address={listen}", "timeout_s=20"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert said.returncode == 0, said.stderr
+        answer = json.loads(said.stdout)
+        assert (answer["task"], answer["object"], answer["target"]) == ("push", "green", "direction:backward:0.050")
+        got: dict[str, object] = {}
+        while len(got) < 2 and time.monotonic() < deadline:
+            sub.wait(0.1)
+            got.update({t: m for t, m, _ in sub.drain() if t != "heartbeat"})
+        assert np.allclose(got["task_spec"].target_pos, answer["target_pos"])  # type: ignore[attr-defined]
+        assert np.allclose(got["goal"].target, answer["target_pos"])  # type: ignore[attr-defined]
+        refused = ask(listen, "push the purple block", timeout_s=20)
+        assert refused is not None and "no purple object" in refused.refusal
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        sub.close()
+        zctx.term()
+    assert rc == 0, proc.stderr.read() if proc.stderr else ""
