@@ -107,6 +107,8 @@ _UNITS = {
     "mm": 0.001, "millimeter": 0.001, "millimeters": 0.001, "millimetre": 0.001,
     "millimetres": 0.001, "m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0,
     "inch": 0.0254, "inches": 0.0254,
+    # "one block to the left": block widths (5 cm cubes)
+    "block": 0.05, "blocks": 0.05, "cube": 0.05, "cubes": 0.05,
 }
 _NUMBER_WORDS = {
     "one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0, "five": 5.0, "six": 6.0, "seven": 7.0,
@@ -127,8 +129,8 @@ _add("pron", "", 1.0, "it", "that", "this", "that one", "this one")
 _add("eff", "", 1.0, "hand", "gripper", "arm", "end effector", "effector", "tool", "fingers",
      "claw", "your hand", "your gripper", "your arm", "the hand", "ee", "tool tip", "endeffector")
 _add("to", "", 1.0, "to", "into", "in", "at", "over to", "across to", "all over to",
-     "out to", "in to", "up to", "over into", "in the direction of the")
-_add("toward", "", 1.0, "towards", "toward", "in the direction of")
+     "out to", "in to", "up to", "over into", "in the direction of the", "back to", "back into")
+_add("toward", "", 1.0, "towards", "toward", "in the direction of", "back towards", "back toward")
 _add("rel", "next_to", 1.0, "next to", "beside", "besides", "alongside", "adjacent to",
      "right next to", "close to", "by the side of", "near to", "right beside", "nearby")
 _add("rel", "on", 1.0, "on", "onto", "on to", "on top of", "atop", "upon", "on the top of",
@@ -161,7 +163,8 @@ _add("fill", "", 1.0, "the", "a", "an", "please", "pls", "can", "could", "would"
      "for me", "thanks", "thank you", "its", "right now", "right away", "over", "so",
      "its current position", "from where it is", "from its current position",
      "currently", "exactly", "straight", "directly", "precisely", "nicely", "over there to",
-     "do", "me", "kind of", "about", "around", "roughly", "approximately", "some", "give")
+     "do", "me", "kind of", "about", "around", "roughly", "approximately", "some", "give",
+     "further", "farther", "more")
 for _w, (_c, _k) in _COLOUR_WORDS.items():
     _add("colour", _c, _k, _w)
 for _w, (_s, _k) in _SIDES.items():
@@ -393,7 +396,7 @@ class FastParser:
             elif k in ("to", "toward", "rel", "closer", "by", "allway", "away"):
                 if st.pending is not None and st.pending.kind != "allway":
                     st.penalise(0.5, f"'{st.pending.words}' is not followed by a place or object")
-                if k == "by" and i + 1 < n and syms[i + 1].kind == "dist":
+                if k == "by" and i + 1 < n and syms[i + 1].kind in ("dist", "small", "large"):
                     i += 1
                     continue
                 if k == "away" and self._next_is(syms, i, "robot"):
@@ -613,6 +616,8 @@ class FastParser:
                     st.penalise(0.6, "'near left/right' is unclear")
                 st.targets.append(("place", lateral[0], ""))
             else:
+                if p is None and not corner:
+                    st.penalise(0.6, f"bare '{' '.join(values)}': a corner or a direction?")
                 st.targets.append(("place", _CORNER[(depth[0], lateral[0])], ""))
             return j
         if corner:

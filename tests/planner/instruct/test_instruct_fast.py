@@ -131,6 +131,7 @@ def test_distances_and_modifiers() -> None:
     assert parser.parse("push the red block a bit to the left", scene).intent.target.distance == pytest.approx(0.04)
     assert parser.parse("push the red block 25 mm to the left", scene).intent.target.distance == pytest.approx(0.025)
     assert parser.parse("push the red block left by 0.1 m", scene).intent.target.distance == pytest.approx(0.1)
+    assert parser.parse("push the red block one block to the left", scene).intent.target.distance == pytest.approx(0.05)
 
 
 def test_fast_path_latency_benchmark() -> None:
@@ -148,4 +149,15 @@ def test_quick_returns_none_only_when_not_confident(tmp_path: Path) -> None:
     spec = inst.quick("push the red block to the left", scene)
     assert spec is not None and spec.source == "fast" and not spec.refusal
     assert inst.quick("push the red block to the left with a spoon", scene) is None
+    inst.close()
+
+
+def test_a_confident_reading_that_does_not_fit_is_refused_not_escalated(tmp_path: Path) -> None:
+    inst = Instructor(InstructConfig(cache_dir=str(tmp_path)), llm=None)
+    edge = SCENES["default"].with_positions({"red": (0.5, 0.22, 0.025)})
+    spec = inst.quick("push the red block to the left", edge)
+    assert spec is not None and spec.source == "fast" and len(spec.target_pos) == 0
+    assert "outside the target area" in spec.refusal
+    spec = inst.quick("push the red block up", edge)
+    assert spec is not None and "direction 'up' is not allowed" in spec.refusal
     inst.close()
