@@ -32,6 +32,9 @@ from planner.instruct.spec import Intent, refusal, resolve, task_spec
 from robot.config import bounded
 from robot.msgs import TaskSpec
 
+MAX_CHARS = 500
+"""Longer instructions are refused (they come from outside: the bus, a socket)."""
+
 DEFAULT_ADDRESS = "tcp://127.0.0.1:47090"
 """Where the instruct node takes instructions from ``reflexarc say`` (REQ/REP, local only)."""
 
@@ -104,6 +107,10 @@ class Instructor:
     def quick(self, text: str, scene: SceneInfo, stamp_ns: int = 0) -> TaskSpec | None:
         """The spec from the fast parser (if confident) or from memory; None when only the
         LLM can tell. No network, no disk: microseconds."""
+        if len(text) > MAX_CHARS:
+            return self._count(refusal(
+                f"instruction of {len(text)} characters; at most {MAX_CHARS}", "fast", 1.0, stamp_ns=stamp_ns
+            ))
         fr = self.parser.parse(text, scene)
         if fr.confident(self.cfg.threshold):
             if fr.refusal:
@@ -120,6 +127,9 @@ class Instructor:
     ) -> TaskSpec:
         """Ask the LLM (blocking: at most ``(retries + 1) * timeout_s``), validate its reply
         and remember it. Every failure is a refusal saying why."""
+        if len(text) > MAX_CHARS:
+            return self._count(refusal(f"instruction longer than {MAX_CHARS} characters", "fast", 1.0,
+                                       stamp_ns=stamp_ns))
         fr = self.parser.parse(text, scene) if fast is None else fast
         if self.llm is None:
             guess = ""

@@ -32,6 +32,7 @@ from typing import Any
 
 import zmq
 
+from planner.instruct.errors import InvalidInstruction
 from planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
 from planner.instruct.scene import SceneInfo
 from planner.instruct.spec import goal_from_spec, refusal
@@ -118,10 +119,6 @@ class InstructNode(Node):
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         out: list[tuple[str, Any]] = []
-        msg = inbox.latest("scene_state")
-        if msg is not None and msg is not self._scene_msg:
-            self._scene_msg = msg
-            self.scene = SceneInfo.from_scene_state(msg)
         if not self._started:
             self._started = True
             if self.cfg.instruction.strip():
@@ -138,6 +135,14 @@ class InstructNode(Node):
             self._jobs.append(job)
 
         waiting: deque[_Job] = deque()
+        if self._jobs:  # the scene is read only when there is something to understand
+            msg = inbox.latest("scene_state")
+            if msg is not None and msg is not self._scene_msg:
+                self._scene_msg = msg
+                try:
+                    self.scene = SceneInfo.from_scene_state(msg)
+                except InvalidInstruction as e:  # keep the previous scene; never die on input
+                    self.ctx.log.warning("instruct: ignoring scene_state seq %d: %s", msg.seq, e)
         while self._jobs:
             job = self._jobs.popleft()
             scene = self.scene

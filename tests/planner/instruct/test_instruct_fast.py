@@ -149,6 +149,8 @@ def test_quick_returns_none_only_when_not_confident(tmp_path: Path) -> None:
     spec = inst.quick("push the red block to the left", scene)
     assert spec is not None and spec.source == "fast" and not spec.refusal
     assert inst.quick("push the red block to the left with a spoon", scene) is None
+    long = inst.understand("push the red block to the left " * 50, scene)
+    assert "at most 500" in long.refusal and len(long.target_pos) == 0
     inst.close()
 
 

@@ -80,6 +80,10 @@ def test_instructions_wait_for_the_first_scene_state_then_time_out() -> None:
     assert lonely.step(0, inbox(("instruction", Instruction(text="push the red block left")))) == []
     ((_, spec),) = lonely.step(1_500_000_000, Inbox())
     assert "no scene_state received within 1 s" in spec.refusal
+    # a scene_state that does not add up is ignored, the previous scene kept
+    bad = SCENE_STATE.replace(names="red,green,blue")
+    ((_, spec),) = node.step(700_000_000, inbox(("scene_state", bad), ("instruction", Instruction(text="push the red block left"))))
+    assert not spec.refusal and np.allclose(spec.target_pos, [0.5, 0.05, 0.025])
     node.close()
     lonely.close()
 
