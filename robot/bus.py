@@ -31,7 +31,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from robot.config import bounded, choice
+from robot.config import bounded, choice, register
 from robot.errors import ConfigError, MalformedMessage
 from robot.msgs import Message, decode, encode
 
@@ -85,6 +85,23 @@ def make_keys(keys_dir: str | Path) -> Path:
     os.chmod(keys_dir / "server.key_secret", 0o600)
     os.chmod(keys_dir / "client.key_secret", 0o600)
     return keys_dir
+
+
+@dataclass
+class KeysConfig:
+    """``reflexarc keys DIR``: make the CURVE keys of a multi-host graph."""
+
+    dir: str = ""
+    out: str = ""
+
+    def validate(self) -> None:
+        if not self.dir:
+            raise ConfigError("dir", "give a directory: reflexarc keys DIR")
+
+
+def keys_verb(cfg: KeysConfig) -> dict[str, Any]:
+    path = make_keys(cfg.dir)
+    return {"keys_dir": str(path), "use": f"bus.transport=tcp bus.curve=true bus.keys_dir={path}"}
 
 
 class Security:
@@ -230,3 +247,6 @@ class Subscriber:
 def context() -> Any:
     """A fresh ZeroMQ context for one process (never shared across fork)."""
     return zmq.Context()
+
+
+register("keys_schema", KeysConfig)

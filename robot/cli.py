@@ -29,6 +29,7 @@ VERBS: dict[str, Verb] = {
     "record": Verb("robot.recorder:record_verb", "run the graph and record every topic to episode files"),
     "replay": Verb("robot.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
     "bench": Verb("robot.bench:bench_verb", "measure: bus | sim | control | plan", "what"),
+    "keys": Verb("robot.bus:keys_verb", "make CURVE keys for a graph across hosts", "dir"),
     "collect": Verb("policies.collect:collect_verb", "collect exploration episodes for world-model training"),
     "train": Verb("policies.train:train_verb", "train the latent world model from episode files"),
     "eval": Verb("robot.evaluate:eval_verb", "evaluate a policy on a task, or a world model on episodes"),
@@ -134,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         overrides = []
         for arg in rest:
-            if "=" in arg.split(" ", 1)[0] or arg.startswith(("+", "~")):
+            if arg.startswith(("+", "~")):
                 overrides.append(arg)
+            elif "=" in arg.split(" ", 1)[0]:
+                # node arguments are open maps in the graph config; their schema is the
+                # node's own Config, checked by the launcher (so add-or-override here)
+                overrides.append(f"++{arg}" if ".args." in arg.split("=", 1)[0] else arg)
             elif verb.positional is not None:
                 value = arg.replace("'", "\\'")
                 overrides.append(f"{verb.positional}='{value}'")

@@ -119,8 +119,11 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
         key = "?"
         for override in overrides:
             k = override.split("=", 1)[0].lstrip("+~")
-            if f"'{k}'" in text or f" {k} " in text or f"'{k}" in text:
+            if f"'{k}'" in text or f" {k} " in text or f"'{k}" in text or f"{k}=" in text:
                 key = k
-        raise ConfigError(key, _reason(e)) from None
+        reason = _reason(e)
+        if e.__cause__ is not None:
+            reason = f"{reason}: {_reason(e.__cause__)}"
+        raise ConfigError(key, reason) from None
     validate(obj)
     return obj

@@ -173,6 +173,7 @@ class Launcher:
             stdin=subprocess.DEVNULL,
         )
         p.started = time.monotonic()
+        self._write_pids()
         p.last_hb = 0.0
         p.hb = None
         p.finished = False
@@ -181,8 +182,21 @@ class Launcher:
     def pids(self) -> dict[str, int]:
         return {n: p.popen.pid for n, p in self.procs.items() if p.popen is not None}
 
+    def _write_pids(self) -> None:
+        """``run_dir/pids.json``: the launcher's and every node's current pid."""
+        path = self.run_dir / "pids.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"launcher": os.getpid(), **self.pids()}))
+        os.replace(tmp, path)
+
     def _event(self, node: str, what: str, **extra: Any) -> None:
-        ev = {"t": round(time.monotonic() - self.t0, 4), "node": node, "event": what, **extra}
+        ev = {
+            "t": round(time.monotonic() - self.t0, 4),
+            "wall": time.time(),
+            "node": node,
+            "event": what,
+            **extra,
+        }
         self.events.append(ev)
         log.warning("%s: %s %s", node, what, extra or "")
 

@@ -11,10 +11,12 @@ Wire format (see docs in README.md, "Wire format"): a ZeroMQ multipart message
     frame 0: topic, UTF-8 (used by SUB prefix filtering)
     frame 1: header, a msgpack map
              {"v": SCHEMA_VERSION, "type": "JointState", "seq": int, "stamp_ns": int,
-              "f": {scalar fields}, "a": [[dtype, [shape...]], ...]}
-    frame 2..: one raw, C-contiguous buffer per array field, in declaration order
+              "f": {scalar fields},
+              "a": [[dtype, [shape...], buffer_index, byte_offset], ...]}  # per array field
+    frame 2..: raw buffers. Buffer 0 packs every array under PACK_BYTES back to back
+             (8-byte aligned); each larger array is a buffer of its own (index >= 1).
 
-Arrays are received zero-copy (``np.frombuffer`` over the ZeroMQ frame, read-only).
+Arrays are received zero-copy (numpy views over the ZeroMQ frames).
 Nothing is ever pickled.
 """
 
@@ -384,11 +386,18 @@ _packb = msgpack.Packer(use_bin_type=True).pack
 
 
 def encode(topic: str, msg: Message) -> list[Any]:
-    """Frames for ``msg`` on ``topic``: [topic, header, *array buffers] (buffers not copied)."""
+    """Frames for ``msg`` on ``topic``: [topic, header, *buffers].
+
+    Arrays smaller than PACK_BYTES are packed, 8-byte aligned, into the first buffer
+    (one frame for all the small arrays: each ZeroMQ frame costs microseconds); larger
+    arrays travel as their own frame, not copied.
+    """
     spec = _SPECS[type(msg)]
     scalars = {name: getattr(msg, name) for name, _ in spec.scalars}
-    shapes = []
-    buffers = []
+    meta = []
+    packed: list[Any] = []
+    packed_len = 0
+    big: list[np.ndarray] = []
     for name, aspec in spec.arrays:
         a = getattr(msg, name)
         if not isinstance(a, np.ndarray) or a.dtype != aspec.dtype or a.ndim != aspec.ndim:
@@ -399,8 +408,16 @@ def encode(topic: str, msg: Message) -> list[Any]:
                 )
         if not a.flags.c_contiguous:
             a = np.ascontiguousarray(a)
-        shapes.append((aspec.dtype.str, a.shape))
-        buffers.append(a)
+        if a.nbytes < PACK_BYTES:
+            meta.append((aspec.dtype.str, a.shape, 0, packed_len))
+            packed.append(a)
+            pad = -a.nbytes % 8
+            packed_len += a.nbytes + pad
+            if pad:
+                packed.append(_PAD[pad])
+        else:
+            big.append(a)
+            meta.append((aspec.dtype.str, a.shape, len(big), 0))
     header = _packb(
         {
             "v": SCHEMA_VERSION,
@@ -408,10 +425,16 @@ def encode(topic: str, msg: Message) -> list[Any]:
             "seq": msg.seq,
             "stamp_ns": msg.stamp_ns,
             "f": scalars,
-            "a": shapes,
+            "a": meta,
         }
     )
-    return [topic.encode(), header, *buffers]
+    if not spec.arrays:
+        return [topic.encode(), header]
+    return [topic.encode(), header, b"".join(packed), *big]
+
+
+PACK_BYTES = 16 * 1024
+_PAD = {n: bytes(n) for n in range(1, 8)}
 
 
 def _buffer(frame: Any) -> memoryview:
@@ -464,16 +487,17 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
         if not isinstance(value, _SCALAR_TYPES[typ]) or (typ is not bool and type(value) is bool):
             raise MalformedMessage("field", f"{spec.name}.{name} must be {typ.__name__}")
         kwargs[name] = float(value) if typ is float else value
-    if len(shapes) != len(spec.arrays) or len(frames) != 2 + len(spec.arrays):
+    if len(shapes) != len(spec.arrays):
         raise MalformedMessage(
-            "truncated",
-            f"{spec.name} has {len(spec.arrays)} arrays; header lists {len(shapes)}, "
-            f"{len(frames) - 2} buffers arrived",
+            "truncated", f"{spec.name} has {len(spec.arrays)} arrays; header lists {len(shapes)}"
         )
-    for (name, aspec), meta, frame in zip(spec.arrays, shapes, frames[2:], strict=True):
+    buffers = [_buffer(f) for f in frames[2:]]
+    packed_end = 0  # arrays in buffer 0 must tile it exactly, in declaration order
+    for (name, aspec), meta in zip(spec.arrays, shapes, strict=True):
         try:
-            dtype_str, shape = meta
+            dtype_str, shape, index, offset = meta
             shape = tuple(int(s) for s in shape)
+            index, offset = int(index), int(offset)
         except (TypeError, ValueError) as e:
             raise MalformedMessage("shape", f"{spec.name}.{name}: bad array metadata") from e
         if dtype_str != aspec.dtype.str:
@@ -484,15 +508,30 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
             raise MalformedMessage(
                 "shape", f"{spec.name}.{name} must be {aspec.ndim}-d, got shape {shape}"
             )
-        buf = _buffer(frame)
+        if not 0 <= index < len(buffers) or offset < 0:
+            raise MalformedMessage(
+                "truncated", f"{spec.name}.{name}: buffer {index} of {len(buffers)} missing"
+            )
         nbytes = aspec.dtype.itemsize
         for s in shape:
             nbytes *= s
         if nbytes > MAX_ARRAY_BYTES:
             raise MalformedMessage("oversize", f"{spec.name}.{name}: {nbytes} bytes")
-        if len(buf) != nbytes if type(buf) is bytes else buf.nbytes != nbytes:
+        buf = buffers[index]
+        size = len(buf) if type(buf) is bytes else buf.nbytes
+        if index == 0:
+            if offset != packed_end:
+                raise MalformedMessage(
+                    "shape", f"{spec.name}.{name}: offset {offset}, expected {packed_end}"
+                )
+            packed_end += nbytes + (-nbytes % 8)
+        if offset + nbytes > size or (index > 0 and (offset != 0 or nbytes != size)):
             raise MalformedMessage(
-                "shape", f"{spec.name}.{name}: shape {shape} needs {nbytes} bytes, got {len(buf)}"
+                "shape",
+                f"{spec.name}.{name}: shape {shape} needs {nbytes} bytes at offset {offset}, "
+                f"buffer {index} has {size}",
             )
-        kwargs[name] = np.ndarray(shape, aspec.dtype, buf)  # zero-copy view, read-only
+        kwargs[name] = np.ndarray(shape, aspec.dtype, buf, offset)  # zero-copy view
+    if buffers and packed_end != (len(buffers[0]) if type(buffers[0]) is bytes else buffers[0].nbytes):
+        raise MalformedMessage("shape", f"{spec.name}: packed arrays do not fill buffer 0")
     return topic, expected(**kwargs)

@@ -355,12 +355,11 @@ class Runtime:
                 self.ready = True
             now = time.monotonic_ns()
             wait_ns = next_ns - now
-            if wait_ns > spin_ns:
-                # sleep on the socket: messages arriving meanwhile are taken in
-                if sub.wait((wait_ns - spin_ns) / 1e9):
-                    for got in sub.drain():
-                        self._receive(got)
-                    continue
+            # sleep on the socket: messages arriving meanwhile are taken in
+            if wait_ns > spin_ns and sub.wait((wait_ns - spin_ns) / 1e9):
+                for got in sub.drain():
+                    self._receive(got)
+                continue
             while time.monotonic_ns() < next_ns:
                 pass
             start = time.monotonic_ns()

@@ -1,0 +1,40 @@
+"""``reflexarc bench <what>``: measurements printed as a table, JSON rows and PNG plots.
+
+Timings are compared as ratios within one run (machines are noisy): the bus bench
+measures the raw ZeroMQ floor in the same run, interleaved with our messages.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from robot.config import bounded, choice, register
+
+
+@dataclass
+class BenchConfig:
+    what: str = choice("bus", "bus", "sim", "control", "plan")
+    out: str = ""  # JSON rows; PNG plots are written beside it
+    quick: bool = False  # a small, fast run (used by the tests)
+    messages: int = bounded(3000, 10, 1_000_000)  # bus: messages per row
+    rate_hz: float = bounded(1000.0, 1.0, 100_000.0)  # bus: send rate
+    seconds: float = bounded(10.0, 0.5, 3600.0)  # control: how long the graph runs
+    backend: str = choice("mujoco", "mujoco", "pybullet")
+    device: str = "cpu"  # plan: torch device
+
+
+register("bench_schema", BenchConfig)
+
+_BENCHES = {
+    "bus": "robot.bench_bus:bench_bus",
+    "sim": "sim.bench:bench_sim",
+    "control": "robot.bench_control:bench_control",
+    "plan": "planner.bench:bench_plan",
+}
+
+
+def bench_verb(cfg: BenchConfig) -> Any:
+    module, fn = _BENCHES[cfg.what].split(":")
+    return getattr(importlib.import_module(module), fn)(cfg)
