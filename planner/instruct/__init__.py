@@ -6,7 +6,9 @@
 
 Modules: scene (SceneInfo), spec (intents, resolution to a goal position), fast (the
 parser), llm (OpenAI-compatible client), prompt (LLM schema and reply validation), memory
-(persistent cache), instructor (the pipeline), verb (``reflexarc say``), bench.
+(persistent cache), instructor (the pipeline), verb (``reflexarc say``), node (InstructNode,
+InstructGoalNode; imported on demand: it needs the node runtime), bench (fast-path latency),
+testing (a scripted chat-completions server).
 """
 
 from planner.instruct.errors import (
