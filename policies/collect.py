@@ -20,7 +20,6 @@ into ``<root>/.staging`` and moved into place when complete; existing ones are s
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import time
@@ -45,7 +44,7 @@ class ExploreConfig:
     ou_theta: float = bounded(0.15, 0.0, 1.0)  # OU mean reversion per step
     ou_sigma: float = bounded(0.3, 0.0, 5.0)  # OU noise per step
     gain: float = bounded(1.0, 0.0, 10.0)  # P gain toward the current waypoint
-    push_z: float = 0.02  # end-effector height while pushing (m above the table)
+    push_z: float = 0.015  # end-effector height while pushing (m above the table)
     hover_z: float = 0.1  # height while going around the block
     pre_push: float = 0.07  # start of a push, behind the block centre (m)
     push_through: float = 0.12  # end of a push, beyond the block centre (m)
@@ -156,13 +155,33 @@ class Explorer:
         return np.array([*(b + c.push_through * d), c.push_z])
 
 
+class _ExpertAgent:
+    """The scene's scripted expert (sim.experts) behind the explorer's interface."""
+
+    mode = "expert"
+
+    def __init__(self, expert: Any) -> None:
+        self.expert = expert
+        self.started = False
+
+    def act(self, info: dict[str, Any]) -> np.ndarray:
+        if not self.started:
+            self.expert.reset(info)
+            self.started = True
+        return np.asarray(self.expert.act(info), np.float32)
+
+
 def _load_expert(env_id: str) -> Any:
-    """The scene's scripted expert factory, or None (sim/ provides it when it exists)."""
+    """``factory(max_delta) -> _ExpertAgent`` for the scene's task, or None if it has none."""
     try:
-        mod = importlib.import_module("sim.experts")
+        import sim
+        from sim.experts import make_expert
     except ImportError:
         return None
-    return getattr(mod, "make_expert", None)
+    tasks = {v: k for k, v in getattr(sim, "ENV_IDS", {}).items()}
+    if env_id not in tasks:
+        return None
+    return lambda max_delta: _ExpertAgent(make_expert(tasks[env_id], max_delta=max_delta))
 
 
 def _make_env(cfg: CollectConfig) -> Any:
@@ -306,10 +325,10 @@ def _run_batch(
         pick = _rng(cfg.seed, i, 1)
         expert = expert_factory is not None and pick.random() < cfg.expert_ratio
         rng = _rng(cfg.seed, i, 2)
-        agent = Explorer(cfg.explore, cfg.max_delta, rng) if not expert else expert_factory(cfg.env, seed=seeds[k])
+        agent = expert_factory(cfg.max_delta) if expert else Explorer(cfg.explore, cfg.max_delta, rng)
         agents.append(agent)
         meta = {"env": cfg.env, "backend": cfg.backend, "seed": cfg.seed, "index": i,
-                "reset_seed": seeds[k], "policy": "expert" if expert else f"explore-{agent.mode}",
+                "reset_seed": seeds[k], "policy": f"explore-{agent.mode}" if not expert else "expert",
                 "control_hz": cfg.control_hz, "max_delta": cfg.max_delta}
         bufs.append(_EpisodeBuffer(i, cfg.camera, dt_ns, meta))
         bufs[-1].observe(obs, info, k)
@@ -324,8 +343,7 @@ def _run_batch(
                 block = None if objs is None or len(objs) == 0 else np.asarray(objs).reshape(-1, 3)[0]
                 actions[k] = agent.act(np.asarray(_field(info, "ee_pos", k)), block)
             else:
-                actions[k] = agent.act({key: v[k] for key, v in obs.items()},
-                                       {key: _field(info, key, k) for key in info if not key.startswith("_")})
+                actions[k] = agent.act({key: _field(info, key, k) for key in info if not key.startswith("_")})
         obs, _, term, trunc, info = envs.step(actions)
         for k in range(n_envs):
             if bufs[k].done:

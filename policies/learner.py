@@ -1,0 +1,231 @@
+"""The learner node: keeps training the world model on experience, publishes new weights.
+
+Experience comes from episode files (``episodes``: a root that is rescanned, so episodes
+the recorder finishes are picked up) and/or from the live stream (``camera/<camera>``
+frames and ``ee_action`` commands, aligned by stamp as in :mod:`policies.data`). It goes
+into a replay buffer of uint8 frames. Each step does a bounded number of gradient updates
+(``updates_per_step``, at most ``max_step_ms``), so the node stays responsive; it runs in
+its own process like every node, so nothing here delays the control loop. Every
+``publish_every`` updates the model is written atomically (temporary file + os.replace)
+to ``out_dir/model.safetensors`` and a ``Weights`` message (version, path, sha256) tells
+perception and the planner to hot-swap it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from policies.checkpoint import load_checkpoint, save_checkpoint
+from policies.data import load_episode
+from policies.train import OptimConfig, Trainer
+from policies.world_model import ModelConfig, WorldModel
+from robot.config import bounded
+from robot.episode import list_episodes
+from robot.msgs import Weights
+from robot.node import Inbox, Node, NodeContext, Outputs
+
+
+class ReplayBuffer:
+    """A ring of frames (cap, 3, S, S) uint8 with the action after each frame.
+
+    ``valid[i]``: frame i and the next slot (i + 1) % cap are one transition. The newest
+    frame is never valid, so no window crosses from the newest to the oldest frame.
+    """
+
+    def __init__(self, capacity: int, image_size: int, action_dim: int = 4) -> None:
+        self.capacity = capacity
+        self.image_size = image_size
+        self.frames = torch.zeros((capacity, 3, image_size, image_size), dtype=torch.uint8)
+        self.actions = torch.zeros((capacity, action_dim), dtype=torch.float32)
+        self.valid = torch.zeros(capacity, dtype=torch.bool)
+        self.size = 0
+        self.ptr = 0  # next slot to write
+        self.added = 0  # frames ever added
+
+    def add_frame(self, rgb: np.ndarray, action_before: np.ndarray | None = None) -> None:
+        """Append one frame (S, S, 3) uint8; ``action_before`` links it to the previous one."""
+        prev = (self.ptr - 1) % self.capacity
+        if action_before is not None and self.size > 0:
+            self.actions[prev] = torch.as_tensor(action_before, dtype=torch.float32)
+            self.valid[prev] = True
+        self.frames[self.ptr] = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        self.valid[self.ptr] = False
+        self.ptr = (self.ptr + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+        self.added += 1
+
+    def add_episode(self, rgb: np.ndarray, actions: np.ndarray, valid: np.ndarray) -> None:
+        """Append a whole episode: rgb (N, S, S, 3), actions (N, A), valid (N,)."""
+        self.break_link()
+        for j in range(len(rgb)):
+            before = actions[j - 1] if j > 0 and valid[j - 1] else None
+            self.add_frame(rgb[j], before)
+
+    def break_link(self) -> None:
+        """The next frame does not follow the newest one (a new episode starts)."""
+        if self.size:
+            self.valid[(self.ptr - 1) % self.capacity] = False
+
+    def window_starts(self, horizon: int) -> Tensor:
+        """(M,) slots starting H consecutive valid transitions."""
+        n = self.size
+        if n <= horizon:
+            return torch.zeros(0, dtype=torch.int64)
+        v = self.valid[:n].to(torch.int64)
+        if n == self.capacity:
+            v = torch.cat([v, v[:horizon]])
+        c = torch.cat([torch.zeros(1, dtype=torch.int64), v.cumsum(0)])
+        t = torch.arange(n)
+        ok = t + horizon < c.numel()
+        t = t[ok]
+        return t[(c[t + horizon] - c[t]) == horizon]
+
+    def windows(self, starts: Tensor, horizon: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """images (B, H+1, 3, S, S) uint8, actions (B, H, A) at ``starts``."""
+        idx = (starts[:, None] + torch.arange(horizon + 1)) % self.capacity
+        return self.frames[idx].to(device), self.actions[idx[:, :-1]].to(device)
+
+
+@dataclass
+class LearnerConfig:
+    """Arguments of the learner node (graph YAML ``args``)."""
+
+    init: str = ""  # checkpoint to continue from; "" = a fresh model from ``model``
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup=0))
+    out_dir: str = "runs/learner"  # model.safetensors + config.json, replaced atomically
+    episodes: str = ""  # root of episode directories to learn from ("" = none)
+    rescan_s: float = bounded(30.0, 0.0, None)  # how often to look for new episodes
+    stream: bool = True  # learn from camera/<camera> + ee_action messages too
+    camera: str = "front"
+    buffer_frames: int = bounded(50000, 16, None)
+    min_windows: int = bounded(256, 1, None)  # wait for this much experience
+    updates_per_step: int = bounded(8, 1, None)
+    max_step_ms: float = bounded(500.0, 1.0, None)  # stop updating after this long
+    publish_every: int = bounded(500, 1, None)  # updates between published checkpoints
+    device: str = "cpu"
+    threads: int = bounded(1, 0, 64)  # torch threads in this process (0 = default)
+    seed: int = 0
+
+
+class LearnerNode(Node):
+    """Self-supervised world-model training as a node; publishes ``weights``."""
+
+    Config = LearnerConfig
+    subscribes: ClassVar[dict[str, str]] = {"camera/": "all", "ee_action": "all"}
+    publishes: ClassVar[tuple[str, ...]] = ("weights",)
+
+    def __init__(self, ctx: NodeContext, cfg: LearnerConfig) -> None:
+        super().__init__(ctx, cfg)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device(cfg.device)
+        if cfg.init:
+            model, info = load_checkpoint(cfg.init, self.device)
+            self.version = info.version
+            self.train_config: dict[str, Any] = info.config
+        else:
+            model = WorldModel(cfg.model).to(self.device)
+            self.version = 0
+            self.train_config = {}
+        self.model = model.train()
+        self.trainer = Trainer(self.model, cfg.optim)
+        mc = self.model.cfg
+        self.buffer = ReplayBuffer(cfg.buffer_frames, mc.image_size, mc.action_dim)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.out_dir = Path(cfg.out_dir)
+        self.seen_episodes: set[str] = set()
+        self.next_scan_ns: int | None = None
+        self.last_frame_stamp: int | None = None
+        self.pending_actions: list[tuple[int, np.ndarray]] = []
+        self.updates = 0
+        self.last_loss: Tensor | None = None
+        self.published = 0
+
+    # ---- experience --------------------------------------------------------------------
+
+    def _scan(self, now_ns: int) -> None:
+        cfg = self.cfg
+        if not cfg.episodes or (self.next_scan_ns is not None and now_ns < self.next_scan_ns):
+            return
+        self.next_scan_ns = now_ns + int(cfg.rescan_s * 1e9)
+        root = Path(cfg.episodes)
+        if not root.is_dir():
+            return
+        for path in list_episodes(root):
+            if path.name in self.seen_episodes:
+                continue
+            d = load_episode(path, self.buffer.image_size, cfg.camera, self.model.cfg.action_dim)
+            self.buffer.add_episode(d["rgb"], d["actions"], d["valid"])
+            self.seen_episodes.add(path.name)
+
+    def _ingest_stream(self, inbox: Inbox) -> None:
+        cfg = self.cfg
+        for msg in inbox.new("ee_action"):
+            self.pending_actions.append((msg.stamp_ns, np.asarray(msg.action, np.float32)))
+        frames = sorted(inbox.new(f"camera/{cfg.camera}"), key=lambda m: m.stamp_ns)
+        for img in frames:
+            rgb = np.asarray(img.rgb)
+            if rgb.shape[:2] != (self.buffer.image_size, self.buffer.image_size):
+                import cv2
+
+                s = self.buffer.image_size
+                rgb = cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA)
+            before = None
+            if self.last_frame_stamp is not None:
+                lo, hi = self.last_frame_stamp, img.stamp_ns
+                acts = [a for s, a in self.pending_actions if lo <= s < hi]
+                if acts:
+                    before = np.array(acts[-1], np.float32)
+                    before[:3] = np.sum([a[:3] for a in acts], axis=0)
+            else:
+                self.buffer.break_link()
+            self.buffer.add_frame(rgb, before)
+            self.last_frame_stamp = img.stamp_ns
+            self.pending_actions = [(s, a) for s, a in self.pending_actions if s >= img.stamp_ns]
+
+    # ---- the node ------------------------------------------------------------------------
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        self._scan(now_ns)
+        if self.cfg.stream:
+            self._ingest_stream(inbox)
+        h = self.cfg.optim.horizon
+        starts = self.buffer.window_starts(h)
+        if len(starts) < self.cfg.min_windows:
+            return []
+        out = []
+        t_end = time.perf_counter() + self.cfg.max_step_ms / 1e3
+        for _ in range(self.cfg.updates_per_step):
+            pick = torch.randint(len(starts), (self.cfg.optim.batch_size,), generator=self.gen)
+            images, actions = self.buffer.windows(starts[pick], h, self.device)
+            self.last_loss = self.trainer.step(images, actions)[0]
+            self.updates += 1
+            if self.updates % self.cfg.publish_every == 0:
+                out.append(("weights", self._publish(now_ns)))
+            if time.perf_counter() > t_end:
+                break
+        return out
+
+    def _publish(self, now_ns: int) -> Weights:
+        self.version += 1
+        config = {k: v for k, v in self.train_config.items() if k != "model"}
+        config["learner"] = {"updates": self.updates, "frames_seen": self.buffer.added,
+                             "episodes": sorted(self.seen_episodes)}
+        info = save_checkpoint(self.out_dir, self.model, self.version, config)
+        self.published += 1
+        return Weights(stamp_ns=now_ns, version=info.version, path=str(info.path.resolve()),
+                       sha256=info.sha256)
+
+    def summary(self) -> dict[str, Any]:
+        return {"updates": self.updates, "version": self.version, "published": self.published,
+                "frames": self.buffer.added, "episodes": len(self.seen_episodes),
+                "last_loss": float("nan") if self.last_loss is None else float(self.last_loss)}
