@@ -64,9 +64,12 @@ FINGER_FORCE = 20.0  # N, URDF effort limit of a finger
 #: end effector at (0.4, 0, 0.3).
 HOME_Q = np.array([0.0, -0.4207, 0.0, -2.5762, 0.0, 2.1555, 0.7854])
 
-#: Joint-space PD gains of the scenes' position mode (N m / rad, N m s / rad).
-KP = np.array([600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 60.0])
-KD = np.array([60.0, 60.0, 50.0, 50.0, 20.0, 12.0, 5.0])
+#: Joint-space PD gains of the scenes' position mode (N m / rad, N m s / rad): critically
+#: damped at 25 rad/s for the diagonal of the mass matrix at HOME_Q
+#: ([1.73, 2.19, 1.67, 1.72, 0.81, 0.74, 0.60] kg m^2; the URDF's inertias are large).
+#: Stiffer gains make the joint-1/joint-3 null-space mode ring at 500 Hz.
+KP = np.array([1100.0, 1400.0, 1050.0, 1100.0, 500.0, 450.0, 375.0])
+KD = np.array([85.0, 110.0, 85.0, 85.0, 40.0, 37.0, 30.0])
 
 
 def gripper_target(command: float) -> float:

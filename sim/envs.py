@@ -29,8 +29,10 @@ from sim.scene import Scene, SceneConfig, has_display, make_scene
 from sim.tasks import TASKS, make_task
 
 PROPRIO_DIM = 11
+REST_GAIN = 0.002  # IK's null-space pull toward home per iteration: slow, so no joint races
+WINDUP = 0.03  # m: how far the commanded hand position may lead the measured one
 # ee position (within the arm's reach), gripper opening, joint positions (limits + margin)
-PROPRIO_LOW = np.array([-1.3, -1.3, -0.5, 0.0, *(JOINT_LIMITS[:, 0] - 0.1)], dtype=np.float32)
+PROPRIO_LOW = np.array([-1.3, -1.3, -0.5, -0.01, *(JOINT_LIMITS[:, 0] - 0.1)], dtype=np.float32)
 PROPRIO_HIGH = np.array([1.3, 1.3, 1.5, 0.1, *(JOINT_LIMITS[:, 1] + 0.1)], dtype=np.float32)
 _DEFAULT_OBJECTS = {"reach": ["red"], "push": ["red"], "pick_place": ["red"]}
 
@@ -114,7 +116,7 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.terminate_on_success = terminate_on_success
         self.max_delta = float(max_delta)
         self.substeps = physics_hz // control_hz
-        self.chunks = next(c for c in (5, 4, 2, 1) if self.substeps % c == 0)
+        self.chunks = next(c for c in (10, 5, 4, 2, 1) if self.substeps % c == 0)
         self._fps = control_hz
 
         img = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
@@ -128,6 +130,7 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         high = np.array([self.max_delta] * 3 + [1.0], dtype=np.float32)
         self.action_space = spaces.Box(-high, high, dtype=np.float32)
         self._q_cmd = self.task.init_q.copy()
+        self._x_cmd = self.kin.fk(self._q_cmd)[0]
         self._goal_image = np.zeros((self.image_size, self.image_size, 3), np.uint8)
 
     # ---- gymnasium API ---------------------------------------------------------------
@@ -138,6 +141,7 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         super().reset(seed=seed)
         self.task.reset(self.scene, self.np_random)
         self._q_cmd = self.task.init_q.copy()
+        self._x_cmd = self.kin.fk(self._q_cmd)[0]
         self._goal_image = self.task.goal_image(self.scene, self.camera, self.image_size)
         return self._obs(), self._info()
 
@@ -151,13 +155,24 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             )
         delta = np.clip(action[:3], -self.max_delta, self.max_delta)
         gripper = float(np.clip(action[3], -1.0, 1.0))
+        # The new target is the last commanded hand position + delta, so displacements add
+        # up exactly; it is kept within WINDUP of the measured hand, so a hand blocked by
+        # contact pushes with a bounded force and does not jump when released.
         ee, _ = self.scene.ee_pose()
-        goal = np.clip(ee + delta, WORKSPACE[:, 0], WORKSPACE[:, 1])
+        lead = self._x_cmd - ee
+        dist = float(np.linalg.norm(lead))
+        base = ee + lead * min(1.0, WINDUP / dist) if dist > 0 else ee
+        goal = np.clip(base + delta, WORKSPACE[:, 0], WORKSPACE[:, 1])
         q_from = self._q_cmd
-        q_to = self.kin.solve(goal, R_DOWN, q0=q_from, iters=10).q
+        q_to = self.kin.solve(goal, R_DOWN, q0=q_from, iters=10, rest_gain=REST_GAIN).q
+        self._x_cmd = self.kin.fk(q_to)[0]  # what IK reached (the goal, unless out of reach)
+        # a linear move from the last command to the new one over the control period, with
+        # its velocity as feedforward: repeated actions give a steady motion
         per_chunk = self.substeps // self.chunks
+        velocity = (q_to - q_from) / (self.substeps * self.scene.dt)
         for k in range(1, self.chunks + 1):
-            self.scene.command_position(q_from + (k / self.chunks) * (q_to - q_from), gripper)
+            q_k = q_from + (k / self.chunks) * (q_to - q_from)
+            self.scene.command_position(q_k, gripper, velocity)
             self.scene.step(per_chunk)
         self._q_cmd = q_to
         info = self._info()

@@ -94,7 +94,9 @@ class GymScene(Scene):
             )
         self._action = np.clip(tau, self._low, self._high)
 
-    def command_position(self, q: np.ndarray, gripper: float | None = None) -> None:
+    def command_position(
+        self, q: np.ndarray, gripper: float | None = None, dq: np.ndarray | None = None
+    ) -> None:
         raise SceneError(
             "a gym env takes actions, not joint positions: send mode='torque' with the action "
             "in effort"

@@ -73,6 +73,14 @@ class ArmKinematics:
         mujoco.mj_jacSite(self.model, self.data, self._jac[:3], self._jac[3:], self.site)
         return self._jac[:, :7].copy()
 
+    def gravity(self, q: np.ndarray, gripper: float = 2 * FINGER_MAX) -> np.ndarray:
+        """Joint torques (7,) N m that hold the arm still at ``q`` (gripper opening in m)."""
+        self.data.qpos[:7] = q
+        self.data.qpos[7:9] = gripper / 2
+        self.data.qvel[:] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        return self.data.qfrc_bias[:7].copy()
+
     def solve(
         self,
         pos: np.ndarray,

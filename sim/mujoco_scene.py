@@ -55,6 +55,7 @@ from sim.scene import (
     as_object_poses,
     default_object_poses,
     has_display,
+    position_setpoint,
 )
 
 FINGER_KP = 1000.0  # N/m
@@ -89,7 +90,9 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
     spec = mujoco.MjSpec.from_string(panda_urdf(meshes, mujoco_compiler=True))
     spec.modelname = "panda"
     spec.option.timestep = 1.0 / physics_hz
-    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    # Semi-implicit Euler, as Bullet: with the same model both integrate the same way
+    # (joint paths agree to ~1e-6 rad when the motors do not saturate).
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     spec.option.impratio = 10.0
 
@@ -114,13 +117,18 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
     spec.add_exclude(bodyname1="panda_hand", bodyname2="panda_rightfinger")
 
     for name, limit in zip(ARM_JOINTS, TORQUE_LIMITS, strict=True):
+        # gravity compensation counts as motor torque, clamped with it to the effort limit
+        joint = spec.joint(name)
+        joint.actgravcomp = True
+        joint.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        joint.actfrcrange = [-limit, limit]
+    for name in ARM_JOINTS:
         act = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
         act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
         act.gainprm[0] = 1.0
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
-        act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
-        act.forcerange = [-limit, limit]
+        act.forcelimited = mujoco.mjtLimited.mjLIMITED_FALSE  # the joint clamps the total
     for name, joint in zip(("finger_left", "finger_right"), FINGER_JOINTS, strict=True):
         act = spec.add_actuator(name=name, target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
@@ -168,11 +176,12 @@ def scene_spec(cfg: SceneConfig) -> mujoco.MjSpec:
         diffuse=[0.5, 0.5, 0.5],
         specular=[0.0, 0.0, 0.0],
     )
+    # A thin box, not a plane: MuJoCo draws planes as fine grids, 4 ms a frame in software GL.
     world.add_geom(
         name="floor",
-        type=mujoco.mjtGeom.mjGEOM_PLANE,
-        size=[15.0, 15.0, 0.1],
-        pos=[0.0, 0.0, FLOOR_Z],
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[15.0, 15.0, 0.01],
+        pos=[0.0, 0.0, FLOOR_Z - 0.01],
         rgba=FLOOR_RGBA,
         contype=0,
         conaffinity=0,
@@ -292,23 +301,26 @@ class MuJoCoScene(Scene):
         self.data.ctrl[:7] = tau
         self._set_gripper(gripper)
 
-    def command_position(self, q: np.ndarray, gripper: float | None = None) -> None:
-        q = np.asarray(q, dtype=float)
-        if q.shape != (7,) or not np.all(np.isfinite(q)):
-            raise SceneError(f"position command must be 7 finite values, got shape {q.shape}")
+    def command_position(
+        self, q: np.ndarray, gripper: float | None = None, dq: np.ndarray | None = None
+    ) -> None:
+        q = position_setpoint(q, dq)
         self._set_mode("position")
-        self.data.ctrl[:7] = q
+        self.data.ctrl[:7] = q  # the PD's affine bias makes this KP q + KD dq (see scene.py)
         self._set_gripper(gripper)
 
     # ---- state ------------------------------------------------------------------------
 
     def joint_state(self) -> JointSample:
         d = self.data
-        tau = d.actuator_force[:7] + d.qfrc_gravcomp[:7]
+        tau = d.qfrc_actuator[:7].copy()  # PD or torque command + gravity compensation, clamped
         return JointSample(d.qpos[:7].copy(), d.qvel[:7].copy(), tau, float(d.qpos[7] + d.qpos[8]))
 
     def step(self, n: int = 1) -> None:
         mujoco.mj_step(self.model, self.data, nstep=int(n))
+        # mj_step leaves positions-derived quantities (site poses, actuator forces) at the
+        # start of the last step; recompute them for the new state.
+        mujoco.mj_forward(self.model, self.data)
 
     @property
     def time(self) -> float:
@@ -375,7 +387,13 @@ class MuJoCoScene(Scene):
         if r is None:
             if not 16 <= size <= 512:
                 raise SceneError(f"image size must be in [16, 512], got {size}")
-            r = mujoco.Renderer(self.model, size, size)
+            try:
+                r = mujoco.Renderer(self.model, size, size)
+            except mujoco.FatalError as e:
+                raise SceneError(
+                    f"MuJoCo cannot render ({e}); headless, set MUJOCO_GL=egl before mujoco "
+                    "is imported (importing sim first does it)"
+                ) from e
             flags = r.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0

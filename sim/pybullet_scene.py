@@ -45,7 +45,14 @@ from sim.assets import (
     gripper_target,
     panda_urdf,
 )
-from sim.scene import JointSample, Scene, SceneConfig, as_object_poses, default_object_poses
+from sim.scene import (
+    JointSample,
+    Scene,
+    SceneConfig,
+    as_object_poses,
+    default_object_poses,
+    position_setpoint,
+)
 
 ARM = list(range(7))  # joint indices of panda_joint1..7
 FINGERS = [9, 10]  # panda_finger_joint1, 2
@@ -196,10 +203,10 @@ class PyBulletScene(Scene):
         self._command = tau.copy()
         self._set_gripper(gripper)
 
-    def command_position(self, q: np.ndarray, gripper: float | None = None) -> None:
-        q = np.asarray(q, dtype=float)
-        if q.shape != (7,) or not np.all(np.isfinite(q)):
-            raise SceneError(f"position command must be 7 finite values, got shape {q.shape}")
+    def command_position(
+        self, q: np.ndarray, gripper: float | None = None, dq: np.ndarray | None = None
+    ) -> None:
+        q = position_setpoint(q, dq)
         self._mode = "position"
         self._command = q.copy()
         self._set_gripper(gripper)

@@ -84,6 +84,26 @@ def as_object_poses(poses: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([poses[:, :3], quat / norm], axis=1)
 
 
+def position_setpoint(q: np.ndarray, dq: np.ndarray | None) -> np.ndarray:
+    """Validate a position command; fold the velocity feedforward into one setpoint.
+
+    With ``KP (s - q_meas) - KD dq_meas`` as the PD law, ``s = q + (KD / KP) dq`` gives
+    ``KP (q - q_meas) + KD (dq - dq_meas)``: both backends use it (MuJoCo's affine
+    actuator bias then needs nothing else).
+    """
+    from sim.assets import KD, KP
+
+    q = np.asarray(q, dtype=float)
+    if q.shape != (7,) or not np.all(np.isfinite(q)):
+        raise SceneError(f"position command must be 7 finite values, got shape {q.shape}")
+    if dq is None:
+        return q.copy()
+    dq = np.asarray(dq, dtype=float)
+    if dq.shape != (7,) or not np.all(np.isfinite(dq)):
+        raise SceneError(f"velocity feedforward must be 7 finite values, got shape {dq.shape}")
+    return q + (KD / KP) * dq
+
+
 class Scene(abc.ABC):
     """A robot scene stepped by a simulator.
 
@@ -118,16 +138,28 @@ class Scene(abc.ABC):
         """
 
     @abc.abstractmethod
-    def command_position(self, q: np.ndarray, gripper: float | None = None) -> None:
-        """Track joint positions ``q`` (n,) rad from now on with the scene's joint PD
-        controller plus gravity compensation."""
+    def command_position(
+        self, q: np.ndarray, gripper: float | None = None, dq: np.ndarray | None = None
+    ) -> None:
+        """Track joint positions ``q`` (n,) rad, moving at ``dq`` (n,) rad/s (default 0),
+        from now on with the scene's joint PD controller plus gravity compensation:
+        ``tau = KP (q - q_meas) + KD (dq - dq_meas) + g(q_meas)``, clipped."""
 
-    def apply(self, mode: str, position: np.ndarray, effort: np.ndarray, gripper: float) -> None:
-        """Apply a joint command as carried by ``robot.msgs.JointCommand``."""
+    def apply(
+        self,
+        mode: str,
+        position: np.ndarray,
+        effort: np.ndarray,
+        gripper: float,
+        velocity: np.ndarray | None = None,
+    ) -> None:
+        """Apply a joint command as carried by ``robot.msgs.JointCommand``
+        (``velocity`` may be empty: no velocity feedforward)."""
         if mode == "torque":
             self.command_torque(effort, gripper)
         elif mode == "position":
-            self.command_position(position, gripper)
+            dq = None if velocity is None or np.size(velocity) == 0 else velocity
+            self.command_position(position, gripper, dq)
         else:
             raise SceneError(f"joint command mode must be 'torque' or 'position', got {mode!r}")
 
