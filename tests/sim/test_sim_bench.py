@@ -1,0 +1,19 @@
+"""sim.bench: rows for each backend and resolution, plausible figures."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from sim.bench import BACKENDS, RESOLUTIONS, bench_sim
+
+
+def test_quick_bench_reports_every_backend_and_resolution() -> None:
+    rows = bench_sim(SimpleNamespace(what="sim", out="", quick=True))
+    assert [(r["backend"], r["resolution"]) for r in rows] == [
+        (b, s) for b in BACKENDS for s in RESOLUTIONS
+    ]
+    for row in rows:
+        assert row["physics_steps_per_s"] > 500  # faster than real time at 500 Hz
+        assert row["realtime_factor"] > 1.0
+        for key in ("render_ms", "render_depth_ms", "wrist_render_ms"):
+            assert 0.0 < row[key] < 2000.0
