@@ -3,10 +3,12 @@
 ``gymnasium.make("reflexarc/PandaPush-v0", backend="pybullet", image_size=64)``.
 
 Action (4,): end-effector displacement (dx, dy, dz) in metres, within +-``max_delta``,
-and the gripper in [-1 close, 1 open]. A built-in joint controller tracks it: the new
-end-effector target (clipped to the workspace box, hand pointing down) is solved by
-damped least squares IK, and the joint position command moves there linearly over the
-control period, tracked by the scene's joint PD with gravity compensation.
+and the gripper in [-1 close, 1 open]. A built-in joint controller tracks it: the
+commanded hand position moves by the displacement (kept within 3 cm of the measured
+hand, and inside the workspace box), damped least squares IK turns it into joint
+positions with the hand pointing down, and the joint command ramps there linearly over
+the control period (with its velocity as feedforward), tracked by the scene's joint PD
+with gravity compensation. At full speed the hand lags its command by about 5 mm.
 
 Observation: {"image": (H, W, 3) uint8 from ``camera``, "proprio": (11,) float32 = ee
 position (3), gripper opening (1), joint positions (7), "goal_image": (H, W, 3) uint8}.
@@ -23,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.assets import JOINT_LIMITS, WORKSPACE, SceneError
+from sim.assets import CAMERAS, JOINT_LIMITS, WORKSPACE, SceneError
 from sim.kinematics import R_DOWN, ArmKinematics
 from sim.scene import Scene, SceneConfig, has_display, make_scene
 from sim.tasks import TASKS, make_task
@@ -98,6 +100,8 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise SceneError(f"max_delta must be in (0, 0.2] m, got {max_delta}")
         if not 16 <= image_size <= 512:
             raise SceneError(f"image_size must be in [16, 512], got {image_size}")
+        if camera not in CAMERAS:
+            raise SceneError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
         cameras = ["front", "wrist"] if camera == "wrist" else ["front"]
         cfg = SceneConfig(
             backend=backend,

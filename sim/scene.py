@@ -26,7 +26,12 @@ from sim.assets import BLOCK_COLORS, BLOCK_SIZE, CAMERAS, SceneError, has_displa
 
 
 class JointSample(NamedTuple):
-    """Measured joint state. ``tau`` is the torque the motors applied on the last step."""
+    """Measured joint state.
+
+    ``tau`` is the motor torque (command, plus gravity compensation in position mode,
+    clipped to the effort limits): MuJoCo reports it for the current state, PyBullet as
+    applied during the last physics step.
+    """
 
     q: np.ndarray  # (n,) rad
     dq: np.ndarray  # (n,) rad/s

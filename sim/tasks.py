@@ -150,7 +150,7 @@ class Push(Task):
 
 
 class PickPlace(Task):
-    """Lift block 0 and put it down within 3.5 cm of a target 12-25 cm away."""
+    """Lift block 0 and put it down on the table within 3.5 cm of a target 12-25 cm away."""
 
     name = "pick_place"
     max_steps = 100
@@ -163,7 +163,8 @@ class PickPlace(Task):
         return float(np.linalg.norm(object_pos[0] - self.target))
 
     def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
-        return self.distance(ee_pos, object_pos) < self.tolerance
+        down = object_pos[0, 2] < self.target[2] + 0.01  # put down, not held above
+        return bool(down) and self.distance(ee_pos, object_pos) < self.tolerance
 
     def pose_goal(self, scene: Scene) -> None:
         poses = scene.object_poses()
