@@ -1,0 +1,343 @@
+"""``reflexarc bench plan``: planner solve time against samples, horizon and iterations.
+
+The world model is a stand-in with the size of ours (``policies/world_model.py``
+defaults): latent D = 64, a residual predictor MLP ``[z, a] -> 256 -> 256 -> D`` with
+LayerNorm and SiLU. A JEPA world model trained on 64 px frames from a few thousand
+episodes does not support a larger latent or predictor on a CPU, and the planner's time
+is almost all predictor time, so this is what a real solve costs. Weights are random:
+the time of a solve does not depend on them.
+
+Each row is one setting: solves timed after warm-up, p50/p99 in ms, and model steps per
+second (samples x horizon x iterations / p50). Sweeps vary one of samples, horizon,
+iterations around the default config, on CPU and on CUDA when present. A PNG of time
+against each swept value is written beside ``cfg.out`` (or to ``runs/bench/plan.png``).
+
+Plan quality against budget on the real tasks needs the trained world model and the
+simulated scenes; :func:`success_vs_budget` is the hook for it: it runs any episode
+function for every planner setting. :func:`latent_reach_episode` is a synthetic episode
+(a latent integrator with a known linear model) that exercises the same closed loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from planner.cem import CEMConfig, CEMPlanner
+from planner.mpc import SamplingConfig, SamplingPlanner, resolve_device
+from planner.mppi import MPPIConfig, MPPIPlanner
+from planner.protocol import LinearLatentModel
+
+PLANNERS: dict[str, tuple[type[SamplingPlanner], type[SamplingConfig]]] = {
+    "cem": (CEMPlanner, CEMConfig),
+    "mppi": (MPPIPlanner, MPPIConfig),
+}
+BUDGET_MS = 10.0  # target p50 of one solve at the default config on a 2-core CPU
+DEFAULT_PLOT = Path("runs/bench/plan.png")
+
+
+class MLPPredictor(nn.Module):
+    """World-model-sized stand-in: ``z' = z + MLP([z, a])``, D = 64, hidden 256 x 2.
+
+    Implements the :class:`~planner.protocol.LatentModel` verbs; ``encode`` is a linear
+    map from a (B, O) observation vector, enough for the bench.
+    """
+
+    def __init__(
+        self, latent_dim: int = 64, hidden_dim: int = 256, layers: int = 2, action_dim: int = 4
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.action_dim = action_dim
+        dims = [latent_dim + action_dim] + [hidden_dim] * layers
+        mods: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
+            mods += [nn.Linear(d_in, d_out), nn.LayerNorm(d_out), nn.SiLU()]
+        mods.append(nn.Linear(dims[-1], latent_dim))
+        self.net = nn.Sequential(*mods)
+        self.obs_proj = nn.Linear(latent_dim, latent_dim)
+
+    def encode(self, obs: Tensor) -> Tensor:
+        """(B, D) -> (B, D)."""
+        return self.obs_proj(obs)
+
+    def predict(self, z: Tensor, a: Tensor) -> Tensor:
+        """(B, D), (B, A) -> (B, D)."""
+        return z + self.net(torch.cat([z, a], dim=-1))
+
+    def rollout(self, z0: Tensor, actions: Tensor) -> Tensor:
+        """(B, D), (B, H, A) -> (B, H, D)."""
+        zs = z0.new_empty((z0.shape[0], actions.shape[1], z0.shape[-1]))
+        z = z0
+        for t in range(actions.shape[1]):
+            z = self.predict(z, actions[:, t])
+            zs[:, t] = z
+        return zs
+
+
+def time_solves(
+    planner: SamplingPlanner, z0: Tensor, *, warmup: int = 3, solves: int = 100, max_s: float = 2.0
+) -> np.ndarray:
+    """Wall time (ms) of up to ``solves`` warm-started ``plan()`` calls, within ``max_s``.
+
+    Each solve ends with the host reading the cost, so queued CUDA work is included.
+    """
+    for _ in range(warmup):
+        float(planner.plan(z0).cost)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < solves and (time.perf_counter() - start < max_s or len(times) < 5):
+        t = time.perf_counter()
+        float(planner.plan(z0).cost)  # the sync point a planner node has too
+        times.append((time.perf_counter() - t) * 1e3)
+    return np.asarray(times)
+
+
+def _row(
+    name: str, device: torch.device, cfg: SamplingConfig, times: np.ndarray, sweep: str
+) -> dict:
+    p50 = float(np.percentile(times, 50))
+    return {
+        "sweep": sweep,
+        "planner": name,
+        "device": str(device),
+        "samples": cfg.samples,
+        "horizon": cfg.horizon,
+        "iterations": cfg.iterations,
+        "solves": int(times.size),
+        "p50_ms": p50,
+        "p99_ms": float(np.percentile(times, 99)),
+        "steps_per_s": cfg.samples * cfg.horizon * cfg.iterations / (p50 / 1e3),
+        "threads": torch.get_num_threads() if device.type == "cpu" else 0,
+    }
+
+
+def _devices(name: str) -> list[torch.device]:
+    devices = [torch.device("cpu")]
+    wanted = resolve_device(name)
+    if wanted.type == "cuda":
+        devices.append(wanted)
+    elif torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    return devices
+
+
+def bench_plan(cfg: Any) -> list[dict]:
+    """Solve-time sweeps; ``cfg`` has ``out`` (JSON path; the PNG goes beside it),
+    ``quick`` (a tiny sweep for tests) and optionally ``device`` (CUDA added when present).
+
+    Returns one row per (sweep, planner, device, setting).
+    """
+    quick = bool(getattr(cfg, "quick", False))
+    if quick:
+        sweeps = {"samples": [16, 32], "horizon": [2, 3], "iterations": [1, 2]}
+        base = {"samples": 16, "horizon": 2, "iterations": 1, "elites": 4}
+        solves, max_s = 5, 0.5
+    else:
+        sweeps = {
+            "samples": [64, 128, 256, 512, 1024, 2048, 4096],
+            "horizon": [2, 4, 6, 8, 12, 16],
+            "iterations": [1, 2, 3, 4, 6, 8],
+        }
+        base, solves, max_s = {}, 200, 3.0
+    rows: list[dict] = []
+    for device in _devices(str(getattr(cfg, "device", "cpu"))):
+        model = MLPPredictor().to(device)
+        z0 = torch.randn(model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
+        for name, (planner_cls, config_cls) in PLANNERS.items():
+            default = config_cls(device=str(device), **base)
+            rows.append(
+                _row(
+                    name,
+                    device,
+                    default,
+                    _time(planner_cls, model, default, z0, solves, max_s),
+                    "default",
+                )
+            )
+            if device.type == "cpu":
+                rows += _thread_rows(name, planner_cls, model, default, z0, solves, max_s)
+            for key, values in sweeps.items():
+                if name != "cem" and key != "samples":
+                    continue  # MPPI costs the same per model step; one sweep shows it
+                for value in values:
+                    pcfg = dataclasses.replace(default, **{key: value})
+                    pcfg.elites = min(pcfg.elites, pcfg.samples)
+                    times = _time(planner_cls, model, pcfg, z0, solves, max_s)
+                    rows.append(_row(name, device, pcfg, times, key))
+    out = str(getattr(cfg, "out", "") or "")
+    plot_path = Path(out).with_suffix(".png") if out else DEFAULT_PLOT
+    plot(rows, plot_path)
+    return rows
+
+
+def _thread_rows(
+    name: str,
+    planner_cls: type[SamplingPlanner],
+    model: nn.Module,
+    cfg: SamplingConfig,
+    z0: Tensor,
+    solves: int,
+    max_s: float,
+) -> list[dict]:
+    """The default setting with 1 torch thread and with every core: on a shared 2-core
+    machine one thread per process is often faster at p99."""
+    rows = []
+    before = torch.get_num_threads()
+    try:
+        for threads in sorted({1, os.cpu_count() or 1}):
+            torch.set_num_threads(threads)
+            times = _time(planner_cls, model, cfg, z0, solves, max_s)
+            rows.append(_row(name, torch.device("cpu"), cfg, times, "threads"))
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def _time(
+    planner_cls: type[SamplingPlanner],
+    model: nn.Module,
+    cfg: SamplingConfig,
+    z0: Tensor,
+    solves: int,
+    max_s: float,
+) -> np.ndarray:
+    planner = planner_cls(model, cfg)  # type: ignore[arg-type]
+    planner.set_goal(torch.zeros_like(z0))
+    return time_solves(planner, z0, solves=solves, max_s=max_s)
+
+
+def plot(rows: Sequence[dict], path: Path) -> Path:
+    """Time per solve (p50 solid, p99 dashed) against each swept setting; one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["samples", "horizon", "iterations"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
+    for ax, key in zip(axes, keys, strict=True):
+        series = sorted({(r["planner"], r["device"]) for r in rows if r["sweep"] == key})
+        for planner, device in series:
+            sel = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["sweep"] == key and (r["planner"], r["device"]) == (planner, device)
+                ),
+                key=lambda r: r[key],
+            )
+            x = [r[key] for r in sel]
+            line = ax.plot(x, [r["p50_ms"] for r in sel], "o-", label=f"{planner} {device} p50")[0]
+            ax.plot(
+                x,
+                [r["p99_ms"] for r in sel],
+                "--",
+                color=line.get_color(),
+                label=f"{planner} {device} p99",
+            )
+        ax.axhline(BUDGET_MS, color="grey", lw=0.8, ls=":", label=f"{BUDGET_MS:g} ms budget")
+        ax.set_xlabel(key)
+        ax.set_ylabel("ms per solve")
+        if key == "samples":
+            ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        fixed = [k for k in keys if k != key]
+        ref = next((r for r in rows if r["sweep"] == key), None)
+        if ref is not None:
+            ax.set_title(f"vs {key} (" + ", ".join(f"{k}={ref[k]}" for k in fixed) + ")")
+        ax.legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- quality against budget -------------------------------------------------------------
+
+EpisodeFn = Callable[[str, SamplingConfig, int], dict]
+"""``episode(planner_name, planner_cfg, seed) -> {"success": bool, "steps": int, ...}``."""
+
+
+def success_vs_budget(
+    episode: EpisodeFn,
+    settings: Iterable[tuple[str, SamplingConfig]],
+    episodes: int,
+) -> list[dict]:
+    """Success rate and mean steps to success of ``episode`` for each planner setting.
+
+    The hook for the real tasks: pass an episode function that builds the world model,
+    the scene and the planner from the given config and runs one closed-loop episode
+    (``robot/evaluate.py`` owns those). Seeds are ``0 .. episodes - 1`` for every setting.
+    """
+    rows = []
+    for name, pcfg in settings:
+        results = [episode(name, pcfg, seed) for seed in range(episodes)]
+        wins = [r for r in results if r["success"]]
+        rows.append(
+            {
+                "planner": name,
+                "samples": pcfg.samples,
+                "horizon": pcfg.horizon,
+                "iterations": pcfg.iterations,
+                "episodes": episodes,
+                "success": len(wins) / episodes,
+                "steps": float(np.mean([r["steps"] for r in wins])) if wins else float("nan"),
+            }
+        )
+    return rows
+
+
+def latent_reach_model(latent_dim: int = 64, seed: int = 0) -> LinearLatentModel:
+    """A latent integrator: ``z = E s`` for the state ``s = (x, y, z, gripper)`` and
+    ``z' = z + E a`` (D x 4 random ``E``; metres weigh 10x a gripper unit)."""
+    g = torch.Generator().manual_seed(seed)
+    E = torch.randn(latent_dim, 4, generator=g) / latent_dim**0.5
+    E[:, :3] *= 10.0
+    return LinearLatentModel(torch.eye(latent_dim), E)
+
+
+WORKSPACE_LOW = (0.25, -0.35, 0.0, -1.0)  # ee box and gripper, CONTRACTS.md
+WORKSPACE_HIGH = (0.75, 0.35, 0.5, 1.0)
+
+
+def latent_reach_episode(
+    name: str,
+    pcfg: SamplingConfig,
+    seed: int,
+    *,
+    model: LinearLatentModel | None = None,
+    max_steps: int = 30,
+    tolerance_m: float = 0.01,
+) -> dict:
+    """One synthetic reach: from a random state in the workspace box to a random goal
+    state given only as a latent; the plant is the model itself, clipped to the box.
+
+    Success: end effector within ``tolerance_m`` of the goal and gripper within 0.2.
+    """
+    model = model or latent_reach_model()
+    E = model.B  # (D, 4)
+    lo = torch.tensor(WORKSPACE_LOW)
+    hi = torch.tensor(WORKSPACE_HIGH)
+    g = torch.Generator().manual_seed(seed)
+    s = lo + (hi - lo) * torch.rand(4, generator=g)
+    goal = lo + (hi - lo) * torch.rand(4, generator=g)
+    s[3], goal[3] = 1.0, (-1.0 if seed % 2 else 1.0)
+    planner_cls, _ = PLANNERS[name]
+    planner = planner_cls(model, dataclasses.replace(pcfg, device="cpu", seed=seed))
+    planner.set_goal(E @ goal)
+    for step in range(1, max_steps + 1):
+        action = planner.plan(E @ s).actions[0]
+        s = torch.minimum(torch.maximum(s + action, lo), hi)
+        if (s[:3] - goal[:3]).norm() < tolerance_m and abs(float(s[3] - goal[3])) < 0.2:
+            return {"success": True, "steps": step}
+    return {"success": False, "steps": max_steps}
