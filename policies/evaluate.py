@@ -215,7 +215,7 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
         fit_names, test_names = split_names(test_names, 0.5, int(getattr(cfg, "seed", 0)))
         how = "no training episodes here: probe fitted on half of the episodes"
     train_cfg = info.config.get("train", {})
-    horizon = int(getattr(cfg, "horizon", 0) or train_cfg.get("horizon", 5))
+    horizon = int(getattr(cfg, "horizon", 0) or train_cfg.get("optim", {}).get("horizon", 5))
     kw = {"image_size": info.model.image_size, "with_proprio": info.model.proprio_dim > 0,
           "camera": train_cfg.get("camera", "front"), "object_name": train_cfg.get("probe_object", "")}
     root = Path(data_dir)

@@ -57,6 +57,7 @@ def test_train_is_deterministic_and_writes_artefacts(toy_episodes: Path, tmp_pat
     out = tmp_path / "eval" / "wm.json"
     result = evaluate_model(EvalCfg(str(tmp_path / "b"), str(toy_episodes), str(out)))
     assert result["test_episodes"] == len(i2.config["split"]["val"])
+    assert result["horizon"] == 3 and len(result["pred_error"]) == 3  # the checkpoint's H
     assert Path(result["figure"]).is_file()
     for key in ("pred_error", "baseline_error", "probe_r2_ee", "probe_r2_block", "min_latent_std"):
         assert key in result
