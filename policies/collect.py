@@ -64,13 +64,13 @@ class CollectConfig:
     camera: str = "front"
     root: str = "data/push-mujoco"  # episode directories go here
     out: str = ""  # summary JSON (written by the CLI)
-    episodes: int = bounded(200, 1, None)
-    steps: int = bounded(50, 1, None)  # control steps per episode (env may end it sooner)
+    episodes: int = bounded(400, 1, None)
+    steps: int = bounded(60, 1, None)  # control steps per episode (env may end it sooner)
     control_hz: float = bounded(10.0, 0.1, 1000.0)  # for stamps only
     max_delta: float = bounded(0.05, 1e-4, 1.0)  # |dx| clip (m per step), as the env's
     num_envs: int = bounded(0, 0, 256)  # 0: one per CPU core
     vector: str = choice("async", "sync")
-    expert_ratio: float = bounded(0.0, 0.0, 1.0)
+    expert_ratio: float = bounded(0.2, 0.0, 1.0)  # scripted expert episodes
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     seed: int = 0
     progress: bool = True

@@ -34,7 +34,7 @@ from robot.errors import ConfigError
 class OptimConfig:
     """Loss weights and optimiser settings (shared by ``train`` and the learner node)."""
 
-    horizon: int = bounded(5, 1, 64)  # H: rollout steps per window
+    horizon: int = bounded(6, 1, 64)  # H: rollout steps per window (planner's default)
     batch_size: int = bounded(64, 2, 65536)
     lr: float = bounded(1e-3, 0.0, 1.0)
     weight_decay: float = bounded(1e-4, 0.0, 1.0)
@@ -56,7 +56,7 @@ class TrainConfig:
     out: str = ""  # summary JSON (written by the CLI)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    steps: int = bounded(4000, 0, None)
+    steps: int = bounded(5000, 0, None)
     camera: str = "front"
     probe_object: str = ""  # block for the probe ("" = first object)
     val_fraction: float = bounded(0.1, 0.0, 0.9)

@@ -12,7 +12,7 @@ from policies.collect import CollectConfig, collect
 def toy_collect_config(root: Path, episodes: int = 6, steps: int = 12) -> CollectConfig:
     return CollectConfig(
         env="reflexarc/ToyPush-v0", backend="toy", image_size=32, root=str(root),
-        episodes=episodes, steps=steps, num_envs=2, vector="sync", progress=False,
+        episodes=episodes, steps=steps, num_envs=2, vector="sync", expert_ratio=0.0, progress=False,
     )
 
 

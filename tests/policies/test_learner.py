@@ -77,3 +77,17 @@ def test_replay_ring_never_crosses_the_write_pointer() -> None:
     assert len(starts) == 4
     buf.break_link()
     assert len(buf.window_starts(2)) == 4
+
+
+def test_learner_config_from_graph_args(tmp_path: Path) -> None:
+    """Graph YAML args validate into the node's Config before any process starts."""
+    import pytest
+
+    from robot.config import from_mapping
+    from robot.errors import ConfigError
+
+    cfg = from_mapping(LearnerConfig, {"out_dir": str(tmp_path), "optim": {"horizon": 4},
+                                       "publish_every": 10})
+    assert cfg.optim.horizon == 4 and cfg.optim.warmup == 0 and cfg.publish_every == 10
+    with pytest.raises(ConfigError, match="publish_every"):
+        from_mapping(LearnerConfig, {"publish_every": 0}, "graph.nodes.learner.args.")
