@@ -1,0 +1,46 @@
+"""Shared test helpers: run the reflexarc CLI and the launcher as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def reflexarc(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
+    """Run ``reflexarc ARGS`` in a subprocess (the installed entry point's module)."""
+    return subprocess.run(
+        [sys.executable, "-m", "robot.cli", *args],
+        capture_output=True, text=True, timeout=timeout, **kw,
+    )
+
+
+def start_reflexarc(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "robot.cli", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_for_file(path: Path, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError:
+                pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{path} did not appear within {timeout} s")
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,139 @@
+"""The launcher with real node processes: deaths, policies, Ctrl-C, lockstep, bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from robot.episode import Episode
+from tests.conftest import reflexarc, start_reflexarc, wait_for_file
+
+HB_HZ = 10.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_running(run_dir: Path, names: set[str]) -> dict[str, int]:
+    deadline = time.monotonic() + 60
+    while not names <= set(wait_for_file(run_dir / "pids.json")):
+        assert time.monotonic() < deadline, "nodes did not start"
+        time.sleep(0.05)
+    time.sleep(2.5)  # imports done, heartbeats flowing
+    return json.loads((run_dir / "pids.json").read_text())
+
+
+@pytest.mark.parametrize("policy", ["restart", "stop"])
+def test_sigkill_of_a_node_is_noticed_within_three_heartbeats(run_dir: Path, policy: str) -> None:
+    out = run_dir / "summary.json"
+    proc = start_reflexarc(
+        "run", "duration_s=8", f"run_dir={run_dir}", f"out={out}", f"heartbeat_hz={HB_HZ}",
+        f"graph.nodes.echo.on_death={policy}",
+    )
+    pids = _wait_running(run_dir, {"source", "echo", "sink"})
+    killed_at = time.time()
+    os.kill(pids["echo"], signal.SIGKILL)
+    proc.wait(60)
+    summary = json.loads(out.read_text())
+    died = [e for e in summary["events"] if e["node"] == "echo" and e["event"] in ("died", "silent")]
+    assert died, summary["events"]
+    assert died[0]["wall"] - killed_at < 3.0 / HB_HZ
+    if policy == "restart":
+        assert summary["ok"] is True
+        echo = next(r for r in summary["nodes"] if r["node"] == "echo")
+        assert echo["restarts"] == 1
+        new_pids = json.loads((run_dir / "pids.json").read_text())
+        assert new_pids["echo"] != pids["echo"]
+        assert summary["ended_by"] == "duration reached"
+    else:
+        assert summary["ok"] is False
+        assert "echo died" in summary["ended_by"]
+        assert proc.returncode == 1
+    for pid in pids.values():
+        assert not _alive(pid) or pid == pids.get("launcher") and proc.returncode is not None
+
+
+def test_ctrl_c_on_the_launcher_leaves_no_child_alive(run_dir: Path) -> None:
+    proc = start_reflexarc("run", f"run_dir={run_dir}")
+    pids = _wait_running(run_dir, {"source", "echo", "sink"})
+    children = [pid for name, pid in pids.items() if name != "launcher"]
+    assert all(_alive(p) for p in children)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.wait(30)
+    time.sleep(0.2)
+    assert [p for p in children if _alive(p)] == []
+
+
+def test_sigkill_of_the_launcher_takes_its_children_down(run_dir: Path) -> None:
+    proc = start_reflexarc("run", f"run_dir={run_dir}")
+    pids = _wait_running(run_dir, {"source", "echo", "sink"})
+    children = [pid for name, pid in pids.items() if name != "launcher"]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.1)
+    assert [p for p in children if _alive(p)] == []
+
+
+def _record_lockstep(run_dir: Path, seed: int) -> Episode:
+    res = reflexarc(
+        "run", "graph=counter_rec", "clock=lockstep", "duration_s=0.5", f"seed={seed}",
+        f"run_dir={run_dir}",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return Episode(run_dir / "episode")
+
+
+def _streams(ep: Episode) -> dict[str, dict[str, np.ndarray]]:
+    return {t: {k: v for k, v in ep.read(t).items() if k != "recv_ns"} for t in ep.topics()}
+
+
+def test_lockstep_runs_with_the_same_seed_record_identical_streams(tmp_path: Path) -> None:
+    a = _streams(_record_lockstep(tmp_path / "a", seed=7))
+    b = _streams(_record_lockstep(tmp_path / "b", seed=7))
+    c = _streams(_record_lockstep(tmp_path / "c", seed=8))
+    assert set(a) == set(b) == {"joint_state", "joint_command"}
+    assert len(a["joint_state"]["seq"]) == 250  # 500 Hz for 0.5 simulated seconds
+    for topic in a:
+        assert a[topic].keys() == b[topic].keys()
+        for k in a[topic]:
+            np.testing.assert_array_equal(a[topic][k], b[topic][k], err_msg=f"{topic}.{k}")
+    assert not np.array_equal(a["joint_state"]["position"], c["joint_state"]["position"])
+    # stamps are simulated time: 2 ms apart at 500 Hz
+    assert np.all(np.diff(a["joint_state"]["stamp_ns"]) == 2_000_000)
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "allowed"),
+    [
+        ("clock=bogus", "clock", "realtime, lockstep"),
+        ("duration_s=-1", "duration_s", "[0.0, inf]"),
+        ("bogus_key=1", "bogus_key", ""),
+        ("graph.nodes.source.rate_hz=abc", "graph.nodes.source.rate_hz", "Float"),
+        ("graph.nodes.source.args.dof=1000", "graph.nodes.source.args.dof", "[1, 64]"),
+        ("graph.nodes.source.args.nope=1", "graph.nodes.source.args.nope", ""),
+        ("graph.nodes.echo.on_death=explode", "graph.nodes.echo.on_death", "stop, restart"),
+        ("graph.nodes.sink.target=robot.nowhere:Nothing", "graph.nodes.sink.target", ""),
+        ("bus.transport=udp", "bus.transport", "ipc, tcp"),
+    ],
+)
+def test_a_bad_config_fails_fast_naming_the_key(run_dir: Path, override: str, key: str, allowed: str) -> None:
+    t0 = time.monotonic()
+    res = reflexarc("run", override, f"run_dir={run_dir}")
+    assert res.returncode == 2
+    assert f"'{key}'" in res.stderr, res.stderr
+    assert allowed in res.stderr
+    assert not (run_dir / "pids.json").exists(), "a process started despite the bad config"
+    assert time.monotonic() - t0 < 30

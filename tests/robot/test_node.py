@@ -1,0 +1,121 @@
+"""The node runtime with real sockets and a real process: drops, heartbeats, shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+from robot import bus as busmod
+from robot.msgs import JointState, decode, encode
+from robot.node import Inbox, NodeContext, NodeSpec, spec_json
+from robot.testnodes import Echo
+
+NODE_MAIN = "import sys; from robot.node import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _good(seq: int) -> list:
+    z = np.full(7, float(seq))
+    return encode("joint_state", JointState(seq=seq, stamp_ns=seq + 1, position=z, velocity=z, effort=z))
+
+
+def _bad_frames(rng: np.random.Generator) -> list[list[bytes]]:
+    good = [memoryview(f).tobytes() for f in _good(0)]
+    header = msgpack.unpackb(good[1])
+    wrong_version = dict(header, v=99)
+    wrong_dtype = dict(header, a=[["<i4", [7], 0, 0]] + header["a"][1:])
+    return [
+        good[:1],  # truncated
+        [good[0], msgpack.packb(wrong_version), *good[2:]],
+        [good[0], msgpack.packb(wrong_dtype), *good[2:]],
+        [good[0], rng.integers(0, 256, 40, dtype=np.uint8).tobytes(), good[2]],  # random header
+        [good[0], good[1], good[2][:-8]],  # wrong size
+        [good[0], b"\x81" * 70_000, good[2]],  # oversize header
+    ]
+
+
+def test_echo_step_is_pure_logic() -> None:
+    node = Echo(NodeContext(name="echo", rate_hz=100), Echo.Config(gain=2.0))
+    inbox = Inbox()
+    assert list(node.step(0, inbox)) == []
+    z = np.ones(7)
+    inbox.put("joint_state", JointState(seq=4, stamp_ns=77, position=z, velocity=z, effort=z), 0)
+    (topic, cmd), = node.step(100, inbox)
+    assert topic == "joint_command" and cmd.stamp_ns == 77
+    np.testing.assert_array_equal(cmd.position, 2 * z)
+
+
+def test_malformed_messages_are_dropped_counted_and_the_node_keeps_serving(tmp_path: Path) -> None:
+    addrs = {"echo": f"ipc://{tmp_path}/echo.pub", "injector": f"ipc://{tmp_path}/inj.pub"}
+    spec = NodeSpec(
+        name="echo", target="robot.testnodes:Echo", rate_hz=200, args={}, seed=0,
+        clock="realtime", bus={}, addresses=addrs, heartbeat_hz=20, run_dir=str(tmp_path),
+    )
+    ctx = zmq.Context()
+    inj = ctx.socket(zmq.PUB)
+    inj.bind(addrs["injector"])
+    listen = ctx.socket(zmq.SUB)
+    listen.setsockopt(zmq.SUBSCRIBE, b"")
+    listen.connect(addrs["echo"])
+    proc = subprocess.Popen([sys.executable, "-c", NODE_MAIN, spec_json(spec)])
+    try:
+        commands, heartbeats = [], []
+        rng = np.random.default_rng(0)
+        deadline = time.monotonic() + 60
+        seq = 0
+        while time.monotonic() < deadline and (len(commands) < 20 or not heartbeats or heartbeats[-1].drops < 60):
+            for bad in _bad_frames(rng):
+                inj.send_multipart(bad)
+            inj.send_multipart(_good(seq), copy=False)
+            seq += 1
+            time.sleep(0.01)
+            while listen.poll(0):
+                topic, msg = decode(listen.recv_multipart())
+                (commands if topic == "joint_command" else heartbeats).append(msg)
+            assert proc.poll() is None, "the node died on malformed input"
+        assert len(commands) >= 20, "the node stopped serving good messages"
+        assert heartbeats[-1].drops >= 60
+        # every command echoes a good state: nothing malformed got through
+        for c in commands:
+            assert np.all(c.position == c.stamp_ns - 1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        inj.close()
+        listen.close()
+        ctx.term()
+    summary = json.loads((tmp_path / "echo.summary.json").read_text())
+    kinds = summary["drops_by_kind"]
+    assert {"truncated", "version", "dtype", "header", "shape", "oversize"} <= set(kinds), kinds
+
+
+def test_sigterm_stops_a_node_cleanly_with_a_summary(tmp_path: Path) -> None:
+    addrs = {"source": f"ipc://{tmp_path}/s.pub"}
+    spec = NodeSpec(
+        name="source", target="robot.testnodes:Source", rate_hz=500, args={}, seed=0,
+        clock="realtime", bus={}, addresses=addrs, run_dir=str(tmp_path),
+    )
+    proc = subprocess.Popen([sys.executable, "-c", NODE_MAIN, spec_json(spec)])
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    summary = json.loads((tmp_path / "source.summary.json").read_text())
+    assert summary["ticks"] > 100
+    assert summary["target_hz"] == 500
+
+
+def test_bus_config_rejects_curve_without_keys() -> None:
+    import pytest
+
+    from robot.config import from_mapping
+    from robot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bus.keys_dir"):
+        from_mapping(busmod.BusConfig, {"transport": "tcp", "curve": True}, prefix="bus.")
