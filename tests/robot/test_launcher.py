@@ -38,7 +38,7 @@ def _wait_running(run_dir: Path, names: set[str]) -> dict[str, int]:
 def test_sigkill_of_a_node_is_noticed_within_three_heartbeats(run_dir: Path, policy: str) -> None:
     out = run_dir / "summary.json"
     proc = start_reflexarc(
-        "run", "duration_s=8", f"run_dir={run_dir}", f"out={out}", f"heartbeat_hz={HB_HZ}",
+        "run", "graph=counter", "duration_s=8", f"run_dir={run_dir}", f"out={out}", f"heartbeat_hz={HB_HZ}",
         f"graph.nodes.echo.on_death={policy}",
     )
     pids = _wait_running(run_dir, {"source", "echo", "sink"})
@@ -65,7 +65,7 @@ def test_sigkill_of_a_node_is_noticed_within_three_heartbeats(run_dir: Path, pol
 
 
 def test_ctrl_c_on_the_launcher_leaves_no_child_alive(run_dir: Path) -> None:
-    proc = start_reflexarc("run", f"run_dir={run_dir}")
+    proc = start_reflexarc("run", "graph=counter", f"run_dir={run_dir}")
     pids = _wait_running(run_dir, {"source", "echo", "sink"})
     children = [pid for name, pid in pids.items() if name != "launcher"]
     assert all(_alive(p) for p in children)
@@ -76,7 +76,7 @@ def test_ctrl_c_on_the_launcher_leaves_no_child_alive(run_dir: Path) -> None:
 
 
 def test_sigkill_of_the_launcher_takes_its_children_down(run_dir: Path) -> None:
-    proc = start_reflexarc("run", f"run_dir={run_dir}")
+    proc = start_reflexarc("run", "graph=counter", f"run_dir={run_dir}")
     pids = _wait_running(run_dir, {"source", "echo", "sink"})
     children = [pid for name, pid in pids.items() if name != "launcher"]
     os.kill(proc.pid, signal.SIGKILL)
@@ -131,7 +131,7 @@ def test_lockstep_runs_with_the_same_seed_record_identical_streams(tmp_path: Pat
 )
 def test_a_bad_config_fails_fast_naming_the_key(run_dir: Path, override: str, key: str, allowed: str) -> None:
     t0 = time.monotonic()
-    res = reflexarc("run", override, f"run_dir={run_dir}")
+    res = reflexarc("run", "graph=counter", override, f"run_dir={run_dir}")
     assert res.returncode == 2
     assert f"'{key}'" in res.stderr, res.stderr
     assert allowed in res.stderr
