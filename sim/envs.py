@@ -3,7 +3,8 @@
 ``gymnasium.make("reflexarc/PandaPush-v0", backend="pybullet", image_size=64)``.
 
 Action (4,): end-effector displacement (dx, dy, dz) in metres, within +-``max_delta``,
-and the gripper in [-1 close, 1 open]. A built-in joint controller tracks it: the
+and the gripper in [-1 close, 1 open]. A built-in joint controller tracks it
+(:class:`sim.ee_control.EETracker`, shared with the graph's sim node): the
 commanded hand position moves by the displacement (kept within 3 cm of the measured
 hand, and inside the workspace box), damped least squares IK turns it into joint
 positions with the hand pointing down, and the joint command ramps there linearly over
@@ -25,14 +26,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.assets import CAMERAS, JOINT_LIMITS, WORKSPACE, SceneError
-from sim.kinematics import R_DOWN, ArmKinematics
+from sim.assets import CAMERAS, JOINT_LIMITS, SceneError
+from sim.ee_control import EETracker
+from sim.kinematics import ArmKinematics
 from sim.scene import Scene, SceneConfig, has_display, make_scene
 from sim.tasks import TASKS, make_task
 
 PROPRIO_DIM = 11
-REST_GAIN = 0.002  # IK's null-space pull toward home per iteration: slow, so no joint races
-WINDUP = 0.03  # m: how far the commanded hand position may lead the measured one
 # ee position (within the arm's reach), gripper opening, joint positions (limits + margin)
 PROPRIO_LOW = np.array([-1.3, -1.3, -0.5, -0.01, *(JOINT_LIMITS[:, 0] - 0.1)], dtype=np.float32)
 PROPRIO_HIGH = np.array([1.3, 1.3, 1.5, 0.1, *(JOINT_LIMITS[:, 1] + 0.1)], dtype=np.float32)
@@ -133,8 +133,8 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         )
         high = np.array([self.max_delta] * 3 + [1.0], dtype=np.float32)
         self.action_space = spaces.Box(-high, high, dtype=np.float32)
-        self._q_cmd = self.task.init_q.copy()
-        self._x_cmd = self.kin.fk(self._q_cmd)[0]
+        self.tracker = EETracker(self.kin, self.max_delta, self.substeps * self.scene.dt)
+        self.tracker.reset(self.task.init_q)
         self._goal_image = np.zeros((self.image_size, self.image_size, 3), np.uint8)
 
     # ---- gymnasium API ---------------------------------------------------------------
@@ -144,41 +144,22 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         self.task.reset(self.scene, self.np_random)
-        self._q_cmd = self.task.init_q.copy()
-        self._x_cmd = self.kin.fk(self._q_cmd)[0]
+        self.tracker.reset(self.task.init_q)
         self._goal_image = self.task.goal_image(self.scene, self.camera, self.image_size)
         return self._obs(), self._info()
 
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        action = np.asarray(action, dtype=np.float64).reshape(-1)
-        if action.shape != (4,) or not np.all(np.isfinite(action)):
-            raise SceneError(
-                f"action must be 4 finite values (dx, dy, dz, gripper), got {action!r}"
-            )
-        delta = np.clip(action[:3], -self.max_delta, self.max_delta)
-        gripper = float(np.clip(action[3], -1.0, 1.0))
-        # The new target is the last commanded hand position + delta, so displacements add
-        # up exactly; it is kept within WINDUP of the measured hand, so a hand blocked by
-        # contact pushes with a bounded force and does not jump when released.
+        # the built-in joint controller (sim.ee_control): IK toward the commanded hand
+        # position + delta, then a joint ramp over the control period in `chunks` pieces
         ee, _ = self.scene.ee_pose()
-        lead = self._x_cmd - ee
-        dist = float(np.linalg.norm(lead))
-        base = ee + lead * min(1.0, WINDUP / dist) if dist > 0 else ee
-        goal = np.clip(base + delta, WORKSPACE[:, 0], WORKSPACE[:, 1])
-        q_from = self._q_cmd
-        q_to = self.kin.solve(goal, R_DOWN, q0=q_from, iters=10, rest_gain=REST_GAIN).q
-        self._x_cmd = self.kin.fk(q_to)[0]  # what IK reached (the goal, unless out of reach)
-        # a linear move from the last command to the new one over the control period, with
-        # its velocity as feedforward: repeated actions give a steady motion
+        self.tracker.act(action, ee)
         per_chunk = self.substeps // self.chunks
-        velocity = (q_to - q_from) / (self.substeps * self.scene.dt)
         for k in range(1, self.chunks + 1):
-            q_k = q_from + (k / self.chunks) * (q_to - q_from)
-            self.scene.command_position(q_k, gripper, velocity)
+            q_k, velocity = self.tracker.setpoint(k / self.chunks)
+            self.scene.command_position(q_k, self.tracker.gripper, velocity)
             self.scene.step(per_chunk)
-        self._q_cmd = q_to
         info = self._info()
         success = info["is_success"]
         if self.render_mode == "human":

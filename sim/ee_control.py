@@ -1,0 +1,98 @@
+"""The built-in joint controller that tracks end-effector displacement actions.
+
+Shared by the gymnasium envs (:class:`sim.envs.PandaEnv`, one action per ``env.step``)
+and the graph's sim node (:class:`sim.node.SimNode`, ``command=ee_action``: one
+EEAction per control period, physics ticking in between).
+
+An action (dx, dy, dz, gripper) moves the commanded hand position by the displacement.
+The new target is the last commanded hand position + delta, so displacements add up
+exactly; it is kept within :data:`WINDUP` of the measured hand (a hand blocked by
+contact pushes with a bounded force and does not jump when released) and inside the
+workspace box. Damped least squares IK turns it into joint positions with the hand
+pointing down, and the joint setpoint ramps there linearly over the control period,
+with the ramp's velocity as feedforward, for the scene's joint PD with gravity
+compensation to track.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.assets import WORKSPACE, SceneError
+from sim.kinematics import R_DOWN, ArmKinematics
+
+REST_GAIN = 0.002  # IK's null-space pull toward home per iteration: slow, so no joint races
+WINDUP = 0.03  # m: how far the commanded hand position may lead the measured one
+IK_ITERS = 10
+
+
+class EETracker:
+    """Turns end-effector displacement actions into a ramp of joint position setpoints.
+
+    Args:
+        kin: kinematics of the arm (IK and FK).
+        max_delta: largest displacement per action, m (each axis is clipped to it).
+        period_s: control period over which each action's joint ramp runs, s.
+
+    Use: :meth:`reset` at the start of an episode, :meth:`act` for each action, then
+    :meth:`setpoint` at fractions of the period to get the joint command.
+    """
+
+    def __init__(self, kin: ArmKinematics, max_delta: float, period_s: float) -> None:
+        if not 0.0 < max_delta <= 0.2:
+            raise SceneError(f"max_delta must be in (0, 0.2] m, got {max_delta}")
+        if not period_s > 0.0:
+            raise SceneError(f"the control period must be > 0 s, got {period_s}")
+        self.kin = kin
+        self.max_delta = float(max_delta)
+        self.period_s = period_s
+        self.q_from = np.zeros(7)  # (7,) start of the current ramp
+        self.q_cmd = np.zeros(7)  # (7,) end of the current ramp (the IK solution)
+        self.x_cmd = np.zeros(3)  # (3,) commanded hand position (what IK reached)
+        self.velocity = np.zeros(7)  # (7,) rad/s of the current ramp
+        self.gripper = 1.0
+
+    def reset(self, q: np.ndarray, gripper: float = 1.0) -> None:
+        """Hold joint positions ``q`` (7,): no ramp, the commanded hand where ``q`` puts it."""
+        self.q_cmd = np.asarray(q, dtype=np.float64).copy()
+        self.q_from = self.q_cmd
+        self.x_cmd = self.kin.fk(self.q_cmd)[0]
+        self.velocity = np.zeros(7)
+        self.gripper = float(gripper)
+
+    def act(self, action: np.ndarray, ee: np.ndarray, q_from: np.ndarray | None = None) -> None:
+        """Start the ramp of ``action`` (4,) from the measured hand position ``ee`` (3,).
+
+        ``q_from`` (7,): where the ramp starts (default: the end of the previous ramp;
+        the sim node passes the current setpoint when an action comes before the
+        previous ramp has ended). Raises SceneError on a malformed action.
+        """
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (4,) or not np.all(np.isfinite(action)):
+            raise SceneError(
+                f"action must be 4 finite values (dx, dy, dz, gripper), got {action!r}"
+            )
+        delta = np.clip(action[:3], -self.max_delta, self.max_delta)
+        self.gripper = float(np.clip(action[3], -1.0, 1.0))
+        lead = self.x_cmd - ee
+        dist = float(np.linalg.norm(lead))
+        base = ee + lead * min(1.0, WINDUP / dist) if dist > 0 else ee
+        goal = np.clip(base + delta, WORKSPACE[:, 0], WORKSPACE[:, 1])
+        q_from = self.q_cmd if q_from is None else q_from
+        q_to = self.kin.solve(goal, R_DOWN, q0=q_from, iters=IK_ITERS, rest_gain=REST_GAIN).q
+        self.x_cmd = self.kin.fk(q_to)[0]  # what IK reached (the goal, unless out of reach)
+        self.q_from = q_from
+        self.q_cmd = q_to
+        # a linear move over the control period, with its velocity as feedforward:
+        # repeated actions give a steady motion
+        self.velocity = (q_to - q_from) / self.period_s
+
+    def setpoint(self, frac: float) -> tuple[np.ndarray, np.ndarray]:
+        """Joint position (7,) and velocity feedforward (7,) at ``frac`` of the period.
+
+        Past the end of the ramp (``frac > 1``, no new action yet) it holds the ramp's
+        end at rest.
+        """
+        if frac > 1.0:
+            return self.q_cmd, np.zeros(7)
+        return self.q_from + frac * (self.q_cmd - self.q_from), self.velocity
