@@ -212,10 +212,16 @@ class Subscriber:
 
     def recv(self, flags: int = 0) -> tuple[str, Message, int] | None:
         """One message (topic, msg, recv_ns); None if malformed, unwanted or nothing ready."""
+        sock = self.sock
         try:
-            frames = self.sock.recv_multipart(flags, copy=False)
+            # topic and header are small: copied; array buffers arrive zero-copy
+            frames = [sock.recv(flags)]
         except zmq.Again:
             return None
+        if sock.rcvmore:
+            frames.append(sock.recv())
+            while sock.rcvmore:
+                frames.append(sock.recv(copy=False))
         recv_ns = time.monotonic_ns()
         try:
             topic, msg = decode(frames)

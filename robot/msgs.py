@@ -108,6 +108,8 @@ class _TypeSpec:
     name: str
     scalars: tuple[tuple[str, type], ...]  # field name, python type checked on decode
     arrays: tuple[tuple[str, ArraySpec], ...]
+    # per array: name, dtype, dtype string, ndim, itemsize (precomputed for decode)
+    fast_arrays: tuple[tuple[str, np.dtype, str, int, int], ...] = ()
 
 
 _SCALAR_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), dict: (dict,)}
@@ -128,7 +130,8 @@ def _register(cls: type) -> None:
                 raise TypeError(f"{cls.__name__}.{f.name}: unsupported field type {hints[f.name]}")
             scalars.append((f.name, origin))
     _TYPES[cls.__name__] = cls
-    _SPECS[cls] = _TypeSpec(cls.__name__, tuple(scalars), tuple(arrays))
+    fast = tuple((n, a.dtype, a.dtype.str, a.ndim, a.dtype.itemsize) for n, a in arrays)
+    _SPECS[cls] = _TypeSpec(cls.__name__, tuple(scalars), tuple(arrays), fast)
 
 
 @message
@@ -398,18 +401,16 @@ def encode(topic: str, msg: Message) -> list[Any]:
     packed: list[Any] = []
     packed_len = 0
     big: list[np.ndarray] = []
-    for name, aspec in spec.arrays:
+    for name, dtype, dstr, ndim, _ in spec.fast_arrays:
         a = getattr(msg, name)
-        if not isinstance(a, np.ndarray) or a.dtype != aspec.dtype or a.ndim != aspec.ndim:
-            a = np.asarray(a, dtype=aspec.dtype)
-            if a.ndim != aspec.ndim:
-                raise ValueError(
-                    f"{spec.name}.{name}: expected {aspec.ndim}-d array, got shape {a.shape}"
-                )
+        if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != ndim:
+            a = np.asarray(a, dtype=dtype)
+            if a.ndim != ndim:
+                raise ValueError(f"{spec.name}.{name}: expected {ndim}-d array, got shape {a.shape}")
         if not a.flags.c_contiguous:
             a = np.ascontiguousarray(a)
         if a.nbytes < PACK_BYTES:
-            meta.append((aspec.dtype.str, a.shape, 0, packed_len))
+            meta.append((dstr, a.shape, 0, packed_len))
             packed.append(a)
             pad = -a.nbytes % 8
             packed_len += a.nbytes + pad
@@ -417,7 +418,7 @@ def encode(topic: str, msg: Message) -> list[Any]:
                 packed.append(_PAD[pad])
         else:
             big.append(a)
-            meta.append((aspec.dtype.str, a.shape, len(big), 0))
+            meta.append((dstr, a.shape, len(big), 0))
     header = _packb(
         {
             "v": SCHEMA_VERSION,
@@ -437,101 +438,118 @@ PACK_BYTES = 16 * 1024
 _PAD = {n: bytes(n) for n in range(1, 8)}
 
 
-def _buffer(frame: Any) -> memoryview:
-    return frame if type(frame) is bytes else memoryview(frame)  # zmq.Frame has the buffer protocol
-
-
 def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     """Parse and validate frames into (topic, message). Raises MalformedMessage.
 
-    Arrays are zero-copy, read-only views of the received frames.
+    Arrays are zero-copy views of the received frames. This runs for every message
+    of the graph, so it is written for speed: one pass, no per-array allocations
+    beyond the views themselves.
     """
     if len(frames) < 2:
         raise MalformedMessage("truncated", f"{len(frames)} frame(s), need topic and header")
+    f0 = frames[0]
     try:
-        topic = bytes(_buffer(frames[0])).decode()
+        topic = (f0 if type(f0) is bytes else bytes(f0)).decode()
     except UnicodeDecodeError as e:
         raise MalformedMessage("topic", "topic is not UTF-8") from e
-    expected = topic_type(topic)
+    expected = TOPICS.get(topic) or topic_type(topic)
     if expected is None:
         raise MalformedMessage("unknown_topic", f"unknown topic {topic!r}")
-    hbuf = _buffer(frames[1])
+    hbuf = frames[1]
     if len(hbuf) > MAX_HEADER_BYTES:
         raise MalformedMessage("oversize", f"header of {len(hbuf)} bytes > {MAX_HEADER_BYTES}")
     try:
-        header = msgpack.unpackb(hbuf, raw=False, strict_map_key=True)
+        header = _unpackb(hbuf)
     except Exception as e:  # msgpack raises several unrelated types on garbage
         raise MalformedMessage("header", f"header is not msgpack: {e}") from e
-    if not isinstance(header, dict):
+    if type(header) is not dict:
         raise MalformedMessage("header", "header is not a map")
     version = header.get("v")
     if version != SCHEMA_VERSION:
         raise MalformedMessage("version", f"schema version {version!r}, expected {SCHEMA_VERSION}")
-    if header.get("type") != expected.TYPE:
-        raise MalformedMessage(
-            "type", f"topic {topic!r} carries {expected.TYPE}, got {header.get('type')!r}"
-        )
     spec = _SPECS[expected]
+    if header.get("type") != spec.name:
+        raise MalformedMessage(
+            "type", f"topic {topic!r} carries {spec.name}, got {header.get('type')!r}"
+        )
     seq, stamp = header.get("seq"), header.get("stamp_ns")
     if type(seq) is not int or type(stamp) is not int:
         raise MalformedMessage("header", "seq and stamp_ns must be integers")
     scalars = header.get("f")
-    shapes = header.get("a")
-    if not isinstance(scalars, dict) or not isinstance(shapes, list):
+    metas = header.get("a")
+    if type(scalars) is not dict or type(metas) is not list:
         raise MalformedMessage("header", "header lacks 'f' map or 'a' list")
     kwargs: dict[str, Any] = {"seq": seq, "stamp_ns": stamp}
     for name, typ in spec.scalars:
-        if name not in scalars:
-            raise MalformedMessage("field", f"{spec.name} lacks field {name!r}")
-        value = scalars[name]
-        if not isinstance(value, _SCALAR_TYPES[typ]) or (typ is not bool and type(value) is bool):
-            raise MalformedMessage("field", f"{spec.name}.{name} must be {typ.__name__}")
-        kwargs[name] = float(value) if typ is float else value
-    if len(shapes) != len(spec.arrays):
+        value = scalars.get(name, _MISSING)
+        if type(value) is not typ:
+            if value is _MISSING:
+                raise MalformedMessage("field", f"{spec.name} lacks field {name!r}")
+            if typ is float and type(value) is int:
+                value = float(value)
+            elif not (typ is dict and isinstance(value, dict)):
+                raise MalformedMessage("field", f"{spec.name}.{name} must be {typ.__name__}")
+        kwargs[name] = value
+    arrays = spec.fast_arrays
+    if len(metas) != len(arrays):
         raise MalformedMessage(
-            "truncated", f"{spec.name} has {len(spec.arrays)} arrays; header lists {len(shapes)}"
+            "truncated", f"{spec.name} has {len(arrays)} arrays; header lists {len(metas)}"
         )
-    buffers = [_buffer(f) for f in frames[2:]]
+    nbuf = len(frames) - 2
+    sizes = [memoryview(frames[i]).nbytes for i in range(2, len(frames))]
     packed_end = 0  # arrays in buffer 0 must tile it exactly, in declaration order
-    for (name, aspec), meta in zip(spec.arrays, shapes, strict=True):
-        try:
-            dtype_str, shape, index, offset = meta
-            shape = tuple(int(s) for s in shape)
-            index, offset = int(index), int(offset)
-        except (TypeError, ValueError) as e:
-            raise MalformedMessage("shape", f"{spec.name}.{name}: bad array metadata") from e
-        if dtype_str != aspec.dtype.str:
+    for (name, dtype, dstr, ndim, itemsize), meta in zip(arrays, metas, strict=True):
+        if type(meta) is not list or len(meta) != 4:
+            raise MalformedMessage("shape", f"{spec.name}.{name}: bad array metadata")
+        dtype_str, shape, index, offset = meta
+        if dtype_str != dstr:
+            raise MalformedMessage("dtype", f"{spec.name}.{name} must be {dstr}, got {dtype_str!r}")
+        if type(shape) is not list or len(shape) != ndim:
             raise MalformedMessage(
-                "dtype", f"{spec.name}.{name} must be {aspec.dtype.str}, got {dtype_str!r}"
+                "shape", f"{spec.name}.{name} must be {ndim}-d, got shape {shape}"
             )
-        if len(shape) != aspec.ndim or min(shape, default=0) < 0:
-            raise MalformedMessage(
-                "shape", f"{spec.name}.{name} must be {aspec.ndim}-d, got shape {shape}"
-            )
-        if not 0 <= index < len(buffers) or offset < 0:
-            raise MalformedMessage(
-                "truncated", f"{spec.name}.{name}: buffer {index} of {len(buffers)} missing"
-            )
-        nbytes = aspec.dtype.itemsize
-        for s in shape:
-            nbytes *= s
+        nbytes = itemsize
+        for d in shape:
+            if type(d) is not int or d < 0:
+                raise MalformedMessage("shape", f"{spec.name}.{name}: bad shape {shape}")
+            nbytes *= d
         if nbytes > MAX_ARRAY_BYTES:
             raise MalformedMessage("oversize", f"{spec.name}.{name}: {nbytes} bytes")
-        buf = buffers[index]
-        size = len(buf) if type(buf) is bytes else buf.nbytes
+        if type(index) is not int or not 0 <= index < nbuf or type(offset) is not int:
+            raise MalformedMessage(
+                "truncated", f"{spec.name}.{name}: buffer {index} of {nbuf} missing"
+            )
+        size = sizes[index]
         if index == 0:
             if offset != packed_end:
                 raise MalformedMessage(
                     "shape", f"{spec.name}.{name}: offset {offset}, expected {packed_end}"
                 )
             packed_end += nbytes + (-nbytes % 8)
-        if offset + nbytes > size or (index > 0 and (offset != 0 or nbytes != size)):
+            ok = offset + nbytes <= size
+        else:
+            ok = offset == 0 and nbytes == size
+        if not ok:
             raise MalformedMessage(
                 "shape",
                 f"{spec.name}.{name}: shape {shape} needs {nbytes} bytes at offset {offset}, "
                 f"buffer {index} has {size}",
             )
-        kwargs[name] = np.ndarray(shape, aspec.dtype, buf, offset)  # zero-copy view
-    if buffers and packed_end != (len(buffers[0]) if type(buffers[0]) is bytes else buffers[0].nbytes):
+        kwargs[name] = np.ndarray(shape, dtype, frames[2 + index], offset)  # zero-copy view
+    if nbuf and packed_end != sizes[0]:
         raise MalformedMessage("shape", f"{spec.name}: packed arrays do not fill buffer 0")
     return topic, expected(**kwargs)
+
+
+_MISSING = object()
+_unpackb = msgpack.Unpacker  # placeholder, replaced below
+
+
+def _make_unpackb() -> Any:
+    def unpack(buf: Any) -> Any:
+        return msgpack.unpackb(buf, raw=False, strict_map_key=True)
+
+    return unpack
+
+
+_unpackb = _make_unpackb()
