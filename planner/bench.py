@@ -9,7 +9,9 @@ the time of a solve does not depend on them.
 
 Each row is one setting: solves timed after warm-up, p50/p99 in ms, and model steps per
 second (samples x horizon x iterations / p50). Sweeps vary one of samples, horizon,
-iterations around the default config, on CPU and on CUDA when present. A PNG of time
+iterations around the default config, on CPU (1 torch thread unless ``cfg.threads``
+says otherwise; a ``threads`` sweep compares 1 thread with all cores) and on CUDA when
+present. Settings are timed in interleaved rounds, so load changes spread over all. A PNG of time
 against each swept value is written beside ``cfg.out`` (or to ``runs/bench/plan.png``).
 
 Plan quality against budget on the real tasks needs the trained world model and the
@@ -24,6 +26,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +87,16 @@ class MLPPredictor(nn.Module):
 
 
 def time_solves(
-    planner: SamplingPlanner, z0: Tensor, *, warmup: int = 3, solves: int = 100, max_s: float = 2.0
+    planner: SamplingPlanner,
+    z0: Tensor,
+    *,
+    warmup: int = 3,
+    solves: int = 100,
+    max_s: float = 2.0,
+    min_solves: int = 5,
 ) -> np.ndarray:
-    """Wall time (ms) of up to ``solves`` warm-started ``plan()`` calls, within ``max_s``.
+    """Wall time (ms) of up to ``solves`` warm-started ``plan()`` calls, within ``max_s``
+    (at least ``min_solves``).
 
     Each solve ends with the host reading the cost, so queued CUDA work is included.
     """
@@ -94,30 +104,43 @@ def time_solves(
         float(planner.plan(z0).cost)
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < solves and (time.perf_counter() - start < max_s or len(times) < 5):
+    while len(times) < solves and (time.perf_counter() - start < max_s or len(times) < min_solves):
         t = time.perf_counter()
         float(planner.plan(z0).cost)  # the sync point a planner node has too
         times.append((time.perf_counter() - t) * 1e3)
     return np.asarray(times)
 
 
-def _row(
-    name: str, device: torch.device, cfg: SamplingConfig, times: np.ndarray, sweep: str
-) -> dict:
-    p50 = float(np.percentile(times, 50))
-    return {
-        "sweep": sweep,
-        "planner": name,
-        "device": str(device),
-        "samples": cfg.samples,
-        "horizon": cfg.horizon,
-        "iterations": cfg.iterations,
-        "solves": int(times.size),
-        "p50_ms": p50,
-        "p99_ms": float(np.percentile(times, 99)),
-        "steps_per_s": cfg.samples * cfg.horizon * cfg.iterations / (p50 / 1e3),
-        "threads": torch.get_num_threads() if device.type == "cpu" else 0,
-    }
+@dataclass
+class _Case:
+    """One timed setting of the sweep and the samples gathered for it."""
+
+    sweep: str
+    name: str
+    device: torch.device
+    cfg: SamplingConfig
+    threads: int  # torch CPU threads while it runs (0: leave as is)
+    planner: SamplingPlanner
+    z0: Tensor
+    times: list[float] = field(default_factory=list)
+
+    def row(self) -> dict:
+        times = np.asarray(self.times)
+        p50 = float(np.percentile(times, 50))
+        cfg = self.cfg
+        return {
+            "sweep": self.sweep,
+            "planner": self.name,
+            "device": str(self.device),
+            "samples": cfg.samples,
+            "horizon": cfg.horizon,
+            "iterations": cfg.iterations,
+            "threads": self.threads if self.device.type == "cpu" else 0,
+            "solves": int(times.size),
+            "p50_ms": p50,
+            "p99_ms": float(np.percentile(times, 99)),
+            "steps_per_s": cfg.samples * cfg.horizon * cfg.iterations / (p50 / 1e3),
+        }
 
 
 def _devices(name: str) -> list[torch.device]:
@@ -130,89 +153,83 @@ def _devices(name: str) -> list[torch.device]:
     return devices
 
 
-def bench_plan(cfg: Any) -> list[dict]:
-    """Solve-time sweeps; ``cfg`` has ``out`` (JSON path; the PNG goes beside it),
-    ``quick`` (a tiny sweep for tests) and optionally ``device`` (CUDA added when present).
+def _new_case(
+    sweep: str, name: str, cfg: SamplingConfig, threads: int, model: nn.Module, z0: Tensor
+) -> _Case:
+    planner = PLANNERS[name][0](model, cfg)  # type: ignore[arg-type]
+    planner.set_goal(torch.zeros_like(z0))
+    return _Case(sweep, name, z0.device, cfg, threads, planner, z0)
 
-    Returns one row per (sweep, planner, device, setting).
-    """
-    quick = bool(getattr(cfg, "quick", False))
-    if quick:
-        sweeps = {"samples": [16, 32], "horizon": [2, 3], "iterations": [1, 2]}
-        base = {"samples": 16, "horizon": 2, "iterations": 1, "elites": 4}
-        solves, max_s = 5, 0.5
-    else:
-        sweeps = {
-            "samples": [64, 128, 256, 512, 1024, 2048, 4096],
-            "horizon": [2, 4, 6, 8, 12, 16],
-            "iterations": [1, 2, 3, 4, 6, 8],
-        }
-        base, solves, max_s = {}, 200, 3.0
-    rows: list[dict] = []
+
+def _cases(cfg: Any, sweeps: dict[str, list[int]], base: dict, threads: int) -> list[_Case]:
+    cases = []
     for device in _devices(str(getattr(cfg, "device", "cpu"))):
         model = MLPPredictor().to(device)
-        z0 = torch.randn(model.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
-        for name, (planner_cls, config_cls) in PLANNERS.items():
+        z0 = torch.randn(model.latent_dim, generator=torch.Generator().manual_seed(0))
+        z0 = z0.to(device)
+
+        def case(sweep: str, name: str, pcfg: SamplingConfig, n: int) -> _Case:
+            return _new_case(sweep, name, pcfg, n, model, z0)  # noqa: B023 - called at once
+
+        for name, (_, config_cls) in PLANNERS.items():
             default = config_cls(device=str(device), **base)
-            rows.append(
-                _row(
-                    name,
-                    device,
-                    default,
-                    _time(planner_cls, model, default, z0, solves, max_s),
-                    "default",
-                )
-            )
+            cases.append(case("default", name, default, threads))
             if device.type == "cpu":
-                rows += _thread_rows(name, planner_cls, model, default, z0, solves, max_s)
+                for n in sorted({1, os.cpu_count() or 1}):
+                    cases.append(case("threads", name, default, n))
             for key, values in sweeps.items():
                 if name != "cem" and key != "samples":
                     continue  # MPPI costs the same per model step; one sweep shows it
                 for value in values:
                     pcfg = dataclasses.replace(default, **{key: value})
                     pcfg.elites = min(pcfg.elites, pcfg.samples)
-                    times = _time(planner_cls, model, pcfg, z0, solves, max_s)
-                    rows.append(_row(name, device, pcfg, times, key))
-    out = str(getattr(cfg, "out", "") or "")
-    plot_path = Path(out).with_suffix(".png") if out else DEFAULT_PLOT
-    plot(rows, plot_path)
-    return rows
+                    cases.append(case(key, name, pcfg, threads))
+    return cases
 
 
-def _thread_rows(
-    name: str,
-    planner_cls: type[SamplingPlanner],
-    model: nn.Module,
-    cfg: SamplingConfig,
-    z0: Tensor,
-    solves: int,
-    max_s: float,
-) -> list[dict]:
-    """The default setting with 1 torch thread and with every core: on a shared 2-core
-    machine one thread per process is often faster at p99."""
-    rows = []
+def bench_plan(cfg: Any) -> list[dict]:
+    """Solve-time sweeps. ``cfg`` fields: ``out`` (JSON path; the PNG goes beside it),
+    ``quick`` (a tiny sweep for tests), optionally ``device`` (CUDA is added when present)
+    and ``threads`` (torch CPU threads for the sweeps, default 1; 0 keeps torch's choice).
+
+    Settings are timed in interleaved rounds, so a change of machine load during the run
+    spreads over all of them instead of biasing one. One torch thread is the default
+    because a planner node is one process among several on a 2-core machine: with 2
+    threads under load a solve can take 100x longer (the ``threads`` rows show it).
+    Returns one row per (sweep, planner, device, setting).
+    """
+    if getattr(cfg, "quick", False):
+        sweeps = {"samples": [16, 32], "horizon": [2, 3], "iterations": [1, 2]}
+        base = {"samples": 16, "horizon": 2, "iterations": 1, "elites": 4}
+        rounds, solves, max_s = 1, 5, 0.5
+    else:
+        sweeps = {
+            "samples": [64, 128, 256, 512, 1024, 2048, 4096],
+            "horizon": [2, 4, 6, 8, 12, 16],
+            "iterations": [1, 2, 3, 4, 6, 8],
+        }
+        base, rounds, solves, max_s = {}, 5, 200, 3.0
+    threads = int(getattr(cfg, "threads", 1)) or torch.get_num_threads()
+    cases = _cases(cfg, sweeps, base, threads)
     before = torch.get_num_threads()
     try:
-        for threads in sorted({1, os.cpu_count() or 1}):
-            torch.set_num_threads(threads)
-            times = _time(planner_cls, model, cfg, z0, solves, max_s)
-            rows.append(_row(name, torch.device("cpu"), cfg, times, "threads"))
+        for r in range(rounds):
+            for case in cases:
+                torch.set_num_threads(case.threads if case.threads > 0 else before)
+                case.times += time_solves(
+                    case.planner,
+                    case.z0,
+                    warmup=3 if r == 0 else 1,
+                    solves=-(-solves // rounds),
+                    max_s=max_s / rounds,
+                    min_solves=1 if rounds > 1 else 5,
+                ).tolist()
     finally:
         torch.set_num_threads(before)
+    rows = [case.row() for case in cases]
+    out = str(getattr(cfg, "out", "") or "")
+    plot(rows, Path(out).with_suffix(".png") if out else DEFAULT_PLOT)
     return rows
-
-
-def _time(
-    planner_cls: type[SamplingPlanner],
-    model: nn.Module,
-    cfg: SamplingConfig,
-    z0: Tensor,
-    solves: int,
-    max_s: float,
-) -> np.ndarray:
-    planner = planner_cls(model, cfg)  # type: ignore[arg-type]
-    planner.set_goal(torch.zeros_like(z0))
-    return time_solves(planner, z0, solves=solves, max_s=max_s)
 
 
 def plot(rows: Sequence[dict], path: Path) -> Path:
