@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
+import msgspec
 import numpy as np
 
 from robot.errors import MalformedMessage
@@ -110,6 +111,7 @@ class _TypeSpec:
     arrays: tuple[tuple[str, ArraySpec], ...]
     # per array: name, dtype, dtype string, ndim, itemsize (precomputed for decode)
     fast_arrays: tuple[tuple[str, np.dtype, str, int, int], ...] = ()
+    header_decoder: Any = None  # msgspec decoder validating this type's header in C
 
 
 _SCALAR_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), dict: (dict,)}
@@ -117,7 +119,7 @@ _SCALAR_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), d
 
 def _register(cls: type) -> None:
     hints = typing.get_type_hints(cls)
-    scalars, arrays = [], []
+    scalars, arrays, hinted = [], [], []
     for f in dataclasses.fields(cls):
         if f.name in ("seq", "stamp_ns"):
             continue
@@ -129,9 +131,17 @@ def _register(cls: type) -> None:
             if origin not in _SCALAR_TYPES:
                 raise TypeError(f"{cls.__name__}.{f.name}: unsupported field type {hints[f.name]}")
             scalars.append((f.name, origin))
+            hinted.append((f.name, hints[f.name]))
     _TYPES[cls.__name__] = cls
     fast = tuple((n, a.dtype, a.dtype.str, a.ndim, a.dtype.itemsize) for n, a in arrays)
-    _SPECS[cls] = _TypeSpec(cls.__name__, tuple(scalars), tuple(arrays), fast)
+    fields_t = msgspec.defstruct(f"{cls.__name__}Fields", hinted)
+    header_t = msgspec.defstruct(
+        f"{cls.__name__}Header",
+        [("v", int), ("type", str), ("seq", int), ("stamp_ns", int), ("f", fields_t),
+         ("a", list[tuple[str, list[int], int, int]])],
+    )
+    decoder = msgspec.msgpack.Decoder(header_t)
+    _SPECS[cls] = _TypeSpec(cls.__name__, tuple(scalars), tuple(arrays), fast, decoder)
 
 
 @message
@@ -385,7 +395,7 @@ def message_types() -> dict[str, type]:
 # Encoding
 # --------------------------------------------------------------------------------------
 
-_packb = msgpack.Packer(use_bin_type=True).pack
+_packb = msgspec.msgpack.Encoder().encode
 
 
 def encode(topic: str, msg: Message) -> list[Any]:
@@ -458,38 +468,22 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     hbuf = frames[1]
     if len(hbuf) > MAX_HEADER_BYTES:
         raise MalformedMessage("oversize", f"header of {len(hbuf)} bytes > {MAX_HEADER_BYTES}")
-    try:
-        header = _unpackb(hbuf)
-    except Exception as e:  # msgpack raises several unrelated types on garbage
-        raise MalformedMessage("header", f"header is not msgpack: {e}") from e
-    if type(header) is not dict:
-        raise MalformedMessage("header", "header is not a map")
-    version = header.get("v")
-    if version != SCHEMA_VERSION:
-        raise MalformedMessage("version", f"schema version {version!r}, expected {SCHEMA_VERSION}")
     spec = _SPECS[expected]
-    if header.get("type") != spec.name:
-        raise MalformedMessage(
-            "type", f"topic {topic!r} carries {spec.name}, got {header.get('type')!r}"
-        )
-    seq, stamp = header.get("seq"), header.get("stamp_ns")
-    if type(seq) is not int or type(stamp) is not int:
-        raise MalformedMessage("header", "seq and stamp_ns must be integers")
-    scalars = header.get("f")
-    metas = header.get("a")
-    if type(scalars) is not dict or type(metas) is not list:
-        raise MalformedMessage("header", "header lacks 'f' map or 'a' list")
-    kwargs: dict[str, Any] = {"seq": seq, "stamp_ns": stamp}
-    for name, typ in spec.scalars:
-        value = scalars.get(name, _MISSING)
-        if type(value) is not typ:
-            if value is _MISSING:
-                raise MalformedMessage("field", f"{spec.name} lacks field {name!r}")
-            if typ is float and type(value) is int:
-                value = float(value)
-            elif not (typ is dict and isinstance(value, dict)):
-                raise MalformedMessage("field", f"{spec.name}.{name} must be {typ.__name__}")
-        kwargs[name] = value
+    try:
+        header = spec.header_decoder.decode(hbuf)  # types of every header field checked in C
+    except msgspec.ValidationError as e:
+        raise _header_error(hbuf, spec, e) from None
+    except msgspec.DecodeError as e:
+        raise MalformedMessage("header", f"header is not msgpack: {e}") from None
+    if header.v != SCHEMA_VERSION:
+        raise MalformedMessage("version", f"schema version {header.v!r}, expected {SCHEMA_VERSION}")
+    if header.type != spec.name:
+        raise MalformedMessage("type", f"topic {topic!r} carries {spec.name}, got {header.type!r}")
+    kwargs: dict[str, Any] = {"seq": header.seq, "stamp_ns": header.stamp_ns}
+    fields = header.f
+    for name, _ in spec.scalars:
+        kwargs[name] = getattr(fields, name)
+    metas = header.a
     arrays = spec.fast_arrays
     if len(metas) != len(arrays):
         raise MalformedMessage(
@@ -499,23 +493,21 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     sizes = [memoryview(frames[i]).nbytes for i in range(2, len(frames))]
     packed_end = 0  # arrays in buffer 0 must tile it exactly, in declaration order
     for (name, dtype, dstr, ndim, itemsize), meta in zip(arrays, metas, strict=True):
-        if type(meta) is not list or len(meta) != 4:
-            raise MalformedMessage("shape", f"{spec.name}.{name}: bad array metadata")
         dtype_str, shape, index, offset = meta
         if dtype_str != dstr:
             raise MalformedMessage("dtype", f"{spec.name}.{name} must be {dstr}, got {dtype_str!r}")
-        if type(shape) is not list or len(shape) != ndim:
+        if len(shape) != ndim:
             raise MalformedMessage(
                 "shape", f"{spec.name}.{name} must be {ndim}-d, got shape {shape}"
             )
         nbytes = itemsize
         for d in shape:
-            if type(d) is not int or d < 0:
+            if d < 0:
                 raise MalformedMessage("shape", f"{spec.name}.{name}: bad shape {shape}")
             nbytes *= d
         if nbytes > MAX_ARRAY_BYTES:
             raise MalformedMessage("oversize", f"{spec.name}.{name}: {nbytes} bytes")
-        if type(index) is not int or not 0 <= index < nbuf or type(offset) is not int:
+        if not 0 <= index < nbuf:
             raise MalformedMessage(
                 "truncated", f"{spec.name}.{name}: buffer {index} of {nbuf} missing"
             )
@@ -541,15 +533,18 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     return topic, expected(**kwargs)
 
 
-_MISSING = object()
-_unpackb = msgpack.Unpacker  # placeholder, replaced below
-
-
-def _make_unpackb() -> Any:
-    def unpack(buf: Any) -> Any:
-        return msgpack.unpackb(buf, raw=False, strict_map_key=True)
-
-    return unpack
-
-
-_unpackb = _make_unpackb()
+def _header_error(hbuf: Any, spec: _TypeSpec, e: Exception) -> MalformedMessage:
+    """Name what is wrong with a header that failed typed decoding (error path only)."""
+    try:
+        raw = msgpack.unpackb(hbuf, raw=False, strict_map_key=False)
+    except Exception:  # msgpack raises several unrelated types on garbage
+        return MalformedMessage("header", f"header is not msgpack: {e}")
+    if not isinstance(raw, dict):
+        return MalformedMessage("header", "header is not a map")
+    if raw.get("v") != SCHEMA_VERSION:
+        return MalformedMessage("version", f"schema version {raw.get('v')!r}, expected {SCHEMA_VERSION}")
+    if raw.get("type") != spec.name:
+        return MalformedMessage("type", f"expected {spec.name}, got {raw.get('type')!r}")
+    where = str(e)
+    kind = "shape" if "$.a" in where else "field" if "$.f" in where else "header"
+    return MalformedMessage(kind, f"{spec.name} header: {e}")
