@@ -53,13 +53,17 @@ def _function(verb: Verb) -> Any:
 def _config_help(name: str) -> str:
     from omegaconf import OmegaConf
 
-    from robot.config import load
+    from robot.config import allowed_values, load
 
     _function(VERBS[name])
-    cfg = load(name)
-    return f"config of 'reflexarc {name}' (override with key=value):\n\n" + OmegaConf.to_yaml(
-        OmegaConf.structured(cfg)
-    )
+    cfg = load(name, check=False)
+    text = f"config of 'reflexarc {name}' (override with key=value):\n\n"
+    text += OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    rules = allowed_values(cfg)
+    if rules:
+        width = max(len(k) for k, _ in rules)
+        text += "\nallowed values:\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rules)
+    return text
 
 
 def print_summary(summary: Any, title: str) -> None:

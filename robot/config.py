@@ -106,8 +106,31 @@ def _reason(e: Exception) -> str:
     return msg
 
 
-def load(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
-    """Compose ``configs/<name>.yaml`` with ``overrides`` into validated dataclass objects."""
+def allowed_values(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(key, what is allowed) for every ``choice``/``bounded`` field, recursively."""
+    out: list[tuple[str, str]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += allowed_values(v, f"{prefix}{k}.")
+        return out
+    if not dataclasses.is_dataclass(obj):
+        return out
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}{f.name}"
+        if "choices" in f.metadata:
+            out.append((key, "one of " + ", ".join(map(str, f.metadata["choices"]))))
+        if "range" in f.metadata:
+            lo, hi = f.metadata["range"]
+            out.append((key, f"in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"))
+        out += allowed_values(getattr(obj, f.name), key + ".")
+    return out
+
+
+def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = True) -> Any:
+    """Compose ``configs/<name>.yaml`` with ``overrides`` into validated dataclass objects.
+
+    ``check=False`` skips validation (to show a config that is not complete yet).
+    """
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name=name, overrides=list(overrides))
@@ -125,5 +148,6 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
         if e.__cause__ is not None:
             reason = f"{reason}: {_reason(e.__cause__)}"
         raise ConfigError(key, reason) from None
-    validate(obj)
+    if check:
+        validate(obj)
     return obj
