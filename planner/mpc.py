@@ -195,6 +195,7 @@ class SamplingPlanner:
         self._warm = False
         self._goal: _Goal | None = None
         self._score = self._score_eager
+        self._graphs = cfg.compile and dev.type == "cuda"  # CUDA graphs replay the scoring
         if cfg.compile:
             mode = "reduce-overhead" if dev.type == "cuda" else "default"
             self._score = torch.compile(self._score_eager, mode=mode, dynamic=False)
@@ -327,6 +328,8 @@ class SamplingPlanner:
             for _ in range(n_iter):
                 u = self._sample(mean, std)  # (N, H, A)
                 torch.addcmul(self._mid, self._half, u, out=self._a)
+                if self._graphs:  # the previous replay's outputs are no longer read
+                    torch.compiler.cudagraph_mark_step_begin()
                 costs, _ = self._score(z0b, self._a, u, z_goal)  # (N,)
                 self._refit(u, costs, mean, std)
             actions = (self._mid + self._half * mean).unsqueeze(0)  # (1, H, A)
