@@ -23,6 +23,7 @@ class BenchConfig:
     seconds: float = bounded(10.0, 0.5, 3600.0)  # control: how long the graph runs
     backend: str = choice("mujoco", "mujoco", "pybullet")
     device: str = "cpu"  # plan: torch device
+    threads: int = bounded(1, 1, 256)  # plan: torch intra-op threads (1 is fastest for small batches)
 
 
 register("bench_schema", BenchConfig)
