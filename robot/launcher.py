@@ -4,7 +4,8 @@ It validates the whole graph before any process starts (every node's target and
 arguments), starts the nodes, watches their exits and heartbeats, applies each node's
 death policy (``restart`` or ``stop`` the graph), ends every child on Ctrl-C/SIGTERM
 (children also get SIGTERM from the kernel if the launcher itself dies), and closes with
-a summary table: per node rate, misses, drops, restarts.
+a summary table: per node rate, misses, drops, restarts. A node's summary may carry a
+dict under ``run`` (task figures: success rate...), merged into the run summary's top level.
 """
 
 from __future__ import annotations
@@ -154,8 +155,10 @@ class Launcher:
                 cls = import_target(e.target)
             except NodeError as err:
                 raise ConfigError(f"graph.nodes.{name}.target", str(err)) from None
-            from_mapping(cls.Config, e.args, prefix=f"graph.nodes.{name}.args.")
-            for topic in cls.publishes:
+            args = from_mapping(cls.Config, e.args, prefix=f"graph.nodes.{name}.args.")
+            # a node whose topics depend on its arguments says so with publishes_for(cfg)
+            publishes_for = getattr(cls, "publishes_for", None)
+            for topic in publishes_for(args) if publishes_for else cls.publishes:
                 if topic in owners and not topic.endswith("/"):
                     raise ConfigError(
                         f"graph.nodes.{name}",
@@ -281,8 +284,10 @@ class Launcher:
 
     def _stop_all(self) -> None:
         live = [p for p in self.procs.values() if p.popen is not None and p.popen.poll() is None]
-        if self.ok and self.cfg.clock == "lockstep" and not self.reason.startswith("SIG"):
+        clock = self.procs.get("clock") if self.cfg.clock == "lockstep" else None
+        if self.ok and clock is not None and clock.finished and not self.reason.startswith("SIG"):
             # the clock's final tick ends every node by itself: let them close their files
+            # (a node that finished first, e.g. the sim after its episodes, sent no final tick)
             deadline = time.monotonic() + self.cfg.stop_timeout_s
             while live and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -302,9 +307,12 @@ class Launcher:
     def _summary(self) -> dict[str, Any]:
         rows = []
         extra: dict[str, Any] = {}
+        top: dict[str, Any] = {}  # a node's summary key "run" (a dict) goes to the top level
         for name, p in self.procs.items():
             path = self.run_dir / f"{name}.summary.json"
             figures = json.loads(path.read_text()) if path.exists() else {}
+            if isinstance(figures.get("run"), dict):
+                top.update(figures.pop("run"))
             row = {
                 "node": name,
                 "target_hz": p.entry.rate_hz,
@@ -321,7 +329,7 @@ class Launcher:
             node_extra = {k: v for k, v in figures.items() if k not in row and k not in _LOOP_KEYS}
             if node_extra:
                 extra[name] = node_extra
-        return {
+        return top | {
             "ok": self.ok,
             "clock": self.cfg.clock,
             "seconds": round(time.monotonic() - self.t0, 3),
