@@ -1,0 +1,469 @@
+"""The sim node: a simulated Panda scene in the graph (DESIGN.md, row "sim").
+
+Every tick (the node's rate, 500-1000 Hz, is the physics rate: one tick advances the
+physics by ``1 / rate_hz`` s) it applies the newest command, steps the scene and
+publishes ``joint_state``; at their own rates it renders ``camera/<name>`` frames and
+publishes the privileged ``scene_state``; at each episode reset it publishes a ``goal``
+with the imagined goal image (republished every ``goal_period_s`` for late joiners).
+
+Commands (``command``):
+
+- ``joint``: ``joint_command`` (JointCommand) from a controller, applied as the message
+  says: ``torque`` (raw torques; the controller compensates gravity) or ``position``
+  (the scene's joint PD with gravity compensation, velocity as feedforward). When no
+  valid command has arrived for ``command_timeout_s``, the arm holds the position it
+  had then (safe hold; ``state()`` says "holding") until commands come back.
+- ``ee_action``: ``ee_action`` (EEAction, 4 values) from a policy, tracked by the
+  gymnasium envs' built-in joint controller (:class:`sim.ee_control.EETracker`): each
+  action's joint ramp runs over ``1 / action_hz`` s, then its end is held. Actions
+  computed before the current episode began (older stamps) are dropped.
+
+Episodes: episode ``i`` is reset with seed ``ctx.seed + i`` (the same initial state as
+``env.reset(seed=ctx.seed + i)``). Its physics stays frozen, and its clock stopped,
+until the first valid command arrives (or ``start_timeout_s`` passes), so the graph's
+start-up and the policy's first reaction do not eat into it. It ends at the task's
+first success, or after ``episode_s``. After ``episodes`` episodes :meth:`done` is
+true and the launcher ends the run. Episode times are taken on the graph's clock
+(``now_ns``: wall time in realtime, simulated time in lockstep).
+
+In realtime, a tick that comes late (a camera frame took longer than the tick period)
+is followed by up to ``catch_up_steps`` extra physics steps, so simulated time keeps up
+with the wall clock; what cannot be caught up is counted (``steps_dropped``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from robot.config import bounded, choice
+from robot.errors import ConfigError, NodeError
+from robot.msgs import EEAction, Goal, Image, JointCommand, JointState, SceneState, empty
+from robot.node import Inbox, Node, NodeContext, Outputs
+from sim.assets import CAMERAS, SceneError, has_display
+
+DEFAULT_EPISODE_STEPS_HZ = 10.0  # tasks' max_steps are counted at the envs' 10 Hz
+
+
+@dataclass
+class SimConfig:
+    """Arguments of :class:`SimNode` (``graph.nodes.<sim>.args``)."""
+
+    task: str = choice("push", "reach", "push", "pick_place")
+    backend: str = choice("mujoco", "mujoco", "pybullet")
+    objects: list[str] = field(default_factory=lambda: ["red"])  # block colours; first = task's
+    command: str = choice("ee_action", "ee_action", "joint")
+    episodes: int = bounded(1, 0, None)  # then done(); 0: until stopped
+    episode_s: float = bounded(0.0, 0.0, None)  # time limit; 0: the task's (max_steps at 10 Hz)
+    start_timeout_s: float = bounded(5.0, 0.0, None)  # start an episode without a command after
+    cameras: list[str] = field(default_factory=lambda: ["front"])
+    camera_hz: float = bounded(30.0, 0.0, 1000.0)  # 0: no frames
+    image_size: int = bounded(64, 16, 512)
+    depth: bool = False  # frames carry depth (H, W) float32 m
+    # scene_state; 0: only at episode ends. Every tick by default: a policy acting at 10 Hz
+    # then sees the hand where its last action's ramp ends, as in the envs (an older view
+    # makes displacement actions overshoot)
+    state_hz: float = bounded(1000.0, 0.0, 1000.0)
+    publish_goal: bool = True
+    goal_camera: str = "front"
+    goal_period_s: float = bounded(1.0, 0.0, None)  # republish the episode's goal; 0: once
+    action_hz: float = bounded(10.0, 0.1, 1000.0)  # ee_action: rate of the action stream
+    max_delta: float = bounded(0.05, 1e-4, 0.2)  # ee_action: largest displacement per action, m
+    command_timeout_s: float = bounded(0.1, 0.001, None)  # joint: safe hold after this
+    catch_up_steps: int = bounded(4, 0, 100)  # realtime: extra physics steps after a late tick
+    viewer: bool = False  # MuJoCo's passive viewer / PyBullet's GUI (needs a display)
+    viewer_hz: float = bounded(30.0, 1.0, 240.0)
+
+    def validate(self) -> None:
+        for cam in self.cameras:
+            if cam not in CAMERAS:
+                raise ConfigError("cameras", f"got {cam!r}; allowed: {', '.join(CAMERAS)}")
+        if self.publish_goal and self.goal_camera not in self.cameras:
+            raise ConfigError(
+                "goal_camera", f"{self.goal_camera!r} is not in cameras {self.cameras}"
+            )
+        if self.viewer and not has_display():
+            raise ConfigError(
+                "viewer",
+                "viewer=true opens a window and needs a display (DISPLAY/WAYLAND_DISPLAY is "
+                "not set); run headless with viewer=false",
+            )
+
+
+@dataclass
+class EpisodeResult:
+    """How one episode went."""
+
+    episode: int
+    seed: int
+    success: bool
+    time_to_success_s: float | None  # graph clock, from the episode's start
+    duration_s: float  # graph clock
+    physics_s: float  # simulated time stepped
+    final_distance_m: float  # task error at the end
+
+
+class SimNode(Node):
+    """Steps a MuJoCo or PyBullet Panda scene and publishes what its sensors see."""
+
+    Config = SimConfig
+    subscribes = {"joint_command": "latest", "ee_action": "all"}
+    publishes = ("joint_state", "scene_state", "goal", "camera/")
+
+    @classmethod
+    def publishes_for(cls, cfg: SimConfig) -> tuple[str, ...]:
+        """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
+        return tuple(t for t in cls.publishes if t != "goal" or cfg.publish_goal)
+
+    def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
+        super().__init__(ctx, cfg)
+        from sim.ee_control import EETracker
+        from sim.kinematics import ArmKinematics
+        from sim.scene import SceneConfig, make_scene
+        from sim.tasks import make_task
+
+        physics_hz = round(ctx.rate_hz)
+        if abs(ctx.rate_hz - physics_hz) > 1e-9 or not 500 <= physics_hz <= 1000:
+            raise ConfigError(
+                f"graph.nodes.{ctx.name}.rate_hz",
+                f"got {ctx.rate_hz}; the sim's rate is its physics rate: an integer in [500, 1000]",
+            )
+        if cfg.command == "ee_action" and physics_hz % cfg.action_hz:
+            raise ConfigError(
+                f"graph.nodes.{ctx.name}.args.action_hz",
+                f"the physics rate ({physics_hz} Hz) must be a multiple of action_hz ({cfg.action_hz})",
+            )
+        self.log = ctx.log
+        self.dt_ns = 1_000_000_000 // physics_hz
+        if self.dt_ns * physics_hz != 1_000_000_000:
+            raise ConfigError(
+                f"graph.nodes.{ctx.name}.rate_hz", f"{physics_hz} Hz is not a whole number of ns"
+            )
+        self.scene = make_scene(
+            SceneConfig(
+                backend=cfg.backend,
+                objects=list(cfg.objects),
+                cameras=list(cfg.cameras),
+                physics_hz=physics_hz,
+                gui=cfg.viewer,
+            )
+        )
+        self.kin = ArmKinematics()
+        self.task = make_task(cfg.task, self.kin)
+        self.ramp_steps = round(physics_hz / cfg.action_hz)
+        self.tracker = EETracker(self.kin, cfg.max_delta, self.ramp_steps * self.scene.dt)
+        self.episode_ns = int(
+            1e9 * (cfg.episode_s or self.task.max_steps / DEFAULT_EPISODE_STEPS_HZ)
+        )
+        self.lockstep = ctx.clock == "lockstep"
+
+        # episode
+        self.phase = "reset"  # reset | waiting | running | done
+        self.episode = 0
+        self.reset_ns = 0  # when the current episode was reset (its goal's stamp)
+        self.valid_from_ns = 0  # stamp of the episode's first scene_state: older actions are stale
+        self.start_ns = 0  # when its physics started
+        self.ep_steps = 0
+        self.results: list[EpisodeResult] = []
+        self.goal: Goal | None = None
+        self.goal_image: np.ndarray | None = None
+        # commands
+        self.ramp_k = self.ramp_steps + 1  # ee_action: physics steps into the current ramp
+        self.last_cmd_ns: int | None = None  # joint: when the newest valid command was seen
+        self.holding = False
+        self.holds = 0
+        self.hold_steps = 0
+        self.rejected: dict[str, int] = {}
+        self.stale_actions = 0
+        # timing
+        self.prev_ns: int | None = None
+        self.anchor_ns = 0
+        self.anchor_steps = 0
+        self.next_frame_ns = 0
+        self.next_state_ns = 0
+        self.next_goal_ns = 0
+        self.next_view_ns = 0
+        self.physics_steps = 0
+        self.dropped_steps = 0
+        self.frames = 0
+        self.run_wall_s = 0.0
+        self._wall_t: float | None = None
+        # the slow parts of the first tick happen here, before the heartbeats start:
+        # the first reset (IK, goal image) and the renderers' creation
+        self._reset()
+        for cam in cfg.cameras if cfg.camera_hz else ():
+            self.scene.render(cam, cfg.image_size, depth=cfg.depth)
+
+    # ---- the tick ------------------------------------------------------------------------
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        out: list[tuple[str, Any]] = []
+        if self.phase == "done":
+            return out
+        self._check_tick(now_ns)
+        if self.phase == "reset":
+            self._begin(now_ns, out)
+            self.valid_from_ns = now_ns  # this tick's states are the episode's first
+        commanded = self._take_commands(now_ns, inbox)
+        if self.phase == "waiting" and (
+            commanded or now_ns - self.reset_ns >= int(1e9 * self.cfg.start_timeout_s)
+        ):
+            self.phase = "running"
+            self.start_ns = self.anchor_ns = now_ns
+            self.anchor_steps = 0
+        ended = False
+        if self.phase == "running":
+            self._physics(now_ns)
+            ended = self._episode_over(now_ns)
+        out.append(("joint_state", self._joint_state(now_ns)))
+        if ended or (self.cfg.state_hz and now_ns >= self.next_state_ns):
+            self.next_state_ns = _next_due(self.next_state_ns, now_ns, self.cfg.state_hz)
+            out.append(("scene_state", self._scene_state(now_ns)))
+        if self.cfg.camera_hz and now_ns >= self.next_frame_ns:
+            self.next_frame_ns = _next_due(self.next_frame_ns, now_ns, self.cfg.camera_hz)
+            out.extend(self._frames(now_ns))
+        if self.goal is not None and self.cfg.goal_period_s and now_ns >= self.next_goal_ns:
+            self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
+            out.append(("goal", replace(self.goal)))
+        if self.cfg.viewer and now_ns >= self.next_view_ns:
+            self.next_view_ns = _next_due(self.next_view_ns, now_ns, self.cfg.viewer_hz)
+            self.scene.human_render()
+        if ended:
+            if self.cfg.episodes and self.episode + 1 >= self.cfg.episodes:
+                self.phase = "done"
+            else:
+                self.episode += 1
+                self._reset()
+                self._begin(now_ns, out)
+                self.valid_from_ns = now_ns + 1  # this tick's states were the last episode's
+        return out
+
+    def _check_tick(self, now_ns: int) -> None:
+        """Lockstep: every tick must advance simulated time by exactly one physics step."""
+        if self.lockstep and self.prev_ns is not None and now_ns - self.prev_ns != self.dt_ns:
+            raise NodeError(
+                f"{self.ctx.name}: lockstep ticks {now_ns - self.prev_ns} ns apart, physics "
+                f"step {self.dt_ns} ns: base_hz must be a multiple of the sim's rate_hz"
+            )
+        self.prev_ns = now_ns
+
+    # ---- episodes ------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        """Reset the scene for episode ``self.episode`` (seeded) and imagine its goal."""
+        seed = self.ctx.seed + self.episode
+        self.task.reset(self.scene, np.random.default_rng(seed))  # as env.reset(seed=seed)
+        self.tracker.reset(self.task.init_q)
+        self.ramp_k = self.ramp_steps + 1
+        self.ep_steps = 0
+        self.goal_image = (
+            self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
+            if self.cfg.publish_goal else None
+        )
+        self.log.info("episode %d (seed %d): target %s", self.episode, seed,
+                      np.round(self.task.target, 3).tolist())
+
+    def _begin(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
+        """Start the (reset) episode's clock-dependent part: stamps, goal, waiting."""
+        self.phase = "waiting"
+        self.reset_ns = now_ns
+        self.next_state_ns = now_ns  # the episode's first state goes out at once
+        if self.goal_image is not None:
+            names = self.scene.object_names
+            self.goal = Goal(
+                stamp_ns=now_ns,
+                task=self.cfg.task,
+                object=names[0] if names and self.task.needs_object else "",
+                target=self.task.target.copy(),
+                image=self.goal_image,
+                z=empty("f4", 0),
+                source="imagined",
+            )
+            self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
+            out.append(("goal", self.goal))
+
+    def _episode_over(self, now_ns: int) -> bool:
+        ee, _ = self.scene.ee_pose()
+        pos = self.scene.object_poses()[:, :3]
+        success = self.task.success(ee, pos)
+        elapsed = now_ns - self.start_ns
+        if not success and elapsed < self.episode_ns:
+            return False
+        r = EpisodeResult(
+            episode=self.episode,
+            seed=self.ctx.seed + self.episode,
+            success=bool(success),
+            time_to_success_s=elapsed / 1e9 if success else None,
+            duration_s=elapsed / 1e9,
+            physics_s=self.ep_steps * self.scene.dt,
+            final_distance_m=self.task.distance(ee, pos),
+        )
+        self.results.append(r)
+        self.log.info("episode %d: %s after %.2f s", r.episode,
+                      "success" if r.success else "time limit", r.duration_s)
+        return True
+
+    # ---- commands ------------------------------------------------------------------------
+
+    def _reject(self, kind: str, err: Exception) -> None:
+        if kind not in self.rejected:
+            self.log.warning("%s: rejected a %s: %s", self.ctx.name, kind, err)
+        self.rejected[kind] = self.rejected.get(kind, 0) + 1
+
+    def _take_commands(self, now_ns: int, inbox: Inbox) -> bool:
+        """Apply the newest valid command; True when one arrived this tick."""
+        if self.cfg.command == "ee_action":
+            return self._take_action(inbox.new("ee_action"))
+        got = False
+        for cmd in reversed(inbox.new("joint_command")):
+            if self._apply_joint(cmd):
+                got = True
+                self.last_cmd_ns = now_ns
+                break
+        if got:
+            self.holding = False
+        elif not self.holding and self.last_cmd_ns is not None and (
+            now_ns - self.last_cmd_ns > int(1e9 * self.cfg.command_timeout_s)
+        ):
+            self.holding = True
+            self.holds += 1
+            self.scene.command_position(self.scene.joint_state().q)  # safe hold, gripper kept
+            self.log.warning("%s: no joint_command for %.3f s: holding position",
+                             self.ctx.name, self.cfg.command_timeout_s)
+        return got
+
+    def _apply_joint(self, cmd: JointCommand) -> bool:
+        try:
+            self.scene.apply(cmd.mode, cmd.position, cmd.effort, cmd.gripper, cmd.velocity)
+        except (SceneError, ValueError, TypeError) as e:
+            self._reject("joint_command", e)
+            return False
+        return True
+
+    def _take_action(self, actions: list[EEAction]) -> bool:
+        for msg in reversed(actions):
+            if msg.stamp_ns < self.valid_from_ns:
+                self.stale_actions += 1  # computed from the previous episode's state
+                continue
+            ee, _ = self.scene.ee_pose()
+            q_now, _ = self.tracker.setpoint(self.ramp_k / self.ramp_steps)
+            try:
+                self.tracker.act(msg.action, ee, q_from=q_now)
+            except SceneError as e:
+                self._reject("ee_action", e)
+                continue
+            self.ramp_k = 0
+            return True
+        return False
+
+    # ---- physics -------------------------------------------------------------------------
+
+    def _physics(self, now_ns: int) -> None:
+        n = 1
+        if not self.lockstep:  # realtime: keep simulated time with the wall clock
+            due = (now_ns - self.anchor_ns) // self.dt_ns + 1 - self.anchor_steps
+            n = max(1, min(due, 1 + self.cfg.catch_up_steps))
+            if due > n:  # too far behind: let it go
+                self.dropped_steps += due - n
+                self.anchor_ns += (due - n) * self.dt_ns
+        wall = time.monotonic()
+        if self._wall_t is not None and self.anchor_steps:
+            self.run_wall_s += wall - self._wall_t
+        self._wall_t = wall
+        ee_mode = self.cfg.command == "ee_action"
+        for _ in range(n):
+            if ee_mode:
+                self.ramp_k += 1
+                q, dq = self.tracker.setpoint(self.ramp_k / self.ramp_steps)
+                self.scene.command_position(q, self.tracker.gripper, dq)
+            self.scene.step(1)
+        self.anchor_steps += n
+        self.ep_steps += n
+        self.physics_steps += n
+        if self.holding:
+            self.hold_steps += n
+
+    # ---- messages ------------------------------------------------------------------------
+
+    def _joint_state(self, now_ns: int) -> JointState:
+        js = self.scene.joint_state()
+        return JointState(stamp_ns=now_ns, position=js.q, velocity=js.dq, effort=js.tau,
+                          gripper=js.gripper)
+
+    def _scene_state(self, now_ns: int) -> SceneState:
+        ee, quat = self.scene.ee_pose()
+        objects = self.scene.object_poses()
+        success = self.task.success(ee, objects[:, :3]) if self.phase != "waiting" else False
+        return SceneState(
+            stamp_ns=now_ns,
+            ee_pos=ee,
+            ee_quat=quat,
+            objects=objects,
+            names=",".join(self.scene.object_names),
+            target=self.task.target.copy(),
+            success=bool(success),
+            episode=self.episode,
+        )
+
+    def _frames(self, now_ns: int) -> list[tuple[str, Image]]:
+        out = []
+        for cam in self.cfg.cameras:
+            if self.cfg.depth:
+                rgb, depth = self.scene.render(cam, self.cfg.image_size, depth=True)
+            else:
+                rgb, depth = self.scene.render(cam, self.cfg.image_size), empty("f4", 0, 0)
+            out.append((f"camera/{cam}", Image(stamp_ns=now_ns, camera=cam, rgb=rgb, depth=depth)))
+        self.frames += 1
+        return out
+
+    # ---- node interface ------------------------------------------------------------------
+
+    def state(self) -> str:
+        if self.phase == "done":
+            return "done"
+        joint_idle = self.cfg.command == "joint" and self.last_cmd_ns is None
+        if self.holding or joint_idle or self.phase in ("reset", "waiting"):
+            return "holding"
+        return "running"
+
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    def summary(self) -> dict[str, Any]:
+        """Task figures under "run" (merged into the run summary's top level by the
+        launcher), loop and physics figures beside them."""
+        successes = [r.time_to_success_s for r in self.results if r.success]
+        n = len(self.results)
+        physics_hz = self.physics_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
+        return {
+            "run": {
+                "task": self.cfg.task,
+                "backend": self.cfg.backend,
+                "episodes": n,
+                "success_rate": len(successes) / n if n else 0.0,
+                "mean_time_to_success_s": float(np.mean(successes)) if successes else None,
+                "episode_results": [r.__dict__ for r in self.results],
+            },
+            "physics_hz": physics_hz,  # physics steps per wall second while running
+            "realtime_factor": physics_hz * self.scene.dt,
+            "steps_dropped": self.dropped_steps,
+            "frames": self.frames,
+            "holds": self.holds,
+            "hold_s": self.hold_steps * self.scene.dt,
+            "stale_actions": self.stale_actions,
+            "rejected": sum(self.rejected.values()),
+        }
+
+    def close(self) -> None:
+        self.scene.close()
+
+
+def _next_due(due_ns: int, now_ns: int, hz: float) -> int:
+    """The next time of a ``hz`` schedule after ``now_ns`` (late: skip, do not burst)."""
+    period = int(1e9 / hz)
+    due_ns += period
+    return due_ns if due_ns > now_ns else now_ns + period
+
