@@ -58,7 +58,7 @@ class SimConfig:
     command: str = choice("ee_action", "ee_action", "joint")
     episodes: int = bounded(1, 0, None)  # then done(); 0: until stopped
     episode_s: float = bounded(0.0, 0.0, None)  # time limit; 0: the task's (max_steps at 10 Hz)
-    start_timeout_s: float = bounded(5.0, 0.0, None)  # start an episode without a command after
+    start_timeout_s: float = bounded(10.0, 0.0, None)  # start an episode without a command after
     cameras: list[str] = field(default_factory=lambda: ["front"])
     camera_hz: float = bounded(30.0, 0.0, 1000.0)  # 0: no frames
     image_size: int = bounded(64, 16, 512)

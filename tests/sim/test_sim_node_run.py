@@ -11,7 +11,10 @@ from tests.conftest import reflexarc
 
 def run_expert(tmp_path: Path, name: str, *overrides: str) -> dict[str, Any]:
     out = tmp_path / f"{name}.json"
-    proc = reflexarc("run", f"run_dir={tmp_path / name}", f"out={out}", *overrides, timeout=180)
+    # heartbeats at 2 Hz: a node is declared silent after 1.5 s, not 0.3 s (the default),
+    # which a process starved for CPU on a shared 2-core machine can exceed
+    proc = reflexarc("run", f"run_dir={tmp_path / name}", f"out={out}", "heartbeat_hz=2",
+                     *overrides, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
