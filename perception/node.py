@@ -1,0 +1,212 @@
+"""The perception node: camera frames in, latents out, at camera rate.
+
+One step (DESIGN.md, "perception" row):
+
+1. **Weights.** A ``weights`` message starts loading the announced checkpoint in a
+   background thread (:class:`perception.encoding.ModelSlot`); meanwhile frames keep
+   being encoded with the current model. The new model is swapped in at the start of a
+   step, between frames, once it is loaded (in lockstep the step that receives the
+   message waits for the load, so runs stay deterministic). A failed load keeps the
+   current model and is counted.
+2. **Frames.** Every frame new since the previous step on ``camera/<name>`` (all
+   cameras, or those in ``cameras``) is encoded, all in one batch: one forward pass.
+3. **Latents.** Each frame gives a :class:`~robot.msgs.Latent` on ``latent/<name>``
+   carrying the frame's stamp (so frame-to-command latency stays measurable), the model
+   version that encoded it and ``encode_us``: the time of the batch that encoded it.
+
+Goals are not encoded here: the planner holds the goal image and encodes it with its own
+copy of the model. A goal latent is only meaningful together with the model version that
+made it, and after a weights swap the planner must re-encode the goal anyway, so keeping
+image, latent and version in one process avoids a second goal topic and any race
+between two swaps. See :mod:`planner.node`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from perception.encoding import EncodingError, FrameEncoder, ModelSlot, load_model
+from policies.checkpoint import CheckpointError, weights_path
+from robot.config import bounded, choice
+from robot.errors import ConfigError
+from robot.msgs import Image, Latent
+from robot.node import Inbox, Node, NodeContext, Outputs
+
+log = logging.getLogger(__name__)
+
+CAMERA_PREFIX = "camera/"
+LATENT_PREFIX = "latent/"
+
+
+class _Ring:
+    """The last ``n`` float samples, for percentiles."""
+
+    def __init__(self, n: int = 1 << 15) -> None:
+        self.buf = np.zeros(n)
+        self.n = 0
+
+    def add(self, x: float) -> None:
+        self.buf[self.n % len(self.buf)] = x
+        self.n += 1
+
+    def percentiles(self, ps: list[float]) -> list[float]:
+        k = min(self.n, len(self.buf))
+        if k == 0:
+            return [float("nan")] * len(ps)
+        return [float(v) for v in np.percentile(self.buf[:k], ps)]
+
+
+class PerceptionNode(Node):
+    """Encodes camera frames to latents with the current world-model encoder."""
+
+    @dataclass
+    class Config:
+        checkpoint: str = ""  # world-model checkpoint (directory or model.safetensors)
+        cameras: list[str] = field(default_factory=list)  # [] = every camera/<name> received
+        device: str = "cpu"
+        threads: int = bounded(1, 1, 64)  # torch CPU threads (the node shares the machine)
+        max_batch: int = bounded(16, 1, 1024)  # frames per camera per step; older ones skipped
+        swap: str = choice("auto", "background", "wait")  # auto: wait in lockstep
+
+        def validate(self) -> None:
+            if not self.checkpoint:
+                raise ConfigError("checkpoint", "give the world-model checkpoint to encode with")
+            if not weights_path(self.checkpoint).is_file():
+                raise ConfigError(
+                    "checkpoint", f"{self.checkpoint!r} is not a checkpoint file or directory"
+                )
+
+    subscribes = {CAMERA_PREFIX: "all", "weights": "all"}
+    publishes = (LATENT_PREFIX,)
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        torch.set_num_threads(cfg.threads)
+        try:
+            loaded = load_model(cfg.checkpoint, device=cfg.device)
+        except CheckpointError as e:
+            raise ConfigError("checkpoint", str(e)) from None
+        self.encoder = FrameEncoder(loaded)
+        self.slot = ModelSlot(cfg.device)
+        self.wait_swap = cfg.swap == "wait" or (cfg.swap == "auto" and ctx.clock == "lockstep")
+        self.cameras = set(cfg.cameras)
+        # figures
+        self.frames = 0  # frames received on the cameras we encode
+        self.encoded = 0
+        self.skipped = 0  # frames over max_batch in one step (older ones dropped)
+        self.rejected = 0  # malformed frames
+        self.frames_while_loading = 0  # encoded by the old model while new weights loaded
+        self.swaps = 0
+        self.failures_logged = 0
+        self.encode_ms = _Ring()  # per batch
+        self.frame_ms = _Ring()  # per frame: batch time / batch size
+        self.per_camera: dict[str, int] = {}
+        # warm up the allocator and kernels, so the first frame is not an outlier
+        self.encoder.encode([np.zeros((loaded.image_size, loaded.image_size, 3), np.uint8)])
+
+    # -- the step ------------------------------------------------------------------------
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        for w in inbox.new("weights"):
+            self.slot.request(w)
+            if self.wait_swap:
+                self.slot.wait()
+        self._maybe_swap()
+        frames: list[Image] = []
+        for topic in inbox.topics():
+            if not topic.startswith(CAMERA_PREFIX):
+                continue
+            name = topic[len(CAMERA_PREFIX):]
+            if self.cameras and name not in self.cameras:
+                continue
+            new = inbox.new(topic)
+            self.frames += len(new)
+            if len(new) > self.cfg.max_batch:
+                self.skipped += len(new) - self.cfg.max_batch
+                new = new[-self.cfg.max_batch:]
+            frames.extend(new)
+        if not frames:
+            return ()
+        return self._encode(frames)
+
+    def _maybe_swap(self) -> None:
+        if self.slot.failures > self.failures_logged:
+            self.failures_logged = self.slot.failures
+            log.warning("%s: new weights not loaded, keeping v%d: %s", self.ctx.name,
+                        self.encoder.version, self.slot.last_error)
+        loaded = self.slot.poll()
+        if loaded is None:
+            return
+        if loaded.latent_dim != self.encoder.loaded.latent_dim:
+            log.warning("%s: new weights v%d change the latent size %d -> %d",
+                        self.ctx.name, loaded.version, self.encoder.loaded.latent_dim,
+                        loaded.latent_dim)
+        self.encoder = FrameEncoder(loaded)
+        self.swaps += 1
+        log.info("%s: encoder now v%d (%s), loaded in %.0f ms", self.ctx.name, loaded.version,
+                 loaded.path, loaded.load_ms)
+
+    def _encode(self, frames: list[Image]) -> list[tuple[str, Latent]]:
+        good: list[Image] = []
+        rgbs: list[np.ndarray] = []
+        for f in frames:
+            try:
+                rgbs.append(self.encoder.prepare(f.rgb))
+                good.append(f)
+            except EncodingError as e:
+                if self.rejected == 0:
+                    log.warning("%s: dropping frame from %r: %s", self.ctx.name, f.camera, e)
+                self.rejected += 1
+        if not good:
+            return []
+        t0 = time.perf_counter_ns()
+        z = self.encoder.encode(rgbs)  # (B, D)
+        took_us = (time.perf_counter_ns() - t0) / 1e3
+        self.encode_ms.add(took_us / 1e3)
+        self.frame_ms.add(took_us / 1e3 / len(good))
+        self.encoded += len(good)
+        if self.slot.loading:
+            self.frames_while_loading += len(good)
+        version = self.encoder.version
+        out = []
+        for f, zi in zip(good, z, strict=True):
+            cam = f.camera or "front"
+            self.per_camera[cam] = self.per_camera.get(cam, 0) + 1
+            out.append((
+                LATENT_PREFIX + cam,
+                Latent(stamp_ns=f.stamp_ns, camera=cam, model_version=version, z=zi,
+                       encode_us=took_us),
+            ))
+        return out
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def state(self) -> str:
+        return "loading" if self.slot.loading else "running"
+
+    def summary(self) -> dict[str, Any]:
+        b50, b99 = self.encode_ms.percentiles([50, 99])
+        f50, f99 = self.frame_ms.percentiles([50, 99])
+        return {
+            "frames": self.frames,
+            "encoded": self.encoded,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+            "per_camera": dict(self.per_camera),
+            "encode_ms_p50": f50,
+            "encode_ms_p99": f99,
+            "batch_ms_p50": b50,
+            "batch_ms_p99": b99,
+            "model_version": self.encoder.version,
+            "swaps": self.swaps,
+            "swap_failures": self.slot.failures,
+            "swap_error": self.slot.last_error,
+            "frames_while_loading": self.frames_while_loading,
+            "load_ms": list(self.slot.load_ms),
+        }

@@ -1,0 +1,586 @@
+"""The planner node: latent MPC from pixels toward a goal image (DESIGN.md, "planner" row).
+
+Inputs: ``latent/<camera>`` (the newest latent of one camera, from the perception node),
+``goal`` (a :class:`~robot.msgs.Goal` with an image, e.g. the sim's imagined goal, or a
+latent), ``joint_state`` (for the end-effector position), ``weights`` (hot swap).
+Output: ``plan``, end-effector setpoints over time for the controller.
+
+One step:
+
+1. **Weights.** New weights load in a background thread
+   (:class:`perception.encoding.ModelSlot`); the loaded model becomes a second "brain"
+   (model + planner + goal latent). Each latent is planned with the brain whose model
+   version encoded it, so the perception node and the planner may swap at different
+   steps without ever mixing latent spaces; the older brain is dropped once latents of
+   the newer version arrive.
+2. **Goal.** A goal image (from ``goal``, or from the file ``goal_image``) is encoded here
+   with each brain's own encoder, so goal latent and model version always agree (this is
+   why the perception node does not encode goals). A goal message with a new stamp is a
+   new episode: the warm start is reset. A goal that only carries a latent is used when
+   its model version matches. No goal, or a goal older than ``goal_max_age_s``, gives the
+   state "no_goal" / "stale_goal" (heartbeat and summary) and no plan: the controller
+   then holds the arm.
+3. **End effector.** The hand position comes from proprioception: forward kinematics of
+   the measured joint positions (:class:`sim.kinematics.ArmKinematics`; the privileged
+   ``scene_state`` is never used). As in the envs' tracker (:mod:`sim.ee_control`), a
+   plan starts from where the previous plan commands the hand now, kept within
+   ``windup`` of the measured hand, so displacements add up as the world model learnt.
+4. **Solve.** On each new latent (taken after the goal's stamp) CEM or MPPI
+   (:mod:`planner.mpc`) searches ``horizon`` end-effector actions, warm-started and
+   shifted by the control periods elapsed. In realtime the solve runs in a worker
+   thread: the loop keeps its rate and republishes the previous plan while a solve is
+   late. In lockstep it runs inline (deterministic).
+5. **Plan.** Action ``k`` is the displacement over control period ``k``, so the plan's
+   setpoints are the hand position plus the cumulative displacements, ``dt`` apart from
+   ``t0`` = the step that started the solve, clipped to the workspace, hand pointing down,
+   gripper from the actions; ``stamp_ns`` is the source frame's stamp.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from perception.encoding import FrameEncoder, LoadedModel, ModelSlot, load_model
+from planner.cem import CEMConfig
+from planner.mpc import PlannerError, SamplingPlanner, StaleGoalError, make_planner
+from planner.mppi import MPPIConfig
+from policies.checkpoint import CheckpointError, weights_path
+from robot.config import bounded, choice
+from robot.errors import ConfigError
+from robot.msgs import Goal, JointState, Latent, Plan, empty
+from robot.node import Inbox, Node, NodeContext, Outputs
+
+log = logging.getLogger(__name__)
+
+#: Hand pointing down (sim.kinematics.R_DOWN: a half turn about x), quaternion wxyz.
+QUAT_DOWN = np.array([0.0, 1.0, 0.0, 0.0])
+#: End-effector workspace box (CONTRACTS.md), metres.
+WORKSPACE_LO = (0.25, -0.35, 0.0)
+WORKSPACE_HI = (0.75, 0.35, 0.5)
+
+
+def read_goal_image(path: str | Path) -> np.ndarray:
+    """An RGB goal image (H, W, 3) uint8 from a PNG/JPEG file. Raises ConfigError."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ConfigError("goal_image", f"cannot read an image from {str(path)!r}")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def plan_setpoints(
+    base: np.ndarray, actions: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Setpoints of an action sequence: positions (T, 3) and gripper (T,), T = H + 1.
+
+    ``base`` (3,): the hand position at the plan's start; ``actions`` (H, 4): per control
+    period a displacement (dx, dy, dz) and a gripper command. Position ``k`` is ``base``
+    plus the first ``k`` displacements, each step clipped into the box [lo, hi] (as the
+    envs' tracker clips its target); the gripper at setpoint ``k`` is the command of the
+    period that ends there (setpoint 0: the first period's, applied at once).
+    """
+    h = actions.shape[0]
+    pos = np.empty((h + 1, 3))
+    pos[0] = np.clip(base, lo, hi)
+    for k in range(h):  # H is small (5-10): a loop is cheaper than cumsum + clip twice
+        pos[k + 1] = np.clip(pos[k] + actions[k, :3], lo, hi)
+    grip = np.empty(h + 1, dtype=np.float32)
+    grip[0] = actions[0, 3]
+    grip[1:] = actions[:, 3]
+    return pos, np.clip(grip, -1.0, 1.0)
+
+
+def sample_plan(plan: Plan, now_ns: int) -> np.ndarray:
+    """The plan's position (3,) at ``now_ns`` (linear between setpoints, held at the ends)."""
+    p = plan.ee_pos
+    n = p.shape[0]
+    if n == 1 or plan.dt_ns <= 0:
+        return p[0].copy()
+    u = min(max((now_ns - plan.t0_ns) / plan.dt_ns, 0.0), n - 1.0)
+    i = min(int(u), n - 2)
+    f = u - i
+    return (1.0 - f) * p[i] + f * p[i + 1]
+
+
+class _Ring:
+    """The last ``n`` float samples, for percentiles."""
+
+    def __init__(self, n: int = 1 << 15) -> None:
+        self.buf = np.zeros(n)
+        self.n = 0
+
+    def add(self, x: float) -> None:
+        self.buf[self.n % len(self.buf)] = x
+        self.n += 1
+
+    def percentiles(self, ps: list[float]) -> list[float]:
+        k = min(self.n, len(self.buf))
+        if k == 0:
+            return [float("nan")] * len(ps)
+        return [float(v) for v in np.percentile(self.buf[:k], ps)]
+
+
+@dataclass
+class _Brain:
+    """One world-model version with its planner and its encoding of the current goal."""
+
+    loaded: LoadedModel
+    encoder: FrameEncoder
+    planner: SamplingPlanner
+    goal_id: int = -1  # which goal (PlannerNode.goal_id) the planner holds; -1: none
+
+    @property
+    def version(self) -> int:
+        return self.loaded.version
+
+
+@dataclass
+class _Job:
+    """A solve: inputs captured at submission, outputs filled by whoever runs it."""
+
+    brain: _Brain
+    z: np.ndarray  # (D,)
+    goal_id: int
+    latent: Latent
+    t0_ns: int  # graph time the solve started (the plan's t0)
+    base: np.ndarray  # (3,) hand position at t0
+    shift: int
+    actions: np.ndarray | None = None  # (H, A)
+    cost: float = float("nan")
+    solve_us: float = 0.0
+    error: str = ""
+    stale: bool = False  # the planner found the goal stale (another model version)
+
+
+class PlannerNode(Node):
+    """Latent MPC toward a goal image; publishes end-effector plans (module docstring)."""
+
+    @dataclass
+    class Config:
+        checkpoint: str = ""  # world-model checkpoint (directory or model.safetensors)
+        camera: str = "front"  # plans from latent/<camera>
+        planner: str = choice("mppi", "cem", "mppi")
+        cem: CEMConfig = field(default_factory=CEMConfig)
+        mppi: MPPIConfig = field(default_factory=MPPIConfig)
+        control_dt_s: float = bounded(0.1, 1e-3, 10.0)  # time of one action (the model's step)
+        plan_steps: int = bounded(0, 0, 1024)  # actions published per plan; 0: the horizon
+        goal_image: str = ""  # a goal image file; when set, goal messages are ignored
+        goal_max_age_s: float = bounded(0.0, 0.0, None)  # older goals are stale; 0: never
+        max_latent_age_s: float = bounded(0.5, 0.0, None)  # no plan from older latents; 0: off
+        windup: float = bounded(0.03, 0.0, 1.0)  # m the plan's start may lead the measured hand
+        orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
+        solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
+        # resend the newest plan when none has gone out for this long (the controller's
+        # watchdog holds the arm after its plan_timeout_s); 0: never. Not every step: a
+        # controller blends into every plan it receives, even an identical one
+        keepalive_s: float = bounded(0.2, 0.0, None)
+        workspace_lo: list[float] = field(default_factory=lambda: list(WORKSPACE_LO))
+        workspace_hi: list[float] = field(default_factory=lambda: list(WORKSPACE_HI))
+        device: str = "cpu"
+        threads: int = bounded(1, 1, 64)  # torch CPU threads (the node shares the machine)
+
+        def validate(self) -> None:
+            if not self.checkpoint:
+                raise ConfigError("checkpoint", "give the world-model checkpoint to plan with")
+            if not weights_path(self.checkpoint).is_file():
+                raise ConfigError(
+                    "checkpoint", f"{self.checkpoint!r} is not a checkpoint file or directory"
+                )
+            if self.goal_image and not Path(self.goal_image).is_file():
+                raise ConfigError("goal_image", f"{self.goal_image!r} is not a file")
+            for key in ("workspace_lo", "workspace_hi"):
+                if len(getattr(self, key)) != 3:
+                    raise ConfigError(key, f"needs 3 values (x, y, z), got {getattr(self, key)}")
+            if any(lo >= hi for lo, hi in zip(self.workspace_lo, self.workspace_hi, strict=True)):
+                raise ConfigError("workspace_hi", "every upper bound must exceed its lower bound")
+            if self.plan_steps > self.settings().horizon:
+                raise ConfigError(
+                    "plan_steps", f"got {self.plan_steps}; at most the horizon "
+                    f"({self.settings().horizon})"
+                )
+
+        def settings(self) -> CEMConfig | MPPIConfig:
+            """The chosen planner's settings."""
+            return self.cem if self.planner == "cem" else self.mppi
+
+    subscribes = {"latent/": "latest", "goal": "latest", "joint_state": "latest",
+                  "weights": "all"}
+    publishes = ("plan",)
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        from sim.kinematics import ArmKinematics
+
+        torch.set_num_threads(cfg.threads)
+        self.kin = ArmKinematics()
+        self.topic = f"latent/{cfg.camera}"
+        self.lo = np.asarray(cfg.workspace_lo, dtype=float)
+        self.hi = np.asarray(cfg.workspace_hi, dtype=float)
+        self.dt_ns = int(round(cfg.control_dt_s * 1e9))
+        self.period_ns = int(1e9 / ctx.rate_hz)
+        self.threaded = cfg.solve == "thread" or (cfg.solve == "auto" and ctx.clock != "lockstep")
+        self.wait_swap = ctx.clock == "lockstep"
+        try:
+            loaded = load_model(cfg.checkpoint, device=cfg.device)
+        except CheckpointError as e:
+            raise ConfigError("checkpoint", str(e)) from None
+        self.slot = ModelSlot(cfg.device)
+        self.brains: dict[int, _Brain] = {}
+        self._add_brain(loaded)
+        # goal
+        self.goal_id = 0  # increases with every new goal; 0: none yet
+        self.goal: Goal | None = None
+        self.goal_image: np.ndarray | None = None
+        self.goal_stamp = 0
+        self.goal_rx_ns = 0  # graph time the current goal arrived
+        self.goal_seen_ns = 0  # graph time the current goal was last received
+        self.goal_error = ""
+        # solving
+        self.job: _Job | None = None  # in flight (threaded)
+        self.worker: threading.Thread | None = None
+        self.done_job: _Job | None = None
+        self.last_latent_seq = -1
+        self.last_t0: int | None = None
+        self.shift_frac = 0.0
+        self.last_plan: Plan | None = None
+        self.last_sent_ns = 0
+        self.ee_seq = -1
+        self.ee = np.zeros(3)
+        self.mode = "no_goal"
+        # figures
+        self.solve_ms = _Ring()
+        self.frame_to_plan_ms = _Ring()
+        self.solves = 0
+        self.solve_errors = 0
+        self.late = 0  # steps that republished because a solve was still running
+        self.superseded = 0  # latents not planned: a newer one came first
+        self.published = 0
+        self.republished = 0
+        self.goals = 0
+        self.swaps = 0
+        self.version_waits = 0
+        self.mode_ticks: dict[str, int] = {}
+        self.costs = _Ring()
+        if cfg.goal_image:
+            self._set_goal_image(read_goal_image(cfg.goal_image), stamp_ns=0, now_ns=0)
+
+    # -- brains (model versions) ---------------------------------------------------------------
+
+    def _add_brain(self, loaded: LoadedModel) -> _Brain:
+        settings = self.cfg.settings()
+        planner = make_planner(self.cfg.planner, loaded.model, settings)
+        planner.warmup()
+        brain = _Brain(loaded, FrameEncoder(loaded), planner)
+        self.brains[loaded.version] = brain
+        return brain
+
+    def _newest(self) -> _Brain:
+        return self.brains[max(self.brains)]
+
+    def _take_weights(self, inbox: Inbox) -> None:
+        for w in inbox.new("weights"):
+            self.slot.request(w)
+            if self.wait_swap:
+                self.slot.wait()
+        loaded = self.slot.poll()
+        if loaded is not None and loaded.version not in self.brains:
+            self._add_brain(loaded)
+            self.swaps += 1
+            log.info("%s: world model v%d loaded in %.0f ms", self.ctx.name, loaded.version,
+                     loaded.load_ms)
+
+    def _drop_old_brains(self, version: int) -> None:
+        """Latents of ``version`` arrive: brains of older versions are no longer needed."""
+        busy = self.job.brain.version if self.job is not None else None
+        for v in [v for v in self.brains if v < version and v != busy]:
+            del self.brains[v]
+
+    # -- goal ------------------------------------------------------------------------------------
+
+    def _set_goal_image(self, image: np.ndarray, stamp_ns: int, now_ns: int) -> None:
+        self.goal_image = np.array(image, dtype=np.uint8, copy=True)
+        self.goal_stamp = stamp_ns
+        self.goal_rx_ns = now_ns
+        self.goal_id += 1
+        self.goals += 1
+        self.goal_error = ""
+        self.shift_frac = 0.0
+        self.last_t0 = None
+        self.last_plan = None
+
+    def _take_goal(self, inbox: Inbox, now_ns: int) -> None:
+        if self.cfg.goal_image:
+            return
+        new = inbox.new("goal")
+        if not new:
+            return
+        g: Goal = new[-1]
+        self.goal_seen_ns = now_ns
+        if self.goal is not None and g.stamp_ns == self.goal.stamp_ns:
+            return  # the same goal again (republished for late joiners)
+        self.goal = g
+        if g.image.size:
+            if g.image.ndim != 3 or g.image.shape[2] != 3:
+                self.goal_error = f"goal image must be (H, W, 3), got {g.image.shape}"
+                self.goal_image = None
+                return
+            self._set_goal_image(g.image, g.stamp_ns, now_ns)
+        elif g.z.size:
+            self._set_goal_image(np.zeros((0, 0, 3), np.uint8), g.stamp_ns, now_ns)
+        else:
+            self.goal_error = "goal has neither an image nor a latent"
+            self.goal_image = None
+
+    def _goal_ready(self, brain: _Brain) -> str:
+        """Give ``brain``'s planner the current goal if it lacks it; "" or why not."""
+        if self.goal_image is None:
+            return "no_goal"
+        if brain.goal_id == self.goal_id:
+            return ""
+        if self.job is not None and self.job.brain is brain:
+            return "busy"  # the worker is using this planner: set the goal after it
+        planner = brain.planner
+        planner.reset()
+        g = self.goal
+        if self.goal_image.size:
+            z = brain.encoder.encode([self.goal_image])[0]
+        elif g is not None and g.z.size and g.model_version == brain.version:
+            z = np.asarray(g.z, dtype=np.float32)
+        else:
+            self.goal_error = (
+                f"goal latent is from model v{g.model_version if g else '?'}, the planner "
+                f"has v{brain.version}, and there is no goal image to re-encode"
+            )
+            return "stale_goal"
+        try:
+            planner.set_goal(z, model_version=brain.version, stamp_ns=self.goal_rx_ns)
+        except PlannerError as e:
+            self.goal_error = str(e)
+            return "stale_goal"
+        brain.goal_id = self.goal_id
+        return ""
+
+    def _goal_stale(self, now_ns: int) -> bool:
+        max_age = self.cfg.goal_max_age_s
+        if not max_age or self.cfg.goal_image:
+            return False  # a goal from a file never ages
+        return now_ns - self.goal_seen_ns > max_age * 1e9
+
+    # -- end effector ----------------------------------------------------------------------------
+
+    def _hand(self, inbox: Inbox) -> np.ndarray | None:
+        js: JointState | None = inbox.latest("joint_state")
+        if js is None:
+            return None
+        if js.seq != self.ee_seq:
+            q = np.asarray(js.position, dtype=float)
+            if q.shape != (7,) or not np.all(np.isfinite(q)):
+                return None
+            self.ee_seq = js.seq
+            self.ee = self.kin.fk(q)[0]
+        return self.ee
+
+    def _base(self, ee: np.ndarray, now_ns: int) -> np.ndarray:
+        """Where the new plan starts: the previous plan's position now, within ``windup``."""
+        if self.last_plan is None:
+            return ee.copy()
+        lead = sample_plan(self.last_plan, now_ns) - ee
+        dist = float(np.linalg.norm(lead))
+        if dist <= self.cfg.windup:
+            return ee + lead
+        return ee + lead * (self.cfg.windup / dist)
+
+    # -- the step --------------------------------------------------------------------------------
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        self._take_weights(inbox)
+        self._take_goal(inbox, now_ns)
+        out: list[tuple[str, Plan]] = []
+        finished = self._collect()
+        if finished is not None:
+            plan = self._plan_of(finished, now_ns)
+            if plan is not None:
+                out.append(("plan", plan))
+        mode = self._solve_if_new(now_ns, inbox, out)
+        self.mode = mode
+        self.mode_ticks[mode] = self.mode_ticks.get(mode, 0) + 1
+        keepalive = int(self.cfg.keepalive_s * 1e9)
+        if out:
+            self.last_sent_ns = now_ns
+        elif (
+            keepalive and self.last_plan is not None and now_ns - self.last_sent_ns >= keepalive
+            and mode in ("running", "solving", "version_wait")
+        ):
+            out.append(("plan", self.last_plan))  # the same plan: the controller keeps its place
+            self.last_sent_ns = now_ns
+            self.republished += 1
+            if self.job is not None:
+                self.late += 1  # a solve has taken longer than the keepalive
+        self.published += len(out)
+        return out
+
+    def _solve_if_new(self, now_ns: int, inbox: Inbox, out: list[tuple[str, Plan]]) -> str:
+        """Start (or run) a solve on a new latent; returns the node's mode for this step."""
+        if self.goal_image is None:
+            return "no_goal"
+        if self._goal_stale(now_ns):
+            self.last_plan = None
+            return "stale_goal"
+        lat: Latent | None = inbox.latest(self.topic)
+        if lat is None or lat.stamp_ns <= self.goal_stamp:
+            return "no_latent"  # none yet, or only frames from before the goal (episode)
+        max_age = self.cfg.max_latent_age_s
+        if max_age and now_ns - lat.stamp_ns > max_age * 1e9:
+            self.last_plan = None
+            return "no_latent"
+        ee = self._hand(inbox)
+        if ee is None:
+            return "no_state"
+        if lat.seq == self.last_latent_seq:
+            return "solving" if self.job is not None else "running"
+        brain = self.brains.get(lat.model_version)
+        if brain is None:
+            self.version_waits += 1
+            return "version_wait"  # the perception node swapped first: wait for our load
+        self._drop_old_brains(lat.model_version)
+        if self.job is not None:
+            return "solving"  # the newest latent is taken when the worker is free
+        why = self._goal_ready(brain)
+        if why:
+            return why
+        if lat.z.shape != (brain.loaded.latent_dim,):
+            self.solve_errors += 1
+            self.last_latent_seq = lat.seq
+            return "bad_latent"
+        if self.last_latent_seq >= 0 and lat.seq > self.last_latent_seq + 1:
+            self.superseded += lat.seq - self.last_latent_seq - 1
+        self.last_latent_seq = lat.seq
+        job = _Job(brain=brain, z=np.array(lat.z, dtype=np.float32), goal_id=self.goal_id,
+                   latent=lat, t0_ns=now_ns, base=self._base(ee, now_ns),
+                   shift=self._shift(now_ns))
+        if self.threaded:
+            self.job = job
+            self.worker = threading.Thread(target=self._run_job, args=(job,), daemon=True,
+                                           name="planner-solve")
+            self.worker.start()
+            return "solving"
+        self._run_job(job)
+        plan = self._plan_of(job, now_ns)
+        if plan is not None:
+            out.append(("plan", plan))
+        return "running"
+
+    def _shift(self, now_ns: int) -> int:
+        """Control periods elapsed since the previous solve started (warm-start shift)."""
+        if self.last_t0 is None:
+            self.last_t0 = now_ns
+            return 0
+        self.shift_frac += (now_ns - self.last_t0) / self.dt_ns
+        self.last_t0 = now_ns
+        shift = int(self.shift_frac)
+        self.shift_frac -= shift
+        return shift
+
+    def _run_job(self, job: _Job) -> None:
+        """Solve ``job`` (in the worker thread, or inline)."""
+        t0 = time.perf_counter_ns()
+        try:
+            sol = job.brain.planner.plan(
+                job.z, model_version=job.brain.version, shift=job.shift
+            )
+            job.actions = sol.actions.detach().cpu().numpy()
+            job.cost = float(sol.cost)
+        except PlannerError as e:  # StaleGoalError, NoGoalError, a bad latent
+            job.error = str(e)
+            job.stale = isinstance(e, StaleGoalError)
+        job.solve_us = (time.perf_counter_ns() - t0) / 1e3
+
+    def _collect(self) -> _Job | None:
+        """The worker's finished job, if any (threaded mode)."""
+        job = self.job
+        if job is None or (self.worker is not None and self.worker.is_alive()):
+            return None
+        self.job = None
+        self.worker = None
+        return job
+
+    def _plan_of(self, job: _Job, now_ns: int) -> Plan | None:
+        self.solves += 1
+        self.solve_ms.add(job.solve_us / 1e3)
+        if job.actions is None:
+            self.solve_errors += 1
+            if self.solve_errors == 1:
+                log.warning("%s: solve failed: %s", self.ctx.name, job.error)
+            if job.stale:
+                job.brain.goal_id = -1  # re-encode the goal before the next solve
+            return None
+        if job.goal_id != self.goal_id:
+            return None  # planned toward a goal that has been replaced meanwhile
+        actions = job.actions
+        if self.cfg.plan_steps:
+            actions = actions[: self.cfg.plan_steps]
+        pos, grip = plan_setpoints(job.base, actions, self.lo, self.hi)
+        quat = (
+            np.tile(QUAT_DOWN, (pos.shape[0], 1)) if self.cfg.orientation == "down"
+            else empty("f8", 0, 4)
+        )
+        plan = Plan(
+            stamp_ns=job.latent.stamp_ns, t0_ns=job.t0_ns, dt_ns=self.dt_ns, ee_pos=pos,
+            ee_quat=quat, gripper=grip, solve_us=job.solve_us, cost=job.cost,
+        )
+        self.costs.add(job.cost)
+        # when the plan leaves, on the graph clock: at collection (threaded), after the
+        # solve (inline; in lockstep the solve takes no simulated time)
+        late_ms = (now_ns - job.latent.stamp_ns) / 1e6
+        if not self.threaded and self.ctx.clock != "lockstep":
+            late_ms += job.solve_us / 1e3
+        self.frame_to_plan_ms.add(late_ms)
+        self.last_plan = plan
+        return plan
+
+    # -- reporting ---------------------------------------------------------------------------------
+
+    def state(self) -> str:
+        return self.mode
+
+    def summary(self) -> dict[str, Any]:
+        s50, s99 = self.solve_ms.percentiles([50, 99])
+        f50, f99 = self.frame_to_plan_ms.percentiles([50, 99])
+        settings = self.cfg.settings()
+        return {
+            "run": {"plan_ms_p50": s50, "plan_ms_p99": s99},
+            "planner": self.cfg.planner,
+            "samples": settings.samples,
+            "horizon": settings.horizon,
+            "iterations": settings.iterations,
+            "solves": self.solves,
+            "solve_errors": self.solve_errors,
+            "plans_published": self.published,
+            "republished": self.republished,
+            "late_steps": self.late,
+            "superseded_latents": self.superseded,
+            "frame_to_plan_ms_p50": f50,
+            "frame_to_plan_ms_p99": f99,
+            "goals": self.goals,
+            "goal_error": self.goal_error,
+            "model_versions": sorted(self.brains),
+            "swaps": self.swaps,
+            "swap_failures": self.slot.failures,
+            "version_waits": self.version_waits,
+            "mode_ticks": dict(self.mode_ticks),
+            "final_mode": self.mode,
+            "threaded": self.threaded,
+        }
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.join(5.0)

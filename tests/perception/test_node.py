@@ -1,0 +1,137 @@
+"""The perception node with plain objects: frames in, latents out, hot swap between frames."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import perception.encoding as encoding
+from perception.node import PerceptionNode
+from policies.checkpoint import CheckpointInfo
+from robot.config import from_mapping
+from robot.errors import ConfigError
+from robot.msgs import Image, Latent, Weights, empty
+from robot.node import Inbox, NodeContext
+
+
+def make_node(ckpt: CheckpointInfo, clock: str = "realtime", **args: object) -> PerceptionNode:
+    cfg = from_mapping(PerceptionNode.Config, {"checkpoint": str(ckpt.path), **args})
+    return PerceptionNode(NodeContext(name="perception", rate_hz=100, clock=clock), cfg)
+
+
+def frame(camera: str, seq: int, size: int = 32) -> Image:
+    rgb = np.random.default_rng([seq, len(camera)]).integers(0, 256, (size, size, 3), np.uint8)
+    return Image(seq=seq, stamp_ns=1_000_000 * (seq + 1), camera=camera, rgb=rgb,
+                 depth=empty("f4", 0, 0))
+
+
+def run_step(node: PerceptionNode, inbox: Inbox, msgs: list[tuple[str, object]], now: int
+             ) -> list[tuple[str, Latent]]:
+    for topic, m in msgs:
+        inbox.put(topic, m, now)  # type: ignore[arg-type]
+    out = list(node.step(now, inbox))
+    inbox.clear_new()
+    return out
+
+
+def direct(ckpt: CheckpointInfo, img: Image) -> np.ndarray:
+    model = encoding.load_model(ckpt.path).model
+    with torch.no_grad():
+        return model.encode(torch.from_numpy(np.asarray(img.rgb))[None])[0].numpy()
+
+
+def test_every_camera_frame_becomes_a_latent_with_its_stamp(ckpt_v1: CheckpointInfo) -> None:
+    node, inbox = make_node(ckpt_v1), Inbox()
+    f1, f2, w1 = frame("front", 0), frame("front", 1), frame("wrist", 0)
+    out = run_step(node, inbox, [("camera/front", f1), ("camera/front", f2),
+                                 ("camera/wrist", w1)], now=5_000_000)
+    assert [t for t, _ in out] == ["latent/front", "latent/front", "latent/wrist"]
+    for (_, lat), img in zip(out, (f1, f2, w1), strict=True):
+        assert lat.stamp_ns == img.stamp_ns and lat.camera == img.camera
+        assert lat.model_version == 1 and lat.encode_us > 0
+        np.testing.assert_allclose(lat.z, direct(ckpt_v1, img), rtol=1e-4, atol=1e-5)
+    assert run_step(node, inbox, [], now=6_000_000) == []  # nothing new: nothing out
+    s = node.summary()
+    assert s["frames"] == s["encoded"] == 3 and s["per_camera"] == {"front": 2, "wrist": 1}
+    assert s["encode_ms_p50"] > 0
+
+
+def test_camera_filter_and_bad_frames(ckpt_v1: CheckpointInfo) -> None:
+    node, inbox = make_node(ckpt_v1, cameras=["wrist"]), Inbox()
+    bad = Image(seq=1, stamp_ns=9, camera="wrist", rgb=np.zeros((32, 32, 4), np.uint8),
+                depth=empty("f4", 0, 0))
+    out = run_step(node, inbox, [("camera/front", frame("front", 0)),
+                                 ("camera/wrist", frame("wrist", 0)), ("camera/wrist", bad)], 1)
+    assert [t for t, _ in out] == ["latent/wrist"]
+    assert node.summary()["rejected"] == 1
+
+
+def test_hot_swap_between_frames_misses_none(
+    ckpt_v1: CheckpointInfo, ckpt_v2: CheckpointInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While new weights load, frames keep being encoded by the old model; the swap
+    happens between two frames, every frame gets exactly one latent, each from the
+    model whose version it carries."""
+    gate = threading.Event()
+    real = encoding.load_model
+
+    def gated(path, sha256="", device="cpu"):  # the background load waits for the gate
+        if "v2" in str(path):
+            gate.wait(10)
+        return real(path, sha256, device)
+
+    node, inbox = make_node(ckpt_v1), Inbox()  # realtime: loads in the background
+    monkeypatch.setattr(encoding, "load_model", gated)
+    weights = Weights(version=2, path=str(ckpt_v2.path), sha256=ckpt_v2.sha256)
+    latents: list[tuple[Image, Latent]] = []
+    for k in range(12):
+        img = frame("front", k)
+        msgs: list[tuple[str, object]] = [("camera/front", img)]
+        if k == 3:
+            msgs.append(("weights", weights))
+        out = run_step(node, inbox, msgs, now=k)
+        assert len(out) == 1, "a frame was not encoded"
+        latents.append((img, out[0][1]))
+        if k == 3:
+            assert node.state() == "loading"
+        if k == 6:  # let the load finish; the swap comes at a later step's start
+            gate.set()
+            node.slot.wait()
+    versions = [lat.model_version for _, lat in latents]
+    assert versions == sorted(versions) and versions[0] == 1 and versions[-1] == 2
+    assert versions[:7] == [1] * 7  # frames during the load: the old model
+    for img, lat in latents:
+        ckpt = ckpt_v1 if lat.model_version == 1 else ckpt_v2
+        np.testing.assert_allclose(lat.z, direct(ckpt, img), rtol=1e-4, atol=1e-5)
+    s = node.summary()
+    assert s["swaps"] == 1 and s["model_version"] == 2 and s["frames_while_loading"] >= 3
+    assert s["encoded"] == s["frames"] == 12
+
+
+def test_lockstep_swaps_in_the_step_that_announces(
+    ckpt_v1: CheckpointInfo, ckpt_v2: CheckpointInfo
+) -> None:
+    node, inbox = make_node(ckpt_v1, clock="lockstep"), Inbox()
+    w = Weights(version=2, path=str(ckpt_v2.path), sha256=ckpt_v2.sha256)
+    out = run_step(node, inbox, [("camera/front", frame("front", 0)), ("weights", w)], 1)
+    assert out[0][1].model_version == 2  # deterministic: no race with the loader
+
+
+def test_bad_weights_keep_the_current_model(ckpt_v1: CheckpointInfo, ckpt_v2: CheckpointInfo
+                                             ) -> None:
+    node, inbox = make_node(ckpt_v1, clock="lockstep"), Inbox()
+    w = Weights(version=2, path=str(ckpt_v2.path), sha256="0" * 64)
+    out = run_step(node, inbox, [("camera/front", frame("front", 0)), ("weights", w)], 1)
+    assert out[0][1].model_version == 1
+    s = node.summary()
+    assert s["swap_failures"] == 1 and "sha256" in s["swap_error"]
+
+
+def test_checkpoint_is_validated_before_start(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="checkpoint"):
+        from_mapping(PerceptionNode.Config, {})
+    with pytest.raises(ConfigError, match="not a checkpoint"):
+        from_mapping(PerceptionNode.Config, {"checkpoint": str(tmp_path / "nope")})

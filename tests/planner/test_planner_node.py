@@ -1,0 +1,231 @@
+"""The planner node with plain objects: goals, latents, plans, timing modes, hot swap."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from planner.node import QUAT_DOWN, PlannerNode, plan_setpoints, sample_plan
+from policies.checkpoint import CheckpointInfo
+from robot.config import from_mapping
+from robot.errors import ConfigError
+from robot.msgs import Goal, JointState, Latent, Plan, Weights, empty
+from robot.node import Inbox, NodeContext
+from sim.assets import HOME_Q
+from tests.perception.conftest import tiny_checkpoint
+
+HOME_EE = np.array([0.4, 0.0, 0.3])  # FK of HOME_Q
+MS = 1_000_000
+SMALL = {"samples": 16, "elites": 4, "horizon": 3, "iterations": 1}
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> CheckpointInfo:
+    return tiny_checkpoint(tmp_path / "v1", version=1, seed=1)
+
+
+def make_node(ckpt: CheckpointInfo, clock: str = "lockstep", **args: object) -> PlannerNode:
+    cfg = from_mapping(PlannerNode.Config, {
+        "checkpoint": str(ckpt.path), "planner": "cem", "cem": SMALL, **args})
+    return PlannerNode(NodeContext(name="planner", rate_hz=100, clock=clock), cfg)
+
+
+def goal(stamp: int, size: int = 32, seed: int = 7) -> Goal:
+    img = np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8)
+    return Goal(stamp_ns=stamp, task="reach", target=np.zeros(3), image=img, z=empty("f4", 0),
+                source="imagined")
+
+
+def latent(seq: int, stamp: int, version: int = 1, dim: int = 8) -> Latent:
+    z = np.random.default_rng(seq).normal(size=dim).astype(np.float32)
+    return Latent(seq=seq, stamp_ns=stamp, camera="front", model_version=version, z=z)
+
+
+def state(seq: int, stamp: int, q: np.ndarray = HOME_Q) -> JointState:
+    z = np.zeros(7)
+    return JointState(seq=seq, stamp_ns=stamp, position=np.asarray(q, float), velocity=z,
+                      effort=z)
+
+
+class Feed:
+    """Steps a node with messages put into its inbox, as the runtime does."""
+
+    def __init__(self, node: PlannerNode) -> None:
+        self.node, self.inbox = node, Inbox()
+
+    def __call__(self, now: int, *msgs: tuple[str, object]) -> list[Plan]:
+        for topic, m in msgs:
+            self.inbox.put(topic, m, now)  # type: ignore[arg-type]
+        out = list(self.node.step(now, self.inbox))
+        self.inbox.clear_new()
+        assert all(t == "plan" for t, _ in out)
+        return [m for _, m in out]
+
+
+def test_setpoints_add_up_displacements_inside_the_box() -> None:
+    lo, hi = np.array([0.25, -0.35, 0.0]), np.array([0.75, 0.35, 0.5])
+    a = np.array([[0.05, 0.0, -0.02, 1.0], [0.05, 0.01, -0.02, -1.0], [0.0, 0.0, -0.05, -0.3]])
+    pos, grip = plan_setpoints(np.array([0.4, 0.0, 0.05]), a, lo, hi)
+    np.testing.assert_allclose(pos, [[0.4, 0, 0.05], [0.45, 0, 0.03], [0.5, 0.01, 0.01],
+                                     [0.5, 0.01, 0.0]])  # the last step is clipped at z = 0
+    np.testing.assert_allclose(grip, [1.0, 1.0, -1.0, -0.3], rtol=1e-6)
+    plan = Plan(t0_ns=100, dt_ns=10, ee_pos=pos, ee_quat=empty("f8", 0, 4), gripper=grip)
+    np.testing.assert_allclose(sample_plan(plan, 115), (pos[1] + pos[2]) / 2)
+    np.testing.assert_allclose(sample_plan(plan, 0), pos[0])  # held before t0 ...
+    np.testing.assert_allclose(sample_plan(plan, 10**6), pos[-1])  # ... and after the end
+
+
+def test_no_goal_is_a_state_not_a_crash(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
+    feed = Feed(node)
+    assert feed(10 * MS, ("latent/front", latent(0, 5 * MS)), ("joint_state", state(0, 9 * MS))) == []
+    assert node.state() == "no_goal"
+    empty_goal = Goal(stamp_ns=1, image=empty("u1", 0, 0, 3), z=empty("f4", 0), target=np.zeros(3))
+    assert feed(20 * MS, ("goal", empty_goal), ("latent/front", latent(1, 15 * MS))) == []
+    s = node.summary()
+    assert node.state() == "no_goal" and "neither an image nor a latent" in s["goal_error"]
+    assert s["mode_ticks"]["no_goal"] == 2 and s["solves"] == 0
+
+
+def test_a_plan_from_a_goal_image_and_a_latent(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
+    feed = Feed(node)
+    assert feed(10 * MS, ("goal", goal(10 * MS)), ("joint_state", state(0, 10 * MS)),
+                ("latent/front", latent(0, 10 * MS))) == []  # a frame from before the goal
+    assert node.state() == "no_latent"
+    plans = feed(20 * MS, ("latent/front", latent(1, 15 * MS)))
+    assert len(plans) == 1 and node.state() == "running"
+    p = plans[0]
+    assert p.stamp_ns == 15 * MS and p.t0_ns == 20 * MS and p.dt_ns == 100 * MS
+    assert p.ee_pos.shape == (4, 3) and p.gripper.shape == (4,)  # horizon 3 -> 4 setpoints
+    np.testing.assert_allclose(p.ee_pos[0], HOME_EE, atol=1e-3)  # from the measured hand
+    steps = np.diff(p.ee_pos, axis=0)
+    assert np.all(np.abs(steps) <= 0.05 + 1e-9)  # within the action bounds
+    np.testing.assert_allclose(p.ee_quat, np.tile(QUAT_DOWN, (4, 1)))
+    assert p.solve_us > 0 and np.isfinite(p.cost)
+    assert feed(30 * MS) == []  # no new latent, plan still fresh: nothing to send
+    # the next plan starts where the previous one commands the hand now (0.1 of a period)
+    p2 = feed(30 * MS, ("latent/front", latent(2, 25 * MS)))[0]
+    lead = sample_plan(p, 30 * MS) - HOME_EE
+    np.testing.assert_allclose(p2.ee_pos[0], HOME_EE + lead * min(1, 0.03 / np.linalg.norm(lead)),
+                               atol=1e-3)
+
+
+def test_keepalive_resends_the_newest_plan(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt, keepalive_s=0.05)
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    p = feed(10 * MS, ("latent/front", latent(0, 5 * MS)))[0]
+    assert feed(40 * MS) == []
+    again = feed(61 * MS)
+    assert len(again) == 1 and again[0] is p
+    assert node.summary()["republished"] == 1
+
+
+def test_a_stale_goal_stops_the_plans(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt, goal_max_age_s=0.5, keepalive_s=0.1)
+    feed = Feed(node)
+    g = goal(1 * MS)
+    feed(1 * MS, ("goal", g), ("joint_state", state(0, 1 * MS)))
+    assert len(feed(10 * MS, ("latent/front", latent(0, 5 * MS)))) == 1
+    assert len(feed(400 * MS, ("goal", g), ("latent/front", latent(1, 390 * MS)))) == 1
+    # the goal's source went quiet: 0.5 s after its last message the goal is stale
+    assert feed(950 * MS, ("latent/front", latent(2, 940 * MS))) == []
+    assert node.state() == "stale_goal"
+    assert feed(1000 * MS) == []  # no keepalive of a plan toward a stale goal
+    assert len(feed(1010 * MS, ("goal", g), ("latent/front", latent(3, 1005 * MS)))) == 1
+    assert node.state() == "running"
+    assert node.summary()["mode_ticks"]["stale_goal"] == 2
+
+
+def test_old_latents_give_no_plan(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt, max_latent_age_s=0.2)
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    assert feed(500 * MS, ("latent/front", latent(0, 100 * MS))) == []
+    assert node.state() == "no_latent"
+
+
+def test_goal_image_file(ckpt: CheckpointInfo, tmp_path: Path) -> None:
+    img = goal(0).image
+    path = tmp_path / "goal.png"
+    cv2.imwrite(str(path), np.ascontiguousarray(img[:, :, ::-1]))
+    node = make_node(ckpt, goal_image=str(path))
+    feed = Feed(node)
+    plans = feed(10 * MS, ("joint_state", state(0, 1 * MS)), ("latent/front", latent(0, 5 * MS)))
+    assert len(plans) == 1 and node.summary()["goals"] == 1
+    with pytest.raises(ConfigError, match="goal_image"):
+        make_node(ckpt, goal_image=str(tmp_path / "missing.png"))
+
+
+def test_goal_latent_without_image(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
+    feed = Feed(node)
+    z = np.ones(8, np.float32)
+    g = Goal(stamp_ns=1, image=empty("u1", 0, 0, 3), z=z, model_version=1, target=np.zeros(3))
+    assert len(feed(10 * MS, ("goal", g), ("joint_state", state(0, 1)),
+                    ("latent/front", latent(0, 5 * MS)))) == 1
+    g9 = Goal(stamp_ns=2, image=empty("u1", 0, 0, 3), z=z, model_version=9, target=np.zeros(3))
+    assert feed(20 * MS, ("goal", g9), ("latent/front", latent(1, 15 * MS))) == []
+    assert node.state() == "stale_goal" and "v9" in node.summary()["goal_error"]
+
+
+def test_threaded_solve_keeps_the_loop_free(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt, clock="realtime", solve="thread",
+                     cem={**SMALL, "samples": 512, "iterations": 8})
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    assert feed(10 * MS, ("latent/front", latent(0, 5 * MS))) == []  # started, not waited for
+    assert node.state() == "solving" and node.worker is not None
+    node.worker.join(30)
+    plans = feed(20 * MS)
+    assert len(plans) == 1 and plans[0].stamp_ns == 5 * MS
+    assert node.summary()["threaded"] and node.summary()["solves"] == 1
+
+
+def test_hot_swap_plans_each_latent_with_its_own_model(ckpt: CheckpointInfo, tmp_path: Path
+                                                        ) -> None:
+    v2 = tiny_checkpoint(tmp_path / "v2", version=2, seed=2)
+    node = make_node(ckpt)  # lockstep: the load completes within the step
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    assert len(feed(10 * MS, ("latent/front", latent(0, 5 * MS, version=2)))) == 0
+    assert node.state() == "version_wait"  # perception swapped first: wait for our load
+    w = Weights(version=2, path=str(v2.path), sha256=v2.sha256)
+    assert len(feed(20 * MS, ("weights", w), ("latent/front", latent(1, 15 * MS, version=2)))) == 1
+    assert sorted(node.brains) == [2]  # v1 dropped once v2 latents arrive
+    assert node.brains[2].planner._goal.model_version == 2  # the goal was re-encoded
+    s = node.summary()
+    assert s["swaps"] == 1 and s["version_waits"] == 1
+
+
+def test_new_goal_restarts_the_warm_start(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(10 * MS, ("latent/front", latent(0, 5 * MS)))
+    assert node.brains[1].planner._warm
+    feed(20 * MS, ("goal", goal(20 * MS, seed=3)))
+    feed(30 * MS, ("latent/front", latent(1, 25 * MS)))
+    assert node.summary()["goals"] == 2 and node.last_plan is not None
+    assert node.last_plan.stamp_ns == 25 * MS
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(ConfigError, match="checkpoint"):
+        from_mapping(PlannerNode.Config, {})
+
+
+def test_solve_time_is_reported(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    t = time.perf_counter()
+    for k in range(3):
+        feed((10 + 10 * k) * MS, ("latent/front", latent(k, (5 + 10 * k) * MS)))
+    s = node.summary()
+    assert s["solves"] == 3 and 0 < s["run"]["plan_ms_p50"] <= (time.perf_counter() - t) * 1e3
