@@ -60,6 +60,9 @@ class RunConfig:
     seed: int = 0
     heartbeat_hz: float = bounded(10.0, 0.5, 200.0)
     startup_timeout_s: float = bounded(60.0, 1.0, None)
+    # a live process silent this long (and at least 3 heartbeat periods) is hung: killed and
+    # its death policy applied. An exited process is noticed at once, whatever this is.
+    silent_timeout_s: float = bounded(1.0, 0.01, None)
     stop_timeout_s: float = bounded(5.0, 0.1, 60.0)
     bus: busmod.BusConfig = field(default_factory=busmod.BusConfig)
     run_dir: str = ""  # default: runs/<time>-<id>
@@ -235,7 +238,7 @@ class Launcher:
         return self._summary()
 
     def _watch(self, sub: busmod.Subscriber) -> None:
-        hb_timeout = 3.0 / self.cfg.heartbeat_hz
+        hb_timeout = max(3.0 / self.cfg.heartbeat_hz, self.cfg.silent_timeout_s)
         while not self.stopping:
             if sub.wait(0.02):
                 now = time.monotonic()
