@@ -6,6 +6,7 @@ death policy (``restart`` or ``stop`` the graph), ends every child on Ctrl-C/SIG
 (children also get SIGTERM from the kernel if the launcher itself dies), and closes with
 a summary table: per node rate, misses, drops, restarts. A node's summary may carry a
 dict under ``run`` (task figures: success rate...), merged into the run summary's top level.
+A graph may name a ``report`` function, run after the nodes have stopped (videos, plots).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class NodeEntry:
 @dataclass
 class GraphConfig:
     nodes: dict[str, NodeEntry] = field(default_factory=dict)
+    # "package.module:function", called as function(run_dir, summary) after the run; the
+    # dict it returns (figures, paths of videos and plots) joins the summary's top level
+    report: str = ""
 
 
 @dataclass
@@ -110,6 +114,8 @@ class Launcher:
         if cfg.clock == "lockstep":
             nodes = {**nodes, "clock": self._clock_entry(nodes)}
         self._validate(nodes)
+        if cfg.graph.report:
+            self._report_fn()
         self.addresses = busmod.addresses(cfg.bus, list(nodes), self.run_id)
         bus_dict = {k: getattr(cfg.bus, k) for k in cfg.bus.__dataclass_fields__}
         self.procs = {
@@ -235,7 +241,30 @@ class Launcher:
             for s, h in old.items():
                 signal.signal(s, h)
             busmod.cleanup_ipc(self.addresses)
-        return self._summary()
+        summary = self._summary()
+        return summary | self._report(summary)
+
+    def _report_fn(self) -> Any:
+        import importlib
+
+        module, _, name = self.cfg.graph.report.partition(":")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ConfigError(
+                "graph.report", f"cannot import {self.cfg.graph.report!r} "
+                f"(want 'package.module:function'): {e}"
+            ) from None
+
+    def _report(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Run the graph's report function, if any; its failure is reported, not raised."""
+        if not self.cfg.graph.report:
+            return {}
+        try:
+            return dict(self._report_fn()(self.run_dir, summary) or {})
+        except Exception as e:  # a failing report must not lose the run's summary
+            log.exception("report %s failed", self.cfg.graph.report)
+            return {"report_error": f"{type(e).__name__}: {e}"}
 
     def _watch(self, sub: busmod.Subscriber) -> None:
         hb_timeout = max(3.0 / self.cfg.heartbeat_hz, self.cfg.silent_timeout_s)
