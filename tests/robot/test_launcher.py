@@ -137,3 +137,21 @@ def test_a_bad_config_fails_fast_naming_the_key(run_dir: Path, override: str, ke
     assert allowed in res.stderr
     assert not (run_dir / "pids.json").exists(), "a process started despite the bad config"
     assert time.monotonic() - t0 < 30
+
+
+def test_a_hung_node_is_killed_and_restarted(run_dir: Path) -> None:
+    out = run_dir / "summary.json"
+    proc = start_reflexarc(
+        "run", "graph=counter", "duration_s=8", f"run_dir={run_dir}", f"out={out}",
+        "silent_timeout_s=0.5", "graph.nodes.sink.on_death=restart",
+    )
+    pids = _wait_running(run_dir, {"source", "echo", "sink"})
+    stopped_at = time.time()
+    os.kill(pids["sink"], signal.SIGSTOP)  # alive, but silent
+    proc.wait(60)
+    summary = json.loads(out.read_text())
+    silent = [e for e in summary["events"] if e["node"] == "sink" and e["event"] == "silent"]
+    assert silent and silent[0]["wall"] - stopped_at < 0.5 + 0.5
+    assert next(r for r in summary["nodes"] if r["node"] == "sink")["restarts"] == 1
+    assert summary["ok"] is True
+    assert not _alive(pids["sink"])
