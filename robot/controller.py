@@ -1,0 +1,622 @@
+"""The low-level controller: tracks Plans at 1 kHz with joint impedance.
+
+One tick (DESIGN.md, "controller" row):
+
+1. **Sample** the plan at ``now`` (:class:`PlanSampler`): EE setpoints over time,
+   linearly interpolated, the last one held past the plan's end. A new plan is blended
+   in over ``blend_s`` from the old setpoint, extrapolated at its velocity, with a
+   smoothstep weight (position and velocity continuous).
+2. **Clip** the setpoint into the workspace box (:mod:`robot.safety`), then **shape** it
+   (:class:`SetpointShaper`): at most ``max_speed``, ``max_accel``, ``max_rot_speed``;
+   a plan within those passes unchanged, a step becomes a motion that stops on target.
+3. **Differential IK** (damped least squares on MuJoCo's model of the same robot:
+   ``mj_jacSite``): a joint reference ``q_r`` (7,) moves by
+   ``dq = J^T (J J^T + d^2 I)^-1 (v dt + g (e - v dt)) + N k (q_rest - q_r) dt``: the
+   shaped setpoint's own motion ``v dt`` fed forward plus a share ``g`` of the rest of the
+   6-D error ``e`` (position, orientation) at ``q_r``; ``N`` projects the pull toward the
+   rest posture into the null space. The step is limited to the joint acceleration,
+   velocity and position limits.
+4. **Joint impedance** with gravity and Coriolis compensation (``mj_rne`` at the
+   measured state). ``impedance: inertia`` (default) shapes it with the joint-space
+   inertia ``M(q)`` so every joint and null-space mode gets the same bandwidth:
+   ``tau = M(q) (w^2 (q_r - q) + 2 z w (dq_r - dq) + ddq_r) + bias(q, dq)``; per-joint
+   gains (``impedance: diagonal``: ``tau = Kp (q_r - q) + Kd (dq_r - dq) + bias``) leave
+   the joint-1/joint-3 mode of the Panda underdamped against the bus delay. The torque is
+   clipped to the effort and effort-rate limits and sent as a torque-mode
+   :class:`JointCommand` (``position``/``velocity`` carry ``q_r``/``dq_r``). The plan's
+   gripper command passes through.
+
+The safety layer (:mod:`robot.safety`) picks the mode: ``running`` (track), ``holding``
+(no fresh plan, or a measured overspeed: brake the setpoint at ``max_accel`` and hold
+where it stops), ``estop`` (latched: the same stop), ``fault`` (the joint state went
+silent: safe stop, a position-mode hold at the last measured pose, latched),
+``waiting`` (no state yet: no command). Safety events are published on ``safety``.
+
+Every command carries the stamp of the frame its plan came from (``Plan.stamp_ns``), so
+frame-to-command latency ``now - plan.stamp_ns`` is recorded on every tick (summary:
+``latency_p50_ms``/``latency_p99_ms``), as is the EE tracking error (measured EE
+against the shaped setpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import mujoco
+import numpy as np
+
+from robot.config import bounded, choice
+from robot.errors import ConfigError, ReflexarcError
+from robot.msgs import JointCommand, JointState, Plan
+from robot.node import Inbox, Node, NodeContext, Outputs
+from robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervisor
+
+log = logging.getLogger(__name__)
+
+#: Joint impedance defaults, N m/rad and N m s/rad: the scenes' joint PD (sim.assets.KP,
+#: KD: critically damped at 25 rad/s for the Panda's joint inertias).
+DEFAULT_KP = (1100.0, 1400.0, 1050.0, 1100.0, 500.0, 450.0, 375.0)
+DEFAULT_KD = (85.0, 110.0, 85.0, 85.0, 40.0, 37.0, 30.0)
+#: Rest posture of the null-space pull (sim.assets.HOME_Q: hand down, EE at (0.4, 0, 0.3)).
+DEFAULT_REST = (0.0, -0.4207, 0.0, -2.5762, 0.0, 2.1555, 0.7854)
+FINGER_MAX = 0.04  # m, one finger's travel (sim.assets.FINGER_MAX)
+
+
+class ControllerError(ReflexarcError):
+    """The controller was given something it cannot use (a bad model, a bad message)."""
+
+
+# --------------------------------------------------------------------------------------
+# Quaternions (wxyz)
+# --------------------------------------------------------------------------------------
+
+
+def quat_to_mat(quat: np.ndarray) -> np.ndarray:
+    """Rotation matrix (3, 3) of a unit quaternion (4,) wxyz."""
+    mat = np.empty(9)
+    mujoco.mju_quat2Mat(mat, quat)
+    return mat.reshape(3, 3)
+
+
+def mat_to_quat(mat: np.ndarray) -> np.ndarray:
+    """Unit quaternion (4,) wxyz of a rotation matrix (3, 3)."""
+    quat = np.empty(4)
+    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(mat, dtype=float).reshape(-1))
+    return quat
+
+
+def nlerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """Normalised linear interpolation of unit quaternions (4,), shortest way round."""
+    if float(a @ b) < 0.0:
+        b = -b
+    q = (1.0 - w) * a + w * b
+    return q / np.linalg.norm(q)
+
+
+def rotation_error(rot: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Small-angle rotation vector (3,) taking ``rot`` to ``target`` (both (3, 3)), world frame."""
+    return 0.5 * (
+        np.cross(rot[:, 0], target[:, 0])
+        + np.cross(rot[:, 1], target[:, 1])
+        + np.cross(rot[:, 2], target[:, 2])
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Plan sampling
+# --------------------------------------------------------------------------------------
+
+
+class Setpoint(NamedTuple):
+    """An end-effector setpoint: position (3,) m, orientation (4,) wxyz, gripper [-1, 1]."""
+
+    pos: np.ndarray
+    quat: np.ndarray
+    gripper: float
+
+
+def check_plan(plan: Plan) -> str:
+    """Why ``plan`` cannot be tracked, or "" if it can."""
+    p, q, g = plan.ee_pos, plan.ee_quat, plan.gripper
+    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] != 3:
+        return f"ee_pos must be (T>=1, 3), got {p.shape}"
+    n = p.shape[0]
+    if q.size and q.shape != (n, 4):
+        return f"ee_quat must be ({n}, 4) or empty, got {q.shape}"
+    if g.size and g.shape != (n,):
+        return f"gripper must be ({n},) or empty, got {g.shape}"
+    if n > 1 and plan.dt_ns <= 0:
+        return f"dt_ns must be > 0 for a plan of {n} setpoints, got {plan.dt_ns}"
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q)) and np.all(np.isfinite(g))):
+        return "setpoints must be finite"
+    if q.size and np.any(np.linalg.norm(q, axis=1) < 1e-6):
+        return "ee_quat rows must be non-zero"
+    return ""
+
+
+class PlanSampler:
+    """EE setpoint at any instant from the current plan (see module docstring, step 1).
+
+    Args:
+        blend_s: duration of the transition to a new plan, s (0: switch at once).
+    """
+
+    def __init__(self, blend_s: float) -> None:
+        self.blend_ns = int(blend_s * 1e9)
+        self.plan: Plan | None = None
+        self.quat = np.array([1.0, 0.0, 0.0, 0.0])  # orientation kept by plans without one
+        self.gripper = 1.0  # gripper kept by plans without one
+        self.start = Setpoint(np.zeros(3), self.quat.copy(), 1.0)  # blend origin
+        self.start_vel = np.zeros(3)
+        self.start_ns = 0
+        self.quats: np.ndarray | None = None  # plan orientations, normalised (T, 4)
+
+    def hold(self, sp: Setpoint) -> None:
+        """Hold ``sp`` from now on (no plan, no blend)."""
+        self.plan = None
+        self.start = Setpoint(sp.pos.copy(), sp.quat.copy(), sp.gripper)
+        self.start_vel = np.zeros(3)
+        self.quat, self.gripper = sp.quat.copy(), sp.gripper
+
+    def set_plan(self, plan: Plan, now_ns: int, current: Setpoint, velocity: np.ndarray) -> None:
+        """Switch to ``plan`` (checked with :func:`check_plan`), blending from ``current``
+        moving at ``velocity`` (3,) m/s."""
+        self.plan = plan
+        self.start = current
+        self.start_vel = velocity
+        self.start_ns = now_ns
+        self.quat, self.gripper = current.quat, current.gripper
+        q = plan.ee_quat
+        self.quats = q / np.linalg.norm(q, axis=1, keepdims=True) if q.size else None
+
+    def _plan_at(self, plan: Plan, now_ns: int) -> Setpoint:
+        n = plan.ee_pos.shape[0]
+        if n == 1 or plan.dt_ns <= 0:
+            i, f = 0, 0.0
+        else:
+            u = min(max((now_ns - plan.t0_ns) / plan.dt_ns, 0.0), n - 1.0)
+            i = min(int(u), n - 2)
+            f = u - i
+        j = min(i + 1, n - 1)
+        pos = (1.0 - f) * plan.ee_pos[i] + f * plan.ee_pos[j]
+        quat = self.quat if self.quats is None else nlerp(self.quats[i], self.quats[j], f)
+        g = plan.gripper
+        grip = self.gripper if g.size == 0 else float(g[j] if f >= 0.5 else g[i])
+        return Setpoint(pos, quat, grip)
+
+    def sample(self, now_ns: int) -> Setpoint:
+        """The setpoint at ``now_ns``."""
+        if self.plan is None:
+            return self.start
+        target = self._plan_at(self.plan, now_ns)
+        dt = now_ns - self.start_ns
+        if dt >= self.blend_ns:
+            return target
+        s = max(dt, 0) / self.blend_ns
+        w = s * s * (3.0 - 2.0 * s)  # smoothstep: zero slope at both ends
+        old = self.start.pos + self.start_vel * (dt / 1e9)
+        pos = (1.0 - w) * old + w * target.pos
+        return Setpoint(pos, nlerp(self.start.quat, target.quat, w), target.gripper)
+
+
+# --------------------------------------------------------------------------------------
+# The robot model
+# --------------------------------------------------------------------------------------
+
+
+class SetpointShaper:
+    """Limits the EE setpoint's speed and acceleration (and its angular speed).
+
+    The shaped setpoint follows the target with its velocity (finite differences of the
+    targets, at most ``max_speed``) plus a correction toward it, at most the speed from
+    which it can still brake to a stop on it at ``max_accel``; the sum is limited to
+    ``max_speed`` and its change to ``max_accel``. A plan within the limits passes
+    through unchanged; a step, or a plan faster than allowed, becomes a motion that
+    accelerates at most ``max_accel``, cruises at most at ``max_speed`` and stops on the
+    target.
+    """
+
+    def __init__(self, max_speed: float, max_accel: float, max_rot_speed: float) -> None:
+        self.vmax, self.amax, self.wmax = max_speed, max_accel, max_rot_speed
+        self.pos: np.ndarray | None = None
+        self.quat = np.array([1.0, 0.0, 0.0, 0.0])
+        self.vel = np.zeros(3)
+        self.target = np.zeros(3)
+
+    def reset(self, sp: Setpoint) -> None:
+        """Start at rest at ``sp``."""
+        self.pos, self.quat, self.vel = sp.pos.copy(), sp.quat.copy(), np.zeros(3)
+        self.target = sp.pos.copy()
+
+    def stopping_point(self, gripper: float) -> Setpoint:
+        """Where the setpoint comes to rest braking at ``max_accel`` from now."""
+        if self.pos is None:
+            raise ControllerError("the setpoint shaper has not started")
+        speed = float(np.linalg.norm(self.vel))
+        pos = self.pos + self.vel * (speed / (2.0 * self.amax))
+        return Setpoint(pos, self.quat.copy(), gripper)
+
+    def __call__(self, sp: Setpoint, dt: float) -> Setpoint:
+        if self.pos is None:
+            self.reset(sp)
+            return sp
+        v_target = _clip_norm((sp.pos - self.target) / dt, self.vmax)
+        self.target = sp.pos.copy()
+        err = sp.pos - (self.pos + v_target * dt)  # error left after the target's own motion
+        dist = float(np.linalg.norm(err))
+        h = 0.5 * self.amax * dt  # discrete braking: v^2 / 2a + v dt / 2 <= dist
+        cap = min(self.vmax, np.sqrt(h * h + 2.0 * self.amax * dist) - h)
+        v_goal = v_target + (err / dt if dist / dt <= cap else err * (cap / dist))
+        dv = _clip_norm(_clip_norm(v_goal, self.vmax) - self.vel, self.amax * dt)
+        self.vel = self.vel + dv
+        self.pos = self.pos + self.vel * dt
+        # orientation: at most wmax * dt per tick toward the target
+        q = sp.quat if float(sp.quat @ self.quat) >= 0.0 else -sp.quat
+        angle = 2.0 * np.arccos(min(1.0, abs(float(q @ self.quat))))
+        step = self.wmax * dt
+        self.quat = q.copy() if angle <= step else nlerp(self.quat, q, step / angle)
+        return Setpoint(self.pos.copy(), self.quat, sp.gripper)
+
+
+def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v if n <= limit else v * (limit / n)
+
+
+class ArmModel:
+    """Kinematics and bias torques of the arm from its ``MjModel`` (buffers reused).
+
+    Args:
+        model: a model whose first 7 dofs are the arm and next 2 the fingers, with the
+            EE site ``site`` (default: :func:`sim.mujoco_scene.panda_model`).
+        site: name of the end-effector site.
+    """
+
+    def __init__(self, model: mujoco.MjModel | None = None, site: str | None = None) -> None:
+        if model is None or site is None:
+            from sim.assets import EE_SITE
+            from sim.mujoco_scene import panda_model
+
+            model = panda_model() if model is None else model
+            site = site or EE_SITE
+        if model.nv < 7:
+            raise ControllerError(f"the arm model has {model.nv} dofs; at least 7 are needed")
+        try:
+            self.site = model.site(site).id
+        except KeyError:
+            raise ControllerError(f"the arm model has no site {site!r}") from None
+        self.model = model
+        self.ref = mujoco.MjData(model)  # kinematics at the reference
+        self.meas = mujoco.MjData(model)  # dynamics at the measured state
+        self._jac = np.zeros((6, model.nv))  # (6, nv): rows vx vy vz wx wy wz
+        self._bias = np.zeros(model.nv)
+        self._mass = np.zeros((model.nv, model.nv))
+        self.fingers = model.nq >= 9
+
+    def pose_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """EE position (3,), rotation (3, 3) and Jacobian (6, 7) at joint positions ``q`` (7,).
+
+        The returned arrays are views into buffers overwritten by the next call.
+        """
+        m, d = self.model, self.ref
+        d.qpos[:7] = q
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_jacSite(m, d, self._jac[:3], self._jac[3:], self.site)
+        return d.site_xpos[self.site], d.site_xmat[self.site].reshape(3, 3), self._jac[:, :7]
+
+    def pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """EE position (3,) and rotation (3, 3) at ``q`` (7,), as copies."""
+        pos, rot, _ = self.pose_jacobian(q)
+        return pos.copy(), rot.copy()
+
+    def bias(self, q: np.ndarray, dq: np.ndarray | None, gripper: float) -> np.ndarray:
+        """Gravity (and Coriolis, when ``dq`` (7,) is given) torques (7,) at the measured
+        state; ``gripper`` is the finger opening in m. Also updates :meth:`measured_ee`."""
+        m, d = self.model, self.meas
+        d.qpos[:7] = q
+        if self.fingers:
+            d.qpos[7:9] = 0.5 * gripper
+        d.qvel[:] = 0.0
+        if dq is not None:
+            d.qvel[:7] = dq
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_comVel(m, d)
+        mujoco.mj_rne(m, d, 0, self._bias)
+        return self._bias[:7]
+
+    def mass(self) -> np.ndarray:
+        """Joint-space inertia matrix (7, 7) of the arm at the state of the last :meth:`bias`
+        call (a view)."""
+        mujoco.mj_makeM(self.model, self.meas)  # composite rigid bodies (+ armature)
+        mujoco.mj_fullM(self.model, self.meas, self._mass)
+        return self._mass[:7, :7]
+
+    def measured_ee(self) -> np.ndarray:
+        """EE position (3,) at the state of the last :meth:`bias` call (a view)."""
+        return self.meas.site_xpos[self.site]
+
+
+# --------------------------------------------------------------------------------------
+# The node
+# --------------------------------------------------------------------------------------
+
+
+class _Ring:
+    """The last ``n`` float samples, for percentiles."""
+
+    def __init__(self, n: int = 1 << 17) -> None:
+        self.buf = np.zeros(n)
+        self.n = 0
+
+    def add(self, x: float) -> None:
+        self.buf[self.n % len(self.buf)] = x
+        self.n += 1
+
+    def percentiles(self, ps: list[float]) -> list[float]:
+        k = min(self.n, len(self.buf))
+        if k == 0:
+            return [float("nan")] * len(ps)
+        return [float(v) for v in np.percentile(self.buf[:k], ps)]
+
+
+class ControllerNode(Node):
+    """Plans + joint state in, torque-mode joint commands out, at 1 kHz (module docstring)."""
+
+    @dataclass
+    class Config:
+        impedance: str = choice("inertia", "inertia", "diagonal")
+        omega: float = bounded(30.0, 1.0, 200.0)  # inertia: natural frequency, rad/s
+        zeta: float = bounded(1.0, 0.1, 5.0)  # inertia: damping ratio
+        kp: list[float] = field(default_factory=lambda: list(DEFAULT_KP))  # diagonal: N m/rad
+        kd: list[float] = field(default_factory=lambda: list(DEFAULT_KD))  # diagonal: N m s/rad
+        ik_gain: float = bounded(0.1, 0.01, 1.0)  # share of the task error corrected per tick
+        damping: float = bounded(0.05, 1e-4, 1.0)  # DLS damping d (m)
+        rot_weight: float = bounded(0.5, 0.0, 10.0)  # m/rad: orientation error weight
+        nullspace_gain: float = bounded(1.0, 0.0, 100.0)  # 1/s pull toward ``rest``
+        rest: list[float] = field(default_factory=lambda: list(DEFAULT_REST))  # rad, (7,)
+        blend_s: float = bounded(0.05, 0.0, 5.0)  # transition to a new plan
+        max_speed: float = bounded(0.5, 0.01, 1.7)  # m/s, EE setpoint (Panda: 1.7)
+        max_accel: float = bounded(2.0, 0.1, 13.0)  # m/s^2, EE setpoint (Panda: 13)
+        max_rot_speed: float = bounded(2.5, 0.1, 2.5)  # rad/s, EE setpoint (Panda: 2.5)
+        coriolis: bool = True  # compensate Coriolis/centrifugal torques too
+        accel_ff_s: float = bounded(0.02, 0.0, 1.0)  # inertia: acceleration feedforward,
+        # low-passed with this time constant (s); 0: none
+        safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+        def validate(self) -> None:
+            for key in ("kp", "kd", "rest"):
+                v = np.asarray(getattr(self, key), dtype=float)
+                if v.shape != (7,) or not np.all(np.isfinite(v)):
+                    raise ConfigError(key, f"needs 7 finite values, got {getattr(self, key)}")
+            if np.any(np.asarray(self.kp) < 0) or np.any(np.asarray(self.kd) < 0):
+                raise ConfigError("kp", "gains must be >= 0")
+
+    subscribes = {"joint_state": "latest", "plan": "all", "estop": "all"}
+    publishes = ("joint_command", "safety")
+
+    def __init__(self, ctx: NodeContext, cfg: Config, model: mujoco.MjModel | None = None) -> None:
+        super().__init__(ctx, cfg)
+        self.arm = ArmModel(model)
+        self.kp = np.asarray(cfg.kp, dtype=float)
+        self.kd = np.asarray(cfg.kd, dtype=float)
+        self.rest = np.asarray(cfg.rest, dtype=float)
+        self.dt_nom = 1.0 / ctx.rate_hz
+        self.events = EventLog(ctx.name, cfg.safety.rearm_s)
+        self.supervisor = Supervisor(cfg.safety, self.events)
+        self.limits = Limits(cfg.safety, self.events)
+        self.sampler = PlanSampler(cfg.blend_s)
+        self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed)
+        self.eye6 = np.eye(6) * cfg.damping**2
+        self.eye7 = np.eye(7)
+        self.weights = np.array([1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight])
+        # state
+        self.mode = Mode.WAITING
+        self.q_r = np.zeros(7)  # joint reference
+        self.dq_r = np.zeros(7)
+        self.ddq_r = np.zeros(7)
+        self.tau_prev: np.ndarray | None = None
+        self.last_sp: Setpoint | None = None  # shaped setpoint of the last tick
+        self.last_target: Setpoint | None = None  # sampled (unshaped) setpoint of the last tick
+        self.target_vel = np.zeros(3)  # its velocity (at most max_speed), m/s
+        self.grip_cmd: float | None = None  # last gripper command sent
+        self.plan_stamp = 0
+        self.prev_ns: int | None = None
+        self.state_seq = -1
+        self.js: JointState | None = None  # newest valid joint state
+        self.q_fault: np.ndarray | None = None
+        # figures
+        self.latency_ms = _Ring()
+        self.err_mm = _Ring()
+        self.mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
+        self.plans = 0
+        self.plans_rejected = 0
+        self.states_rejected = 0
+        self.overspeed_holds = 0
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def _take_state(self, inbox: Inbox, now_ns: int) -> JointState | None:
+        """The newest valid joint state (a new one restarts the state watchdog)."""
+        js = inbox.latest("joint_state")
+        if js is None or js.seq == self.state_seq:
+            return self.js
+        self.state_seq = js.seq
+        if js.position.shape != (7,) or js.velocity.shape != (7,) or not (
+            np.all(np.isfinite(js.position)) and np.all(np.isfinite(js.velocity))
+        ):
+            if self.states_rejected == 0:
+                log.warning("%s: dropping joint_state with position %s, velocity %s",
+                            self.ctx.name, js.position.shape, js.velocity.shape)
+            self.states_rejected += 1
+            return self.js
+        self.supervisor.state_arrived(now_ns)
+        self.js = js
+        return js
+
+    def _take_plans(self, inbox: Inbox, now_ns: int) -> None:
+        for plan in inbox.new("plan"):
+            why = check_plan(plan)
+            if why:
+                self.plans_rejected += 1
+                self.events.once("invalid_plan", now_ns, why)
+                continue
+            if not self.supervisor.plan_arrived(now_ns):
+                continue  # e-stop or fault latched: plans are ignored, not queued
+            self.plans += 1
+            self.plan_stamp = plan.stamp_ns
+            if self.last_target is not None:
+                self.sampler.set_plan(plan, now_ns, self.last_target, self.target_vel)
+            else:
+                self.sampler.plan = plan  # no state yet: adopted when holding begins
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        js = self._take_state(inbox, now_ns)
+        self.supervisor.estops(inbox.new("estop"), now_ns)
+        self._take_plans(inbox, now_ns)
+        mode = self.supervisor.update(now_ns)
+        dt = self.dt_nom
+        if self.prev_ns is not None:
+            dt = min(max((now_ns - self.prev_ns) / 1e9, 0.5 * self.dt_nom), 3.0 * self.dt_nom)
+        self.prev_ns = now_ns
+        out: list[tuple[str, Any]] = []
+        if mode == Mode.WAITING or js is None:
+            self.mode_ticks[mode.value] += 1
+            return out
+        q, dq = js.position, js.velocity
+        if self.limits.measured(q, dq, now_ns) and self.cfg.safety.overspeed_hold and mode == Mode.RUNNING:
+            self.supervisor.last_plan_ns = None  # hold until the next plan
+            self.overspeed_holds += 1
+            mode = self.supervisor.mode = Mode.HOLDING
+        if mode != self.mode:
+            self._enter(mode, q, js.gripper)
+        self.mode = mode
+        self.mode_ticks[mode.value] += 1
+
+        if mode == Mode.FAULT:
+            cmd = JointCommand(
+                stamp_ns=js.stamp_ns, mode="position",
+                position=q.copy() if self.q_fault is None else self.q_fault,
+                velocity=np.zeros(7), effort=np.zeros(7), gripper=self._gripper(js.gripper),
+            )
+            out.append(("joint_command", cmd))
+            out.extend(("safety", e) for e in self.events.take())
+            return out
+
+        # running: the plan; holding, estop: the stopping point taken when they began
+        target = self.sampler.sample(now_ns)
+        if self.last_target is not None:
+            self.target_vel = _clip_norm((target.pos - self.last_target.pos) / dt, self.cfg.max_speed)
+        self.last_target = target
+        pos = self.limits.workspace(target.pos, now_ns)
+        sp = self.shaper(Setpoint(pos, target.quat, target.gripper), dt)
+        q_next = self._ik(sp, dt, null=mode == Mode.RUNNING)
+        q_next = self.limits.reference(self.q_r, self.dq_r, q_next, dt, now_ns)
+        dq_next = (q_next - self.q_r) / dt
+        if self.cfg.accel_ff_s > 0:  # low-passed: finite differences of IK steps are noisy
+            alpha = dt / (self.cfg.accel_ff_s + dt)
+            self.ddq_r += alpha * ((dq_next - self.dq_r) / dt - self.ddq_r)
+        self.dq_r = dq_next
+        self.q_r = q_next
+        if mode == Mode.RUNNING:
+            stamp = self.plan_stamp
+            self.latency_ms.add((now_ns - stamp) / 1e6)
+        else:
+            stamp = js.stamp_ns
+        self.last_sp = sp
+        self.grip_cmd = sp.gripper
+
+        bias = self.arm.bias(q, dq if self.cfg.coriolis else None, js.gripper)
+        if mode == Mode.RUNNING:
+            self.err_mm.add(1e3 * float(np.linalg.norm(self.arm.measured_ee() - sp.pos)))
+        if self.cfg.impedance == "inertia":
+            w = self.cfg.omega
+            acc = w * w * (self.q_r - q) + 2.0 * self.cfg.zeta * w * (self.dq_r - dq) + self.ddq_r
+            tau = self.arm.mass() @ acc + bias
+        else:
+            tau = self.kp * (self.q_r - q) + self.kd * (self.dq_r - dq) + bias
+        tau = self.limits.torque(tau, self.tau_prev, dt, now_ns)
+        self.tau_prev = tau
+        cmd = JointCommand(
+            stamp_ns=stamp, mode="torque", position=self.q_r.copy(), velocity=self.dq_r.copy(),
+            effort=tau, gripper=float(sp.gripper),
+        )
+        out.append(("joint_command", cmd))
+        out.extend(("safety", e) for e in self.events.take())
+        return out
+
+    def _gripper(self, opening: float) -> float:
+        """The gripper command to keep: the last one sent, else the measured opening."""
+        if self.grip_cmd is not None:
+            return self.grip_cmd
+        return float(np.clip(opening / FINGER_MAX - 1.0, -1.0, 1.0))
+
+    def _enter(self, mode: Mode, q: np.ndarray, opening: float) -> None:
+        """Mode transitions: (re)start from the measured pose, or stop where braking ends."""
+        if mode == Mode.FAULT:
+            self.q_fault = q.copy()
+            self.tau_prev = None
+            return
+        if self.mode in (Mode.WAITING, Mode.FAULT):  # at rest at the measured pose
+            pos, rot = self.arm.pose(q)
+            start = Setpoint(pos, mat_to_quat(rot), self._gripper(opening))
+            self.q_r = q.copy()
+            self.dq_r = np.zeros(7)
+            self.ddq_r = np.zeros(7)
+            pending = self.sampler.plan if mode == Mode.RUNNING else None
+            self.sampler.hold(start)
+            self.shaper.reset(start)
+            self.last_sp = self.last_target = start
+            self.target_vel = np.zeros(3)
+            if pending is not None:  # a plan that came before the first state
+                self.sampler.set_plan(pending, self.prev_ns or 0, start, self.target_vel)
+        elif mode in (Mode.HOLDING, Mode.ESTOP):  # brake the setpoint, hold where it stops
+            self.sampler.hold(self.shaper.stopping_point(self._gripper(opening)))
+
+    def _ik(self, sp: Setpoint, dt: float, null: bool) -> np.ndarray:
+        """One damped-least-squares step of the reference toward ``sp`` (with the null-space
+        pull toward the rest posture when ``null``). (7,)"""
+        pos, rot, jac = self.arm.pose_jacobian(self.q_r)
+        # the setpoint's own motion this tick (fed forward), plus a share of what is left
+        step = np.empty(6)
+        move = self.shaper.vel * dt
+        step[:3] = move + self.cfg.ik_gain * (sp.pos - pos - move)
+        step[3:] = self.cfg.ik_gain * rotation_error(rot, quat_to_mat(sp.quat))
+        w = self.weights
+        jw = jac * w[:, None]  # (6, 7)
+        pinv = np.linalg.solve(jw @ jw.T + self.eye6, jw).T  # (7, 6) = Jw^T (Jw Jw^T + d^2 I)^-1
+        dq = pinv @ (w * step)
+        if null and self.cfg.nullspace_gain > 0:
+            proj = self.eye7 - pinv @ jw  # (7, 7) null-space projector
+            dq += proj @ (self.cfg.nullspace_gain * self.dt_nom * (self.rest - self.q_r))
+        return self.q_r + dq
+
+    # -- reporting ---------------------------------------------------------------------------------
+
+    def state(self) -> str:
+        return self.mode.value
+
+    def summary(self) -> dict[str, Any]:
+        lat = self.latency_ms.percentiles([50, 99])
+        err = self.err_mm.percentiles([50, 99, 100])
+        return {
+            "latency_p50_ms": lat[0],
+            "latency_p99_ms": lat[1],
+            "latency_samples": self.latency_ms.n,
+            "track_err_p50_mm": err[0],
+            "track_err_p99_mm": err[1],
+            "track_err_max_mm": err[2],
+            "plans": self.plans,
+            "plans_rejected": self.plans_rejected,
+            "states_rejected": self.states_rejected,
+            "overspeed_holds": self.overspeed_holds,
+            "max_state_gap_ms": self.supervisor.max_state_gap_ns / 1e6,
+            "mode_ticks": dict(self.mode_ticks),
+            "final_mode": self.mode.value,
+            **self.events.summary(),
+        }

@@ -1,0 +1,289 @@
+"""The safety layer of the low-level controller: limits, workspace, watchdogs, e-stop.
+
+Two parts, both plain objects driven by the controller once per tick (no I/O):
+
+- :class:`Supervisor` decides the controller's :class:`Mode` from what arrived and when:
+  no JointState yet -> ``waiting``; a fresh Plan -> ``running``; no fresh Plan within
+  ``plan_timeout_s`` -> ``holding`` (hold the current pose); no JointState within
+  ``state_timeout_s`` -> ``fault`` (safe stop, latched); an engaged EStop -> ``estop``
+  (latched). Both latches are released only by an explicit ``EStop(engage=False)``, and
+  a fault only while the state stream is fresh again. After a release the controller
+  holds until a Plan arrives that is newer than the release.
+- :class:`Limits` clips what the controller commands: the EE setpoint into the workspace
+  box, the joint reference into the position limits (less a margin) and under the
+  velocity limits, the torque under the effort and effort-rate limits; it also checks
+  the measured joint state against the limits.
+
+Every intervention is a :class:`robot.msgs.SafetyEvent` (published on ``safety`` by the
+controller) and is counted. A limit that clips on many consecutive ticks is one event
+(it is re-armed once it has not clipped for ``rearm_s``); ``ticks`` counts every tick
+that clipped. Timeouts, e-stops and resets are one event each.
+
+Times are the controller's clock (``now_ns`` of its steps: wall-clock monotonic in
+realtime, simulated in lockstep), and "arrived" means first seen by a step, so the
+watchdogs never compare two hosts' clocks.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robot.config import bounded
+from robot.errors import ConfigError
+from robot.msgs import EStop, SafetyEvent
+
+# Franka Emika Panda, published limits ("Robot and interface specifications", Franka
+# Control Interface documentation): joint space, per joint 1..7.
+PANDA_Q_MIN = np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973])  # rad
+PANDA_Q_MAX = np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973])  # rad
+PANDA_DQ_MAX = np.array([2.1750, 2.1750, 2.1750, 2.1750, 2.6100, 2.6100, 2.6100])  # rad/s
+PANDA_DDQ_MAX = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])  # rad/s^2
+PANDA_TAU_MAX = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])  # N m
+PANDA_DTAU_MAX = 1000.0  # N m / s, every joint
+
+#: End-effector workspace box of the scene conventions (CONTRACTS.md), metres. (3, 2)
+WORKSPACE = np.array([[0.25, 0.75], [-0.35, 0.35], [0.0, 0.5]])
+
+KINDS = (
+    "joint_limit",
+    "velocity_limit",
+    "torque_limit",
+    "workspace",
+    "plan_timeout",
+    "state_timeout",
+    "estop",
+    "reset",
+    "invalid_plan",
+)
+"""Kinds of SafetyEvent this module emits."""
+
+
+@dataclass
+class SafetyConfig:
+    """Limits and timeouts of the safety layer (defaults: the Panda and the scene box)."""
+
+    plan_timeout_s: float = bounded(0.5, 0.001, 60.0)  # no fresh Plan -> hold the pose
+    state_timeout_s: float = bounded(0.1, 0.001, 10.0)  # no JointState -> safe stop, fault
+    workspace_lo: list[float] = field(default_factory=lambda: WORKSPACE[:, 0].tolist())
+    workspace_hi: list[float] = field(default_factory=lambda: WORKSPACE[:, 1].tolist())
+    joint_margin: float = bounded(0.05, 0.0, 0.5)  # rad the reference keeps from the limits
+    velocity_scale: float = bounded(0.8, 0.01, 1.0)  # share of the velocity limits usable
+    accel_scale: float = bounded(1.0, 0.01, 1.0)  # share of the acceleration limits usable
+    overspeed_hold: bool = True  # a measured joint speed over its limit -> hold the pose
+    torque_rate: float = bounded(PANDA_DTAU_MAX, 0.0, None)  # N m/s; 0: no rate limit
+    rearm_s: float = bounded(0.05, 0.0, 10.0)  # a limit clipping again after this is a new event
+
+    def validate(self) -> None:
+        lo, hi = np.asarray(self.workspace_lo, float), np.asarray(self.workspace_hi, float)
+        if lo.shape != (3,) or hi.shape != (3,):
+            raise ConfigError("workspace_lo", "workspace_lo and workspace_hi are 3 values (x, y, z)")
+        if not np.all(lo < hi):
+            raise ConfigError("workspace_hi", f"must be above workspace_lo {lo.tolist()} on every axis")
+
+
+class Mode(str, enum.Enum):
+    """What the controller does this tick (also its heartbeat state, see ``Supervisor.state``)."""
+
+    WAITING = "waiting"  # no JointState yet: nothing is commanded
+    HOLDING = "holding"  # hold the pose taken when holding began
+    RUNNING = "running"  # track the plan
+    ESTOP = "estop"  # latched e-stop: hold the pose taken when it engaged
+    FAULT = "fault"  # latched: the state stream went silent; safe stop
+
+
+class EventLog:
+    """Counts safety interventions and queues the SafetyEvents to publish."""
+
+    def __init__(self, node: str, rearm_s: float) -> None:
+        self.node = node
+        self.rearm_ns = int(rearm_s * 1e9)
+        self.events: Counter[str] = Counter()  # published events per kind
+        self.ticks: Counter[str] = Counter()  # ticks on which a limit clipped, per kind
+        self._last: dict[str, int] = {}
+        self.pending: list[SafetyEvent] = []
+
+    def once(self, kind: str, now_ns: int, detail: str = "") -> None:
+        """A one-off event (timeout, e-stop, reset): always published."""
+        self.events[kind] += 1
+        self.pending.append(
+            SafetyEvent(stamp_ns=now_ns, node=self.node, kind=kind, detail=detail,
+                        count=self.events[kind])
+        )
+
+    def clipped(self, kind: str, now_ns: int, detail: Callable[[], str]) -> None:
+        """A limit clipped this tick: an event unless it also clipped within ``rearm_s``."""
+        self.ticks[kind] += 1
+        last = self._last.get(kind)
+        self._last[kind] = now_ns
+        if last is None or now_ns - last > self.rearm_ns:
+            self.once(kind, now_ns, detail())
+
+    def take(self) -> list[SafetyEvent]:
+        """The events queued since the last call."""
+        out, self.pending = self.pending, []
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "safety_events": {k: self.events[k] for k in KINDS if self.events[k]},
+            "safety_ticks_clipped": {k: self.ticks[k] for k in KINDS if self.ticks[k]},
+        }
+
+
+class Supervisor:
+    """Watchdogs and e-stop latch: the controller's mode for each tick (module docstring)."""
+
+    def __init__(self, cfg: SafetyConfig, log: EventLog) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.plan_timeout_ns = int(cfg.plan_timeout_s * 1e9)
+        self.state_timeout_ns = int(cfg.state_timeout_s * 1e9)
+        self.last_state_ns: int | None = None  # when the newest JointState arrived
+        self.last_plan_ns: int | None = None  # when the newest usable Plan arrived
+        self.estop = False
+        self.fault = False
+        self.mode = Mode.WAITING
+        self.max_state_gap_ns = 0
+
+    def state_arrived(self, now_ns: int) -> None:
+        if self.last_state_ns is not None:
+            self.max_state_gap_ns = max(self.max_state_gap_ns, now_ns - self.last_state_ns)
+        self.last_state_ns = now_ns
+
+    def plan_arrived(self, now_ns: int) -> bool:
+        """A valid Plan arrived; False if it must be ignored (e-stop or fault latched)."""
+        if self.estop or self.fault:
+            return False
+        self.last_plan_ns = now_ns
+        return True
+
+    def estops(self, msgs: list[EStop], now_ns: int) -> None:
+        for m in msgs:
+            if m.engage:
+                if not self.estop:
+                    self.log.once("estop", now_ns, m.reason or "engaged")
+                self.estop = True
+            elif self.estop or self.fault:
+                fresh = self._state_fresh(now_ns)
+                released = ["estop"] if self.estop else []
+                self.estop = False
+                if self.fault and fresh:
+                    self.fault = False
+                    released.append("fault")
+                detail = "released " + ",".join(released) if released else ""
+                if self.fault:
+                    detail += ("; " if detail else "") + "fault kept: joint state still silent"
+                self.log.once("reset", now_ns, detail)
+                self.last_plan_ns = None  # resume only on a plan newer than the reset
+
+    def _state_fresh(self, now_ns: int) -> bool:
+        return self.last_state_ns is not None and now_ns - self.last_state_ns <= self.state_timeout_ns
+
+    def update(self, now_ns: int) -> Mode:
+        """The mode for this tick (after ``state_arrived``/``plan_arrived``/``estops``)."""
+        if self.last_state_ns is None:
+            mode = Mode.WAITING
+        else:
+            if not self.fault and not self._state_fresh(now_ns):
+                self.fault = True
+                gap = (now_ns - self.last_state_ns) / 1e6
+                self.log.once("state_timeout", now_ns, f"no joint_state for {gap:.1f} ms")
+            if self.fault:
+                mode = Mode.FAULT
+            elif self.estop:
+                mode = Mode.ESTOP
+            elif self.last_plan_ns is not None and now_ns - self.last_plan_ns <= self.plan_timeout_ns:
+                mode = Mode.RUNNING
+            else:
+                if self.mode == Mode.RUNNING:
+                    age = (now_ns - self.last_plan_ns) / 1e6  # type: ignore[operator]
+                    self.log.once("plan_timeout", now_ns, f"no plan for {age:.1f} ms: holding")
+                mode = Mode.HOLDING
+        self.mode = mode
+        return mode
+
+
+class Limits:
+    """Joint, velocity, torque and workspace limits (clip, count, report)."""
+
+    def __init__(self, cfg: SafetyConfig, log: EventLog) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.ws_lo = np.asarray(cfg.workspace_lo, dtype=float)
+        self.ws_hi = np.asarray(cfg.workspace_hi, dtype=float)
+        self.q_lo = PANDA_Q_MIN + cfg.joint_margin
+        self.q_hi = PANDA_Q_MAX - cfg.joint_margin
+        self.dq_max = PANDA_DQ_MAX * cfg.velocity_scale
+        self.ddq_max = PANDA_DDQ_MAX * cfg.accel_scale
+        self.tau_max = PANDA_TAU_MAX
+
+    def workspace(self, pos: np.ndarray, now_ns: int) -> np.ndarray:
+        """The EE setpoint ``pos`` (3,) clipped into the workspace box."""
+        out = np.clip(pos, self.ws_lo, self.ws_hi)
+        if not np.array_equal(out, pos):
+            self.log.clipped("workspace", now_ns, lambda: f"setpoint {np.round(pos, 3).tolist()} clipped")
+        return out
+
+    def reference(
+        self, q_prev: np.ndarray, dq_prev: np.ndarray, q_next: np.ndarray, dt: float, now_ns: int
+    ) -> np.ndarray:
+        """Limit a joint reference step ``q_prev -> q_next`` (7,) from velocity ``dq_prev``:
+        acceleration, then speed (each scaling the whole step, so its direction is kept),
+        then position (the limits less the margin; a reference already beyond them, as
+        when holding starts there, may stay but not go further)."""
+        dq = (q_next - q_prev) / dt
+        acc = (dq - dq_prev) / dt
+        ratio = float(np.max(np.abs(acc) / self.ddq_max))
+        if ratio > 1.0:
+            dq = dq_prev + (acc / ratio) * dt
+            self.log.clipped(
+                "velocity_limit", now_ns, lambda: f"reference acceleration scaled by {1 / ratio:.3f}"
+            )
+        ratio = float(np.max(np.abs(dq) / self.dq_max))
+        if ratio > 1.0:
+            dq = dq / ratio
+            self.log.clipped(
+                "velocity_limit", now_ns, lambda: f"reference speed scaled by {1 / ratio:.3f}"
+            )
+        q = q_prev + dq * dt
+        out = np.clip(q, np.minimum(self.q_lo, q_prev), np.maximum(self.q_hi, q_prev))
+        if not np.array_equal(out, q):
+            self.log.clipped(
+                "joint_limit", now_ns,
+                lambda: f"reference clipped at joints {np.flatnonzero(out != q) + 1}",
+            )
+        return out
+
+    def torque(self, tau: np.ndarray, tau_prev: np.ndarray | None, dt: float, now_ns: int) -> np.ndarray:
+        """Clip ``tau`` (7,) to the effort limits and, after the first command, the rate limit."""
+        out = np.clip(tau, -self.tau_max, self.tau_max)
+        if tau_prev is not None and self.cfg.torque_rate > 0:
+            step = self.cfg.torque_rate * dt
+            out = np.clip(out, tau_prev - step, tau_prev + step)
+        if not np.array_equal(out, tau):
+            self.log.clipped(
+                "torque_limit", now_ns,
+                lambda: f"torque clipped at joints {np.flatnonzero(out != tau) + 1}",
+            )
+        return out
+
+    def measured(self, q: np.ndarray, dq: np.ndarray, now_ns: int) -> bool:
+        """Check a measured state; True if a joint is faster than its limit (overspeed)."""
+        outside = (q < PANDA_Q_MIN) | (q > PANDA_Q_MAX)
+        if outside.any():
+            self.log.clipped(
+                "joint_limit", now_ns, lambda: f"measured past the limit at joints {np.flatnonzero(outside) + 1}"
+            )
+        fast = np.abs(dq) > PANDA_DQ_MAX
+        if fast.any():
+            self.log.clipped(
+                "velocity_limit", now_ns, lambda: f"measured overspeed at joints {np.flatnonzero(fast) + 1}"
+            )
+            return True
+        return False

@@ -1,0 +1,331 @@
+"""The controller's logic with plain objects and a real scene in process (no sockets).
+
+Properties: the arm model against MuJoCo (finite differences, mj_forward), plan sampling
+and blending, setpoint shaping, and in closed loop with the MuJoCo scene: holding still,
+the plan watchdog, a silent state stream, the e-stop latch, torque and workspace limits,
+malformed plans, and the frame-to-command stamps.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import mujoco
+import numpy as np
+import pytest
+
+from robot.config import from_mapping
+from robot.controller import (
+    ArmModel,
+    ControllerNode,
+    PlanSampler,
+    Setpoint,
+    SetpointShaper,
+    check_plan,
+    mat_to_quat,
+)
+from robot.msgs import EStop, JointState, Plan
+from robot.node import Inbox, NodeContext
+from robot.safety import PANDA_TAU_MAX, WORKSPACE, Mode
+
+MS = 1_000_000
+DOWN = mat_to_quat(np.array([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]]))
+
+
+def _plan(pos: np.ndarray, t0_ns: int = 0, dt_ns: int = 0, stamp_ns: int = 0, **kw) -> Plan:
+    pos = np.atleast_2d(np.asarray(pos, float))
+    fields = {"ee_quat": np.zeros((0, 4)), "gripper": np.zeros(0, np.float32)} | kw
+    return Plan(stamp_ns=stamp_ns, t0_ns=t0_ns, dt_ns=dt_ns, ee_pos=pos, **fields)
+
+
+# --------------------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------------------
+
+
+def test_arm_model_jacobian_matches_finite_differences_of_its_kinematics() -> None:
+    arm = ArmModel()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        q = np.array([0.0, -0.4, 0.0, -2.4, 0.0, 2.0, 0.8]) + rng.normal(0, 0.2, 7)
+        _, _, jac = arm.pose_jacobian(q)
+        jac = jac.copy()
+        eps = 1e-6
+        for j in range(7):
+            dq = np.zeros(7)
+            dq[j] = eps
+            p1, r1 = arm.pose(q + dq)
+            p0, r0 = arm.pose(q - dq)
+            np.testing.assert_allclose((p1 - p0) / (2 * eps), jac[:3, j], atol=1e-6)
+            w = r1 @ r0.T  # small rotation, world frame
+            omega = np.array([w[2, 1] - w[1, 2], w[0, 2] - w[2, 0], w[1, 0] - w[0, 1]]) / 2
+            np.testing.assert_allclose(omega / (2 * eps), jac[3:, j], atol=1e-5)
+
+
+def test_arm_model_bias_and_mass_match_mj_forward() -> None:
+    arm = ArmModel()
+    q = np.array([0.3, -0.2, 0.1, -2.0, 0.2, 1.8, 0.4])
+    dq = np.array([0.5, -0.3, 0.2, 0.4, -0.6, 0.3, 0.1])
+    bias = arm.bias(q, dq, 0.06).copy()
+    mass = arm.mass().copy()
+    d = mujoco.MjData(arm.model)
+    d.qpos[:7], d.qpos[7:9], d.qvel[:7] = q, 0.03, dq
+    mujoco.mj_forward(arm.model, d)
+    np.testing.assert_allclose(bias, d.qfrc_bias[:7], atol=1e-10)
+    full = np.zeros((arm.model.nv, arm.model.nv))
+    mujoco.mj_fullM(arm.model, d, full)
+    np.testing.assert_allclose(mass, full[:7, :7], atol=1e-10)
+    assert np.all(np.linalg.eigvalsh(mass) > 0)
+
+
+def test_check_plan_names_what_is_wrong() -> None:
+    ok = _plan([[0.5, 0, 0.2], [0.5, 0.1, 0.2]], dt_ns=10 * MS)
+    assert check_plan(ok) == ""
+    assert "ee_pos" in check_plan(_plan(np.zeros((2, 2)), dt_ns=1))
+    assert "dt_ns" in check_plan(_plan(np.zeros((2, 3))))
+    assert "finite" in check_plan(_plan([[np.nan, 0, 0]]))
+    assert "ee_quat" in check_plan(_plan(np.zeros((1, 3)), ee_quat=np.ones((2, 4))))
+    assert "non-zero" in check_plan(_plan(np.zeros((1, 3)), ee_quat=np.zeros((1, 4))))
+    assert "gripper" in check_plan(_plan(np.zeros((1, 3)), gripper=np.ones(3, np.float32)))
+
+
+def test_sampler_interpolates_holds_the_end_and_blends_continuously() -> None:
+    s = PlanSampler(blend_s=0.05)
+    here = Setpoint(np.array([0.4, 0.0, 0.3]), DOWN, 1.0)
+    s.hold(here)
+    np.testing.assert_array_equal(s.sample(123).pos, here.pos)
+    pts = np.array([[0.5, 0.0, 0.2], [0.5, 0.1, 0.2], [0.5, 0.2, 0.2]])
+    plan = _plan(pts, t0_ns=100 * MS, dt_ns=100 * MS, gripper=np.array([1, -1, -1], np.float32))
+    s.set_plan(plan, 0, here, np.zeros(3))
+    np.testing.assert_allclose(s.sample(0).pos, here.pos)  # continuous at the switch
+    np.testing.assert_allclose(s.sample(150 * MS).pos, [0.5, 0.05, 0.2])  # blend over
+    assert s.sample(150 * MS).gripper == -1.0  # nearest setpoint's gripper
+    np.testing.assert_allclose(s.sample(10_000 * MS).pos, pts[-1])  # the end is held
+    mid = s.sample(25 * MS).pos  # during the blend: between the two
+    assert here.pos[0] < mid[0] < pts[0, 0]
+    np.testing.assert_allclose(s.sample(60 * MS).quat, DOWN)  # plans without orientation keep it
+
+
+def test_shaper_passes_a_slow_motion_and_limits_a_step() -> None:
+    sh = SetpointShaper(max_speed=0.5, max_accel=2.0, max_rot_speed=2.5)
+    start = Setpoint(np.zeros(3), DOWN, 1.0)
+    sh.reset(start)
+    dt = 1e-3
+    for k in range(1, 200):  # 0.1 m/s: within the limits, passed through exactly
+        p = np.array([0.1 * k * dt, 0.0, 0.0])
+        out = sh(Setpoint(p, DOWN, 1.0), dt)
+    np.testing.assert_allclose(out.pos, p, atol=1e-9)
+    sh.reset(start)
+    goal = np.array([0.15, 0.0, 0.0])
+    traj = np.array([sh(Setpoint(goal, DOWN, 1.0), dt).pos[0] for _ in range(1000)])
+    v = np.diff(traj) / dt
+    assert v.max() <= 0.5 + 1e-9
+    assert np.abs(np.diff(v) / dt).max() <= 2.0 + 1e-6
+    assert traj.max() < 0.15 + 5e-5 and abs(traj[-1] - 0.15) < 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# Closed loop with a scene
+# --------------------------------------------------------------------------------------
+
+
+class Rig:
+    """The controller and a MuJoCo scene at 1 kHz, commands applied one tick late."""
+
+    def __init__(self, backend: str = "mujoco", **args) -> None:
+        from sim.scene import make_scene
+
+        self.scene = make_scene(backend=backend, objects=[], cameras=[], physics_hz=1000)
+        self.ctrl = ControllerNode(NodeContext(name="controller", rate_hz=1000.0),
+                                   from_mapping(ControllerNode.Config, args))
+        self.inbox = Inbox()
+        self.k = 0
+        self.queue: collections.deque = collections.deque()
+        self.commands: list = []
+        self.events: list = []
+        self.modes: list[Mode] = []
+
+    @property
+    def now(self) -> int:
+        return self.k * MS
+
+    def ee(self) -> np.ndarray:
+        return self.scene.ee_pose()[0]
+
+    def tick(self, *, state: bool = True, plans=(), estops=()) -> None:
+        now = self.now
+        if state:
+            s = self.scene.joint_state()
+            self.inbox.put("joint_state", JointState(
+                seq=self.k, stamp_ns=now, position=s.q, velocity=s.dq, effort=s.tau,
+                gripper=s.gripper), now)
+        for p in plans:
+            self.inbox.put("plan", p, now)
+        for e in estops:
+            self.inbox.put("estop", e, now)
+        for topic, msg in self.ctrl.step(now, self.inbox):
+            if topic == "joint_command":
+                self.queue.append(msg)
+                self.commands.append(msg)
+            else:
+                self.events.append(msg)
+        self.inbox.clear_new()
+        self.modes.append(self.ctrl.mode)
+        if len(self.queue) > 1:
+            c = self.queue.popleft()
+            self.scene.apply(c.mode, c.position, c.effort, c.gripper, c.velocity)
+        self.scene.step(1)
+        self.k += 1
+
+    def run(self, ticks: int, **kw) -> None:
+        for _ in range(ticks):
+            self.tick(**kw)
+
+    def close(self) -> None:
+        self.scene.close()
+
+
+@pytest.fixture
+def rig():
+    made = []
+
+    def make(**kw) -> Rig:
+        made.append(Rig(**kw))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_holds_still_without_a_plan(rig, backend: str) -> None:
+    r = rig(backend=backend)
+    start = r.ee()
+    r.run(1000)
+    assert r.ctrl.mode == Mode.HOLDING
+    assert np.linalg.norm(r.ee() - start) < 2e-4  # gravity compensated: no sag
+    assert all(c.mode == "torque" for c in r.commands)
+
+
+def test_plan_watchdog_holds_within_one_tick_and_the_arm_stops(rig) -> None:
+    r = rig(safety={"plan_timeout_s": 0.1})
+    p0 = r.ee()
+    r.run(50)
+    # a plan moving at 0.1 m/s along y, sent every 10 ms, then the planner goes silent
+    last_plan_tick = None
+    for i in range(30):
+        t = i * 0.01
+        traj = p0 + np.outer(t + np.arange(11) * 0.01, [0.0, 0.1, 0.0])
+        r.tick(plans=[_plan(traj, t0_ns=r.now, dt_ns=10 * MS, stamp_ns=r.now)])
+        last_plan_tick = r.k - 1
+        r.run(9)
+    assert r.modes[-1] == Mode.RUNNING
+    r.run(300)
+    first_hold = next(k for k, m in enumerate(r.modes) if k > last_plan_tick and m == Mode.HOLDING)
+    assert first_hold == last_plan_tick + 101  # age 101 ms > 100 ms: the first tick past it
+    assert [e.kind for e in r.events].count("plan_timeout") == 1
+    # then it stops and stays: no drift over the next half second
+    held = r.ee()
+    r.run(500)
+    assert np.linalg.norm(r.ee() - held) < 2e-4
+    assert np.abs(r.scene.joint_state().dq).max() < 1e-3
+
+
+def test_silent_state_stream_leads_to_a_safe_stop_and_fault(rig) -> None:
+    r = rig(safety={"state_timeout_s": 0.02})
+    r.run(100)
+    before = r.ee()
+    r.run(19, state=False)  # 19 ms without a state: still fine
+    assert r.ctrl.mode == Mode.HOLDING
+    r.run(1, state=False)
+    r.run(1, state=False)
+    assert r.ctrl.mode == Mode.FAULT
+    assert "state_timeout" in [e.kind for e in r.events]
+    cmd = r.commands[-1]
+    assert cmd.mode == "position"  # safe stop: the scene's own hold at the last pose
+    np.testing.assert_allclose(cmd.position, r.ctrl.js.position)
+    r.run(800, state=False)
+    assert np.linalg.norm(r.ee() - before) < 1e-3  # not falling
+    r.run(50)  # the stream comes back: the fault stays latched until a reset
+    assert r.ctrl.mode == Mode.FAULT
+    r.tick(estops=[EStop(engage=False)])
+    assert r.ctrl.mode == Mode.HOLDING and r.commands[-1].mode == "torque"
+
+
+def test_estop_latches_mid_motion_and_only_a_reset_releases(rig) -> None:
+    r = rig(safety={"plan_timeout_s": 10.0})
+    p0 = r.ee()
+    r.run(20)
+    target = p0 + np.array([0.0, 0.15, 0.0])
+    r.tick(plans=[_plan(target)])
+    r.run(150)  # moving
+    assert np.linalg.norm(r.scene.joint_state().dq) > 0.05
+    r.tick(estops=[EStop(engage=True, reason="button")])
+    assert r.ctrl.mode == Mode.ESTOP
+    for _ in range(10):  # plans keep coming: ignored
+        r.tick(plans=[_plan(target)])
+        r.run(49)
+    stopped = r.ee()
+    assert r.ctrl.mode == Mode.ESTOP
+    assert np.linalg.norm(stopped - target) > 0.03  # it did not go on to the target
+    assert np.abs(r.scene.joint_state().dq).max() < 1e-3
+    r.tick(estops=[EStop(engage=False)])
+    r.run(200)
+    assert r.ctrl.mode == Mode.HOLDING  # released, but the old plan does not resume
+    assert np.linalg.norm(r.ee() - stopped) < 2e-4
+    r.tick(plans=[_plan(target)])
+    r.run(1500)
+    assert r.ctrl.mode == Mode.RUNNING
+    assert np.linalg.norm(r.ee() - target) < 1e-3
+    assert [e.kind for e in r.events if e.kind in ("estop", "reset")] == ["estop", "reset"]
+
+
+def test_torques_stay_within_the_limits_with_aggressive_gains(rig) -> None:
+    r = rig(omega=150.0, max_speed=1.5, max_accel=12.0, safety={"plan_timeout_s": 10.0})
+    r.run(10)
+    r.tick(plans=[_plan(r.ee() + np.array([0.1, -0.2, -0.15]))])
+    r.run(600)
+    tau = np.array([c.effort for c in r.commands])
+    assert np.all(np.abs(tau) <= PANDA_TAU_MAX + 1e-9)
+    assert np.abs(np.diff(tau, axis=0)).max() <= 1.0 + 1e-9  # 1000 N m/s at 1 kHz
+    assert r.ctrl.events.events["torque_limit"] >= 1
+    assert "torque_limit" in [e.kind for e in r.events]
+
+
+def test_setpoints_outside_the_workspace_are_clipped_into_the_box(rig) -> None:
+    r = rig(safety={"plan_timeout_s": 10.0})
+    r.run(10)
+    r.tick(plans=[_plan([0.55, 0.0, 0.7])])  # 20 cm above the box
+    r.run(2000)
+    ee = r.ee()
+    assert abs(ee[2] - WORKSPACE[2, 1]) < 1e-3 and abs(ee[0] - 0.55) < 1e-3
+    assert r.ctrl.events.events["workspace"] == 1  # one event for one long clipping
+    assert r.ctrl.events.ticks["workspace"] > 1000
+
+
+def test_malformed_plans_are_rejected_and_the_arm_keeps_holding(rig) -> None:
+    r = rig()
+    start = r.ee()
+    r.run(10)
+    r.tick(plans=[_plan([[np.nan, 0.0, 0.2]]), _plan(np.zeros((2, 3)))])
+    r.run(300)
+    assert r.ctrl.mode == Mode.HOLDING
+    assert r.ctrl.plans_rejected == 2
+    assert [e.kind for e in r.events].count("invalid_plan") == 2
+    assert np.linalg.norm(r.ee() - start) < 2e-4
+
+
+def test_commands_carry_the_plan_stamp_and_latency_is_recorded(rig) -> None:
+    r = rig()
+    r.run(10)
+    p = r.ee()
+    for _ in range(5):
+        r.tick(plans=[_plan(p, stamp_ns=r.now - 7 * MS)])  # computed from a 7 ms old frame
+        r.run(19)
+    running = [c for c, m in zip(r.commands, r.modes[-len(r.commands):], strict=True)
+               if m == Mode.RUNNING]
+    assert running and {c.stamp_ns for c in running} == {(10 + 20 * i) * MS - 7 * MS for i in range(5)}
+    s = r.ctrl.summary()
+    assert s["latency_samples"] == len(running)
+    assert 7.0 <= s["latency_p50_ms"] <= 7.0 + 19.0 and s["latency_p99_ms"] <= 26.0
