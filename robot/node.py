@@ -360,6 +360,12 @@ class Runtime:
                 for got in sub.drain():
                     self._receive(got)
                 continue
+            # zmq_poll counts whole milliseconds: a shorter wait returned at once, and
+            # spinning through it would take a whole core per kHz node; sleep instead
+            rest_ns = next_ns - time.monotonic_ns() - spin_ns
+            if rest_ns > 50_000:
+                time.sleep(rest_ns / 1e9)
+                continue
             while time.monotonic_ns() < next_ns:
                 pass
             start = time.monotonic_ns()
