@@ -30,7 +30,7 @@ from another model version (the latent space changed under a hot-swap) or older 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,6 +194,9 @@ class SamplingPlanner:
         self._generator = torch.Generator(device=dev)
         self._warm = False
         self._goal: _Goal | None = None
+        # an optional extra cost of the action sequences, (B, H, A) -> (B,): constraints
+        # known outside the latent space (the planner node keeps the hand in a box with it)
+        self.action_cost: Callable[[Tensor], Tensor] | None = None
         self._score = self._score_eager
         self._graphs = cfg.compile and dev.type == "cuda"  # CUDA graphs replay the scoring
         if cfg.compile:
@@ -357,6 +360,8 @@ class SamplingPlanner:
         if self.cfg.smoothness_weight > 0 and u.shape[1] > 1:
             du = (u[:, 1:] - u[:, :-1]).square().mean(-1).sum(-1)  # (B,)
             cost = cost + self.cfg.smoothness_weight * du
+        if self.action_cost is not None:
+            cost = cost + self.action_cost(a)
         return cost, zs
 
     def _refit(self, u: Tensor, costs: Tensor, mean: Tensor, std: Tensor) -> None:

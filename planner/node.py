@@ -111,6 +111,30 @@ def sample_plan(plan: Plan, now_ns: int) -> np.ndarray:
     return (1.0 - f) * p[i] + f * p[i + 1]
 
 
+class HandBox:
+    """Extra planning cost that keeps the predicted hand inside a box.
+
+    The hand's position after ``k`` actions is known without the world model: the plan's
+    start plus the first ``k`` displacements. Sequences that leave the box pay
+    ``weight * sum_k (distance outside the box)^2`` (m^2). It keeps the search where the
+    world model has seen the arm (its exploration data) instead of letting it chase
+    latent errors out of the workspace.
+    """
+
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, weight: float, device: torch.device
+                 ) -> None:
+        self.lo = torch.as_tensor(lo, dtype=torch.float32, device=device)  # (3,)
+        self.hi = torch.as_tensor(hi, dtype=torch.float32, device=device)  # (3,)
+        self.weight = float(weight)
+        self.base = torch.zeros(3, device=device)  # (3,) the hand where the plan starts
+
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor:
+        """Cost (B,) of action sequences (B, H, A)."""
+        pos = self.base + torch.cumsum(actions[..., :3], dim=1)  # (B, H, 3)
+        out = torch.relu(self.lo - pos) + torch.relu(pos - self.hi)
+        return self.weight * out.square().sum((1, 2))
+
+
 class _Ring:
     """The last ``n`` float samples, for percentiles."""
 
@@ -177,6 +201,10 @@ class PlannerNode(Node):
         goal_max_age_s: float = bounded(0.0, 0.0, None)  # older goals are stale; 0: never
         max_latent_age_s: float = bounded(0.5, 0.0, None)  # no plan from older latents; 0: off
         windup: float = bounded(0.03, 0.0, 1.0)  # m the plan's start may lead the measured hand
+        # the predicted hand pays for leaving this box (see HandBox); weight 0: off
+        hand_box_lo: list[float] = field(default_factory=lambda: [0.3, -0.3, 0.0])
+        hand_box_hi: list[float] = field(default_factory=lambda: [0.7, 0.3, 0.35])
+        hand_box_weight: float = bounded(1e4, 0.0, None)  # per m^2 outside, per step
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
         # resend the newest plan when none has gone out for this long (the controller's
@@ -197,7 +225,7 @@ class PlannerNode(Node):
                 )
             if self.goal_image and not Path(self.goal_image).is_file():
                 raise ConfigError("goal_image", f"{self.goal_image!r} is not a file")
-            for key in ("workspace_lo", "workspace_hi"):
+            for key in ("workspace_lo", "workspace_hi", "hand_box_lo", "hand_box_hi"):
                 if len(getattr(self, key)) != 3:
                     raise ConfigError(key, f"needs 3 values (x, y, z), got {getattr(self, key)}")
             if any(lo >= hi for lo, hi in zip(self.workspace_lo, self.workspace_hi, strict=True)):
@@ -278,6 +306,11 @@ class PlannerNode(Node):
     def _add_brain(self, loaded: LoadedModel) -> _Brain:
         settings = self.cfg.settings()
         planner = make_planner(self.cfg.planner, loaded.model, settings)
+        if self.cfg.hand_box_weight > 0:
+            planner.action_cost = HandBox(
+                np.asarray(self.cfg.hand_box_lo), np.asarray(self.cfg.hand_box_hi),
+                self.cfg.hand_box_weight, planner.device,
+            )
         planner.warmup()
         brain = _Brain(loaded, FrameEncoder(loaded), planner)
         self.brains[loaded.version] = brain
@@ -493,6 +526,9 @@ class PlannerNode(Node):
     def _run_job(self, job: _Job) -> None:
         """Solve ``job`` (in the worker thread, or inline)."""
         t0 = time.perf_counter_ns()
+        box = job.brain.planner.action_cost
+        if isinstance(box, HandBox):
+            box.base = torch.as_tensor(job.base, dtype=torch.float32, device=box.base.device)
         try:
             sol = job.brain.planner.plan(
                 job.z, model_version=job.brain.version, shift=job.shift

@@ -229,3 +229,30 @@ def test_solve_time_is_reported(ckpt: CheckpointInfo) -> None:
         feed((10 + 10 * k) * MS, ("latent/front", latent(k, (5 + 10 * k) * MS)))
     s = node.summary()
     assert s["solves"] == 3 and 0 < s["run"]["plan_ms_p50"] <= (time.perf_counter() - t) * 1e3
+
+
+def test_hand_box_cost_grows_outside_the_box() -> None:
+    import torch
+
+    from planner.node import HandBox
+
+    box = HandBox(np.array([0.3, -0.3, 0.0]), np.array([0.7, 0.3, 0.35]), 1e4, torch.device("cpu"))
+    box.base = torch.tensor([0.68, 0.0, 0.2])
+    a = torch.zeros(2, 3, 4)
+    a[1, :, 0] = 0.05  # +x: 0.73, 0.78, 0.83
+    cost = box(a)
+    assert float(cost[0]) == 0.0
+    assert float(cost[1]) == pytest.approx(1e4 * (0.03**2 + 0.08**2 + 0.13**2), rel=1e-4)
+
+
+def test_plans_keep_the_hand_in_the_box(ckpt: CheckpointInfo) -> None:
+    from sim.kinematics import ArmKinematics
+
+    q = ArmKinematics().solve(np.array([0.69, 0.0, 0.2])).q
+    node = make_node(ckpt, hand_box_weight=1e6, cem={**SMALL, "samples": 64, "iterations": 3})
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS, q)))
+    for k in range(4):
+        p = feed((10 + 10 * k) * MS, ("latent/front", latent(k, (5 + 10 * k) * MS)))[0]
+        assert np.all(p.ee_pos <= np.array([0.7, 0.3, 0.35]) + 0.005)
+        assert np.all(p.ee_pos >= np.array([0.3, -0.3, 0.0]) - 0.005)

@@ -1,0 +1,252 @@
+"""What a run of the pixel loop shows: a video of one episode, plots, headline figures.
+
+:func:`pixels_report` runs after the graph has stopped (``report:`` in
+``configs/graph/pixels.yaml``): it reads the recorder's episode and the run summary and
+writes into the run directory
+
+- ``episode-<k>.mp4``: the camera frames of one episode (the first, unless asked
+  otherwise) beside the goal image, with the time and the task distance written on
+  each frame (OpenCV ``VideoWriter``, mp4v);
+- ``pixels.png``: task distance over time for every episode, time to success per
+  episode, planner solve time and frame-to-plan latency, and every node's achieved rate
+  against its target with its missed deadlines.
+
+It returns the figures to put at the summary's top level: ``frame_to_command_ms_p50``
+and ``_p99`` (recorded by the controller on every tick: graph time from the camera frame
+a command derives from to the command, so it includes the wait for the next frame),
+``encode_ms_p50`` (perception), in realtime runs the latency to the *first* command from
+each frame (:func:`first_command_latency`), and the paths of the video and the plot. Privileged scene state is read here for the plots only; nothing
+in the loop sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot.episode import Episode
+
+log = logging.getLogger(__name__)
+
+VIDEO_SCALE = 4  # 64 px frames -> 256 px video
+
+
+def _episode_starts(goal_stamps: np.ndarray) -> np.ndarray:
+    """Sorted distinct goal stamps: the sim publishes a new goal at every episode reset."""
+    return np.unique(goal_stamps) if goal_stamps.size else np.zeros(1, dtype=np.int64)
+
+
+def task_distance(task: str, ee: np.ndarray, objects: np.ndarray, target: np.ndarray
+                  ) -> np.ndarray:
+    """Task error (N,) in metres: hand to target (reach), block to target (push: xy)."""
+    if task == "reach" or objects.shape[1] == 0:
+        return np.linalg.norm(ee - target, axis=1)
+    block = objects[:, 0, :3]
+    if task == "push":
+        return np.linalg.norm(block[:, :2] - target[:, :2], axis=1)
+    return np.linalg.norm(block - target, axis=1)
+
+
+def write_video(path: Path, frames: list[np.ndarray], goal: np.ndarray | None,
+                captions: list[str], fps: float) -> Path:
+    """An mp4 of RGB ``frames`` (H, W, 3), each beside ``goal``, captioned."""
+    import cv2
+
+    def big(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(img, None, fx=VIDEO_SCALE, fy=VIDEO_SCALE,
+                          interpolation=cv2.INTER_NEAREST)
+
+    first = big(frames[0])
+    h, w = first.shape[:2]
+    g = big(goal) if goal is not None and goal.size else np.zeros_like(first)
+    if g.shape != first.shape:
+        g = cv2.resize(g, (w, h), interpolation=cv2.INTER_NEAREST)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (2 * w, h + 24))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot write {path}")
+    try:
+        for rgb, text in zip(frames, captions, strict=True):
+            canvas = np.zeros((h + 24, 2 * w, 3), np.uint8)
+            canvas[24:, :w] = big(rgb)
+            canvas[24:, w:] = g
+            bgr = np.ascontiguousarray(canvas[:, :, ::-1])
+            cv2.putText(bgr, text, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+            cv2.putText(bgr, "goal", (w + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 255), 1)
+            writer.write(bgr)
+    finally:
+        writer.release()
+    return path
+
+
+def _plot(path: Path, task: str, curves: list[tuple[np.ndarray, np.ndarray, bool]],
+          results: list[dict[str, Any]], solve_ms: np.ndarray, lag_ms: np.ndarray,
+          nodes: list[dict[str, Any]], title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 2, figsize=(12, 8))
+    a = ax[0, 0]
+    for t, d, ok in curves:
+        a.plot(t, 100 * d, color="tab:green" if ok else "tab:red", alpha=0.5, lw=1)
+    a.set_xlabel("time in episode (s)")
+    a.set_ylabel("task distance (cm)")
+    a.set_title(f"{task}: distance to the goal (green: success)")
+    a.grid(alpha=0.3)
+    a = ax[0, 1]
+    if results:
+        k = np.arange(len(results))
+        tts = [r.get("time_to_success_s") for r in results]
+        ok = [t is not None for t in tts]
+        dur = [r.get("duration_s", 0.0) for r in results]
+        a.bar(k, [t if t is not None else d for t, d in zip(tts, dur, strict=True)],
+              color=["tab:green" if o else "tab:red" for o in ok])
+        a.set_title(f"time to success per episode: {sum(ok)}/{len(ok)} succeeded")
+    a.set_xlabel("episode")
+    a.set_ylabel("s (red: failed, episode length)")
+    a.grid(alpha=0.3)
+    a = ax[1, 0]
+    if solve_ms.size:
+        bins = np.linspace(0, max(np.percentile(solve_ms, 99.5), np.percentile(lag_ms, 99.5)
+                                  if lag_ms.size else 0) * 1.1 + 1e-3, 60)
+        a.hist(solve_ms, bins=bins, alpha=0.6, label=f"solve, p50 {np.median(solve_ms):.1f} ms")
+        if lag_ms.size:
+            a.hist(lag_ms, bins=bins, alpha=0.6,
+                   label=f"frame age at solve start, p50 {np.median(lag_ms):.1f} ms")
+        a.legend()
+    a.set_xlabel("ms")
+    a.set_title("planner")
+    a = ax[1, 1]
+    names = [r["node"] for r in nodes]
+    if names:
+        x = np.arange(len(names))
+        a.bar(x - 0.2, [r.get("target_hz", 0) for r in nodes], 0.4, label="target")
+        a.bar(x + 0.2, [r.get("rate_hz", 0) for r in nodes], 0.4, label="achieved")
+        for i, r in enumerate(nodes):
+            a.text(i, max(r.get("target_hz", 0), r.get("rate_hz", 0)) * 1.1 + 1e-9,
+                   f"{r.get('misses', 0)} miss", ha="center", fontsize=7)
+        a.set_xticks(x, names, rotation=30)
+        a.set_yscale("log")
+        a.legend()
+    a.set_ylabel("Hz")
+    a.set_title("node rates (wall clock) and missed deadlines")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def first_command_latency(ep: Episode, camera_topic: str) -> dict[str, float]:
+    """Realtime runs: from each planned frame to the first command derived from it.
+
+    The graph clock is ``time.monotonic_ns()`` in realtime, so the recorder's receive
+    times compare with stamps: ``first_command_ms`` runs from the frame's stamp (taken
+    before the sim renders it) to the first joint command carrying it;
+    ``first_command_after_render_ms`` from the frame's arrival (rendered and sent) to
+    that command.
+    """
+    cmds = ep.read("joint_command")
+    stamps, first = np.unique(cmds["stamp_ns"], return_index=True)
+    cmd_recv = cmds["recv_ns"][first]
+    # commands carry the joint state's stamp while holding: keep those of planned frames
+    planned = np.isin(stamps, ep.read("plan")["stamp_ns"])
+    stamps, cmd_recv = stamps[planned], cmd_recv[planned]
+    frames = ep.read(camera_topic)
+    f_stamp, f_first = np.unique(frames["stamp_ns"], return_index=True)
+    both, i_cmd, i_frame = np.intersect1d(stamps, f_stamp, return_indices=True)
+    if both.size == 0:
+        return {}
+    full = (cmd_recv[i_cmd] - both) / 1e6
+    after = (cmd_recv[i_cmd] - frames["recv_ns"][f_first][i_frame]) / 1e6
+    return {
+        "first_command_ms_p50": float(np.percentile(full, 50)),
+        "first_command_ms_p99": float(np.percentile(full, 99)),
+        "first_command_after_render_ms_p50": float(np.percentile(after, 50)),
+        "first_command_after_render_ms_p99": float(np.percentile(after, 99)),
+    }
+
+
+def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0,
+                  camera: str = "front") -> dict[str, Any]:
+    """Video, plot and headline figures of a finished run (module docstring)."""
+    run_dir = Path(run_dir)
+    figures = summary.get("node_figures", {})
+    out: dict[str, Any] = {}
+    ctl = figures.get("controller", {})
+    if "latency_p50_ms" in ctl:
+        out["frame_to_command_ms_p50"] = ctl["latency_p50_ms"]
+        out["frame_to_command_ms_p99"] = ctl["latency_p99_ms"]
+    perception = figures.get("perception", {})
+    if "encode_ms_p50" in perception:
+        out["encode_ms_p50"] = perception["encode_ms_p50"]
+    ep_dir = run_dir / "episode"
+    if not ep_dir.is_dir():
+        return out
+    ep = Episode(ep_dir)
+    topics = ep.topics()
+    task = str(summary.get("task", ""))
+    goals = ep.read("goal") if "goal" in topics else {}
+    starts = _episode_starts(np.asarray(goals.get("stamp_ns", np.zeros(0, np.int64))))
+    bounds = np.append(starts, np.iinfo(np.int64).max)
+    results = list(summary.get("episode_results") or [])
+
+    curves: list[tuple[np.ndarray, np.ndarray, bool]] = []
+    states = ep.read("scene_state") if "scene_state" in topics else {}
+    if states:
+        d = task_distance(task, states["ee_pos"], np.asarray(states["objects"]),
+                          states["target"])
+        for k in range(len(starts)):
+            sel = (states["stamp_ns"] >= bounds[k]) & (states["stamp_ns"] < bounds[k + 1])
+            if sel.any():
+                t = (states["stamp_ns"][sel] - bounds[k]) / 1e9
+                ok = bool(results[k]["success"]) if k < len(results) else False
+                curves.append((t, d[sel], ok))
+
+    topic = f"camera/{camera}"
+    if topic in topics and episode < len(starts):
+        cams = ep.read(topic)
+        sel = np.flatnonzero((cams["stamp_ns"] >= bounds[episode])
+                             & (cams["stamp_ns"] < bounds[episode + 1]))
+        if sel.size:
+            stamps = cams["stamp_ns"][sel]
+            frames = [np.asarray(cams["rgb"][i]) for i in sel]
+            fps = 1e9 / float(np.median(np.diff(stamps))) if sel.size > 1 else 10.0
+            goal_img = None
+            if goals:
+                gi = int(np.searchsorted(np.asarray(goals["stamp_ns"]), bounds[episode]))
+                goal_img = np.asarray(goals["image"][min(gi, len(goals["image"]) - 1)])
+            dist = None
+            if states:
+                d_all = task_distance(task, states["ee_pos"], np.asarray(states["objects"]),
+                                      states["target"])
+                idx = np.clip(np.searchsorted(states["stamp_ns"], stamps), 0, len(d_all) - 1)
+                dist = d_all[idx]
+            captions = [
+                f"ep {episode}  t {(s - bounds[episode]) / 1e9:5.2f} s"
+                + (f"  d {100 * dist[i]:4.1f} cm" if dist is not None else "")
+                for i, s in enumerate(stamps)
+            ]
+            path = run_dir / f"episode-{episode}.mp4"
+            out["video"] = str(write_video(path, frames, goal_img, captions, fps))
+
+    if summary.get("clock") == "realtime" and {"joint_command", "plan", topic} <= set(topics):
+        out.update(first_command_latency(ep, topic))
+
+    plans = ep.read("plan") if "plan" in topics else {}
+    solve_ms = np.asarray(plans.get("solve_us", np.zeros(0))) / 1e3
+    lag_ms = np.zeros(0)
+    if plans:
+        fresh = np.r_[True, np.diff(plans["stamp_ns"]) != 0]  # keepalives repeat a plan
+        solve_ms = solve_ms[fresh]
+        lag_ms = (plans["t0_ns"][fresh] - plans["stamp_ns"][fresh]) / 1e6
+    title = (f"{task} on {summary.get('backend', '')}: success "
+             f"{summary.get('success_rate', float('nan')):.0%} of {len(results)} episodes")
+    out["plot"] = str(_plot(run_dir / "pixels.png", task, curves, results, solve_ms, lag_ms,
+                            summary.get("nodes", []), title))
+    return out
