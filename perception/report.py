@@ -152,11 +152,16 @@ def first_command_latency(ep: Episode, camera_topic: str) -> dict[str, float]:
     that command.
     """
     cmds = ep.read("joint_command")
-    stamps, first = np.unique(cmds["stamp_ns"], return_index=True)
-    cmd_recv = cmds["recv_ns"][first]
-    # commands carry the joint state's stamp while holding: keep those of planned frames
-    planned = np.isin(stamps, ep.read("plan")["stamp_ns"])
-    stamps, cmd_recv = stamps[planned], cmd_recv[planned]
+    plans = ep.read("plan")
+    p_stamp, p_first = np.unique(plans["stamp_ns"], return_index=True)
+    p_recv = plans["recv_ns"][p_first]
+    # a holding controller stamps commands with the joint state's stamp, which may equal
+    # a frame's: count only commands received after the plan of that frame
+    k = np.searchsorted(p_stamp, cmds["stamp_ns"])
+    k = np.minimum(k, len(p_stamp) - 1)
+    keep = (p_stamp[k] == cmds["stamp_ns"]) & (cmds["recv_ns"] >= p_recv[k])
+    stamps, first = np.unique(cmds["stamp_ns"][keep], return_index=True)
+    cmd_recv = cmds["recv_ns"][keep][first]
     frames = ep.read(camera_topic)
     f_stamp, f_first = np.unique(frames["stamp_ns"], return_index=True)
     both, i_cmd, i_frame = np.intersect1d(stamps, f_stamp, return_indices=True)
