@@ -41,6 +41,9 @@ against the shaped setpoint).
 from __future__ import annotations
 
 import logging
+import math
+import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -92,16 +95,17 @@ def nlerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
     if float(a @ b) < 0.0:
         b = -b
     q = (1.0 - w) * a + w * b
-    return q / np.linalg.norm(q)
+    return q / math.sqrt(float(q @ q))
 
 
 def rotation_error(rot: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Small-angle rotation vector (3,) taking ``rot`` to ``target`` (both (3, 3)), world frame."""
-    return 0.5 * (
-        np.cross(rot[:, 0], target[:, 0])
-        + np.cross(rot[:, 1], target[:, 1])
-        + np.cross(rot[:, 2], target[:, 2])
-    )
+    """Small-angle rotation vector (3,) taking ``rot`` to ``target`` (both (3, 3)), world frame.
+
+    ``0.5 * sum_i rot[:, i] x target[:, i]``, written as the skew part of ``target rot^T``
+    (``sin(angle) * axis``).
+    """
+    e = target @ rot.T
+    return 0.5 * np.array([e[2, 1] - e[1, 2], e[0, 2] - e[2, 0], e[1, 0] - e[0, 1]])
 
 
 # --------------------------------------------------------------------------------------
@@ -218,8 +222,12 @@ class SetpointShaper:
     target.
     """
 
-    def __init__(self, max_speed: float, max_accel: float, max_rot_speed: float) -> None:
+    def __init__(
+        self, max_speed: float, max_accel: float, max_rot_speed: float,
+        box: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.vmax, self.amax, self.wmax = max_speed, max_accel, max_rot_speed
+        self.box = box  # (lo (3,), hi (3,)): the setpoint never leaves it
         self.pos: np.ndarray | None = None
         self.quat = np.array([1.0, 0.0, 0.0, 0.0])
         self.vel = np.zeros(3)
@@ -234,7 +242,7 @@ class SetpointShaper:
         """Where the setpoint comes to rest braking at ``max_accel`` from now."""
         if self.pos is None:
             raise ControllerError("the setpoint shaper has not started")
-        speed = float(np.linalg.norm(self.vel))
+        speed = _norm(self.vel)
         pos = self.pos + self.vel * (speed / (2.0 * self.amax))
         return Setpoint(pos, self.quat.copy(), gripper)
 
@@ -245,13 +253,19 @@ class SetpointShaper:
         v_target = _clip_norm((sp.pos - self.target) / dt, self.vmax)
         self.target = sp.pos.copy()
         err = sp.pos - (self.pos + v_target * dt)  # error left after the target's own motion
-        dist = float(np.linalg.norm(err))
+        dist = _norm(err)
         h = 0.5 * self.amax * dt  # discrete braking: v^2 / 2a + v dt / 2 <= dist
         cap = min(self.vmax, np.sqrt(h * h + 2.0 * self.amax * dist) - h)
         v_goal = v_target + (err / dt if dist / dt <= cap else err * (cap / dist))
         dv = _clip_norm(_clip_norm(v_goal, self.vmax) - self.vel, self.amax * dt)
         self.vel = self.vel + dv
         self.pos = self.pos + self.vel * dt
+        if self.box is not None:  # braking past a target on a face of the box: stop on it
+            lo, hi = self.box
+            out = (self.pos < lo) | (self.pos > hi)
+            if out.any():
+                self.pos = np.clip(self.pos, lo, hi)
+                self.vel[out] = 0.0
         # orientation: at most wmax * dt per tick toward the target
         q = sp.quat if float(sp.quat @ self.quat) >= 0.0 else -sp.quat
         angle = 2.0 * np.arccos(min(1.0, abs(float(q @ self.quat))))
@@ -260,8 +274,12 @@ class SetpointShaper:
         return Setpoint(self.pos.copy(), self.quat, sp.gripper)
 
 
+def _norm(v: np.ndarray) -> float:
+    return math.sqrt(float(v @ v))
+
+
 def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
-    n = float(np.linalg.norm(v))
+    n = _norm(v)
     return v if n <= limit else v * (limit / n)
 
 
@@ -363,6 +381,20 @@ class _Ring:
         return [float(v) for v in np.percentile(self.buf[:k], ps)]
 
 
+def set_realtime(priority: int, name: str = "", pid: int = 0) -> bool:
+    """Put process ``pid`` (0: this one) under SCHED_FIFO at ``priority``; False (logged)
+    when the OS refuses (it needs CAP_SYS_NICE). The node then waits for its ticks with
+    the wake-up latency of a real-time task rather than that of a loaded time-sharing one.
+    """
+    try:
+        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError) as e:
+        log.warning("%s: cannot run SCHED_FIFO at priority %d (%s); running time-shared",
+                    name, priority, e)
+        return False
+    return True
+
+
 class ControllerNode(Node):
     """Plans + joint state in, torque-mode joint commands out, at 1 kHz (module docstring)."""
 
@@ -385,6 +417,8 @@ class ControllerNode(Node):
         coriolis: bool = True  # compensate Coriolis/centrifugal torques too
         accel_ff_s: float = bounded(0.02, 0.0, 1.0)  # inertia: acceleration feedforward,
         # low-passed with this time constant (s); 0: none
+        jump_rad: float = bounded(0.1, 0.001, None)  # a state this far from the last: start over
+        rt_priority: int = bounded(0, 0, 99)  # > 0: run the node's process SCHED_FIFO
         safety: SafetyConfig = field(default_factory=SafetyConfig)
 
         def validate(self) -> None:
@@ -400,6 +434,7 @@ class ControllerNode(Node):
 
     def __init__(self, ctx: NodeContext, cfg: Config, model: mujoco.MjModel | None = None) -> None:
         super().__init__(ctx, cfg)
+        self.realtime = cfg.rt_priority > 0 and set_realtime(cfg.rt_priority, ctx.name)
         self.arm = ArmModel(model)
         self.kp = np.asarray(cfg.kp, dtype=float)
         self.kd = np.asarray(cfg.kd, dtype=float)
@@ -409,7 +444,8 @@ class ControllerNode(Node):
         self.supervisor = Supervisor(cfg.safety, self.events)
         self.limits = Limits(cfg.safety, self.events)
         self.sampler = PlanSampler(cfg.blend_s)
-        self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed)
+        self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed,
+                                     (self.limits.ws_lo, self.limits.ws_hi))
         self.eye6 = np.eye(6) * cfg.damping**2
         self.eye7 = np.eye(7)
         self.weights = np.array([1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight])
@@ -427,10 +463,14 @@ class ControllerNode(Node):
         self.prev_ns: int | None = None
         self.state_seq = -1
         self.js: JointState | None = None  # newest valid joint state
+        self.jump = 0.0  # > 0: the newest state jumped this far (rad) from the previous one
         self.q_fault: np.ndarray | None = None
         # figures
         self.latency_ms = _Ring()
         self.err_mm = _Ring()
+        self.state_age_ms = _Ring()
+        self.compute_us = _Ring()
+        self.state_jumps = 0
         self.mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
         self.plans = 0
         self.plans_rejected = 0
@@ -454,6 +494,10 @@ class ControllerNode(Node):
             self.states_rejected += 1
             return self.js
         self.supervisor.state_arrived(now_ns)
+        if self.js is not None:
+            jump = float(np.abs(js.position - self.js.position).max())
+            if jump > self.cfg.jump_rad:
+                self.jump = jump
         self.js = js
         return js
 
@@ -476,19 +520,36 @@ class ControllerNode(Node):
     # -- the tick ------------------------------------------------------------------------------
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        t0 = time.perf_counter_ns()
+        out = self._tick(now_ns, inbox)
+        self.compute_us.add((time.perf_counter_ns() - t0) / 1e3)
+        return out
+
+    def _tick(self, now_ns: int, inbox: Inbox) -> list[tuple[str, Any]]:
         js = self._take_state(inbox, now_ns)
         self.supervisor.estops(inbox.new("estop"), now_ns)
         self._take_plans(inbox, now_ns)
         mode = self.supervisor.update(now_ns)
         dt = self.dt_nom
         if self.prev_ns is not None:
-            dt = min(max((now_ns - self.prev_ns) / 1e9, 0.5 * self.dt_nom), 3.0 * self.dt_nom)
+            # the real interval (late ticks happen), within reason
+            dt = min(max((now_ns - self.prev_ns) / 1e9, 0.25 * self.dt_nom), 10.0 * self.dt_nom)
         self.prev_ns = now_ns
         out: list[tuple[str, Any]] = []
         if mode == Mode.WAITING or js is None:
             self.mode_ticks[mode.value] += 1
             return out
         q, dq = js.position, js.velocity
+        self.state_age_ms.add((now_ns - js.stamp_ns) / 1e6)
+        if self.jump:  # teleported (a simulator's reset), or an encoder glitch: start over
+            self.events.once("state_jump", now_ns, f"joint state jumped {self.jump:.3f} rad")
+            self.jump = 0.0
+            self.state_jumps += 1
+            if mode == Mode.RUNNING:
+                self.supervisor.last_plan_ns = None  # that plan was for the old pose
+                mode = self.supervisor.mode = Mode.HOLDING
+            if mode != Mode.FAULT:
+                self.mode = Mode.WAITING  # re-enter from the measured pose, at rest
         if self.limits.measured(q, dq, now_ns) and self.cfg.safety.overspeed_hold and mode == Mode.RUNNING:
             self.supervisor.last_plan_ns = None  # hold until the next plan
             self.overspeed_holds += 1
@@ -533,7 +594,7 @@ class ControllerNode(Node):
 
         bias = self.arm.bias(q, dq if self.cfg.coriolis else None, js.gripper)
         if mode == Mode.RUNNING:
-            self.err_mm.add(1e3 * float(np.linalg.norm(self.arm.measured_ee() - sp.pos)))
+            self.err_mm.add(1e3 * _norm(self.arm.measured_ee() - sp.pos))
         if self.cfg.impedance == "inertia":
             w = self.cfg.omega
             acc = w * w * (self.q_r - q) + 2.0 * self.cfg.zeta * w * (self.dq_r - dq) + self.ddq_r
@@ -568,6 +629,7 @@ class ControllerNode(Node):
             self.q_r = q.copy()
             self.dq_r = np.zeros(7)
             self.ddq_r = np.zeros(7)
+            self.tau_prev = None
             pending = self.sampler.plan if mode == Mode.RUNNING else None
             self.sampler.hold(start)
             self.shaper.reset(start)
@@ -604,10 +666,17 @@ class ControllerNode(Node):
     def summary(self) -> dict[str, Any]:
         lat = self.latency_ms.percentiles([50, 99])
         err = self.err_mm.percentiles([50, 99, 100])
+        age = self.state_age_ms.percentiles([50, 99])
+        comp = self.compute_us.percentiles([50, 99])
         return {
             "latency_p50_ms": lat[0],
             "latency_p99_ms": lat[1],
             "latency_samples": self.latency_ms.n,
+            "state_age_p50_ms": age[0],
+            "state_age_p99_ms": age[1],
+            "state_jumps": self.state_jumps,
+            "compute_p50_us": comp[0],
+            "compute_p99_us": comp[1],
             "track_err_p50_mm": err[0],
             "track_err_p99_mm": err[1],
             "track_err_max_mm": err[2],
@@ -618,5 +687,6 @@ class ControllerNode(Node):
             "max_state_gap_ms": self.supervisor.max_state_gap_ns / 1e6,
             "mode_ticks": dict(self.mode_ticks),
             "final_mode": self.mode.value,
+            "sched_fifo": self.realtime,
             **self.events.summary(),
         }

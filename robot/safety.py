@@ -60,6 +60,7 @@ KINDS = (
     "estop",
     "reset",
     "invalid_plan",
+    "state_jump",
 )
 """Kinds of SafetyEvent this module emits."""
 
@@ -72,11 +73,14 @@ class SafetyConfig:
     state_timeout_s: float = bounded(0.1, 0.001, 10.0)  # no JointState -> safe stop, fault
     workspace_lo: list[float] = field(default_factory=lambda: WORKSPACE[:, 0].tolist())
     workspace_hi: list[float] = field(default_factory=lambda: WORKSPACE[:, 1].tolist())
-    joint_margin: float = bounded(0.05, 0.0, 0.5)  # rad the reference keeps from the limits
+    joint_margin: float = bounded(0.02, 0.0, 0.5)  # rad the reference keeps from the limits
     velocity_scale: float = bounded(0.8, 0.01, 1.0)  # share of the velocity limits usable
     accel_scale: float = bounded(1.0, 0.01, 1.0)  # share of the acceleration limits usable
     overspeed_hold: bool = True  # a measured joint speed over its limit -> hold the pose
-    torque_rate: float = bounded(PANDA_DTAU_MAX, 0.0, None)  # N m/s; 0: no rate limit
+    # N m/s (Panda: 1000); 0: none. Off by default: a slew-limited torque inside the
+    # high-gain impedance loop turns a large error (a reset, a contact, a late state)
+    # into a growing oscillation (see robot/bench_control.py figures)
+    torque_rate: float = bounded(0.0, 0.0, None)
     rearm_s: float = bounded(0.05, 0.0, 10.0)  # a limit clipping again after this is a new event
 
     def validate(self) -> None:
@@ -226,7 +230,7 @@ class Limits:
     def workspace(self, pos: np.ndarray, now_ns: int) -> np.ndarray:
         """The EE setpoint ``pos`` (3,) clipped into the workspace box."""
         out = np.clip(pos, self.ws_lo, self.ws_hi)
-        if not np.array_equal(out, pos):
+        if (out != pos).any():
             self.log.clipped("workspace", now_ns, lambda: f"setpoint {np.round(pos, 3).tolist()} clipped")
         return out
 
@@ -253,7 +257,7 @@ class Limits:
             )
         q = q_prev + dq * dt
         out = np.clip(q, np.minimum(self.q_lo, q_prev), np.maximum(self.q_hi, q_prev))
-        if not np.array_equal(out, q):
+        if (out != q).any():
             self.log.clipped(
                 "joint_limit", now_ns,
                 lambda: f"reference clipped at joints {np.flatnonzero(out != q) + 1}",
@@ -266,7 +270,7 @@ class Limits:
         if tau_prev is not None and self.cfg.torque_rate > 0:
             step = self.cfg.torque_rate * dt
             out = np.clip(out, tau_prev - step, tau_prev + step)
-        if not np.array_equal(out, tau):
+        if (out != tau).any():
             self.log.clipped(
                 "torque_limit", now_ns,
                 lambda: f"torque clipped at joints {np.flatnonzero(out != tau) + 1}",

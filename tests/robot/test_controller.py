@@ -282,7 +282,8 @@ def test_estop_latches_mid_motion_and_only_a_reset_releases(rig) -> None:
 
 
 def test_torques_stay_within_the_limits_with_aggressive_gains(rig) -> None:
-    r = rig(omega=150.0, max_speed=1.5, max_accel=12.0, safety={"plan_timeout_s": 10.0})
+    r = rig(omega=150.0, max_speed=1.5, max_accel=12.0,
+            safety={"plan_timeout_s": 10.0, "torque_rate": 1000.0})
     r.run(10)
     r.tick(plans=[_plan(r.ee() + np.array([0.1, -0.2, -0.15]))])
     r.run(600)
@@ -329,3 +330,19 @@ def test_commands_carry_the_plan_stamp_and_latency_is_recorded(rig) -> None:
     s = r.ctrl.summary()
     assert s["latency_samples"] == len(running)
     assert 7.0 <= s["latency_p50_ms"] <= 7.0 + 19.0 and s["latency_p99_ms"] <= 26.0
+
+
+def test_a_teleported_arm_is_held_where_it_lands(rig) -> None:
+    """A simulator's episode reset moves the arm in one tick: start over from there."""
+    r = rig(safety={"plan_timeout_s": 10.0})
+    r.run(10)
+    r.tick(plans=[_plan(r.ee() + np.array([0.0, 0.1, 0.0]))])
+    r.run(300)
+    q_new = np.array([0.3, -0.2, 0.1, -2.2, 0.0, 2.0, 0.6])
+    r.scene.set_joint_positions(q_new)
+    landed = r.ee()
+    r.run(500)
+    assert r.ctrl.mode == Mode.HOLDING  # the old plan was for the old pose
+    assert "state_jump" in [e.kind for e in r.events]
+    assert np.linalg.norm(r.ee() - landed) < 1e-3
+    assert np.abs(np.array([c.effort for c in r.commands[-400:]])).max() < 40.0  # no kick

@@ -163,10 +163,11 @@ def test_reference_respects_acceleration_speed_and_position_limits() -> None:
     q2 = lim.reference(q0, fast, q0 + fast * dt, dt, 1)
     assert np.all(np.abs((q2 - q0) / dt) <= 0.5 * PANDA_DQ_MAX + 1e-9)
     # near a position limit: clipped with the margin
-    top = PANDA_Q_MAX - 0.051
+    m = lim.cfg.joint_margin
+    top = PANDA_Q_MAX - m - 0.001
     q3 = lim.reference(top, np.full(7, 1.0), top + 0.002, dt, 2)
-    assert np.all(q3 <= PANDA_Q_MAX - 0.05 + 1e-12)
-    beyond = PANDA_Q_MAX - 0.01  # already past the margin (holding began there): no further
+    assert np.all(q3 <= PANDA_Q_MAX - m + 1e-12)
+    beyond = PANDA_Q_MAX - m / 2  # already past the margin (holding began there): no further
     q4 = lim.reference(beyond, np.zeros(7), beyond + 0.001, dt, 3)
     np.testing.assert_array_equal(q4, beyond)
     assert log.events["velocity_limit"] >= 1 and log.events["joint_limit"] == 1

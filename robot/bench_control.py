@@ -1,0 +1,541 @@
+"""``reflexarc bench control``: the 1 kHz controller measured, and its tracking plotted.
+
+Two parts:
+
+- **Realtime graph** (rows ``part=graph``): the whole graph runs in realtime for
+  ``seconds`` -- sim (``command: joint``, physics 1 kHz), controller (1 kHz), recorder,
+  and the scripted expert publishing Plans (``sim.policy_node`` with ``output: plan``) --
+  once with the sim rendering its camera and once without. From the controller's
+  summary: achieved rate, share of missed deadlines, jitter and step time p50/p99,
+  frame-to-command latency p50/p99, and the machine's load while it ran.
+- **Tracking** (rows ``part=tracking``): a step and a circle of EE setpoints tracked by
+  the controller in closed loop with each backend's scene, in process and deterministic
+  (the commands applied ``delay_ticks`` ticks late, as over the bus): step rise time,
+  overshoot, settling time and final error; circle RMS and max error. A PNG per backend
+  is written beside ``out`` (``<out stem>_tracking_<backend>.png``).
+
+:class:`ScriptedPlanner` is also a node: it publishes Plans of a step, a circle or a
+reach from the measured EE pose (joint state + the arm model), used by the bench, the
+tests (a planner to SIGKILL) and the bridge's reach.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from robot.config import bounded, choice
+from robot.controller import ArmModel, ControllerNode, set_realtime
+from robot.errors import ConfigError
+from robot.msgs import JointState, Plan
+from robot.node import Inbox, Node, NodeContext, Outputs
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------
+# Scripted trajectories
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrajectoryConfig:
+    """An EE trajectory from the start pose ``p0`` (time t from its start, s)."""
+
+    kind: str = choice("step", "step", "circle", "reach")
+    offset: list[float] = field(default_factory=lambda: [0.05, 0.1, -0.1])  # step/reach, m
+    radius: float = bounded(0.08, 0.0, 0.3)  # circle, m (in the y-z plane, starting at p0)
+    period_s: float = bounded(2.0, 0.2, 60.0)  # circle: one lap
+    speed: float = bounded(0.2, 0.01, 1.0)  # reach: peak speed, m/s (minimum-jerk profile)
+
+    def validate(self) -> None:
+        if len(self.offset) != 3:
+            raise ConfigError("offset", f"needs 3 values (x, y, z), got {self.offset}")
+
+
+def trajectory(cfg: TrajectoryConfig, p0: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """EE positions (N, 3) at times ``t`` (N,) s from the start (before it: ``p0``)."""
+    t = np.asarray(t, dtype=float)
+    off = np.asarray(cfg.offset, dtype=float)
+    out = np.repeat(np.asarray(p0, float)[None], len(t), axis=0)
+    live = t >= 0
+    if cfg.kind == "step":
+        out[live] += off
+    elif cfg.kind == "circle":
+        w = 2.0 * np.pi / cfg.period_s
+        tl = t[live]
+        out[live, 1] += cfg.radius * np.sin(w * tl)
+        out[live, 2] += cfg.radius * (1.0 - np.cos(w * tl))
+    else:  # reach: minimum-jerk from p0 to p0 + offset; peak speed 1.875 d / T
+        dist = float(np.linalg.norm(off))
+        dur = max(1.875 * dist / cfg.speed, 1e-3)
+        s = np.clip(t[live] / dur, 0.0, 1.0)
+        out[live] += (10 * s**3 - 15 * s**4 + 6 * s**5)[:, None] * off
+    return out
+
+
+class ScriptedPlanner(Node):
+    """Publishes Plans of a scripted EE trajectory, starting from the measured EE pose.
+
+    Waits ``start_delay_s`` after its first joint state, takes the EE position there as
+    ``p0``, then at its rate publishes the trajectory over the next ``horizon_s`` in
+    steps of ``plan_dt_s``, stamped with the joint state it was computed from. Done
+    after ``duration_s`` (0: never), which ends a launcher run.
+    """
+
+    @dataclass
+    class Config:
+        trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+        start_delay_s: float = bounded(0.5, 0.0, 60.0)
+        horizon_s: float = bounded(0.3, 0.0, 10.0)
+        plan_dt_s: float = bounded(0.02, 0.001, 1.0)
+        duration_s: float = bounded(0.0, 0.0, None)
+        gripper: float = bounded(1.0, -1.0, 1.0)
+
+    subscribes = {"joint_state": "latest"}
+    publishes = ("plan",)
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.arm = ArmModel()
+        self.first_ns: int | None = None
+        self.start_ns: int | None = None
+        self.p0: np.ndarray | None = None
+        self.quat = np.array([1.0, 0.0, 0.0, 0.0])
+        self.last_seq = -1
+        self.sent = 0
+        self.finished = False
+        n = int(round(cfg.horizon_s / cfg.plan_dt_s)) + 1
+        self.offsets = np.arange(n) * cfg.plan_dt_s  # (T,) s
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        js: JointState | None = inbox.latest("joint_state")
+        if js is None or js.position.shape != (7,):
+            return ()
+        if self.first_ns is None:
+            self.first_ns = now_ns
+        if self.start_ns is None:
+            if now_ns - self.first_ns < self.cfg.start_delay_s * 1e9:
+                return ()
+            self.p0, _ = self.arm.pose(js.position)
+            self.start_ns = now_ns
+        t = (now_ns - self.start_ns) / 1e9
+        if self.cfg.duration_s and t > self.cfg.duration_s:
+            self.finished = True
+            return ()
+        pos = trajectory(self.cfg.trajectory, self.p0, t + self.offsets)  # type: ignore[arg-type]
+        self.sent += 1
+        plan = Plan(
+            stamp_ns=js.stamp_ns, t0_ns=now_ns, dt_ns=int(self.cfg.plan_dt_s * 1e9),
+            ee_pos=pos, ee_quat=np.zeros((0, 4)),
+            gripper=np.full(len(pos), self.cfg.gripper, np.float32),
+        )
+        return [("plan", plan)]
+
+    def done(self) -> bool:
+        return self.finished
+
+    def summary(self) -> dict[str, Any]:
+        return {"plans_sent": self.sent, "p0": None if self.p0 is None else self.p0.tolist()}
+
+
+# --------------------------------------------------------------------------------------
+# Tracking in closed loop (in process)
+# --------------------------------------------------------------------------------------
+
+
+class TrackLog(NamedTuple):
+    """One closed-loop run, one row per controller tick."""
+
+    t: np.ndarray  # (N,) s since the trajectory started (negative before)
+    ee: np.ndarray  # (N, 3) measured EE position
+    desired: np.ndarray  # (N, 3) trajectory (what the planner asked for)
+    setpoint: np.ndarray  # (N, 3) shaped setpoint the controller tracked
+    tau: np.ndarray  # (N, 7) commanded torques
+    summary: dict[str, Any]  # the controller's summary
+
+
+def closed_loop(
+    backend: str,
+    traj: TrajectoryConfig,
+    seconds: float,
+    *,
+    delay_ticks: int = 2,
+    physics_hz: int = 1000,
+    controller_args: dict[str, Any] | None = None,
+    planner_hz: float = 50.0,
+    start_s: float = 0.2,
+) -> TrackLog:
+    """Run the controller against a scene, in process, at 1 kHz simulated time.
+
+    Each tick: the scene's joint state goes to the scripted planner (at ``planner_hz``)
+    and the controller; the controller's command is applied ``delay_ticks`` ticks later
+    (as it would be over the bus); the physics steps ``physics_hz / 1000`` times.
+    """
+    from robot.config import from_mapping
+    from sim.scene import make_scene
+
+    if physics_hz not in (500, 1000):
+        raise ConfigError("physics_hz", f"got {physics_hz}; allowed: 500, 1000")
+    ctrl = ControllerNode(
+        NodeContext(name="controller", rate_hz=1000.0),
+        from_mapping(ControllerNode.Config, controller_args or {}),
+    )
+    pcfg = ScriptedPlanner.Config(trajectory=traj, start_delay_s=start_s)
+    planner = ScriptedPlanner(NodeContext(name="planner", rate_hz=planner_hz), pcfg)
+    scene = make_scene(backend=backend, objects=[], cameras=[], physics_hz=physics_hz)
+    c_in, p_in = Inbox(), Inbox()
+    queue: collections.deque[Any] = collections.deque()
+    every = int(round(1000 / planner_hz))
+    n = int(seconds * 1000)
+    ee = np.zeros((n, 3))
+    sp = np.zeros((n, 3))
+    tau = np.zeros((n, 7))
+    try:
+        for k in range(n):
+            now = k * 1_000_000
+            s = scene.joint_state()
+            js = JointState(seq=k, stamp_ns=now, position=s.q, velocity=s.dq, effort=s.tau,
+                            gripper=s.gripper)
+            c_in.put("joint_state", js, now)
+            p_in.put("joint_state", js, now)
+            if k % every == 0:
+                for topic, msg in planner.step(now, p_in):
+                    c_in.put(topic, msg, now)
+                p_in.clear_new()
+            for topic, msg in ctrl.step(now, c_in):
+                if topic == "joint_command":
+                    queue.append(msg)
+                    tau[k] = msg.effort
+            c_in.clear_new()
+            while len(queue) > delay_ticks:
+                c = queue.popleft()
+                scene.apply(c.mode, c.position, c.effort, c.gripper, c.velocity)
+            if physics_hz == 1000 or k % 2:
+                scene.step(1)
+            ee[k] = scene.ee_pose()[0]
+            sp[k] = ctrl.last_sp.pos if ctrl.last_sp is not None else ee[k]
+    finally:
+        scene.close()
+    t = np.arange(n) / 1000.0 - start_s
+    p0 = planner.p0 if planner.p0 is not None else ee[0]
+    desired = trajectory(traj, p0, t)
+    return TrackLog(t, ee, desired, sp, tau, ctrl.summary())
+
+
+def step_metrics(run: TrackLog, traj: TrajectoryConfig) -> dict[str, float]:
+    """Rise time (10-90 %), overshoot, settling time (to 1 mm) and final error of a step."""
+    off = np.asarray(traj.offset, float)
+    dist = float(np.linalg.norm(off))
+    u = off / dist
+    live = run.t >= 0
+    t, ee = run.t[live], run.ee[live]
+    p0 = run.desired[0]
+    along = (ee - p0) @ u  # (N,) progress along the step, m
+    err = np.linalg.norm(ee - (p0 + off), axis=1)
+    t10 = t[np.argmax(along >= 0.1 * dist)]
+    t90 = t[np.argmax(along >= 0.9 * dist)]
+    outside = np.flatnonzero(err > 1e-3)
+    settle = t[outside[-1] + 1] if len(outside) and outside[-1] + 1 < len(t) else float("nan")
+    if not len(outside):
+        settle = 0.0
+    return {
+        "step_mm": 1e3 * dist,
+        "rise_s": float(t90 - t10),
+        "overshoot_mm": 1e3 * max(0.0, float(along.max()) - dist),
+        "settle_1mm_s": float(settle),
+        "final_err_mm": 1e3 * float(err[-1]),
+    }
+
+
+def circle_metrics(run: TrackLog, traj: TrajectoryConfig, skip_s: float = 0.5) -> dict[str, float]:
+    """RMS and max EE error against the circle, after its first ``skip_s`` (the start from rest)."""
+    live = run.t >= skip_s
+    err = np.linalg.norm(run.ee[live] - run.desired[live], axis=1)
+    return {
+        "radius_mm": 1e3 * traj.radius,
+        "speed_m_s": 2 * np.pi * traj.radius / traj.period_s,
+        "rms_err_mm": 1e3 * float(np.sqrt(np.mean(err**2))),
+        "max_err_mm": 1e3 * float(err.max()),
+    }
+
+
+STEP = TrajectoryConfig(kind="step", offset=[0.05, 0.1, -0.1])
+CIRCLE = TrajectoryConfig(kind="circle", radius=0.08, period_s=2.0)
+
+
+def tracking(backend: str, quick: bool = False, png: str | Path | None = None) -> list[dict[str, Any]]:
+    """Step and circle tracking rows for ``backend`` (and their plot in ``png``)."""
+    step = closed_loop(backend, STEP, 1.5 if quick else 2.5)
+    circle = closed_loop(backend, CIRCLE, 2.7 if quick else 4.7)
+    rows = [
+        {"part": "tracking", "backend": backend, "trajectory": "step", **step_metrics(step, STEP)},
+        {"part": "tracking", "backend": backend, "trajectory": "circle",
+         **circle_metrics(circle, CIRCLE)},
+    ]
+    if png:
+        plot_tracking(backend, step, circle, png)
+        for r in rows:
+            r["png"] = str(png)
+    return rows
+
+
+def plot_tracking(backend: str, step: TrackLog, circle: TrackLog, path: str | Path) -> None:
+    """Step response per axis and the circle in the y-z plane, with their errors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
+    for i, name in enumerate("xyz"):
+        ax[0, 0].plot(step.t, 1e3 * (step.desired[:, i] - step.desired[0, i]), "k--", lw=0.8)
+        ax[0, 0].plot(step.t, 1e3 * (step.ee[:, i] - step.desired[0, i]), label=f"EE {name}")
+    ax[0, 0].set(title=f"step ({backend})", xlabel="t [s]", ylabel="displacement [mm]")
+    ax[0, 0].legend(loc="lower right")
+    err = 1e3 * np.linalg.norm(step.ee - step.desired, axis=1)
+    ax[1, 0].semilogy(step.t, np.maximum(err, 1e-3))
+    ax[1, 0].axhline(1.0, color="r", lw=0.6)
+    ax[1, 0].set(title="step: |EE - target|", xlabel="t [s]", ylabel="mm")
+    ax[0, 1].plot(circle.desired[:, 1], circle.desired[:, 2], "k--", lw=0.8, label="plan")
+    ax[0, 1].plot(circle.ee[:, 1], circle.ee[:, 2], lw=1.0, label="EE")
+    ax[0, 1].set(title=f"circle ({backend})", xlabel="y [m]", ylabel="z [m]", aspect="equal")
+    ax[0, 1].legend(loc="upper right")
+    cerr = 1e3 * np.linalg.norm(circle.ee - circle.desired, axis=1)
+    ax[1, 1].plot(circle.t, cerr)
+    ax[1, 1].set(title="circle: |EE - plan|", xlabel="t [s]", ylabel="mm")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# The realtime graph
+# --------------------------------------------------------------------------------------
+
+
+def control_graph(
+    backend: str, task: str = "push", camera_hz: float = 30.0, sim_hz: int = 1000,
+    rt_priority: int = 0,
+) -> dict[str, Any]:
+    """Nodes of the measured graph: sim (joint commands), controller, expert planner
+    (plans), recorder -- as in configs/graph/control.yaml."""
+    return {
+        "sim": {"target": "sim.node:SimNode", "rate_hz": sim_hz,
+                "args": {"task": task, "backend": backend, "command": "joint", "episodes": 0,
+                         "camera_hz": camera_hz, "publish_goal": camera_hz > 0,
+                         "cameras": ["front"], "state_hz": 100.0}},
+        "controller": {"target": "robot.controller:ControllerNode", "rate_hz": 1000,
+                       "args": {"rt_priority": rt_priority}},
+        "expert": {"target": "sim.policy_node:PolicyNode", "rate_hz": 10,
+                   "args": {"task": task, "output": "plan"}},
+        "recorder": {"target": "robot.recorder:Recorder", "rate_hz": 100},
+    }
+
+
+class _Probe(threading.Thread):
+    """Listens to the graph's heartbeats; measures the controller over a steady window.
+
+    The window opens ``settle_s`` after the controller first reports ``running`` (the
+    graph is up and plans flow) and closes ``seconds`` later; the launcher is then
+    asked to stop. Loop figures over the window come from the differences of the
+    heartbeat counters (ticks, misses); jitter and step-time percentiles from the last
+    heartbeat (the runtime keeps the last 4096 ticks: the window's end).
+    """
+
+    def __init__(self, launcher: Any, seconds: float, settle_s: float = 1.0,
+                 startup_timeout_s: float = 90.0, rt: dict[str, int] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.rt = dict(rt or {})  # node -> SCHED_FIFO priority, set once the node is up
+        self.launcher = launcher
+        self.seconds = seconds
+        self.settle_s = settle_s
+        self.startup_timeout_s = startup_timeout_s
+        self.result: dict[str, Any] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        from robot import bus as busmod
+
+        zctx = busmod.context()
+        cfg = self.launcher.cfg.bus
+        security = busmod.Security(zctx, cfg)
+        sub = busmod.Subscriber(zctx, list(self.launcher.addresses.values()), ["heartbeat"],
+                                cfg, security, "bench-probe")
+        t_begin = time.monotonic()
+        opened: float | None = None
+        first: tuple[float, Any] | None = None
+        last: tuple[float, Any] | None = None
+        sims: list[tuple[float, Any]] = []
+        try:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                if opened is None and now - t_begin > self.startup_timeout_s:
+                    self.result = {"error": "the controller never reported running"}
+                    return
+                if opened is not None and now - opened >= self.seconds:
+                    break
+                if not sub.wait(0.05):
+                    continue
+                for _, hb, _ in sub.drain():
+                    t = time.monotonic()
+                    if hb.node in self.rt:
+                        set_realtime(self.rt.pop(hb.node), hb.node, pid=hb.pid)
+                    if opened is None:
+                        if hb.node == "controller" and hb.state == "running":
+                            opened = t + self.settle_s
+                        continue
+                    if t < opened:
+                        continue
+                    if hb.node == "sim":
+                        sims.append((t, hb))
+                    elif hb.node == "controller":
+                        first = first or (t, hb)
+                        last = (t, hb)
+            if first is None or last is None or last[0] <= first[0]:
+                self.result = {"error": "no controller heartbeats in the window"}
+                return
+            (t0, h0), (t1, h1) = first, last
+            ticks = h1.ticks - h0.ticks
+            self.result = {
+                "window_s": t1 - t0,
+                "rate_hz": ticks / (t1 - t0),
+                "miss_share": (h1.misses - h0.misses) / max(1, ticks),
+                "misses": h1.misses - h0.misses,
+                "jitter_p50_us": h1.jitter_p50_us,
+                "jitter_p99_us": h1.jitter_p99_us,
+                "step_p50_us": h1.step_p50_us,
+                "step_p99_us": h1.step_p99_us,
+                "load1": os.getloadavg()[0],
+            }
+            if len(sims) >= 2:
+                (s0, g0), (s1, g1) = sims[0], sims[-1]
+                self.result["sim_rate_hz"] = (g1.ticks - g0.ticks) / (s1 - s0)
+                self.result["sim_step_p99_us"] = g1.step_p99_us
+        finally:
+            sub.close()
+            security.close()
+            zctx.term()
+            self.launcher.reason = self.launcher.reason or "bench window done"
+            self.launcher.stopping = True
+
+
+def run_graph(
+    nodes: dict[str, Any], seconds: float, run_dir: str | Path, window: bool = True,
+    rt: dict[str, int] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``nodes`` in realtime in this process's launcher: with ``window``, until the
+    controller has run ``seconds`` past its start-up (its window figures are returned
+    too); else for ``seconds`` from launch. ``rt`` puts nodes under SCHED_FIFO (by pid,
+    when their first heartbeat comes)."""
+    from robot.config import from_mapping
+    from robot.launcher import Launcher, RunConfig
+
+    cfg = from_mapping(RunConfig, {"graph": {"nodes": nodes}, "run_dir": str(run_dir),
+                                   "duration_s": 0.0 if window else seconds})
+    launcher = Launcher(cfg)
+    probe = _Probe(launcher, seconds, rt=rt) if window else None
+    if probe is not None:
+        probe.start()
+    try:
+        summary = launcher.run()
+    finally:
+        if probe is not None:
+            probe.stop_event.set()
+            probe.join(timeout=5.0)
+    return summary, (probe.result if probe is not None else {})
+
+
+def graph_row(
+    summary: dict[str, Any], window: dict[str, Any], label: str, load_before: float
+) -> dict[str, Any]:
+    """The controller's figures: loop figures over the steady window, the rest from its
+    summary (the whole run)."""
+    path = Path(summary["run_dir"]) / "controller.summary.json"
+    figs = json.loads(path.read_text()) if path.exists() else {}
+    sim = summary["node_figures"].get("sim", {})
+    return {
+        "part": "graph",
+        "variant": label,
+        "ok": bool(summary["ok"] and "error" not in window),
+        "window_s": window.get("window_s"),
+        "rate_hz": window.get("rate_hz", 0.0),
+        "miss_share": window.get("miss_share", 1.0),
+        "misses": window.get("misses"),
+        "jitter_p50_us": window.get("jitter_p50_us"),
+        "jitter_p99_us": window.get("jitter_p99_us"),
+        "step_p50_us": window.get("step_p50_us"),
+        "step_p99_us": window.get("step_p99_us"),
+        "run_rate_hz": figs.get("rate_hz"),
+        "run_miss_share": figs.get("miss_share"),
+        "latency_p50_ms": figs.get("latency_p50_ms"),
+        "latency_p99_ms": figs.get("latency_p99_ms"),
+        "track_err_p99_mm": figs.get("track_err_p99_mm"),
+        "max_state_gap_ms": figs.get("max_state_gap_ms"),
+        "state_age_p50_ms": figs.get("state_age_p50_ms"),
+        "state_age_p99_ms": figs.get("state_age_p99_ms"),
+        "compute_p50_us": figs.get("compute_p50_us"),
+        "compute_p99_us": figs.get("compute_p99_us"),
+        "sched_fifo": figs.get("sched_fifo"),
+        "episodes": summary.get("episodes"),
+        "success_rate": summary.get("success_rate"),
+        "safety_events": figs.get("safety_events", {}),
+        "mode_ticks": figs.get("mode_ticks", {}),
+        "sim_rate_hz": window.get("sim_rate_hz"),
+        "sim_step_p99_us": window.get("sim_step_p99_us"),
+        "sim_realtime_factor": sim.get("realtime_factor"),
+        "sim_steps_dropped": sim.get("steps_dropped"),
+        "load1_before": load_before,
+        "load1_after": window.get("load1"),
+        "cores": os.cpu_count(),
+        "error": window.get("error", ""),
+    }
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    # name: camera rate of the sim, SCHED_FIFO priority of controller and sim (0: none)
+    "timeshared": {"camera_hz": 30.0, "rt": 0},
+    "timeshared_no_render": {"camera_hz": 0.0, "rt": 0},
+    "sched_fifo": {"camera_hz": 30.0, "rt": 50},
+}
+
+
+def bench_control(cfg: Any) -> list[dict[str, Any]]:
+    """``reflexarc bench control``: rows of the realtime graph and of tracking.
+
+    Graph variants (:data:`VARIANTS`): the graph as configured (time-shared scheduling,
+    the sim rendering its camera at 30 Hz), the same without rendering, and with the
+    controller and the sim under SCHED_FIFO (the controller's ``rt_priority``; the sim's
+    set by pid here, as ``chrt`` would), each measured over ``seconds`` after start-up.
+    """
+    seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
+    rows: list[dict[str, Any]] = []
+    out = Path(cfg.out) if cfg.out else None
+    names = ["timeshared"] if cfg.quick else list(VARIANTS)
+    with tempfile.TemporaryDirectory(prefix="bench-control-") as tmp:
+        for name in names:
+            v = VARIANTS[name]
+            load = os.getloadavg()[0]
+            t0 = time.monotonic()
+            summary, window = run_graph(
+                control_graph(cfg.backend, camera_hz=v["camera_hz"], rt_priority=v["rt"]),
+                seconds, Path(tmp) / name, rt={"sim": v["rt"]} if v["rt"] else None,
+            )
+            row = graph_row(summary, window, name, load)
+            row["wall_s"] = round(time.monotonic() - t0, 2)
+            rows.append(row)
+    backends = [cfg.backend] if cfg.quick else ["mujoco", "pybullet"]
+    for backend in backends:
+        png = out.with_name(f"{out.stem}_tracking_{backend}.png") if out else None
+        rows.extend(tracking(backend, quick=cfg.quick, png=png))
+    return rows

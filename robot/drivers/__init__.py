@@ -1,0 +1,76 @@
+"""Hardware drivers for the bridge (:mod:`robot.bridge`): one small protocol per arm.
+
+A driver connects the graph to one real arm (or to a stand-in: :mod:`robot.drivers.pretend`
+runs a simulator in another process, in real time, over its own socket). The bridge
+node calls it from its loop, one call per tick, so every method must return quickly
+(well under the bridge's period). See ``robot/drivers/README.md`` for writing one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from robot.errors import ReflexarcError
+from robot.msgs import JointCommand
+
+
+class DriverError(ReflexarcError):
+    """The arm cannot be reached, refused a command, or reported a fault."""
+
+
+class DriverState(NamedTuple):
+    """One measurement of the arm.
+
+    ``stamp_ns`` is when it was measured, on this host's ``time.monotonic_ns()`` clock
+    (the graph's clock); position in rad, velocity in rad/s, effort in N m, all (n,);
+    ``gripper`` the finger opening in m.
+    """
+
+    stamp_ns: int
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+    gripper: float
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """What the bridge needs from an arm."""
+
+    def connect(self) -> None:
+        """Open the connection; return when the arm streams its state (raise DriverError
+        otherwise). The arm holds still until the first command."""
+
+    def read_state(self) -> DriverState | None:
+        """The newest measurement not read before, or None (never blocks)."""
+
+    def write_command(self, cmd: JointCommand) -> None:
+        """Send a joint command (torque or position mode, validated by the bridge)."""
+
+    def stop(self) -> None:
+        """Stop the arm where it is and hold it there, until the next command."""
+
+    def close(self) -> None:
+        """Stop the arm and release the connection (idempotent)."""
+
+
+def load_driver(target: str, args: dict[str, Any] | None = None) -> Driver:
+    """Build the driver ``package.module:Class`` with keyword arguments ``args``."""
+    module, _, name = target.partition(":")
+    if not name:
+        raise DriverError(f"driver {target!r} must look like 'package.module:Class'")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise DriverError(f"cannot import driver {target!r}: {e}") from None
+    try:
+        driver = cls(**(args or {}))
+    except TypeError as e:
+        raise DriverError(f"driver {target!r}: bad arguments {args}: {e}") from None
+    if not isinstance(driver, Driver):
+        raise DriverError(f"{target!r} does not implement the Driver protocol "
+                          "(connect, read_state, write_command, stop, close)")
+    return driver

@@ -1,0 +1,339 @@
+"""Pretend hardware: a simulated Panda in its own process, in real time, over a socket.
+
+The bridge's path is then exercised exactly as with an arm: a separate process with its
+own clock runs the physics at ``physics_hz`` against the wall clock, streams a state
+message every step and applies the newest command it has received, whatever the graph
+does. Like a real arm's controller box, it protects itself: with no command for
+``hold_after_s`` (or on ``stop``) it holds its position with its own joint PD and
+gravity compensation until commands come again.
+
+Wire format (ZeroMQ PAIR, one msgpack map per message, arrays as raw little-endian
+float64 bytes):
+
+- arm -> driver: ``{"t": "hello", "pid", "n", "physics_hz"}`` once, then per step
+  ``{"t": "state", "stamp", "q", "dq", "tau", "g"}``; ``{"t": "bye", ...figures}`` at the end.
+- driver -> arm: ``{"t": "cmd", "mode", "q", "dq", "tau", "g"}``, ``{"t": "stop"}``,
+  ``{"t": "close"}``.
+
+Run it by hand with ``python -m robot.drivers.pretend --address ipc:///tmp/arm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+
+from robot.drivers import DriverError, DriverState
+from robot.msgs import JointCommand
+
+log = logging.getLogger(__name__)
+
+_F8 = np.dtype("<f8")
+
+
+def _arr(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype=_F8)
+
+
+def _local(address: str) -> bool:
+    """True for ipc:// and loopback tcp:// addresses."""
+    if address.startswith(("ipc://", "inproc://")):
+        return True
+    if address.startswith("tcp://"):
+        host = address[len("tcp://"):].rsplit(":", 1)[0]
+        return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+    return False
+
+
+class PretendDriver:
+    """Driver of the pretend arm: starts :func:`serve` in a child process and talks to it.
+
+    Args:
+        backend: "mujoco" or "pybullet", the simulator playing the arm.
+        physics_hz: the arm's own control/physics rate (500 or 1000).
+        address: its socket (default: a fresh ipc:// path); local only (this stand-in
+            has no authentication).
+        hold_after_s: the arm holds its position after this long without a command.
+        start_timeout_s: how long ``connect`` waits for the first message.
+        rt_priority: > 0 runs the arm's process SCHED_FIFO (if the OS allows).
+    """
+
+    def __init__(
+        self,
+        backend: str = "mujoco",
+        physics_hz: int = 1000,
+        address: str = "",
+        hold_after_s: float = 0.05,
+        start_timeout_s: float = 60.0,
+        rt_priority: int = 0,
+    ) -> None:
+        if backend not in ("mujoco", "pybullet"):
+            raise DriverError(f"backend must be 'mujoco' or 'pybullet', got {backend!r}")
+        if physics_hz not in (500, 1000):
+            raise DriverError(f"physics_hz must be 500 or 1000, got {physics_hz}")
+        address = address or f"ipc://{tempfile.gettempdir()}/reflexarc-arm-{uuid.uuid4().hex[:8]}"
+        if not _local(address):
+            raise DriverError(f"the pretend arm listens on local addresses only, got {address!r}")
+        self.backend = backend
+        self.physics_hz = physics_hz
+        self.address = address
+        self.hold_after_s = hold_after_s
+        self.start_timeout_s = start_timeout_s
+        self.rt_priority = rt_priority
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ctx: zmq.Context | None = None
+        self.sock: zmq.Socket | None = None
+        self.hello: dict[str, Any] = {}
+        self.bye: dict[str, Any] = {}
+        self.states = 0
+        self._closed = False
+
+    # -- Driver protocol ----------------------------------------------------------------
+
+    def connect(self) -> None:
+        cmd = [
+            sys.executable, "-m", "robot.drivers.pretend", "--address", self.address,
+            "--backend", self.backend, "--physics-hz", str(self.physics_hz),
+            "--hold-after-s", str(self.hold_after_s), "--rt-priority", str(self.rt_priority),
+            "--parent-pid", str(os.getpid()),
+        ]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PAIR)
+        self.sock.linger = 0
+        self.sock.rcvhwm = 1000
+        self.sock.sndhwm = 100
+        self.sock.connect(self.address)
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DriverError(f"the pretend arm exited at start (code {self.proc.returncode})")
+            if self.sock.poll(100):
+                msg = msgpack.unpackb(self.sock.recv())
+                if msg.get("t") == "hello":
+                    self.hello = msg
+                    return
+        self.close()
+        raise DriverError(f"no hello from the pretend arm at {self.address} "
+                          f"within {self.start_timeout_s} s")
+
+    def read_state(self) -> DriverState | None:
+        sock = self._socket()
+        newest = None
+        while sock.poll(0):
+            msg = msgpack.unpackb(sock.recv())
+            t = msg.get("t")
+            if t == "state":
+                newest = msg
+            elif t == "bye":
+                self.bye = msg
+        if newest is None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise DriverError(f"the pretend arm died (exit code {self.proc.returncode})")
+            return None
+        self.states += 1
+        return DriverState(int(newest["stamp"]), _arr(newest["q"]), _arr(newest["dq"]),
+                           _arr(newest["tau"]), float(newest["g"]))
+
+    def write_command(self, cmd: JointCommand) -> None:
+        self._send({
+            "t": "cmd", "mode": cmd.mode,
+            "q": np.ascontiguousarray(cmd.position, _F8).tobytes(),
+            "dq": np.ascontiguousarray(cmd.velocity, _F8).tobytes(),
+            "tau": np.ascontiguousarray(cmd.effort, _F8).tobytes(),
+            "g": float(cmd.gripper),
+        })
+
+    def stop(self) -> None:
+        self._send({"t": "stop"})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.sock is not None:
+            try:
+                self.sock.send(msgpack.packb({"t": "close"}), zmq.NOBLOCK)
+                deadline = time.monotonic() + 2.0
+                while not self.bye and time.monotonic() < deadline:
+                    if self.sock.poll(50):
+                        msg = msgpack.unpackb(self.sock.recv())
+                        if msg.get("t") == "bye":
+                            self.bye = msg
+            except zmq.ZMQError:
+                pass
+            self.sock.close()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=3.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.ctx is not None:
+            self.ctx.term()
+        if self.address.startswith("ipc://"):
+            Path(self.address[len("ipc://"):]).unlink(missing_ok=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _socket(self) -> zmq.Socket:
+        if self.sock is None:
+            raise DriverError("the pretend arm is not connected (call connect first)")
+        return self.sock
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        try:
+            self._socket().send(msgpack.packb(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            raise DriverError("the pretend arm does not take commands (its queue is full)") from None
+
+    def figures(self) -> dict[str, Any]:
+        """The arm process's pid and its own loop figures (after close)."""
+        return {"arm_pid": self.hello.get("pid"), "arm_backend": self.backend,
+                "arm_states_read": self.states, **{f"arm_{k}": v for k, v in self.bye.items()
+                                                    if k != "t"}}
+
+
+# --------------------------------------------------------------------------------------
+# The arm process
+# --------------------------------------------------------------------------------------
+
+
+def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
+          rt_priority: int = 0, parent_pid: int = 0) -> int:
+    """Run the pretend arm until told to close, its parent dies, or SIGTERM/SIGINT."""
+    from sim.scene import make_scene
+
+    stopping = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if rt_priority > 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
+        except OSError as e:
+            log.warning("pretend arm: no SCHED_FIFO (%s)", e)
+    scene = make_scene(backend=backend, objects=[], cameras=[], physics_hz=physics_hz)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PAIR)
+    sock.linger = 0
+    sock.sndhwm = 1000
+    sock.bind(address)
+    period = 1_000_000_000 // physics_hz
+    hold_ns = int(hold_after_s * 1e9)
+    sock.send(msgpack.packb({"t": "hello", "pid": os.getpid(), "n": 7, "physics_hz": physics_hz}))
+    steps = late = dropped = holds = rejected = 0
+    last_cmd: int | None = None
+    holding = True  # reset() holds the arm with a position command
+    next_ns = time.monotonic_ns()
+    t_start = time.monotonic()
+    try:
+        while not stopping:
+            wait = next_ns - time.monotonic_ns()
+            if wait > 150_000:
+                time.sleep((wait - 100_000) / 1e9)
+            while time.monotonic_ns() < next_ns:
+                pass
+            now = time.monotonic_ns()
+            if now - next_ns > period:
+                late += 1
+            newest = None
+            while sock.poll(0):
+                msg = msgpack.unpackb(sock.recv())
+                t = msg.get("t")
+                if t == "cmd":
+                    newest = msg
+                elif t == "stop":
+                    newest = None
+                    scene.command_position(scene.joint_state().q)
+                    holding, last_cmd = True, None
+                    holds += 1
+                elif t == "close":
+                    stopping = True
+            if stopping:
+                break
+            if newest is not None:
+                try:
+                    q, dq, tau = _arr(newest["q"]), _arr(newest["dq"]), _arr(newest["tau"])
+                    scene.apply(newest["mode"], q, tau, float(newest["g"]), dq)
+                    last_cmd, holding = now, False
+                except Exception as e:  # a bad command must not bring the arm down
+                    rejected += 1
+                    if rejected == 1:
+                        log.warning("pretend arm: rejected a command: %s", e)
+            elif not holding and last_cmd is not None and now - last_cmd > hold_ns:
+                scene.command_position(scene.joint_state().q)  # communication lost: hold
+                holding = True
+                holds += 1
+            scene.step(1)
+            steps += 1
+            s = scene.joint_state()
+            state = {"t": "state", "stamp": time.monotonic_ns(), "q": s.q.tobytes(),
+                     "dq": s.dq.tobytes(), "tau": s.tau.tobytes(), "g": float(s.gripper)}
+            try:
+                sock.send(msgpack.packb(state), zmq.NOBLOCK)
+            except zmq.Again:
+                dropped += 1
+            next_ns += period
+            if time.monotonic_ns() - next_ns > 10 * period:  # far behind: do not burst
+                next_ns = time.monotonic_ns() + period
+            if parent_pid and os.getppid() != parent_pid:
+                break
+    finally:
+        elapsed = time.monotonic() - t_start
+        bye = {"t": "bye", "steps": steps, "rate_hz": steps / elapsed if elapsed > 0 else 0.0,
+               "late_steps": late, "dropped_states": dropped, "holds": holds,
+               "rejected": rejected}
+        try:
+            sock.send(msgpack.packb(bye), zmq.NOBLOCK)
+            time.sleep(0.05)
+        except zmq.ZMQError:
+            pass
+        sock.close()
+        ctx.term()
+        scene.close()
+    return 0
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="a simulated Panda playing real hardware")
+    p.add_argument("--address", required=True)
+    p.add_argument("--backend", default="mujoco", choices=("mujoco", "pybullet"))
+    p.add_argument("--physics-hz", type=int, default=1000, choices=(500, 1000))
+    p.add_argument("--hold-after-s", type=float, default=0.05)
+    p.add_argument("--rt-priority", type=int, default=0)
+    p.add_argument("--parent-pid", type=int, default=0)
+    a = p.parse_args(argv)
+    if not _local(a.address):
+        p.error(f"the pretend arm listens on local addresses only, got {a.address!r}")
+    _die_with_parent()
+    logging.basicConfig(level=logging.INFO, format="[pretend-arm] %(levelname)s %(message)s")
+    return serve(a.address, a.backend, a.physics_hz, a.hold_after_s, a.rt_priority, a.parent_pid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

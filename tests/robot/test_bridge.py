@@ -1,0 +1,216 @@
+"""The bridge: its safety logic with a stand-in driver, the pretend arm as a real process,
+and a reach through the same graph as the sim's, over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot.bridge import BridgeError, BridgeNode, check_exposure, loopback
+from robot.controller import ArmModel
+from robot.drivers import Driver, DriverError, DriverState, load_driver
+from robot.drivers.pretend import PretendDriver
+from robot.episode import Episode
+from robot.msgs import EStop, JointCommand
+from robot.node import Inbox, NodeContext
+from tests.conftest import reflexarc
+
+MS = 1_000_000
+
+
+class FakeArm:
+    """A driver that records what the bridge asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.written: list[JointCommand] = []
+        self.k = 0
+
+    def connect(self) -> None:
+        self.calls.append("connect")
+
+    def read_state(self) -> DriverState | None:
+        self.k += 1
+        z = np.zeros(7)
+        return DriverState(self.k, z + 0.1, z, z, 0.08)
+
+    def write_command(self, cmd: JointCommand) -> None:
+        self.written.append(cmd)
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def _cmd(seq: int, **kw) -> JointCommand:
+    z = np.zeros(7)
+    fields = {"mode": "torque", "position": z, "velocity": z, "effort": z + 1.0} | kw
+    return JointCommand(seq=seq, stamp_ns=0, **fields)
+
+
+def _bridge(timeout_s: float = 0.05) -> tuple[BridgeNode, FakeArm, Inbox]:
+    arm = FakeArm()
+    node = BridgeNode(NodeContext(name="bridge", rate_hz=1000.0),
+                      BridgeNode.Config(command_timeout_s=timeout_s), driver=arm)
+    return node, arm, Inbox()
+
+
+def test_exposure_check_refuses_an_unauthenticated_bus_beyond_this_host() -> None:
+    for host in ("127.0.0.1", "127.3.2.1", "localhost", "::1"):
+        assert loopback(host)
+        check_exposure({"transport": "tcp", "host": host, "curve": False})
+    check_exposure({"transport": "ipc", "host": "0.0.0.0"})  # ipc is local whatever the host
+    for host in ("0.0.0.0", "192.168.1.20", "*", "robot.local", "::"):
+        with pytest.raises(BridgeError, match="without authentication"):
+            check_exposure({"transport": "tcp", "host": host, "curve": False})
+        check_exposure({"transport": "tcp", "host": host, "curve": True})
+
+
+def test_bridge_publishes_states_and_stops_the_arm_when_the_graph_goes_silent() -> None:
+    node, arm, inbox = _bridge(timeout_s=0.05)
+    out = node.step(0, inbox)
+    assert arm.calls == ["connect"] and [t for t, _ in out] == ["joint_state"]
+    for k in range(1, 30):  # commands flow
+        inbox.put("joint_command", _cmd(k), k * MS)
+        node.step(k * MS, inbox)
+        inbox.clear_new()
+    assert len(arm.written) == 29 and node.state() == "running"
+    for k in range(30, 79):  # silent for 49 ms: nothing yet
+        node.step(k * MS, inbox)
+    assert "stop" not in arm.calls
+    for k in range(79, 200):
+        node.step(k * MS, inbox)
+    assert arm.calls.count("stop") == 1 and node.state() == "holding"  # stopped once
+    inbox.put("joint_command", _cmd(30), 200 * MS)
+    node.step(200 * MS, inbox)
+    assert node.state() == "running" and len(arm.written) == 30
+    assert node.summary()["silent_stops"] == 1
+    assert arm.calls[-2:] == ["stop", "close"]  # the summary closes the arm
+
+
+def test_bridge_estop_latches_until_reset() -> None:
+    node, arm, inbox = _bridge(timeout_s=1.0)
+    inbox.put("joint_command", _cmd(0), 0)
+    node.step(0, inbox)
+    inbox.clear_new()
+    inbox.put("estop", EStop(engage=True, reason="test"), MS)
+    node.step(MS, inbox)
+    inbox.clear_new()
+    assert arm.calls[-1] == "stop" and node.state() == "fault"
+    for k in range(2, 50):
+        inbox.put("joint_command", _cmd(k), k * MS)
+        node.step(k * MS, inbox)
+        inbox.clear_new()
+    assert len(arm.written) == 1  # ignored while latched
+    inbox.put("estop", EStop(engage=False), 50 * MS)
+    inbox.put("joint_command", _cmd(50), 50 * MS)
+    node.step(50 * MS, inbox)
+    assert len(arm.written) == 2 and node.state() == "running"
+
+
+def test_bridge_drops_malformed_commands() -> None:
+    node, arm, inbox = _bridge()
+    bad = [
+        _cmd(0, mode="velocity"),
+        _cmd(1, effort=np.zeros(6)),
+        _cmd(2, effort=np.full(7, np.nan)),
+        _cmd(3, mode="position", position=np.zeros(3)),
+        _cmd(4, velocity=np.zeros(2)),
+    ]
+    for k, c in enumerate(bad):
+        inbox.put("joint_command", c, k * MS)
+        node.step(k * MS, inbox)
+        inbox.clear_new()
+    assert arm.written == [] and node.counts["rejected"] == len(bad)
+
+
+def test_drivers_are_loaded_by_name_and_checked() -> None:
+    assert isinstance(FakeArm(), Driver)
+    d = load_driver("robot.drivers.pretend:PretendDriver", {"backend": "pybullet"})
+    assert isinstance(d, PretendDriver)
+    with pytest.raises(DriverError, match="cannot import"):
+        load_driver("robot.drivers.nothing:Arm")
+    with pytest.raises(DriverError, match="bad arguments"):
+        load_driver("robot.drivers.pretend:PretendDriver", {"wheels": 4})
+    with pytest.raises(DriverError, match="local"):
+        PretendDriver(address="tcp://0.0.0.0:5555")
+
+
+def test_pretend_arm_is_a_separate_realtime_process_that_holds_when_stopped() -> None:
+    arm = ArmModel()
+    drv = PretendDriver(backend="mujoco", hold_after_s=0.05)
+    drv.connect()
+    try:
+        pid = drv.hello["pid"]
+        assert pid != os.getpid() and drv.proc is not None and drv.proc.pid == pid
+        states = []
+        t_end = time.monotonic() + 0.6
+        while time.monotonic() < t_end:  # gravity-compensating torque commands
+            s = drv.read_state()
+            if s is not None:
+                states.append(s)
+                g = arm.bias(s.position, s.velocity, s.gripper)
+                drv.write_command(JointCommand(mode="torque", position=s.position,
+                                               velocity=np.zeros(7), effort=g.copy(), gripper=1.0))
+            time.sleep(0.0005)
+        assert len(states) > 50
+        stamps = np.array([s.stamp_ns for s in states])
+        assert np.all(np.diff(stamps) > 0)  # its own clock, monotonic
+        start = arm.pose(states[0].position)[0]
+        assert np.linalg.norm(arm.pose(states[-1].position)[0] - start) < 2e-3
+        # silence: the arm holds on its own; stop: it holds too
+        time.sleep(0.5)
+        drv.stop()
+        time.sleep(0.3)
+        s = drv.read_state()
+        assert s is not None and np.linalg.norm(arm.pose(s.position)[0] - start) < 3e-3
+    finally:
+        drv.close()
+    assert drv.proc.poll() is not None
+    f = drv.figures()
+    assert f["arm_steps"] > 500 and f["arm_holds"] >= 2
+
+
+def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
+    """bridge (pretend arm) + controller + planner + recorder: the same graph as the sim's."""
+    ep = tmp_path / "ep"
+    run_dir = tmp_path / "run"
+    r = reflexarc("record", "graph=bridge", f"path={ep}", f"run_dir={run_dir}",
+                  "out=" + str(tmp_path / "summary.json"), timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ok"] and summary["ended_by"] == "planner finished"
+    bridge = json.loads((run_dir / "bridge.summary.json").read_text())
+    planner = json.loads((run_dir / "planner.summary.json").read_text())
+    ctrl = json.loads((run_dir / "controller.summary.json").read_text())
+    pids = json.loads((run_dir / "pids.json").read_text())
+    assert bridge["arm_pid"] not in pids.values()  # the arm is its own process
+    assert bridge["arm_steps"] > 1000 and bridge["commands"] > 1000
+    assert bridge["silent_stops"] == 0 and bridge["rejected"] == 0
+    assert ctrl["latency_samples"] > 1000 and ctrl["final_mode"] == "running"
+    # where the arm went, from the recorded joint states (the bridge's topics)
+    js = Episode(ep).read("joint_state")
+    assert len(js["seq"]) > 1000
+    arm = ArmModel()
+    target = np.array(planner["p0"]) + np.array([0.1, 0.1, -0.1])
+    final = arm.pose(js["position"][-1])[0]
+    assert np.linalg.norm(final - target) < 3e-3, (final, target)
+    start = arm.pose(js["position"][0])[0]
+    assert np.linalg.norm(start - np.array(planner["p0"])) < 2e-3
+
+
+def test_bridge_refuses_to_start_on_an_open_unauthenticated_bus(tmp_path: Path) -> None:
+    r = reflexarc("run", "graph=bridge", f"run_dir={tmp_path / 'run'}", "bus.transport=tcp",
+                  "bus.host=0.0.0.0", "bus.base_port=47390", timeout=90)
+    text = r.stdout + r.stderr
+    assert "without authentication" in text, text[-3000:]
+    assert "bridge died" in text or r.returncode != 0
+    assert not (tmp_path / "run" / "bridge.summary.json").exists() or json.loads(
+        (tmp_path / "run" / "bridge.summary.json").read_text()).get("states", 0) == 0
