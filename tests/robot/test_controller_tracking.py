@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from robot.bench_control import CIRCLE, STEP, circle_metrics, closed_loop, plot_tracking, step_metrics
+from robot.bench_control import (
+    CIRCLE,
+    STEP,
+    circle_metrics,
+    closed_loop,
+    plot_tracking,
+    step_metrics,
+)
 
 STEP_OVERSHOOT_MM = 2.0
 STEP_SETTLE_S = 0.8  # to within 1 mm of a 15 cm step (speed 0.5 m/s, acceleration 2 m/s^2)
