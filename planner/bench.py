@@ -229,6 +229,11 @@ def bench_plan(cfg: Any) -> list[dict]:
     rows = [case.row() for case in cases]
     out = str(getattr(cfg, "out", "") or "")
     plot(rows, Path(out).with_suffix(".png") if out else DEFAULT_PLOT)
+    if getattr(cfg, "model", ""):
+        quality = success_rows(cfg)
+        plot_success(quality, Path(out).with_name(Path(out).stem + "-success.png") if out
+                     else DEFAULT_PLOT.with_name("plan-success.png"))
+        rows += quality
     return rows
 
 
@@ -358,3 +363,91 @@ def latent_reach_episode(
         if (s[:3] - goal[:3]).norm() < tolerance_m and abs(float(s[3] - goal[3])) < 0.2:
             return {"success": True, "steps": step}
     return {"success": False, "steps": max_steps}
+
+
+# -- quality against budget on the real tasks, from pixels ----------------------------------
+
+
+def pixel_episode_fn(task: str, backend: str, checkpoint: str) -> EpisodeFn:
+    """Closed-loop episodes of a gymnasium task from pixels, for :func:`success_vs_budget`.
+
+    The world model (``checkpoint``) encodes the env's camera frame and its imagined goal
+    image; the planner (the given kind and settings, plus the planner node's hand box)
+    picks each 10 Hz action; the env's built-in joint controller tracks it. Success is
+    the env's ``is_success``, at most the task's step limit.
+    """
+    import gymnasium as gym
+
+    import sim
+    from perception.encoding import FrameEncoder, load_model
+    from planner.mpc import make_planner
+    from planner.node import HandBox, PlannerNode
+
+    loaded = load_model(checkpoint)
+    encoder = FrameEncoder(loaded)
+    env = gym.make(sim.ENV_IDS[task], backend=backend, image_size=loaded.image_size)
+    box = PlannerNode.Config()
+
+    def episode(name: str, pcfg: SamplingConfig, seed: int) -> dict:
+        planner = make_planner(name, loaded.model, dataclasses.replace(pcfg, seed=seed))
+        hand = HandBox(np.asarray(box.hand_box_lo), np.asarray(box.hand_box_hi),
+                       box.hand_box_weight, planner.device)
+        planner.action_cost = hand
+        obs, info = env.reset(seed=seed)
+        planner.set_goal(encoder.encode([obs["goal_image"]])[0])
+        steps = sim.MAX_EPISODE_STEPS[task]
+        for step in range(1, steps + 1):
+            hand.base = torch.as_tensor(obs["proprio"][:3], dtype=torch.float32)  # FK, not state
+            action = planner.plan(encoder.encode([obs["image"]])[0]).actions[0]
+            obs, _, _, _, info = env.step(action.numpy())
+            if info["is_success"]:
+                return {"success": True, "steps": step}
+        return {"success": False, "steps": steps}
+
+    return episode
+
+
+def success_rows(cfg: Any) -> list[dict]:
+    """``bench plan model=CKPT``: success of MPPI against samples and iterations on reach
+    and push from pixels (``cfg.episodes`` seeded episodes per setting; ``quick``: one
+    tiny setting, one episode)."""
+    if getattr(cfg, "quick", False):
+        grid, tasks, episodes = [(16, 1)], ("reach",), 1
+    else:
+        grid = [(s, i) for i in (1, 3) for s in (32, 128, 512)]
+        tasks, episodes = ("reach", "push"), int(getattr(cfg, "episodes", 10))
+    backend = str(getattr(cfg, "backend", "mujoco"))
+    settings = [("mppi", MPPIConfig(samples=s, elites=min(32, s // 2), iterations=i))
+                for s, i in grid]
+    rows = []
+    for task in tasks:
+        fn = pixel_episode_fn(task, backend, str(cfg.model))
+        for row in success_vs_budget(fn, settings, episodes):
+            rows.append({"sweep": "success", "task": task, "backend": backend, **row})
+    return rows
+
+
+def plot_success(rows: Sequence[dict], path: Path) -> Path:
+    """Success rate against samples, one line per (task, iterations); one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for task, iters in sorted({(r["task"], r["iterations"]) for r in rows}):
+        sel = sorted((r for r in rows if (r["task"], r["iterations"]) == (task, iters)),
+                     key=lambda r: r["samples"])
+        ax.plot([r["samples"] for r in sel], [r["success"] for r in sel], "o-",
+                label=f"{task}, {iters} iteration(s)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("samples per iteration")
+    ax.set_ylabel(f"success rate ({rows[0]['episodes'] if rows else 0} episodes)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("MPPI from pixels: success against planner budget")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -24,6 +24,8 @@ class BenchConfig:
     backend: str = choice("mujoco", "mujoco", "pybullet")
     device: str = "cpu"  # plan: torch device
     threads: int = bounded(1, 1, 256)  # plan: torch intra-op threads (1 is fastest for small batches)
+    model: str = ""  # plan: a world-model checkpoint: also success vs budget from pixels
+    episodes: int = bounded(10, 1, 100_000)  # plan with model: episodes per setting and task
 
 
 register("bench_schema", BenchConfig)
