@@ -521,6 +521,8 @@ def bench_control(cfg: Any) -> list[dict[str, Any]]:
     seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
     rows: list[dict[str, Any]] = []
     out = Path(cfg.out) if cfg.out else None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
     names = ["timeshared"] if cfg.quick else list(VARIANTS)
     with tempfile.TemporaryDirectory(prefix="bench-control-") as tmp:
         for name in names:
