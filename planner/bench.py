@@ -17,7 +17,10 @@ against each swept value is written beside ``cfg.out`` (or to ``runs/bench/plan.
 Plan quality against budget on the real tasks needs the trained world model and the
 simulated scenes; :func:`success_vs_budget` is the hook for it: it runs any episode
 function for every planner setting. :func:`latent_reach_episode` is a synthetic episode
-(a latent integrator with a known linear model) that exercises the same closed loop.
+(a latent integrator with a known linear model) that exercises the same closed loop;
+``bench plan model=CKPT episodes=N`` runs it on the real reach and push tasks from pixels
+(:func:`pixel_episode_fn`: the gym envs, the world model's encoder, MPPI with the planner
+node's hand box) and plots success against samples and iterations.
 """
 
 from __future__ import annotations
