@@ -459,11 +459,12 @@ def run_graph(
 def graph_row(
     summary: dict[str, Any], window: dict[str, Any], label: str, load_before: float
 ) -> dict[str, Any]:
-    """The controller's figures: loop figures over the steady window, the rest from its
-    summary (the whole run)."""
+    """The controller's figures (flat): loop figures over the steady window, the rest
+    from its summary (the whole run)."""
     path = Path(summary["run_dir"]) / "controller.summary.json"
     figs = json.loads(path.read_text()) if path.exists() else {}
-    sim = summary["node_figures"].get("sim", {})
+    ticks = figs.get("mode_ticks", {})
+    events = figs.get("safety_events", {})
     return {
         "part": "graph",
         "variant": label,
@@ -471,32 +472,23 @@ def graph_row(
         "window_s": window.get("window_s"),
         "rate_hz": window.get("rate_hz", 0.0),
         "miss_share": window.get("miss_share", 1.0),
-        "misses": window.get("misses"),
         "jitter_p50_us": window.get("jitter_p50_us"),
         "jitter_p99_us": window.get("jitter_p99_us"),
         "step_p50_us": window.get("step_p50_us"),
         "step_p99_us": window.get("step_p99_us"),
-        "run_rate_hz": figs.get("rate_hz"),
-        "run_miss_share": figs.get("miss_share"),
-        "latency_p50_ms": figs.get("latency_p50_ms"),
-        "latency_p99_ms": figs.get("latency_p99_ms"),
-        "track_err_p99_mm": figs.get("track_err_p99_mm"),
-        "max_state_gap_ms": figs.get("max_state_gap_ms"),
-        "state_age_p50_ms": figs.get("state_age_p50_ms"),
-        "state_age_p99_ms": figs.get("state_age_p99_ms"),
-        "compute_p50_us": figs.get("compute_p50_us"),
+        "compute_p50_us": figs.get("compute_p50_us"),  # the controller's own step() only
         "compute_p99_us": figs.get("compute_p99_us"),
-        "sched_fifo": figs.get("sched_fifo"),
-        "episodes": summary.get("episodes"),
-        "success_rate": summary.get("success_rate"),
-        "safety_events": figs.get("safety_events", {}),
-        "mode_ticks": figs.get("mode_ticks", {}),
+        "latency_p50_ms": figs.get("latency_p50_ms"),  # frame (plan's source) to command
+        "latency_p99_ms": figs.get("latency_p99_ms"),
+        "state_age_p99_ms": figs.get("state_age_p99_ms"),
+        "track_err_p99_mm": figs.get("track_err_p99_mm"),
+        "running_share": ticks.get("running", 0) / max(1, sum(ticks.values())),
+        "safety_events": " ".join(f"{k}:{v}" for k, v in sorted(events.items())),
         "sim_rate_hz": window.get("sim_rate_hz"),
-        "sim_step_p99_us": window.get("sim_step_p99_us"),
-        "sim_realtime_factor": sim.get("realtime_factor"),
-        "sim_steps_dropped": sim.get("steps_dropped"),
-        "load1_before": load_before,
-        "load1_after": window.get("load1"),
+        "success_rate": summary.get("success_rate"),
+        "episodes": summary.get("episodes"),
+        "sched_fifo": figs.get("sched_fifo"),
+        "load1": load_before,
         "cores": os.cpu_count(),
         "error": window.get("error", ""),
     }
