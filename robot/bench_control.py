@@ -2,21 +2,25 @@
 
 Two parts:
 
-- **Realtime graph** (rows ``part=graph``): the whole graph runs in realtime for
-  ``seconds`` -- sim (``command: joint``, physics 1 kHz), controller (1 kHz), recorder,
-  and the scripted expert publishing Plans (``sim.policy_node`` with ``output: plan``) --
-  once with the sim rendering its camera and once without. From the controller's
-  summary: achieved rate, share of missed deadlines, jitter and step time p50/p99,
-  frame-to-command latency p50/p99, and the machine's load while it ran.
+- **Realtime graph** (rows ``part=graph``): the whole graph runs in realtime -- sim
+  (``command: joint``, physics 1 kHz, push task), controller (1 kHz), recorder, and the
+  scripted expert publishing Plans (``sim.policy_node`` with ``output: plan``, 10 Hz).
+  A probe listening to the heartbeats opens a window once the controller runs and
+  closes it ``seconds`` later; over it: achieved rate, share of missed deadlines,
+  jitter and step time p50/p99 (the runtime's figures); from the controller's summary:
+  its own compute time, frame-to-command latency, state age, safety events. Variants
+  (:data:`VARIANTS`): time-shared scheduling with the sim rendering its camera, the same
+  without rendering, and the controller and sim under SCHED_FIFO. ``load1`` is the
+  machine's load before each run (other users included).
 - **Tracking** (rows ``part=tracking``): a step and a circle of EE setpoints tracked by
   the controller in closed loop with each backend's scene, in process and deterministic
-  (the commands applied ``delay_ticks`` ticks late, as over the bus): step rise time,
-  overshoot, settling time and final error; circle RMS and max error. A PNG per backend
-  is written beside ``out`` (``<out stem>_tracking_<backend>.png``).
+  (commands applied two ticks late, as over the bus): step rise time, overshoot,
+  settling time and final error; circle RMS and max error. A PNG per backend is written
+  beside ``out`` (``<out stem>_tracking_<backend>.png``).
 
 :class:`ScriptedPlanner` is also a node: it publishes Plans of a step, a circle or a
 reach from the measured EE pose (joint state + the arm model), used by the bench, the
-tests (a planner to SIGKILL) and the bridge's reach.
+tests (a planner to SIGKILL) and the bridge's reach (configs/graph/bridge.yaml).
 """
 
 from __future__ import annotations
