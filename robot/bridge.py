@@ -38,7 +38,7 @@ from robot.msgs import EStop, Image, JointCommand, JointState, empty
 from robot.node import Inbox, Node, NodeContext, Outputs
 
 if TYPE_CHECKING:
-    from robot.node import Runtime
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class BridgeNode(Node):
         super().__init__(ctx, cfg)
         if ctx.clock != "realtime":
             raise ConfigError(f"graph.nodes.{ctx.name}", "a hardware bridge runs in realtime only")
+        check_exposure(ctx.bus)  # refuse an unauthenticated bus beyond this host
         self.driver = driver if driver is not None else load_driver(cfg.driver, cfg.driver_args)
         self.connected = False
         self.closed = False
@@ -108,19 +109,6 @@ class BridgeNode(Node):
         self.read_images = getattr(self.driver, "read_images", None)
         self.counts = {"states": 0, "commands": 0, "rejected": 0, "silent_stops": 0,
                        "estops": 0, "resets": 0, "ignored_in_estop": 0, "frames": 0}
-
-    # -- runtime hook: check the bus before the loop, then the standard loop -------------
-
-    def loop(self, rt: Runtime) -> None:
-        """Refuse an unauthenticated bus beyond this host, connect, then run the runtime's
-        realtime loop."""
-        try:
-            check_exposure(rt.spec.bus)
-        except BridgeError as e:
-            log.error("%s: %s", self.ctx.name, e)
-            raise
-        self.connect()
-        rt._run_realtime()
 
     def connect(self) -> None:
         if not self.connected:

@@ -96,6 +96,7 @@ class NodeContext:
     seed: int = 0
     clock: str = "realtime"  # realtime | lockstep
     run_dir: str = ""
+    bus: dict[str, Any] = field(default_factory=dict)  # the graph's BusConfig, as a mapping
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("reflexarc.node"))
 
     @property
@@ -187,6 +188,7 @@ def build_node(spec: NodeSpec) -> Node:
         seed=spec.seed,
         clock=spec.clock,
         run_dir=spec.run_dir,
+        bus=dict(spec.bus),
         log=logging.getLogger(f"reflexarc.{spec.name}"),
     )
     return cls(ctx, cfg)
