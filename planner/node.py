@@ -17,9 +17,9 @@ One step:
    with each brain's own encoder, so goal latent and model version always agree (this is
    why the perception node does not encode goals). A goal message with a new stamp is a
    new episode: the warm start is reset. A goal that only carries a latent is used when
-   its model version matches. No goal, or a goal older than ``goal_max_age_s``, gives the
-   state "no_goal" / "stale_goal" (heartbeat and summary) and no plan: the controller
-   then holds the arm.
+   its model version matches. No goal, or a goal not heard of for ``goal_max_age_s`` (the
+   sim republishes its goal every second), gives the state "no_goal" / "stale_goal"
+   (heartbeat and summary) and no plan: the controller's watchdog then holds the arm.
 3. **End effector.** The hand position comes from proprioception: forward kinematics of
    the measured joint positions (:class:`sim.kinematics.ArmKinematics`; the privileged
    ``scene_state`` is never used). As in the envs' tracker (:mod:`sim.ee_control`), a
@@ -27,9 +27,13 @@ One step:
    ``windup`` of the measured hand, so displacements add up as the world model learnt.
 4. **Solve.** On each new latent (taken after the goal's stamp) CEM or MPPI
    (:mod:`planner.mpc`) searches ``horizon`` end-effector actions, warm-started and
-   shifted by the control periods elapsed. In realtime the solve runs in a worker
-   thread: the loop keeps its rate and republishes the previous plan while a solve is
-   late. In lockstep it runs inline (deterministic).
+   shifted by the control periods elapsed, with :class:`HandBox` keeping the predicted
+   hand where the world model has seen it. In realtime the solve runs in a worker thread,
+   so the loop keeps its rate; in lockstep it runs inline (deterministic). The controller
+   tracks the newest plan, which spans ``horizon`` control periods, so a late solve never
+   leaves it without one; the newest plan is resent after ``keepalive_s`` without a new
+   one, for the controller's watchdog (not every step: the controller blends into every
+   plan it receives).
 5. **Plan.** Action ``k`` is the displacement over control period ``k``, so the plan's
    setpoints are the hand position plus the cumulative displacements, ``dt`` apart from
    ``t0`` = the step that started the solve, clipped to the workspace, hand pointing down,
@@ -228,8 +232,10 @@ class PlannerNode(Node):
             for key in ("workspace_lo", "workspace_hi", "hand_box_lo", "hand_box_hi"):
                 if len(getattr(self, key)) != 3:
                     raise ConfigError(key, f"needs 3 values (x, y, z), got {getattr(self, key)}")
-            if any(lo >= hi for lo, hi in zip(self.workspace_lo, self.workspace_hi, strict=True)):
-                raise ConfigError("workspace_hi", "every upper bound must exceed its lower bound")
+            for lo_key, hi_key in (("workspace_lo", "workspace_hi"), ("hand_box_lo", "hand_box_hi")):
+                lo, hi = getattr(self, lo_key), getattr(self, hi_key)
+                if any(a >= b for a, b in zip(lo, hi, strict=True)):
+                    raise ConfigError(hi_key, f"got {hi}; every value must exceed {lo_key} {lo}")
             if self.plan_steps > self.settings().horizon:
                 raise ConfigError(
                     "plan_steps", f"got {self.plan_steps}; at most the horizon "
@@ -254,7 +260,6 @@ class PlannerNode(Node):
         self.lo = np.asarray(cfg.workspace_lo, dtype=float)
         self.hi = np.asarray(cfg.workspace_hi, dtype=float)
         self.dt_ns = int(round(cfg.control_dt_s * 1e9))
-        self.period_ns = int(1e9 / ctx.rate_hz)
         self.threaded = cfg.solve == "thread" or (cfg.solve == "auto" and ctx.clock != "lockstep")
         self.wait_swap = ctx.clock == "lockstep"
         try:
@@ -275,7 +280,6 @@ class PlannerNode(Node):
         # solving
         self.job: _Job | None = None  # in flight (threaded)
         self.worker: threading.Thread | None = None
-        self.done_job: _Job | None = None
         self.last_latent_seq = -1
         self.last_t0: int | None = None
         self.shift_frac = 0.0
@@ -289,7 +293,7 @@ class PlannerNode(Node):
         self.frame_to_plan_ms = _Ring()
         self.solves = 0
         self.solve_errors = 0
-        self.late = 0  # steps that republished because a solve was still running
+        self.late = 0  # keepalives sent while a solve was still running
         self.superseded = 0  # latents not planned: a newer one came first
         self.published = 0
         self.republished = 0
