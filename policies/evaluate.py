@@ -196,7 +196,8 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
     """``reflexarc eval model=CKPT data=EPISODES``: figures on held-out episodes.
 
     Held-out = episodes under ``cfg.data`` that the checkpoint was not trained on (its
-    config lists them). The probe is fitted on the episodes it was trained on; when the
+    config lists them, by name, when ``cfg.data`` is its training directory; any other
+    directory is held out entirely). The probe is fitted on the episodes it was trained on; when the
     data set holds none of those, on the first half of the held-out episodes (scored on
     the second half). A PNG is written beside ``cfg.out`` (``.png``), or under runs/.
     """
@@ -205,7 +206,9 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
     if not data_dir or not Path(data_dir).is_dir():
         raise ConfigError("data", f"episode directory {data_dir!r} not found")
     names = [p.name for p in list_episodes(data_dir)]
-    trained = set(info.config.get("split", {}).get("train", []))
+    trained_on = info.config.get("train", {}).get("data", "")
+    same = bool(trained_on) and Path(trained_on).resolve() == Path(data_dir).resolve()
+    trained = set(info.config.get("split", {}).get("train", [])) if same else set()
     fit_names = [n for n in names if n in trained]
     test_names = [n for n in names if n not in trained]
     how = "probe fitted on the checkpoint's training episodes"

@@ -62,6 +62,13 @@ def test_train_is_deterministic_and_writes_artefacts(toy_episodes: Path, tmp_pat
     for key in ("pred_error", "baseline_error", "probe_r2_ee", "probe_r2_block", "min_latent_std"):
         assert key in result
     json.dumps(result)
+    # the same episode names in another directory are not the training episodes
+    import shutil
+
+    shutil.copytree(toy_episodes, tmp_path / "fresh")
+    fresh = evaluate_model(EvalCfg(str(tmp_path / "b"), str(tmp_path / "fresh"), str(tmp_path / "f.json")))
+    assert fresh["test_episodes"] + fresh["fit_episodes"] == 6
+    assert fresh["probe_fit"].startswith("no training episodes")
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
