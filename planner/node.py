@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from perception.encoding import FrameEncoder, LoadedModel, ModelSlot, load_model
+from perception.hand import HandProbe, ProbeError
 from planner.cem import CEMConfig
 from planner.mpc import PlannerError, SamplingPlanner, StaleGoalError, make_planner
 from planner.mppi import MPPIConfig
@@ -116,27 +117,38 @@ def sample_plan(plan: Plan, now_ns: int) -> np.ndarray:
 
 
 class HandBox:
-    """Extra planning cost that keeps the predicted hand inside a box.
+    """Extra planning costs on the predicted hand: a box, and a pull toward the goal's hand.
 
     The hand's position after ``k`` actions is known without the world model: the plan's
     start plus the first ``k`` displacements. Sequences that leave the box pay
-    ``weight * sum_k (distance outside the box)^2`` (m^2). It keeps the search where the
+    ``weight * sum_k (distance outside the box)^2`` (m^2): it keeps the search where the
     world model has seen the arm (its exploration data) instead of letting it chase
-    latent errors out of the workspace.
+    latent errors out of the workspace. When ``goal`` is set (the hand position a goal
+    image shows, read by a :class:`perception.hand.HandProbe`), sequences also pay
+    ``prior_weight * sum_k max(0, |hand_k - goal| - radius)^2``: a smooth pull from far
+    away, where latent distances to the goal are flat, that leaves the last ``radius``
+    to the latent cost.
     """
 
-    def __init__(self, lo: np.ndarray, hi: np.ndarray, weight: float, device: torch.device
-                 ) -> None:
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, weight: float, device: torch.device,
+                 prior_weight: float = 0.0, radius: float = 0.07) -> None:
         self.lo = torch.as_tensor(lo, dtype=torch.float32, device=device)  # (3,)
         self.hi = torch.as_tensor(hi, dtype=torch.float32, device=device)  # (3,)
         self.weight = float(weight)
+        self.prior_weight = float(prior_weight)
+        self.radius = float(radius)
         self.base = torch.zeros(3, device=device)  # (3,) the hand where the plan starts
+        self.goal: torch.Tensor | None = None  # (3,) the goal's hand position, if known
 
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:
         """Cost (B,) of action sequences (B, H, A)."""
         pos = self.base + torch.cumsum(actions[..., :3], dim=1)  # (B, H, 3)
         out = torch.relu(self.lo - pos) + torch.relu(pos - self.hi)
-        return self.weight * out.square().sum((1, 2))
+        cost = self.weight * out.square().sum((1, 2))
+        if self.goal is not None and self.prior_weight > 0:
+            far = torch.relu((pos - self.goal).norm(dim=-1) - self.radius)  # (B, H)
+            cost = cost + self.prior_weight * far.square().sum(1)
+        return cost
 
 
 class _Ring:
@@ -209,6 +221,10 @@ class PlannerNode(Node):
         hand_box_lo: list[float] = field(default_factory=lambda: [0.3, -0.3, 0.0])
         hand_box_hi: list[float] = field(default_factory=lambda: [0.7, 0.3, 0.35])
         hand_box_weight: float = bounded(1e4, 0.0, None)  # per m^2 outside, per step
+        # a hand probe (perception/hand.py) of this checkpoint: pull toward the goal's hand
+        hand_probe: str = ""
+        hand_prior_weight: float = bounded(100.0, 0.0, None)  # per m^2 beyond the radius
+        hand_prior_radius: float = bounded(0.07, 0.0, 1.0)  # m left to the latent cost
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
         # resend the newest plan when none has gone out for this long (the controller's
@@ -227,6 +243,8 @@ class PlannerNode(Node):
                 raise ConfigError(
                     "checkpoint", f"{self.checkpoint!r} is not a checkpoint file or directory"
                 )
+            if self.hand_probe and not Path(self.hand_probe).is_file():
+                raise ConfigError("hand_probe", f"{self.hand_probe!r} is not a file")
             if self.goal_image and not Path(self.goal_image).is_file():
                 raise ConfigError("goal_image", f"{self.goal_image!r} is not a file")
             for key in ("workspace_lo", "workspace_hi", "hand_box_lo", "hand_box_hi"):
@@ -266,6 +284,13 @@ class PlannerNode(Node):
             loaded = load_model(cfg.checkpoint, device=cfg.device)
         except CheckpointError as e:
             raise ConfigError("checkpoint", str(e)) from None
+        self.probe: HandProbe | None = None
+        if cfg.hand_probe:
+            try:
+                self.probe = HandProbe.load(cfg.hand_probe)
+            except ProbeError as e:
+                raise ConfigError("hand_probe", str(e)) from None
+        self.probe_warned = False
         self.slot = ModelSlot(cfg.device)
         self.brains: dict[int, _Brain] = {}
         self._add_brain(loaded)
@@ -277,6 +302,7 @@ class PlannerNode(Node):
         self.goal_rx_ns = 0  # graph time the current goal arrived
         self.goal_seen_ns = 0  # graph time the current goal was last received
         self.goal_error = ""
+        self.goal_hand: np.ndarray | None = None  # (3,) read from the goal by the probe
         # solving
         self.job: _Job | None = None  # in flight (threaded)
         self.worker: threading.Thread | None = None
@@ -310,10 +336,11 @@ class PlannerNode(Node):
     def _add_brain(self, loaded: LoadedModel) -> _Brain:
         settings = self.cfg.settings()
         planner = make_planner(self.cfg.planner, loaded.model, settings)
-        if self.cfg.hand_box_weight > 0:
+        if self.cfg.hand_box_weight > 0 or self.probe is not None:
             planner.action_cost = HandBox(
                 np.asarray(self.cfg.hand_box_lo), np.asarray(self.cfg.hand_box_hi),
                 self.cfg.hand_box_weight, planner.device,
+                self.cfg.hand_prior_weight, self.cfg.hand_prior_radius,
             )
         planner.warmup()
         brain = _Brain(loaded, FrameEncoder(loaded), planner)
@@ -403,8 +430,27 @@ class PlannerNode(Node):
         except PlannerError as e:
             self.goal_error = str(e)
             return "stale_goal"
+        box = planner.action_cost
+        if isinstance(box, HandBox):
+            box.goal = self._goal_hand(brain, z, box.base.device)
         brain.goal_id = self.goal_id
         return ""
+
+    def _goal_hand(self, brain: _Brain, z_goal: np.ndarray, device: torch.device
+                   ) -> torch.Tensor | None:
+        """The hand position the goal shows, by the hand probe of this brain's model."""
+        probe = self.probe
+        if probe is None:
+            return None
+        if probe.checkpoint_sha256 != brain.loaded.sha256 or probe.latent_dim != z_goal.shape[0]:
+            if not self.probe_warned:
+                self.probe_warned = True
+                log.warning("%s: the hand probe was fitted for another model than v%d: "
+                            "planning without it", self.ctx.name, brain.version)
+            return None
+        hand = np.clip(probe(z_goal), self.lo, self.hi)
+        self.goal_hand = hand
+        return torch.as_tensor(hand, dtype=torch.float32, device=device)
 
     def _goal_stale(self, now_ns: int) -> bool:
         max_age = self.cfg.goal_max_age_s
@@ -612,6 +658,7 @@ class PlannerNode(Node):
             "frame_to_plan_ms_p99": f99,
             "goals": self.goals,
             "goal_error": self.goal_error,
+            "goal_hand": None if self.goal_hand is None else self.goal_hand.tolist(),
             "model_versions": sorted(self.brains),
             "swaps": self.swaps,
             "swap_failures": self.slot.failures,

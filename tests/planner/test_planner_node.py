@@ -256,3 +256,28 @@ def test_plans_keep_the_hand_in_the_box(ckpt: CheckpointInfo) -> None:
         p = feed((10 + 10 * k) * MS, ("latent/front", latent(k, (5 + 10 * k) * MS)))[0]
         assert np.all(p.ee_pos <= np.array([0.7, 0.3, 0.35]) + 0.005)
         assert np.all(p.ee_pos >= np.array([0.3, -0.3, 0.0]) - 0.005)
+
+
+def test_hand_probe_pulls_plans_toward_the_goal_hand(ckpt: CheckpointInfo, tmp_path: Path
+                                                      ) -> None:
+    from perception.hand import HandProbe
+
+    target = np.array([0.6, 0.15, 0.2])
+    weights = np.zeros((9, 3))
+    weights[-1] = target  # this probe reads every latent as a hand at `target`
+    probe = HandProbe(np.zeros(8), np.ones(8), weights, ckpt.sha256, 0.0, 1)
+    node = make_node(ckpt, hand_probe=str(probe.save(tmp_path / "p.npz")),
+                     hand_prior_weight=1e4, cem={**SMALL, "samples": 64, "iterations": 3})
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    p = feed(10 * MS, ("latent/front", latent(0, 5 * MS)))[0]
+    np.testing.assert_allclose(node.summary()["goal_hand"], target)
+    d0 = np.linalg.norm(p.ee_pos[0] - target)
+    assert np.linalg.norm(p.ee_pos[-1] - target) < d0 - 0.05  # heads for the goal's hand
+
+    other = HandProbe(np.zeros(8), np.ones(8), weights, "0" * 64, 0.0, 1)
+    node = make_node(ckpt, hand_probe=str(other.save(tmp_path / "q.npz")))
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    assert len(feed(10 * MS, ("latent/front", latent(0, 5 * MS)))) == 1  # plans without it
+    assert node.summary()["goal_hand"] is None
