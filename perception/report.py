@@ -84,7 +84,7 @@ def write_video(path: Path, frames: list[np.ndarray], goal: np.ndarray | None,
 
 def _plot(path: Path, task: str, curves: list[tuple[np.ndarray, np.ndarray, bool]],
           results: list[dict[str, Any]], solve_ms: np.ndarray, lag_ms: np.ndarray,
-          nodes: list[dict[str, Any]], title: str) -> Path:
+          nodes: list[dict[str, Any]], title: str, clock: str = "") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,7 +134,7 @@ def _plot(path: Path, task: str, curves: list[tuple[np.ndarray, np.ndarray, bool
         a.set_yscale("log")
         a.legend()
     a.set_ylabel("Hz")
-    a.set_title("node rates (wall clock) and missed deadlines")
+    a.set_title(f"node rates ({clock}, wall clock) and missed deadlines")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -207,7 +207,7 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
         d = task_distance(task, states["ee_pos"], np.asarray(states["objects"]),
                           states["target"])
         for k in range(len(starts)):
-            sel = (states["stamp_ns"] >= bounds[k]) & (states["stamp_ns"] < bounds[k + 1])
+            sel = np.asarray(states["episode"]) == k
             if sel.any():
                 t = (states["stamp_ns"][sel] - bounds[k]) / 1e9
                 ok = bool(results[k]["success"]) if k < len(results) else False
@@ -216,8 +216,11 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
     topic = f"camera/{camera}"
     if topic in topics and episode < len(starts):
         cams = ep.read(topic)
-        sel = np.flatnonzero((cams["stamp_ns"] >= bounds[episode])
-                             & (cams["stamp_ns"] < bounds[episode + 1]))
+        # the sim resets at the end of a tick: a later episode's goal shares its stamp
+        # with the last frame of the episode before
+        first = cams["stamp_ns"] >= bounds[episode] if episode == 0 else (
+            cams["stamp_ns"] > bounds[episode])
+        sel = np.flatnonzero(first & (cams["stamp_ns"] <= bounds[episode + 1]))
         if sel.size:
             stamps = cams["stamp_ns"][sel]
             frames = [np.asarray(cams["rgb"][i]) for i in sel]
@@ -253,5 +256,5 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
     title = (f"{task} on {summary.get('backend', '')}: success "
              f"{summary.get('success_rate', float('nan')):.0%} of {len(results)} episodes")
     out["plot"] = str(_plot(run_dir / "pixels.png", task, curves, results, solve_ms, lag_ms,
-                            summary.get("nodes", []), title))
+                            summary.get("nodes", []), title, str(summary.get("clock", ""))))
     return out
