@@ -126,8 +126,10 @@ class HandBox:
     latent errors out of the workspace. When ``goal`` is set (the hand position a goal
     image shows, read by a :class:`perception.hand.HandProbe`), sequences also pay
     ``prior_weight * sum_k max(0, |hand_k - goal| - radius)^2``: a smooth pull from far
-    away, where latent distances to the goal are flat, that leaves the last ``radius``
-    to the latent cost.
+    away, where latent distances to the goal are flat. The probe's reading can be off by
+    several centimetres (more where its data were thin), so the pull lets go once the
+    hand has come within ``radius`` of it and the latent cost alone decides; it takes
+    hold again only if the hand strays beyond ``2 radius`` (:meth:`update`).
     """
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray, weight: float, device: torch.device,
@@ -138,15 +140,36 @@ class HandBox:
         self.prior_weight = float(prior_weight)
         self.radius = float(radius)
         self.base = torch.zeros(3, device=device)  # (3,) the hand where the plan starts
-        self.goal: torch.Tensor | None = None  # (3,) the goal's hand position, if known
+        self._goal: torch.Tensor | None = None  # (3,) the goal's hand position, if known
+        self.pulling = False
+
+    @property
+    def goal(self) -> torch.Tensor | None:
+        return self._goal
+
+    @goal.setter
+    def goal(self, hand: torch.Tensor | None) -> None:
+        self._goal = hand
+        self.pulling = hand is not None
+
+    def update(self, hand: np.ndarray) -> None:
+        """The hand is at ``hand`` (3,): let go of the pull near the goal's hand, take hold
+        again far from it."""
+        if self._goal is None:
+            return
+        d = float(np.linalg.norm(np.asarray(hand) - self._goal.cpu().numpy()))
+        if self.pulling and d < self.radius:
+            self.pulling = False
+        elif not self.pulling and d > 2.0 * self.radius:
+            self.pulling = True
 
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:
         """Cost (B,) of action sequences (B, H, A)."""
         pos = self.base + torch.cumsum(actions[..., :3], dim=1)  # (B, H, 3)
         out = torch.relu(self.lo - pos) + torch.relu(pos - self.hi)
         cost = self.weight * out.square().sum((1, 2))
-        if self.goal is not None and self.prior_weight > 0:
-            far = torch.relu((pos - self.goal).norm(dim=-1) - self.radius)  # (B, H)
+        if self._goal is not None and self.pulling and self.prior_weight > 0:
+            far = torch.relu((pos - self._goal).norm(dim=-1) - self.radius)  # (B, H)
             cost = cost + self.prior_weight * far.square().sum(1)
         return cost
 
@@ -579,6 +602,7 @@ class PlannerNode(Node):
         box = job.brain.planner.action_cost
         if isinstance(box, HandBox):
             box.base = torch.as_tensor(job.base, dtype=torch.float32, device=box.base.device)
+            box.update(job.base)
         try:
             sol = job.brain.planner.plan(
                 job.z, model_version=job.brain.version, shift=job.shift

@@ -281,3 +281,24 @@ def test_hand_probe_pulls_plans_toward_the_goal_hand(ckpt: CheckpointInfo, tmp_p
     feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     assert len(feed(10 * MS, ("latent/front", latent(0, 5 * MS)))) == 1  # plans without it
     assert node.summary()["goal_hand"] is None
+
+
+def test_hand_pull_lets_go_near_the_goal_hand_and_takes_hold_far_from_it() -> None:
+    import torch
+
+    from planner.node import HandBox
+
+    box = HandBox(np.array([0.3, -0.3, 0.0]), np.array([0.7, 0.3, 0.35]), 0.0,
+                  torch.device("cpu"), prior_weight=100.0, radius=0.05)
+    a = torch.zeros(1, 2, 4)
+    box.base = torch.tensor([0.4, 0.0, 0.2])
+    assert float(box(a)[0]) == 0.0  # no goal hand: no pull
+    box.goal = torch.tensor([0.6, 0.0, 0.2])
+    far = float(box(a)[0])
+    assert far == pytest.approx(100.0 * 2 * (0.2 - 0.05) ** 2, rel=1e-5)
+    box.update(np.array([0.56, 0.0, 0.2]))  # within the radius: let go
+    assert not box.pulling and float(box(a)[0]) == 0.0
+    box.update(np.array([0.52, 0.0, 0.2]))  # 8 cm: between radius and 2 radius, still free
+    assert not box.pulling
+    box.update(np.array([0.45, 0.0, 0.2]))  # 15 cm: hold again
+    assert box.pulling and float(box(a)[0]) == pytest.approx(far, rel=1e-5)
