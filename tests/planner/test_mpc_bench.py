@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from conftest import reflexarc
+from tests.conftest import reflexarc
 
 from planner.bench import (
     MLPPredictor,
