@@ -195,10 +195,12 @@ class Launcher:
         return {n: p.popen.pid for n, p in self.procs.items() if p.popen is not None}
 
     def _write_pids(self) -> None:
-        """``run_dir/pids.json``: the launcher's and every node's current pid."""
+        """``run_dir/pids.json``: the launcher's and every node's current pid, and under
+        ``up`` the nodes whose current process has sent a heartbeat."""
         path = self.run_dir / "pids.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"launcher": os.getpid(), **self.pids()}))
+        up = [n for n, p in self.procs.items() if p.last_hb]
+        tmp.write_text(json.dumps({"launcher": os.getpid(), **self.pids(), "up": up}))
         os.replace(tmp, path)
 
     def _event(self, node: str, what: str, **extra: Any) -> None:
@@ -274,7 +276,10 @@ class Launcher:
                 for _, hb, _ in sub.drain():
                     p = self.procs.get(hb.node)  # type: ignore[attr-defined]
                     if p is not None and p.popen is not None and hb.pid == p.popen.pid:  # type: ignore[attr-defined]
+                        first = not p.last_hb
                         p.last_hb, p.hb = now, hb
+                        if first:
+                            self._write_pids()
             now = time.monotonic()
             for name, p in self.procs.items():
                 if p.finished or p.popen is None:

@@ -105,9 +105,14 @@ def test_curve_graph_refuses_unauthenticated_readers_and_publishers(tmp_path: Pa
         # (state 1.0) and one holding them (state 2.0)
         rogue = _injector(ctx, addrs["rogue"], None)
         friend = _injector(ctx, addrs["friend"], keys)
-        time.sleep(1.5)
-        _send_states({1.0: rogue, 2.0: friend}, 2.0)
-        commands = _commands_within(reader_ok, 1.0)
+        deadline = time.monotonic() + 60
+        while "heartbeat" not in _topics_within(reader_ok, 0.5):  # the node is up
+            assert time.monotonic() < deadline, "no heartbeat from the node"
+        commands: list[float] = []
+        while len(commands) < 20 and time.monotonic() < deadline:
+            _send_states({1.0: rogue, 2.0: friend}, 0.5)
+            commands += _commands_within(reader_ok, 0.2)
+        commands += _commands_within(reader_ok, 0.5)
         assert commands, "the authenticated publisher's states did not reach the node"
         assert set(commands) == {2.0}, "the node acted on the unauthenticated publisher"
         assert _topics_within(reader_bad, 0.5) == set(), "an unauthenticated reader got data"

@@ -26,12 +26,15 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_running(run_dir: Path, names: set[str]) -> dict[str, int]:
+    """Wait until every node has sent a heartbeat; returns the pids."""
     deadline = time.monotonic() + 60
-    while not names <= set(wait_for_file(run_dir / "pids.json")):
+    while not names <= set(wait_for_file(run_dir / "pids.json").get("up", [])):
         assert time.monotonic() < deadline, "nodes did not start"
         time.sleep(0.05)
-    time.sleep(2.5)  # imports done, heartbeats flowing
-    return json.loads((run_dir / "pids.json").read_text())
+    time.sleep(0.5)
+    pids = json.loads((run_dir / "pids.json").read_text())
+    pids.pop("up")
+    return pids
 
 
 @pytest.mark.parametrize("policy", ["restart", "stop"])
