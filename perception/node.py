@@ -37,29 +37,12 @@ from robot.config import bounded, choice
 from robot.errors import ConfigError
 from robot.msgs import Image, Latent
 from robot.node import Inbox, Node, NodeContext, Outputs
+from robot.stats import Ring
 
 log = logging.getLogger(__name__)
 
 CAMERA_PREFIX = "camera/"
 LATENT_PREFIX = "latent/"
-
-
-class _Ring:
-    """The last ``n`` float samples, for percentiles."""
-
-    def __init__(self, n: int = 1 << 15) -> None:
-        self.buf = np.zeros(n)
-        self.n = 0
-
-    def add(self, x: float) -> None:
-        self.buf[self.n % len(self.buf)] = x
-        self.n += 1
-
-    def percentiles(self, ps: list[float]) -> list[float]:
-        k = min(self.n, len(self.buf))
-        if k == 0:
-            return [float("nan")] * len(ps)
-        return [float(v) for v in np.percentile(self.buf[:k], ps)]
 
 
 class PerceptionNode(Node):
@@ -104,8 +87,8 @@ class PerceptionNode(Node):
         self.frames_while_loading = 0  # encoded by the old model while new weights loaded
         self.swaps = 0
         self.failures_logged = 0
-        self.encode_ms = _Ring()  # per batch
-        self.frame_ms = _Ring()  # per frame: batch time / batch size
+        self.encode_ms = Ring()  # per batch
+        self.frame_ms = Ring()  # per frame: batch time / batch size
         self.per_camera: dict[str, int] = {}
         # warm up the allocator and kernels, so the first frame is not an outlier
         self.encoder.encode([np.zeros((loaded.image_size, loaded.image_size, 3), np.uint8)])

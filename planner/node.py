@@ -62,6 +62,7 @@ from robot.config import bounded, choice
 from robot.errors import ConfigError
 from robot.msgs import Goal, JointState, Latent, Plan, empty
 from robot.node import Inbox, Node, NodeContext, Outputs
+from robot.stats import Ring
 
 log = logging.getLogger(__name__)
 
@@ -172,24 +173,6 @@ class HandBox:
             far = torch.relu((pos - self._goal).norm(dim=-1) - self.radius)  # (B, H)
             cost = cost + self.prior_weight * far.square().sum(1)
         return cost
-
-
-class _Ring:
-    """The last ``n`` float samples, for percentiles."""
-
-    def __init__(self, n: int = 1 << 15) -> None:
-        self.buf = np.zeros(n)
-        self.n = 0
-
-    def add(self, x: float) -> None:
-        self.buf[self.n % len(self.buf)] = x
-        self.n += 1
-
-    def percentiles(self, ps: list[float]) -> list[float]:
-        k = min(self.n, len(self.buf))
-        if k == 0:
-            return [float("nan")] * len(ps)
-        return [float(v) for v in np.percentile(self.buf[:k], ps)]
 
 
 @dataclass
@@ -338,8 +321,8 @@ class PlannerNode(Node):
         self.ee = np.zeros(3)
         self.mode = "no_goal"
         # figures
-        self.solve_ms = _Ring()
-        self.frame_to_plan_ms = _Ring()
+        self.solve_ms = Ring()
+        self.frame_to_plan_ms = Ring()
         self.solves = 0
         self.solve_errors = 0
         self.late = 0  # keepalives sent while a solve was still running
@@ -350,7 +333,7 @@ class PlannerNode(Node):
         self.swaps = 0
         self.version_waits = 0
         self.mode_ticks: dict[str, int] = {}
-        self.costs = _Ring()
+        self.costs = Ring()
         if cfg.goal_image:
             self._set_goal_image(read_goal_image(cfg.goal_image), stamp_ns=0, now_ns=0)
 

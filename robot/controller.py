@@ -55,6 +55,7 @@ from robot.errors import ConfigError, ReflexarcError
 from robot.msgs import JointCommand, JointState, Plan
 from robot.node import Inbox, Node, NodeContext, Outputs
 from robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervisor
+from robot.stats import Ring
 
 log = logging.getLogger(__name__)
 
@@ -363,24 +364,6 @@ class ArmModel:
 # --------------------------------------------------------------------------------------
 
 
-class _Ring:
-    """The last ``n`` float samples, for percentiles."""
-
-    def __init__(self, n: int = 1 << 17) -> None:
-        self.buf = np.zeros(n)
-        self.n = 0
-
-    def add(self, x: float) -> None:
-        self.buf[self.n % len(self.buf)] = x
-        self.n += 1
-
-    def percentiles(self, ps: list[float]) -> list[float]:
-        k = min(self.n, len(self.buf))
-        if k == 0:
-            return [float("nan")] * len(ps)
-        return [float(v) for v in np.percentile(self.buf[:k], ps)]
-
-
 def set_realtime(priority: int, name: str = "", pid: int = 0) -> bool:
     """Put process ``pid`` (0: this one) under SCHED_FIFO at ``priority``; False (logged)
     when the OS refuses (it needs CAP_SYS_NICE). The node then waits for its ticks with
@@ -466,10 +449,10 @@ class ControllerNode(Node):
         self.jump = 0.0  # > 0: the newest state jumped this far (rad) from the previous one
         self.q_fault: np.ndarray | None = None
         # figures
-        self.latency_ms = _Ring()
-        self.err_mm = _Ring()
-        self.state_age_ms = _Ring()
-        self.compute_us = _Ring()
+        self.latency_ms = Ring(1 << 17)
+        self.err_mm = Ring(1 << 17)
+        self.state_age_ms = Ring(1 << 17)
+        self.compute_us = Ring(1 << 17)
         self.state_jumps = 0
         self.mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
         self.plans = 0
