@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import torch
-from tests.conftest import reflexarc
 
 from planner.bench import (
     MLPPredictor,
@@ -16,6 +15,7 @@ from planner.bench import (
 from planner.cem import CEMConfig
 from planner.mppi import MPPIConfig
 from planner.protocol import LatentModel
+from tests.conftest import reflexarc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
