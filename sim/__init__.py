@@ -34,4 +34,15 @@ for _task, _id in ENV_IDS.items():
             max_episode_steps=MAX_EPISODE_STEPS[_task],
         )
 
-__all__ = ["ENV_IDS", "MAX_EPISODE_STEPS"]
+# The table without any block (the reach task with objects=[]): the world a model learns
+# before it ever sees a block, as in the online-learning demo (policies/online.py).
+EMPTY_ENV_ID = "reflexarc/PandaEmpty-v0"
+if EMPTY_ENV_ID not in registry:
+    register(
+        id=EMPTY_ENV_ID,
+        entry_point="sim.envs:PandaEnv",
+        kwargs={"task": "reach", "objects": []},
+        max_episode_steps=MAX_EPISODE_STEPS["push"],
+    )
+
+__all__ = ["EMPTY_ENV_ID", "ENV_IDS", "MAX_EPISODE_STEPS"]
