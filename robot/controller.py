@@ -32,10 +32,16 @@ where it stops), ``estop`` (latched: the same stop), ``fault`` (the joint state 
 silent: safe stop, a position-mode hold at the last measured pose, latched),
 ``waiting`` (no state yet: no command). Safety events are published on ``safety``.
 
-Every command carries the stamp of the frame its plan came from (``Plan.stamp_ns``), so
-frame-to-command latency ``now - plan.stamp_ns`` is recorded on every tick (summary:
-``latency_p50_ms``/``latency_p99_ms``), as is the EE tracking error (measured EE
-against the shaped setpoint).
+Every command carries the stamp of the frame its plan came from (``Plan.stamp_ns``).
+Frame-to-command latency is recorded once per plan: from its frame's stamp to the first
+command that applies the plan (on the graph clock; in realtime the time the command
+leaves the step), summary ``frame_to_command_p50_ms``/``_p99_ms``. A plan resent with the
+same stamp (a keepalive) is not a new one. The age of the plan being executed,
+``now - plan.stamp_ns`` on every running tick, is ``plan_age_p50_ms``/``_p99_ms``: it
+grows while a plan is tracked and includes the wait for the next camera frame, so it is
+no latency (``latency_p50_ms``/``_p99_ms`` are its old names, kept for the readers that
+still use them). The EE tracking error (measured EE against the shaped setpoint) is
+recorded on every running tick.
 """
 
 from __future__ import annotations
@@ -443,13 +449,15 @@ class ControllerNode(Node):
         self.target_vel = np.zeros(3)  # its velocity (at most max_speed), m/s
         self.grip_cmd: float | None = None  # last gripper command sent
         self.plan_stamp = 0
+        self.unsent_stamp: int | None = None  # a new plan's frame stamp, until first applied
         self.prev_ns: int | None = None
         self.state_seq = -1
         self.js: JointState | None = None  # newest valid joint state
         self.jump = 0.0  # > 0: the newest state jumped this far (rad) from the previous one
         self.q_fault: np.ndarray | None = None
         # figures
-        self.latency_ms = Ring(1 << 17)
+        self.plan_age_ms = Ring(1 << 17)  # every running tick: now - plan.stamp_ns
+        self.f2c_ms = Ring(1 << 17)  # once per plan: frame stamp -> first command applying it
         self.err_mm = Ring(1 << 17)
         self.state_age_ms = Ring(1 << 17)
         self.compute_us = Ring(1 << 17)
@@ -494,6 +502,8 @@ class ControllerNode(Node):
             if not self.supervisor.plan_arrived(now_ns):
                 continue  # e-stop or fault latched: plans are ignored, not queued
             self.plans += 1
+            if plan.stamp_ns != self.plan_stamp:  # a new plan, not a keepalive of the last
+                self.unsent_stamp = plan.stamp_ns
             self.plan_stamp = plan.stamp_ns
             if self.last_target is not None:
                 self.sampler.set_plan(plan, now_ns, self.last_target, self.target_vel)
@@ -569,7 +579,7 @@ class ControllerNode(Node):
         self.q_r = q_next
         if mode == Mode.RUNNING:
             stamp = self.plan_stamp
-            self.latency_ms.add((now_ns - stamp) / 1e6)
+            self.plan_age_ms.add((now_ns - stamp) / 1e6)
         else:
             stamp = js.stamp_ns
         self.last_sp = sp
@@ -591,6 +601,12 @@ class ControllerNode(Node):
             effort=tau, gripper=float(sp.gripper),
         )
         out.append(("joint_command", cmd))
+        if mode == Mode.RUNNING and self.unsent_stamp == stamp:
+            # the first command from this plan: in realtime it leaves now, after the
+            # compute; in lockstep the step takes no simulated time
+            sent_ns = time.monotonic_ns() if self.ctx.clock == "realtime" else now_ns
+            self.f2c_ms.add((sent_ns - stamp) / 1e6)
+            self.unsent_stamp = None
         out.extend(("safety", e) for e in self.events.take())
         return out
 
@@ -647,16 +663,22 @@ class ControllerNode(Node):
         return self.mode.value
 
     def summary(self) -> dict[str, Any]:
-        lat = self.latency_ms.percentiles([50, 99])
+        age = self.plan_age_ms.percentiles([50, 99])
+        f2c = self.f2c_ms.percentiles([50, 99])
         err = self.err_mm.percentiles([50, 99, 100])
-        age = self.state_age_ms.percentiles([50, 99])
+        st_age = self.state_age_ms.percentiles([50, 99])
         comp = self.compute_us.percentiles([50, 99])
         return {
-            "latency_p50_ms": lat[0],
-            "latency_p99_ms": lat[1],
-            "latency_samples": self.latency_ms.n,
-            "state_age_p50_ms": age[0],
-            "state_age_p99_ms": age[1],
+            "frame_to_command_p50_ms": f2c[0],
+            "frame_to_command_p99_ms": f2c[1],
+            "frame_to_command_samples": self.f2c_ms.n,
+            "plan_age_p50_ms": age[0],
+            "plan_age_p99_ms": age[1],
+            "latency_p50_ms": age[0],  # old names of plan_age_*
+            "latency_p99_ms": age[1],
+            "latency_samples": self.plan_age_ms.n,
+            "state_age_p50_ms": st_age[0],
+            "state_age_p99_ms": st_age[1],
             "state_jumps": self.state_jumps,
             "compute_p50_us": comp[0],
             "compute_p99_us": comp[1],
