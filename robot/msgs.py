@@ -47,9 +47,16 @@ class ArraySpec:
     ndim: int
 
 
-def array(dtype: str, ndim: int) -> Any:
-    """Declare an array field: its dtype is fixed, its shape travels in the header."""
-    return field(metadata={"array": ArraySpec(np.dtype(dtype).newbyteorder("<"), ndim)})
+def array(dtype: str, ndim: int, optional: bool = False) -> Any:
+    """Declare an array field: its dtype is fixed, its shape travels in the header.
+
+    ``optional``: the field defaults to an empty array (every dimension 0), so code
+    written before the field existed keeps constructing the message.
+    """
+    meta = {"array": ArraySpec(np.dtype(dtype).newbyteorder("<"), ndim)}
+    if not optional:
+        return field(metadata=meta)
+    return field(default_factory=lambda: np.zeros((0,) * ndim, dtype=dtype), metadata=meta)
 
 
 def empty(dtype: str, *shape: int) -> np.ndarray:
@@ -314,6 +321,9 @@ class Goal(_Base):
     z: np.ndarray = array("f4", 1)
     model_version: int = 0
     source: str = ""  # imagined | file | memory | instruction
+    # images of the states the task passes through on its way to ``image``, in order
+    # (K, H, W, 3); empty: ``image`` alone. The planner takes them as consecutive goals.
+    subgoals: np.ndarray = array("u1", 4, optional=True)
 
 
 @message
