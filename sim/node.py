@@ -18,6 +18,15 @@ Commands (``command``):
   action's joint ramp runs over ``1 / action_hz`` s, then its end is held. Actions
   computed before the current episode began (older stamps) are dropped.
 
+Instructions (``follow_spec``): the episode's task, block and target are not the reset's
+sample but those of the newest accepted ``task_spec`` stamped in the episode (the instruct
+node's, resolved against this episode's ``scene_state``). The episode waits for one; once
+adopted, the sim publishes it as the episode's ``goal`` (source "instruction", with the
+imagined goal image when ``publish_goal``), which the policy follows. A refusal, or no
+spec within ``spec_timeout_s``, ends the episode unsuccessfully with the reason. Success
+then also needs the other blocks to have moved at most ``others_tolerance``; each episode
+result says which block moved from where to where.
+
 Episodes: episode ``i`` is reset with seed ``ctx.seed + i`` (the same initial state as
 ``env.reset(seed=ctx.seed + i)``). Its physics stays frozen, and its clock stopped,
 until the first valid command arrives (or ``start_timeout_s`` passes), so the graph's
@@ -41,7 +50,16 @@ import numpy as np
 
 from robot.config import bounded, choice
 from robot.errors import ConfigError, NodeError
-from robot.msgs import EEAction, Goal, Image, JointCommand, JointState, SceneState, empty
+from robot.msgs import (
+    EEAction,
+    Goal,
+    Image,
+    JointCommand,
+    JointState,
+    SceneState,
+    TaskSpec,
+    empty,
+)
 from robot.node import Inbox, Node, NodeContext, Outputs
 from sim.assets import CAMERAS, SceneError, has_display
 
@@ -76,6 +94,10 @@ class SimConfig:
     catch_up_steps: int = bounded(4, 0, 100)  # realtime: extra physics steps after a late tick
     viewer: bool = False  # MuJoCo's passive viewer / PyBullet's GUI (needs a display)
     viewer_hz: float = bounded(30.0, 1.0, 240.0)
+    # instructions: task, block and target from the instruct node's task_spec (see above)
+    follow_spec: bool = False
+    spec_timeout_s: float = bounded(60.0, 0.1, None)  # follow_spec: wait this long for one
+    others_tolerance: float = bounded(0.02, 0.0, 1.0)  # follow_spec: other blocks may move, m
 
     def validate(self) -> None:
         for cam in self.cameras:
@@ -104,6 +126,22 @@ class EpisodeResult:
     duration_s: float  # graph clock
     physics_s: float  # simulated time stepped
     final_distance_m: float  # task error at the end
+    # follow_spec only (None otherwise): the instructed block, where it went, the others
+    object: str | None = None
+    object_from: list[float] | None = None  # (3,) at the episode's start
+    object_to: list[float] | None = None  # (3,) at its end
+    target: list[float] | None = None  # (3,)
+    others_moved_m: float | None = None  # largest xy displacement of another block
+    task_success: bool | None = None  # the task's own test (success also needs the others still)
+    refusal: str | None = None  # why the episode had no task (refused instruction, no spec)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict (the follow_spec fields only when set)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None or k not in _FOLLOW_KEYS}
+
+
+_FOLLOW_KEYS = ("object", "object_from", "object_to", "target", "others_moved_m", "task_success",
+                "refusal")
 
 
 class SimNode(Node):
@@ -116,7 +154,9 @@ class SimNode(Node):
     @classmethod
     def publishes_for(cls, cfg: SimConfig) -> tuple[str, ...]:
         """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
-        return tuple(t for t in cls.publishes if t != "goal" or cfg.publish_goal)
+        return tuple(
+            t for t in cls.publishes if t != "goal" or cfg.publish_goal or cfg.follow_spec
+        )
 
     def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
         super().__init__(ctx, cfg)
@@ -159,6 +199,11 @@ class SimNode(Node):
             1e9 * (cfg.episode_s or self.task.max_steps / DEFAULT_EPISODE_STEPS_HZ)
         )
         self.lockstep = ctx.clock == "lockstep"
+        if cfg.follow_spec:
+            self.subscribes = {**type(self).subscribes, "task_spec": "all"}
+        self.spec: TaskSpec | None = None  # follow_spec: the episode's adopted task spec
+        self.start_objects = np.zeros((0, 3))  # (k, 3) block positions at the episode's start
+        self.specs_stale = 0
 
         # episode
         self.phase = "reset"  # reset | waiting | running | done
@@ -207,14 +252,15 @@ class SimNode(Node):
         if self.phase == "reset":
             self._begin(now_ns, out)
             self.valid_from_ns = now_ns  # this tick's states are the episode's first
+        ended = self._follow(now_ns, inbox, out) if self.cfg.follow_spec else False
         commanded = self._take_commands(now_ns, inbox)
-        if self.phase == "waiting" and (
+        has_task = self.spec is not None or not self.cfg.follow_spec
+        if self.phase == "waiting" and not ended and has_task and (
             commanded or now_ns - self.reset_ns >= int(1e9 * self.cfg.start_timeout_s)
         ):
             self.phase = "running"
             self.start_ns = self.anchor_ns = now_ns
             self.anchor_steps = 0
-        ended = False
         if self.phase == "running":
             self._physics(now_ns)
             ended = self._episode_over(now_ns)
@@ -259,9 +305,11 @@ class SimNode(Node):
         self.tracker.reset(self.task.init_q)
         self.ramp_k = self.ramp_steps + 1
         self.ep_steps = 0
+        self.spec = None
+        self.goal = None  # follow_spec: no goal until a spec is adopted (none republished)
         self.goal_image = (
             self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
-            if self.cfg.publish_goal else None
+            if self.cfg.publish_goal and not self.cfg.follow_spec else None
         )
         self.log.info("episode %d (seed %d): target %s", self.episode, seed,
                       np.round(self.task.target, 3).tolist())
@@ -271,6 +319,7 @@ class SimNode(Node):
         self.phase = "waiting"
         self.reset_ns = now_ns
         self.next_state_ns = now_ns  # the episode's first state goes out at once
+        self.start_objects = self.scene.object_poses()[:, :3].copy()
         if self.goal_image is not None:
             names = self.scene.object_names
             self.goal = Goal(
@@ -292,6 +341,20 @@ class SimNode(Node):
         elapsed = now_ns - self.start_ns
         if not success and elapsed < self.episode_ns:
             return False
+        follow: dict[str, Any] = {}
+        if self.cfg.follow_spec and self.spec is not None:
+            others = np.arange(len(pos)) != self.task.obj
+            moved = np.linalg.norm(pos[:, :2] - self.start_objects[:, :2], axis=1)
+            others_moved = float(moved[others].max()) if others.any() else 0.0
+            follow = {
+                "object": self.spec.object,
+                "object_from": self.start_objects[self.task.obj].round(4).tolist() if len(pos) else None,
+                "object_to": pos[self.task.obj].round(4).tolist() if len(pos) else None,
+                "target": self.task.target.round(4).tolist(),
+                "others_moved_m": others_moved,
+                "task_success": bool(success),
+            }
+            success = success and others_moved <= self.cfg.others_tolerance
         r = EpisodeResult(
             episode=self.episode,
             seed=self.ctx.seed + self.episode,
@@ -300,10 +363,74 @@ class SimNode(Node):
             duration_s=elapsed / 1e9,
             physics_s=self.ep_steps * self.scene.dt,
             final_distance_m=self.task.distance(ee, pos),
+            **follow,
         )
         self.results.append(r)
         self.log.info("episode %d: %s after %.2f s", r.episode,
                       "success" if r.success else "time limit", r.duration_s)
+        return True
+
+    def _follow(self, now_ns: int, inbox: Inbox, out: list[tuple[str, Any]]) -> bool:
+        """follow_spec: adopt the newest task spec of this episode (as its goal); True when
+        the episode ends here without a task (a refusal, or no spec in time)."""
+        for spec in inbox.new("task_spec"):
+            if spec.stamp_ns < self.valid_from_ns:
+                self.specs_stale += 1  # resolved against an earlier episode's scene
+                continue
+            problem = spec.refusal or self._adopt(now_ns, spec, out)
+            if not problem:
+                continue
+            if self.phase == "waiting" and self.spec is None:
+                return self._no_task(now_ns, problem)
+            self.log.info("%s: keeps its task; ignoring a task spec: %s", self.ctx.name, problem)
+        if self.phase == "waiting" and self.spec is None and (
+            now_ns - self.reset_ns >= int(1e9 * self.cfg.spec_timeout_s)
+        ):
+            return self._no_task(now_ns, f"no task spec within {self.cfg.spec_timeout_s:g} s")
+        return False
+
+    def _adopt(self, now_ns: int, spec: TaskSpec, out: list[tuple[str, Any]]) -> str:
+        """Retarget the episode to ``spec`` and publish it as the goal; '' or the problem."""
+        from sim.tasks import TASKS, make_task
+
+        names = list(self.scene.object_names)
+        target = np.asarray(spec.target_pos, dtype=float)
+        if spec.task not in TASKS:
+            return f"task {spec.task!r} is not one of {', '.join(TASKS)}"
+        if target.shape != (3,) or not np.all(np.isfinite(target)):
+            return f"target_pos must be 3 finite numbers, got {target.tolist()}"
+        if spec.task != "reach" and spec.object not in names:
+            return f"no block {spec.object!r} in the scene (blocks: {', '.join(names) or 'none'})"
+        if spec.task != self.task.name:
+            init_q = self.task.init_q
+            self.task = make_task(spec.task, self.kin)
+            self.task.init_q = init_q
+            self.episode_ns = int(
+                1e9 * (self.cfg.episode_s or self.task.max_steps / DEFAULT_EPISODE_STEPS_HZ)
+            )
+        self.task.retarget(names.index(spec.object) if spec.object in names else 0, target)
+        self.spec = spec
+        image = (
+            self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
+            if self.cfg.publish_goal else np.zeros((0, 0, 3), np.uint8)
+        )
+        self.goal = Goal(stamp_ns=now_ns, task=spec.task, object=spec.object,
+                         target=self.task.target.copy(), image=image, z=empty("f4", 0),
+                         source="instruction")
+        self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
+        out.append(("goal", self.goal))
+        self.log.info("episode %d: %s %s to %s (instruction)", self.episode, spec.task,
+                      spec.object, np.round(target, 3).tolist())
+        return ""
+
+    def _no_task(self, now_ns: int, reason: str) -> bool:
+        """End the waiting episode unsuccessfully: the instruction gave it no task."""
+        self.results.append(EpisodeResult(
+            episode=self.episode, seed=self.ctx.seed + self.episode, success=False,
+            time_to_success_s=None, duration_s=0.0, physics_s=0.0, final_distance_m=float("nan"),
+            refusal=reason,
+        ))
+        self.log.warning("episode %d: no task: %s", self.episode, reason)
         return True
 
     # ---- commands ------------------------------------------------------------------------
@@ -440,12 +567,12 @@ class SimNode(Node):
         physics_hz = self.physics_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
         return {
             "run": {
-                "task": self.cfg.task,
+                "task": self.task.name,  # follow_spec: the last episode's (the spec's)
                 "backend": self.cfg.backend,
                 "episodes": n,
                 "success_rate": len(successes) / n if n else 0.0,
                 "mean_time_to_success_s": float(np.mean(successes)) if successes else None,
-                "episode_results": [r.__dict__ for r in self.results],
+                "episode_results": [r.as_dict() for r in self.results],
             },
             "physics_hz": physics_hz,  # physics steps per wall second while running
             "realtime_factor": physics_hz * self.scene.dt,

@@ -16,6 +16,11 @@ publishes either
   displacement, the blocks stay put); only the first matters much, since the plan is
   redone every period.
 
+With ``follow_goal`` (instructions: configs/graph/instruction.yaml) the task, the block
+and the target are the newest ``goal``'s (the sim publishes the instruction's task spec
+it adopted as the episode's goal): the expert of ``goal.task`` acts on ``goal.object``.
+It acts only on scene states whose target is the goal's, i.e. once the sim pursues it.
+
 Every message carries the stamp of the scene state it was computed from. A scene state
 already acted on, older than ``state_timeout_s``, malformed, or of a finished episode
 (success) produces nothing.
@@ -30,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from robot.config import bounded, choice
-from robot.msgs import EEAction, Plan, SceneState
+from robot.msgs import EEAction, Goal, Plan, SceneState
 from robot.node import Inbox, Node, NodeContext, Outputs
 from sim.experts import Expert, make_expert
 
@@ -45,6 +50,7 @@ class PolicyConfig:
     max_delta: float = bounded(0.05, 1e-4, 0.2)  # m per step, as the sim's
     plan_steps: int = bounded(3, 1, 100)  # plan: displacements ahead (T = plan_steps + 1)
     state_timeout_s: float = bounded(0.5, 0.0, None)  # ignore older scene states; 0: never
+    follow_goal: bool = False  # task, block and target from the newest goal (see above)
 
 
 class PolicyNode(Node):
@@ -64,13 +70,16 @@ class PolicyNode(Node):
         self.expert: Expert | None = (
             make_expert(cfg.task, cfg.max_delta) if cfg.policy == "expert" else None
         )
+        if cfg.follow_goal:
+            self.subscribes = {**type(self).subscribes, "goal": "latest"}
+        self.goal_key: tuple[int, int] | None = None  # (episode, goal stamp) being followed
         self.rng = ctx.rng
         self.dt_ns = int(round(1e9 / ctx.rate_hz))
         self.last_seq = -1
         self.episode = -1
         # scene states: acted on, seen before, too old, malformed, of a finished episode
         self.counts = {"actions": 0, "repeat": 0, "old_states": 0, "bad_states": 0,
-                       "finished": 0}
+                       "finished": 0, "no_goal": 0}
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         ss: SceneState | None = inbox.latest("scene_state")
@@ -85,6 +94,11 @@ class PolicyNode(Node):
             self.counts["old_states"] += 1
             return ()
         info = _info(ss)
+        if info is not None and self.cfg.follow_goal:
+            info = self._follow(inbox.latest("goal"), ss, info)
+            if info is None:
+                self.counts["no_goal"] += 1
+                return ()
         if info is None or (self.expert is not None and self.expert.task != "reach"
                             and len(info["object_pos"]) == 0):
             self.counts["bad_states"] += 1
@@ -100,6 +114,29 @@ class PolicyNode(Node):
         if self.cfg.output == "ee_action":
             return [("ee_action", EEAction(stamp_ns=ss.stamp_ns, action=self._act(info)))]
         return [("plan", self._plan(ss.stamp_ns, info))]
+
+    def _follow(self, goal: Goal | None, ss: SceneState, info: dict[str, Any]) -> dict[str, Any] | None:
+        """``info`` with the goal's block first (the experts act on block 0), or None while the
+        sim does not pursue ``goal`` yet (its scene state's target is another)."""
+        if goal is None or not np.array_equal(np.asarray(goal.target, np.float64), info["target"]):
+            return None
+        names = info["object_names"]
+        if goal.task != "reach" and goal.object not in names:
+            return None
+        key = (ss.episode, goal.stamp_ns)
+        if key != self.goal_key:  # a new goal: the expert of its task, from its start
+            self.goal_key = key
+            self.episode = ss.episode
+            if self.cfg.policy == "expert":
+                if self.expert is None or self.expert.task != goal.task:
+                    self.expert = make_expert(goal.task, self.cfg.max_delta)
+                self.expert.reset(info)
+        if goal.object in names:
+            i = names.index(goal.object)
+            order = [i, *(j for j in range(len(names)) if j != i)]
+            info = {**info, "object_pos": info["object_pos"][order],
+                    "object_names": tuple(names[j] for j in order)}
+        return info
 
     def _act(self, info: dict[str, Any], expert: Expert | None = None) -> np.ndarray:
         """One action (4,) float32."""
@@ -132,8 +169,11 @@ class PolicyNode(Node):
 
     def summary(self) -> dict[str, Any]:
         c = self.counts
-        return {"policy": self.cfg.policy, "output": self.cfg.output, "actions": c["actions"],
-                "old_states": c["old_states"], "bad_states": c["bad_states"]}
+        out = {"policy": self.cfg.policy, "output": self.cfg.output, "actions": c["actions"],
+               "old_states": c["old_states"], "bad_states": c["bad_states"]}
+        if self.cfg.follow_goal:
+            out["waited_for_goal"] = c["no_goal"]
+        return out
 
 
 def _info(ss: SceneState) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@
 A task samples a seeded initial state and a target, tests success on privileged state,
 and poses the scene in its goal state to render a goal image (inside
 ``scene.preserved()``, so the episode is not disturbed). The block a task is about is
-the first of ``scene.object_names``; the others are distractors.
+the first of ``scene.object_names`` (``Task.obj`` names another one when an instruction
+chose it: see :meth:`Task.retarget`); the others are distractors.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Task(abc.ABC):
         self.kin = kinematics or ArmKinematics()
         self.target = np.zeros(3)
         self.init_q = HOME_Q.copy()
+        self.obj = 0  # index of the block the task is about (0 after every reset)
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         """Sample and apply a new initial state and target (deterministic given ``rng``)."""
@@ -48,6 +50,7 @@ class Task(abc.ABC):
             raise SceneError(f"task {self.name!r} needs at least one block in the scene")
         ee0 = HOME_EE + rng.uniform(-0.03, 0.03, size=3)
         self.init_q = self.kin.solve(ee0, q0=HOME_Q).q
+        self.obj = 0
         poses = self._sample_objects(rng, len(scene.object_names))
         self.target = self._sample_target(rng, poses)
         scene.reset(self.init_q, gripper=1.0, object_poses=poses)
@@ -86,6 +89,12 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
         """Whether the state (ee (3,), blocks (k, 3)) solves the task."""
+
+    def retarget(self, obj: int, target: np.ndarray) -> None:
+        """Make the episode about block ``obj`` (index in ``scene.object_names``) and end at
+        ``target`` (3,) instead of the reset's sample (an instruction's task spec)."""
+        self.obj = int(obj)
+        self.target = np.asarray(target, dtype=float).reshape(3).copy()
 
     def scene_success(self, scene: Scene) -> bool:
         """:meth:`success` on the scene's current privileged state."""
@@ -137,15 +146,15 @@ class Push(Task):
         return self._sample_table_target(rng, poses, 0.1, 0.2)
 
     def distance(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> float:
-        return float(np.linalg.norm(object_pos[0, :2] - self.target[:2]))
+        return float(np.linalg.norm(object_pos[self.obj, :2] - self.target[:2]))
 
     def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
-        on_table = object_pos[0, 2] < BLOCK_SIZE / 2 + 0.015
+        on_table = object_pos[self.obj, 2] < BLOCK_SIZE / 2 + 0.015
         return bool(on_table) and self.distance(ee_pos, object_pos) < self.tolerance
 
     def pose_goal(self, scene: Scene) -> None:
         poses = scene.object_poses()
-        poses[0, :3] = self.target
+        poses[self.obj, :3] = self.target
         scene.set_object_poses(poses)
 
 
@@ -160,15 +169,15 @@ class PickPlace(Task):
         return self._sample_table_target(rng, poses, 0.12, 0.25)
 
     def distance(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> float:
-        return float(np.linalg.norm(object_pos[0] - self.target))
+        return float(np.linalg.norm(object_pos[self.obj] - self.target))
 
     def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
-        down = object_pos[0, 2] < self.target[2] + 0.01  # put down, not held above
+        down = object_pos[self.obj, 2] < self.target[2] + 0.01  # put down, not held above
         return bool(down) and self.distance(ee_pos, object_pos) < self.tolerance
 
     def pose_goal(self, scene: Scene) -> None:
         poses = scene.object_poses()
-        poses[0, :3] = self.target
+        poses[self.obj, :3] = self.target
         scene.set_object_poses(poses)
 
 

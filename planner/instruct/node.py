@@ -7,10 +7,13 @@
                   LLM in a worker thread (never inside step)
 
 Instructions come from the ``instruction`` topic, from ``reflexarc say`` over a local
-REQ/REP socket (``listen``), and once from ``Config.instruction`` (``reflexarc run
-task=instruction instruction="..."``). The scene is the newest ``scene_state``; an
-instruction waits for the first one up to ``scene_timeout_s`` (then it is refused, or
-resolved in the default scene with ``use_default_scene``).
+REQ/REP socket (``listen``), and from ``Config.instruction`` (``reflexarc run
+graph=instruction task=instruction instruction="..."``): once at start, and again at every
+new episode of the ``scene_state`` (``every_episode``: a direction is relative to where the
+block is now). The scene is the newest ``scene_state``; an instruction waits for the first
+one up to ``scene_timeout_s`` (then it is refused, or resolved in the default scene with
+``use_default_scene``). A spec of the configured instruction carries the stamp of the
+scene state it was resolved against, so a simulator can tell which episode it is for.
 
 ``step`` does the fast path and memory itself (tens of microseconds) and hands anything
 else to a single worker thread; finished LLM answers are published by a later step. The
@@ -35,7 +38,7 @@ import zmq
 from planner.instruct.errors import InvalidInstruction
 from planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
 from planner.instruct.scene import SceneInfo
-from planner.instruct.spec import goal_from_spec, refusal
+from planner.instruct.spec import goal_from_spec, refusal, spec_dict
 from robot.config import bounded
 from robot.errors import ConfigError, MalformedMessage
 from robot.msgs import Instruction, SceneState, TaskSpec, decode, encode
@@ -66,6 +69,7 @@ class _Job:
     stamp_ns: int
     since_ns: int  # when it arrived (node clock), for the scene timeout
     reply: _Reply | None = None
+    configured: bool = False  # Config.instruction: stamped with the scene state it is resolved in
 
 
 class InstructNode(Node):
@@ -77,6 +81,7 @@ class InstructNode(Node):
         listen: str = DEFAULT_ADDRESS  # REP socket for `reflexarc say` ("" = none); local only
         scene_timeout_s: float = bounded(5.0, 0.0, 600.0)
         use_default_scene: bool = False  # without scene_state: the default SceneInfo
+        every_episode: bool = True  # `instruction` again at each new scene_state episode
 
         def validate(self) -> None:
             if self.listen and not self.listen.startswith(_LOCAL):
@@ -105,7 +110,9 @@ class InstructNode(Node):
         self._bound = threading.Event()
         self._bind_error = ""
         self._started = False
+        self._episode: int | None = None  # the scene_state episode last seen
         self.published = 0
+        self.specs: deque[dict[str, Any]] = deque(maxlen=100)  # the last specs, for the summary
         if cfg.listen:
             self._server = threading.Thread(
                 target=self._serve, name=f"{ctx.name}-rep", args=(cfg.listen,), daemon=True
@@ -122,7 +129,12 @@ class InstructNode(Node):
         if not self._started:
             self._started = True
             if self.cfg.instruction.strip():
-                self._jobs.append(_Job(self.cfg.instruction, now_ns, now_ns))
+                self._jobs.append(_Job(self.cfg.instruction, 0, now_ns, configured=True))
+        latest = inbox.latest("scene_state")
+        if latest is not None and latest.episode != self._episode:
+            if self._episode is not None and self.cfg.every_episode and self.cfg.instruction.strip():
+                self._jobs.append(_Job(self.cfg.instruction, 0, now_ns, configured=True))
+            self._episode = latest.episode
         for ins in inbox.new("instruction"):
             self._jobs.append(_Job(ins.text, ins.stamp_ns or now_ns, now_ns))
         while True:
@@ -150,12 +162,15 @@ class InstructNode(Node):
                 if now_ns - job.since_ns < self.cfg.scene_timeout_s * 1e9:
                     waiting.append(job)
                     continue
+                job.stamp_ns = job.stamp_ns or now_ns
                 self._emit(out, job, refusal(
                     f"no scene_state received within {self.cfg.scene_timeout_s:g} s; cannot tell "
                     "where the objects are (use_default_scene=true resolves in the default scene)",
                     "fast", stamp_ns=job.stamp_ns,
                 ))
                 continue
+            if job.configured:
+                job.stamp_ns = self._scene_msg.stamp_ns if self._scene_msg is not None else now_ns
             spec = self.instructor.quick(job.text, scene, job.stamp_ns)
             if spec is not None:
                 self._emit(out, job, spec)
@@ -188,6 +203,7 @@ class InstructNode(Node):
                 out.append(("goal", goal))
         if job.reply is not None:
             job.reply.set(spec)
+        self.specs.append({"instruction": job.text, "episode": self._episode, **spec_dict(spec)})
         if spec.refusal:
             self.ctx.log.info("instruct: refused %r: %s", job.text, spec.refusal)
         else:
@@ -236,7 +252,14 @@ class InstructNode(Node):
     # ------------------------------------------------------------------ shutdown
 
     def summary(self) -> dict[str, Any]:
-        return {"instructions": self.published, **{f"instruct_{k}": v for k, v in self.instructor.counts.items()}}
+        """Counts; under "run" (the run summary's top level) the instruction and its specs."""
+        out: dict[str, Any] = {
+            "instructions": self.published,
+            **{f"instruct_{k}": v for k, v in self.instructor.counts.items()},
+        }
+        if self.specs:
+            out["run"] = {"instruction": self.cfg.instruction, "specs": list(self.specs)}
+        return out
 
     def close(self) -> None:
         self._stop.set()
