@@ -15,12 +15,12 @@ from robot.config import bounded, choice, register
 
 @dataclass
 class BenchConfig:
-    what: str = choice("bus", "bus", "sim", "control", "plan")
+    what: str = choice("bus", "bus", "sim", "control", "plan", "instruct")
     out: str = ""  # JSON rows; PNG plots are written beside it
     quick: bool = False  # a small, fast run (used by the tests)
     messages: int = bounded(3000, 10, 1_000_000)  # bus: messages per row
     rate_hz: float = bounded(1000.0, 1.0, 100_000.0)  # bus: send rate
-    seconds: float = bounded(10.0, 0.5, 3600.0)  # control: how long the graph runs
+    seconds: float = bounded(10.0, 0.5, 3600.0)  # control, instruct: how long the graph runs
     backend: str = choice("mujoco", "mujoco", "pybullet")
     device: str = "cpu"  # plan: torch device
     threads: int = bounded(1, 1, 256)  # plan: torch intra-op threads (1 is fastest for small batches)
@@ -35,6 +35,7 @@ _BENCHES = {
     "sim": "sim.bench:bench_sim",
     "control": "robot.bench_control:bench_control",
     "plan": "planner.bench:bench_plan",
+    "instruct": "planner.instruct.bench:bench_instruct",
 }
 
 
