@@ -253,11 +253,25 @@ def measure(variant: str, backend: str = "mujoco", seconds: float = 10.0,
 
 
 def bench_instruct(cfg: Any) -> list[dict[str, Any]]:
-    """``reflexarc bench instruct``: the fast-path row, then one graph row per variant."""
+    """``reflexarc bench instruct``: the fast path's row, then the graph variants in
+    interleaved rounds (one with ``quick``, else two), one compact row per run. The fast
+    path's per-call times go in the step columns."""
     seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
     fast = bench_fast(repeats=50 if cfg.quick else 200)
-    rows: list[dict[str, Any]] = [{"part": "fast_path", **{k: v for k, v in fast.items() if k != "what"}}]
-    rows += [measure(v, cfg.backend, seconds) for v in VARIANTS]
+    rows: list[dict[str, Any]] = [{"variant": "fast_path", "round": 0, "ok": True,
+                                   "step50_us": fast["p50_us"], "step99_us": fast["p99_us"]}]
+    for k in range(1 if cfg.quick else 2):
+        for v in VARIANTS:
+            r = measure(v, cfg.backend, seconds)
+            rows.append({
+                "variant": v, "round": k, "ok": r["ok"], "rate_hz": r["rate_hz"],
+                "miss_share": r["miss_share"], "jit50_us": r["jitter_p50_us"],
+                "jit99_us": r["jitter_p99_us"], "step50_us": r["step_p50_us"],
+                "step99_us": r["step_p99_us"], "cmd_hz": r["commands_hz"],
+                "ins_hb": r["instruct_heartbeats"], "llm_req": r["llm_requests"],
+                "specs": r["specs_in_window"], "load1": r["load1"],
+                **({"error": f"{r['error']} {r['events']}".strip()} if not r["ok"] else {}),
+            })
     return rows
 
 
