@@ -16,7 +16,7 @@ from tests.conftest import reflexarc
 def run_instruction(tmp_path: Path, name: str, text: str, *overrides: str) -> dict[str, Any]:
     out = tmp_path / f"{name}.json"
     proc = reflexarc(
-        "run", "graph=instruction", "task=instruction", f"instruction={text}", "clock=lockstep",
+        "run", "graph=instruction", "task=instruction", f"instruction={text}", "clock=lockstep", "episodes=1",
         f"run_dir={tmp_path / name}", f"out={out}", "heartbeat_hz=2",
         "graph.nodes.instruct.args.listen=", "graph.nodes.instruct.args.memory=false",
         *overrides, timeout=180,
