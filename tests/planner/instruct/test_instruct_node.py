@@ -170,3 +170,24 @@ def test_the_node_in_its_process_answers_say_and_publishes(tmp_path: Path) -> No
         sub.close()
         zctx.term()
     assert rc == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_the_configured_instruction_is_understood_again_at_each_episode() -> None:
+    """``instruction`` from the config: resolved in each episode's scene and stamped with
+    the scene state it was resolved in (a sim tells its episode's spec by that stamp)."""
+    node = make(instruction="push the red block to the left")
+    assert node.step(1, Inbox()) == []  # no scene yet: it waits
+    ((_, first),) = node.step(2, inbox(("scene_state", SCENE_STATE)))
+    assert first.stamp_ns == SCENE_STATE.stamp_ns and np.allclose(first.target_pos, [0.5, 0.05, 0.025])
+    assert node.step(3, inbox(("scene_state", SCENE_STATE))) == []  # same episode: once
+    moved = SceneState(
+        stamp_ns=900, ee_pos=SCENE_STATE.ee_pos, ee_quat=SCENE_STATE.ee_quat,
+        objects=np.array([[0.45, -0.1, 0.025, 1, 0, 0, 0], [0.45, 0.15, 0.025, 1, 0, 0, 0]]),
+        names="red,green", target=np.zeros(3), episode=1,
+    )
+    ((_, again),) = node.step(4, inbox(("scene_state", moved)))
+    assert again.stamp_ns == 900 and np.allclose(again.target_pos, [0.45, 0.0, 0.025])  # from red's new place
+    run = node.summary()["run"]
+    assert run["instruction"] == "push the red block to the left"
+    assert [s["episode"] for s in run["specs"]] == [0, 1]
+    node.close()
