@@ -1,21 +1,25 @@
 """``reflexarc bench instruct``: the fast path's latency, and the 1 kHz controller while an
 LLM call hangs.
 
-- **Fast path** (row ``part=fast_path``; also ``python -m planner.instruct.bench``): times
+- **Fast path** (row ``fast_path``; also ``python -m planner.instruct.bench``): times
   :meth:`Instructor.quick` (parse + resolve + TaskSpec, memory disabled) over a set of
-  instructions, each repeated, one call per sample (``time.perf_counter_ns``).
-- **Controller while the LLM hangs** (rows ``part=graph``): the control graph of ``bench
+  instructions, each repeated, one call per sample (``time.perf_counter_ns``); its p50/p99
+  go in the step columns.
+- **Controller while the LLM hangs** (the other rows): the control graph of ``bench
   control`` (sim with joint commands at 1 kHz physics, no camera; the 1 kHz controller;
-  the scripted expert's plans at 10 Hz; no recorder) runs in realtime in three variants:
-  ``no_instruct``; ``instruct_idle`` (an instruct node, nothing to understand);
-  ``llm_hangs`` (an instruct node whose instruction escalates to an OpenAI-compatible
-  server on 127.0.0.1 that accepts the request and never answers while measured). A probe
-  on the bus opens a window ``settle_s`` after the controller runs (and, in ``llm_hangs``,
-  the server holds the request) and closes it ``seconds`` later. Over the window: the
-  controller's achieved rate, missed deadlines, jitter and step time p50/p99 (its
-  heartbeats), joint commands received, the instruct node's heartbeats and ticks, and task
-  specs published (none while the call hangs). ``load1`` is the load before each run.
-  Compare the variants as ratios within one run: the machine is shared and noisy.
+  the scripted expert's plans at 10 Hz; no recorder) in realtime. One run without an
+  instruct node (``no_instruct``), and one run with an instruct node measured in three
+  phases, so that the comparison that matters is made under the same background load:
+  ``instruct_idle``; ``llm_hangs``, after an instruction that escalates was sent (``say``)
+  and an OpenAI-compatible server on 127.0.0.1 holds the request without answering;
+  ``after_answer``, once the server was released and the node published the spec. A probe
+  on the bus measures each phase over a ``seconds`` window opened ``settle_s`` after the
+  phase's condition holds: the controller's achieved rate, missed deadlines (share), jitter
+  and step time p50/p99 (its heartbeats; the runtime's percentiles cover its last 4096
+  ticks, so windows of 4 s or more are the phase's alone), joint commands received, the
+  instruct node's heartbeats and ticks, task specs published in the window (none while the
+  call hangs) and LLM requests outstanding. ``load1`` is the load at the window's start.
+  Compare as ratios within one run: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +92,7 @@ def bench_fast(
 HANGING = "wiggle the red block over to the near edge"
 """An instruction the fast path is not sure of (it escalates to the LLM)."""
 
-VARIANTS = ("no_instruct", "instruct_idle", "llm_hangs")
+PHASES = ("instruct_idle", "llm_hangs", "after_answer")
 
 
 def control_nodes(backend: str, instruct: dict[str, Any] | None) -> dict[str, Any]:
@@ -103,20 +108,30 @@ def control_nodes(backend: str, instruct: dict[str, Any] | None) -> dict[str, An
     return nodes
 
 
+@dataclass
+class Phase:
+    """One measured window: ``begin`` is called when the phase starts; the window opens
+    ``settle_s`` after ``ready`` is set (None: at once) and lasts ``seconds``."""
+
+    name: str
+    seconds: float
+    begin: Callable[[], None] | None = None
+    ready: threading.Event | None = None
+
+
 class _Probe(threading.Thread):
-    """Counts on the bus: controller and instruct heartbeats, joint commands, task specs.
+    """Listens to the graph (heartbeats, joint commands, task specs) and measures each
+    :class:`Phase` in turn, once the controller reports ``running``; then asks the
+    launcher to stop."""
 
-    The window opens ``settle_s`` after the controller first reports ``running`` and, when
-    ``armed`` is given, the LLM server holds a request; it closes ``seconds`` later and the
-    launcher is asked to stop.
-    """
-
-    def __init__(self, launcher: Any, seconds: float, armed: threading.Event | None,
-                 settle_s: float = 1.0, startup_timeout_s: float = 120.0) -> None:
+    def __init__(self, launcher: Any, phases: Sequence[Phase], spec_seen: threading.Event,
+                 settle_s: float = 1.0, phase_timeout_s: float = 120.0) -> None:
         super().__init__(daemon=True)
-        self.launcher, self.seconds, self.armed = launcher, seconds, armed
-        self.settle_s, self.startup_timeout_s = settle_s, startup_timeout_s
-        self.result: dict[str, Any] = {}
+        self.launcher, self.phases = launcher, list(phases)
+        self.settle_s, self.phase_timeout_s = settle_s, phase_timeout_s
+        self.results: dict[str, dict[str, Any]] = {}
+        self.error = ""
+        self.spec_seen = spec_seen  # set when a task_spec goes by
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -128,149 +143,186 @@ class _Probe(threading.Thread):
         sub = busmod.Subscriber(zctx, list(self.launcher.addresses.values()),
                                 ["heartbeat", "joint_command", "task_spec"], cfg, security,
                                 "bench-probe")
-        t_begin = time.monotonic()
+        running = False
+        i, phase = 0, self.phases[0]
+        began = time.monotonic()
         opened: float | None = None
-        hbs: dict[str, list[tuple[float, Any]]] = {"controller": [], "instruct": []}
-        commands = specs = specs_before = 0
+        load = 0.0
+        hbs: dict[str, list[Any]] = {"controller": [], "instruct": []}
+        counts = {"commands": 0, "specs": 0}
         try:
             while not self.stop_event.is_set():
                 now = time.monotonic()
-                if opened is None and now - t_begin > self.startup_timeout_s:
-                    self.result = {"error": "the controller never ran (or the LLM got no request)"}
-                    return
-                if opened is not None and now - opened >= self.seconds:
-                    break
-                if not sub.wait(0.05):
+                if opened is None:
+                    if now - began > self.phase_timeout_s:
+                        self.error = f"phase {phase.name}: its condition did not hold in time"
+                        return
+                    if running and (phase.ready is None or phase.ready.is_set()):
+                        opened, load = now + self.settle_s, os.getloadavg()[0]
+                elif now - opened >= phase.seconds:
+                    self.results[phase.name] = _window(hbs, counts, load)
+                    i += 1
+                    if i == len(self.phases):
+                        return
+                    phase, opened, began = self.phases[i], None, time.monotonic()
+                    hbs = {"controller": [], "instruct": []}
+                    counts = {"commands": 0, "specs": 0}
+                    if phase.begin is not None:
+                        phase.begin()
                     continue
+                if not sub.wait(0.02):
+                    continue
+                t = time.monotonic()
+                live = opened is not None and t >= opened
                 for topic, msg, _ in sub.drain():
-                    t = time.monotonic()
-                    if opened is None:
-                        if topic == "task_spec":
-                            specs_before += 1
-                        if (topic == "heartbeat" and msg.node == "controller" and msg.state == "running"
-                                and (self.armed is None or self.armed.is_set())):
-                            opened = t + self.settle_s
-                        continue
-                    if t < opened:
-                        continue
-                    if topic == "joint_command":
-                        commands += 1
-                    elif topic == "task_spec":
-                        specs += 1
-                    elif msg.node in hbs:
+                    if topic == "task_spec":
+                        self.spec_seen.set()
+                        counts["specs"] += live
+                    elif topic == "joint_command":
+                        counts["commands"] += live
+                    elif msg.node == "controller" and msg.state == "running" and not running:
+                        running = True
+                        if phase.begin is not None:
+                            phase.begin()
+                    elif live and msg.node in hbs:
                         hbs[msg.node].append((t, msg))
-            ctrl = hbs["controller"]
-            if len(ctrl) < 2:
-                self.result = {"error": "no controller heartbeats in the window"}
-                return
-            (t0, h0), (t1, h1) = ctrl[0], ctrl[-1]
-            ticks = h1.ticks - h0.ticks
-            ins = hbs["instruct"]
-            self.result = {
-                "window_s": t1 - t0,
-                "rate_hz": ticks / (t1 - t0),
-                "misses": h1.misses - h0.misses,
-                "miss_share": (h1.misses - h0.misses) / max(1, ticks),
-                "jitter_p50_us": h1.jitter_p50_us,
-                "jitter_p99_us": h1.jitter_p99_us,
-                "step_p50_us": h1.step_p50_us,
-                "step_p99_us": h1.step_p99_us,
-                "commands": commands,
-                "commands_hz": commands / (t1 - t0),
-                "instruct_heartbeats": len(ins),
-                "instruct_ticks": ins[-1][1].ticks - ins[0][1].ticks if len(ins) >= 2 else 0,
-                "instruct_step_p99_us": ins[-1][1].step_p99_us if ins else None,
-                "specs_in_window": specs,
-                "specs_before": specs_before,
-            }
         finally:
             sub.close()
             security.close()
             zctx.term()
-            self.launcher.reason = self.launcher.reason or "bench window done"
+            self.launcher.reason = self.launcher.reason or "bench windows done"
             self.launcher.stopping = True
 
 
-def measure(variant: str, backend: str = "mujoco", seconds: float = 10.0,
-            run_dir: str | Path | None = None) -> dict[str, Any]:
-    """One row: the control graph in realtime with ``variant`` (:data:`VARIANTS`) of the
-    instruct node, measured over a ``seconds`` window (see the module docstring)."""
-    from robot.config import from_mapping
-    from robot.errors import ConfigError
-    from robot.launcher import Launcher, RunConfig
-
-    if variant not in VARIANTS:
-        raise ConfigError("variant", f"got {variant!r}; allowed: {', '.join(VARIANTS)}")
-    release = threading.Event()
-    server = None
-    instruct: dict[str, Any] | None = None
-    if variant == "instruct_idle":
-        instruct = {}
-    elif variant == "llm_hangs":
-        answer: Any = reply(refusal="the bench released the hanging call")
-        for _ in range(math.ceil((seconds + 120.0) / 30.0)):  # the server holds 30 s per link
-            answer = ("hold", release, answer)
-        server = ChatServer([answer])
-        timeout_s = 60.0
-        instruct = {"instruction": HANGING, "llm": {
-            "base_url": server.url, "model": "bench-hangs", "timeout_s": timeout_s,
-            "retries": min(5, math.ceil((seconds + 30.0) / timeout_s) - 1)}}
-    load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench-instruct-") as tmp:
-        cfg = from_mapping(RunConfig, {
-            "graph": {"nodes": control_nodes(backend, instruct)},
-            "run_dir": str(run_dir or Path(tmp) / variant), "heartbeat_hz": 5.0,
-            "silent_timeout_s": 2.0})
-        launcher = Launcher(cfg)
-        probe = _Probe(launcher, seconds, server.received if server else None)
-        probe.start()
-        t0 = time.monotonic()
-        try:
-            summary = launcher.run()
-        finally:
-            probe.stop_event.set()
-            probe.join(timeout=5.0)
-            requests = len(server.requests) if server else 0
-            release.set()
-            if server is not None:
-                server.close()
-    w = probe.result
-    silent = [e for e in summary["events"] if e["event"] in ("silent", "died")]
+def _window(hbs: dict[str, list[Any]], counts: dict[str, int], load: float) -> dict[str, Any]:
+    """Loop figures of one window from its heartbeats (counter differences; percentiles
+    of the last one) and message counts."""
+    ctrl, ins = hbs["controller"], hbs["instruct"]
+    if len(ctrl) < 2:
+        return {"error": "fewer than 2 controller heartbeats in the window"}
+    (t0, h0), (t1, h1) = ctrl[0], ctrl[-1]
+    ticks = h1.ticks - h0.ticks
     return {
-        "part": "graph", "variant": variant, "backend": backend,
-        "ok": bool(summary["ok"] and "error" not in w and not silent),
-        **{k: w.get(k) for k in ("window_s", "rate_hz", "misses", "miss_share", "jitter_p50_us",
-                                 "jitter_p99_us", "step_p50_us", "step_p99_us", "commands_hz",
-                                 "commands", "instruct_heartbeats", "instruct_ticks",
-                                 "instruct_step_p99_us", "specs_in_window")},
-        "llm_requests": requests,
-        "events": " ".join(f"{e['node']}:{e['event']}" for e in silent),
+        "window_s": t1 - t0,
+        "rate_hz": ticks / (t1 - t0),
+        "misses": h1.misses - h0.misses,
+        "miss_share": (h1.misses - h0.misses) / max(1, ticks),
+        "jitter_p50_us": h1.jitter_p50_us,
+        "jitter_p99_us": h1.jitter_p99_us,
+        "step_p50_us": h1.step_p50_us,
+        "step_p99_us": h1.step_p99_us,
+        "commands": counts["commands"],
+        "commands_hz": counts["commands"] / (t1 - t0),
+        "instruct_heartbeats": len(ins),
+        "instruct_ticks": ins[-1][1].ticks - ins[0][1].ticks if len(ins) >= 2 else 0,
+        "specs_in_window": counts["specs"],
         "load1": round(load, 2),
-        "cores": os.cpu_count(),
-        "wall_s": round(time.monotonic() - t0, 2),
-        "error": w.get("error", ""),
     }
 
 
+def _run(nodes: dict[str, Any], phases: Sequence[Phase], run_dir: Path,
+         spec_seen: threading.Event | None = None) -> tuple[dict[str, Any], _Probe]:
+    """Run ``nodes`` in realtime in this process's launcher until ``phases`` are measured."""
+    from robot.config import from_mapping
+    from robot.launcher import Launcher, RunConfig
+
+    cfg = from_mapping(RunConfig, {"graph": {"nodes": nodes}, "run_dir": str(run_dir),
+                                   "heartbeat_hz": 5.0, "silent_timeout_s": 2.0})
+    launcher = Launcher(cfg)
+    probe = _Probe(launcher, phases, spec_seen or threading.Event())
+    probe.start()
+    try:
+        summary = launcher.run()
+    finally:
+        probe.stop_event.set()
+        probe.join(timeout=5.0)
+    return summary, probe
+
+
+def _rows(summary: dict[str, Any], probe: _Probe, backend: str, extra: dict[str, dict[str, Any]]
+          ) -> list[dict[str, Any]]:
+    trouble = " ".join(f"{e['node']}:{e['event']}" for e in summary["events"]
+                       if e["event"] in ("silent", "died"))
+    rows = []
+    for ph in probe.phases:
+        w = probe.results.get(ph.name, {"error": probe.error or "not measured"})
+        error = " ".join(x for x in (w.get("error", ""), trouble) if x)
+        rows.append({"variant": ph.name, "backend": backend, "ok": bool(summary["ok"] and not error),
+                     **{k: v for k, v in w.items() if k != "error"}, **extra.get(ph.name, {}),
+                     "error": error})
+    return rows
+
+
+def measure_no_instruct(backend: str = "mujoco", seconds: float = 10.0,
+                        run_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """The control graph without an instruct node: one row (``no_instruct``)."""
+    with tempfile.TemporaryDirectory(prefix="bench-instruct-") as tmp:
+        summary, probe = _run(control_nodes(backend, None), [Phase("no_instruct", seconds)],
+                              Path(run_dir or Path(tmp) / "no_instruct"))
+    return _rows(summary, probe, backend, {})
+
+
+def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
+                 run_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """The control graph with an instruct node: rows ``instruct_idle``, ``llm_hangs``
+    (an escalating instruction sent, the LLM server holding the request) and
+    ``after_answer`` (the server released, the node's spec published)."""
+    from planner.instruct.node import ask
+
+    release = threading.Event()
+    answer: Any = reply(refusal="the bench released the held call")
+    for _ in range(math.ceil((seconds + 120.0) / 30.0)):  # the server holds 30 s per link
+        answer = ("hold", release, answer)
+    said: list[Any] = []
+    requests: dict[str, dict[str, Any]] = {}  # phase -> LLM requests made when its window closed
+    spec_seen = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="bench-instruct-") as tmp, ChatServer([answer]) as server:
+        listen = f"ipc://{tmp}/say.sock"
+        instruct = {"listen": listen, "llm": {"base_url": server.url, "model": "bench-hangs",
+                                              "timeout_s": 60.0, "retries": 3}}
+
+        def closed(name: str, then: Callable[[], None]) -> Callable[[], None]:
+            def begin() -> None:
+                requests[name] = {"llm_requests": len(server.requests)}
+                then()
+            return begin
+
+        def say() -> None:  # as `reflexarc say` does, waiting for the answer in a thread
+            threading.Thread(target=lambda: said.append(ask(listen, HANGING, 300.0)),
+                             daemon=True).start()
+
+        phases = [
+            Phase("instruct_idle", seconds),
+            Phase("llm_hangs", seconds, closed("instruct_idle", say), server.received),
+            Phase("after_answer", seconds, closed("llm_hangs", release.set), spec_seen),
+        ]
+        summary, probe = _run(control_nodes(backend, instruct), phases,
+                              Path(run_dir or Path(tmp) / "llm_hangs"), spec_seen)
+        release.set()
+        requests["after_answer"] = {"llm_requests": len(server.requests)}
+    rows = _rows(summary, probe, backend, requests)
+    answered = said[0] if said else None
+    rows[-1]["spec"] = "" if answered is None else (answered.refusal or answered.target)
+    return rows
+
+
 def bench_instruct(cfg: Any) -> list[dict[str, Any]]:
-    """``reflexarc bench instruct``: the fast path's row, then the graph variants in
-    interleaved rounds (one with ``quick``, else two), one compact row per run. The fast
-    path's per-call times go in the step columns."""
+    """``reflexarc bench instruct``: the fast path's row, then the graph rows in rounds
+    (one with ``quick``, else two), compact."""
     seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
     fast = bench_fast(repeats=50 if cfg.quick else 200)
     rows: list[dict[str, Any]] = [{"variant": "fast_path", "round": 0, "ok": True,
                                    "step50_us": fast["p50_us"], "step99_us": fast["p99_us"]}]
     for k in range(1 if cfg.quick else 2):
-        for v in VARIANTS:
-            r = measure(v, cfg.backend, seconds)
+        for r in measure_no_instruct(cfg.backend, seconds) + measure_hang(cfg.backend, seconds):
             rows.append({
-                "variant": v, "round": k, "ok": r["ok"], "rate_hz": r["rate_hz"],
-                "miss_share": r["miss_share"], "jit50_us": r["jitter_p50_us"],
-                "jit99_us": r["jitter_p99_us"], "step50_us": r["step_p50_us"],
-                "step99_us": r["step_p99_us"], "cmd_hz": r["commands_hz"],
-                "ins_hb": r["instruct_heartbeats"], "llm_req": r["llm_requests"],
-                "specs": r["specs_in_window"], "load1": r["load1"],
-                **({"error": f"{r['error']} {r['events']}".strip()} if not r["ok"] else {}),
+                "variant": r["variant"], "round": k, "ok": r["ok"], "rate_hz": r.get("rate_hz"),
+                "miss_share": r.get("miss_share"), "jit50_us": r.get("jitter_p50_us"),
+                "jit99_us": r.get("jitter_p99_us"), "step50_us": r.get("step_p50_us"),
+                "step99_us": r.get("step_p99_us"), "cmd_hz": r.get("commands_hz"),
+                "ins_hb": r.get("instruct_heartbeats"), "llm_req": r.get("llm_requests", 0),
+                "specs": r.get("specs_in_window"), "load1": r.get("load1"),
+                **({"error": r["error"]} if r["error"] else {}),
             })
     return rows
 
