@@ -92,9 +92,6 @@ def bench_fast(
 HANGING = "wiggle the red block over to the near edge"
 """An instruction the fast path is not sure of (it escalates to the LLM)."""
 
-PHASES = ("instruct_idle", "llm_hangs", "after_answer")
-
-
 def control_nodes(backend: str, instruct: dict[str, Any] | None) -> dict[str, Any]:
     """The measured graph: ``bench control``'s (no camera, no recorder), plus an instruct
     node with ``instruct`` as its arguments (None: none)."""
