@@ -3,16 +3,34 @@
 Experience comes from episode files (``episodes``: a root that is rescanned, so episodes
 the recorder finishes are picked up) and/or from the live stream (``camera/<camera>``
 frames and ``ee_action`` commands, aligned by stamp as in :mod:`policies.data`). It goes
-into a replay buffer of uint8 frames. Each step does a bounded number of gradient updates
-(``updates_per_step``, at most ``max_step_ms``), so the node stays responsive; it runs in
-its own process like every node, so nothing here delays the control loop. Every
-``publish_every`` updates the model is written atomically (temporary file + os.replace)
-to ``out_dir/model.safetensors`` and a ``Weights`` message (version, path, sha256) tells
-perception and the planner to hot-swap it.
+into a replay buffer of uint8 frames.
+
+Training runs (``train_in``) either in a background thread of the node's process
+(``thread``: the node's loop only ingests experience and forwards published weights, so
+its heartbeats never wait for a gradient step) or inside :meth:`LearnerNode.step`
+(``step``: a bounded number of updates per step, ``updates_per_step`` within
+``max_step_ms``; deterministic, for lockstep runs and tests). ``auto`` picks ``thread``
+on the realtime clock and ``step`` in lockstep. The node's process runs at OS niceness
+``nice`` with ``threads`` torch threads, so on a small machine it takes the CPU only
+when the control nodes leave it idle.
+
+Every ``publish_every`` updates the model is written atomically (temporary file +
+os.replace) as version ``v`` to ``out_dir/v<v:06d>/model.safetensors`` (the newest
+``keep_versions`` are kept; 0 keeps all) and to ``out_dir/model.safetensors`` (the
+latest), and a ``Weights`` message (version, path of the versioned file, sha256) tells
+perception and the planner to hot-swap it. A versioned file is never rewritten, so a
+reader still loading version v is not raced by version v + 1. The checkpoint config's
+``learner`` entry records how much experience made it (updates, frames, transitions,
+seconds of streamed experience, wall time).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
+import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +44,13 @@ from policies.checkpoint import load_checkpoint, save_checkpoint
 from policies.data import load_episode
 from policies.train import OptimConfig, Trainer
 from policies.world_model import ModelConfig, WorldModel
-from robot.config import bounded
+from robot.config import bounded, choice
 from robot.episode import list_episodes
+from robot.errors import NodeError
 from robot.msgs import Weights
 from robot.node import Inbox, Node, NodeContext, Outputs
+
+log = logging.getLogger(__name__)
 
 
 class ReplayBuffer:
@@ -100,19 +121,35 @@ class LearnerConfig:
     init: str = ""  # checkpoint to continue from; "" = a fresh model from ``model``
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup=0))
-    out_dir: str = "runs/learner"  # model.safetensors + config.json, replaced atomically
+    out_dir: str = "runs/learner"  # v<version>/ + the latest model.safetensors, atomically
+    keep_versions: int = bounded(5, 0, None)  # versioned checkpoints kept; 0 = all
     episodes: str = ""  # root of episode directories to learn from ("" = none)
     rescan_s: float = bounded(30.0, 0.0, None)  # how often to look for new episodes
     stream: bool = True  # learn from camera/<camera> + ee_action messages too
     camera: str = "front"
     buffer_frames: int = bounded(50000, 16, None)
     min_windows: int = bounded(256, 1, None)  # wait for this much experience
-    updates_per_step: int = bounded(8, 1, None)
-    max_step_ms: float = bounded(500.0, 1.0, None)  # stop updating after this long
+    train_in: str = choice("auto", "auto", "thread", "step")  # auto: thread unless lockstep
+    updates_per_step: int = bounded(8, 1, None)  # train_in=step: updates per node step
+    max_step_ms: float = bounded(500.0, 1.0, None)  # train_in=step: stop updating after this
     publish_every: int = bounded(500, 1, None)  # updates between published checkpoints
     device: str = "cpu"
     threads: int = bounded(1, 0, 64)  # torch threads in this process (0 = default)
+    nice: int = bounded(10, 0, 19)  # OS niceness of the training (never lowered)
     seed: int = 0
+
+
+def lower_priority(nice: int, native_id: int = 0) -> int:
+    """Raise the niceness of a thread (``native_id``; 0 = the calling thread) to ``nice``.
+
+    On Linux niceness is per thread; threads started afterwards inherit it. Never lowers
+    it (that needs privileges). Returns the niceness now in effect.
+    """
+    tid = native_id or threading.get_native_id()
+    cur = os.getpriority(os.PRIO_PROCESS, tid)
+    if nice > cur:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    return os.getpriority(os.PRIO_PROCESS, tid)
 
 
 class LearnerNode(Node):
@@ -136,6 +173,7 @@ class LearnerNode(Node):
             model = WorldModel(cfg.model).to(self.device)
             self.version = 0
             self.train_config = {}
+        self.init_version = self.version
         self.model = model.train()
         self.trainer = Trainer(self.model, cfg.optim)
         mc = self.model.cfg
@@ -149,6 +187,19 @@ class LearnerNode(Node):
         self.updates = 0
         self.last_loss: Tensor | None = None
         self.published = 0
+        self.transitions = 0  # linked frame pairs ever added (files and stream)
+        self.stream_ns = 0  # time spanned by linked stream frames (experience, graph clock)
+        self.train_s = 0.0  # time inside training updates
+        self.t0 = time.monotonic()
+        self.threaded = cfg.train_in == "thread" or (cfg.train_in == "auto" and ctx.clock != "lockstep")
+        self.lock = threading.Lock()  # buffer and counters, between the loop and the trainer
+        self.outbox: queue.SimpleQueue[Weights] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        # the whole process yields (threads started later inherit it): a niced training
+        # thread holding the GIL would otherwise stall a loop thread of higher priority
+        self.niceness = lower_priority(cfg.nice)
 
     # ---- experience --------------------------------------------------------------------
 
@@ -164,7 +215,9 @@ class LearnerNode(Node):
             if path.name in self.seen_episodes:
                 continue
             d = load_episode(path, self.buffer.image_size, cfg.camera, self.model.cfg.action_dim)
-            self.buffer.add_episode(d["rgb"], d["actions"], d["valid"])
+            with self.lock:
+                self.buffer.add_episode(d["rgb"], d["actions"], d["valid"])
+                self.transitions += int(np.count_nonzero(d["valid"]))
             self.seen_episodes.add(path.name)
 
     def _ingest_stream(self, inbox: Inbox) -> None:
@@ -186,46 +239,125 @@ class LearnerNode(Node):
                 if acts:
                     before = np.array(acts[-1], np.float32)
                     before[:3] = np.sum([a[:3] for a in acts], axis=0)
-            else:
-                self.buffer.break_link()
-            self.buffer.add_frame(rgb, before)
+            with self.lock:
+                if self.last_frame_stamp is None:
+                    self.buffer.break_link()
+                self.buffer.add_frame(rgb, before)
+                if before is not None and self.last_frame_stamp is not None:
+                    self.transitions += 1
+                    self.stream_ns += img.stamp_ns - self.last_frame_stamp
             self.last_frame_stamp = img.stamp_ns
             self.pending_actions = [(s, a) for s, a in self.pending_actions if s >= img.stamp_ns]
+
+    # ---- training ------------------------------------------------------------------------
+
+    def _update(self, starts: Tensor) -> None:
+        """One gradient step on a batch of windows drawn from ``starts``."""
+        h = self.cfg.optim.horizon
+        pick = torch.randint(len(starts), (self.cfg.optim.batch_size,), generator=self.gen)
+        with self.lock:
+            images, actions = self.buffer.windows(starts[pick], h, self.device)
+        t = time.perf_counter()
+        self.last_loss = self.trainer.step(images, actions)[0]
+        self.train_s += time.perf_counter() - t
+        self.updates += 1
+
+    def _starts(self) -> Tensor:
+        with self.lock:
+            return self.buffer.window_starts(self.cfg.optim.horizon)
+
+    def _train_loop(self) -> None:
+        """The background trainer (``train_in=thread``): update, publish, until stopped."""
+        try:
+            while not self.stop.is_set():
+                self._scan(time.monotonic_ns())  # episode files load here, off the loop
+                starts = self._starts()
+                if len(starts) < self.cfg.min_windows:
+                    self.stop.wait(0.2)
+                    continue
+                for _ in range(16):  # re-read the buffer's windows now and then
+                    self._update(starts)
+                    if self.updates % self.cfg.publish_every == 0:
+                        self.outbox.put(self._publish(time.monotonic_ns()))
+                    if self.stop.is_set():
+                        break
+        except BaseException as e:  # reported by the loop thread, which ends the node
+            self.error = e
+            log.exception("%s: training failed", self.ctx.name)
 
     # ---- the node ------------------------------------------------------------------------
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
-        self._scan(now_ns)
         if self.cfg.stream:
             self._ingest_stream(inbox)
-        h = self.cfg.optim.horizon
-        starts = self.buffer.window_starts(h)
+        if self.threaded:
+            return self._step_threaded()
+        self._scan(now_ns)
+        starts = self._starts()
         if len(starts) < self.cfg.min_windows:
             return []
         out = []
         t_end = time.perf_counter() + self.cfg.max_step_ms / 1e3
         for _ in range(self.cfg.updates_per_step):
-            pick = torch.randint(len(starts), (self.cfg.optim.batch_size,), generator=self.gen)
-            images, actions = self.buffer.windows(starts[pick], h, self.device)
-            self.last_loss = self.trainer.step(images, actions)[0]
-            self.updates += 1
+            self._update(starts)
             if self.updates % self.cfg.publish_every == 0:
                 out.append(("weights", self._publish(now_ns)))
             if time.perf_counter() > t_end:
                 break
         return out
 
+    def _step_threaded(self) -> Outputs:
+        if self.error is not None:
+            raise NodeError(f"{self.ctx.name}: training failed: {self.error!r}") from self.error
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._train_loop, name="learner-train", daemon=True)
+            self.thread.start()
+        out = []
+        while True:
+            try:
+                w = self.outbox.get_nowait()
+            except queue.Empty:
+                return out
+            out.append(("weights", w))
+
     def _publish(self, now_ns: int) -> Weights:
         self.version += 1
-        config = {k: v for k, v in self.train_config.items() if k != "model"}
-        config["learner"] = {"updates": self.updates, "frames_seen": self.buffer.added,
-                             "episodes": sorted(self.seen_episodes)}
-        info = save_checkpoint(self.out_dir, self.model, self.version, config)
+        config = {k: v for k, v in self.train_config.items() if k not in ("model", "learner")}
+        with self.lock:
+            frames, transitions, stream_ns = self.buffer.added, self.transitions, self.stream_ns
+        config["learner"] = {
+            "updates": self.updates, "frames_seen": frames, "transitions": transitions,
+            "experience_s": stream_ns / 1e9, "wall_s": time.monotonic() - self.t0,
+            "train_s": self.train_s, "init_version": self.init_version,
+            "loss": float("nan") if self.last_loss is None else float(self.last_loss),
+            "episodes": sorted(self.seen_episodes),
+        }
+        vdir = self.out_dir / f"v{self.version:06d}"
+        info = save_checkpoint(vdir, self.model, self.version, config)
+        save_checkpoint(self.out_dir, self.model, self.version, config)  # the latest
+        self._prune()
         self.published += 1
         return Weights(stamp_ns=now_ns, version=info.version, path=str(info.path.resolve()),
                        sha256=info.sha256)
 
+    def _prune(self) -> None:
+        keep = self.cfg.keep_versions
+        if not keep:
+            return
+        vdirs = sorted(p for p in self.out_dir.glob("v[0-9]*") if p.is_dir())
+        for old in vdirs[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
     def summary(self) -> dict[str, Any]:
         return {"updates": self.updates, "version": self.version, "published": self.published,
-                "frames": self.buffer.added, "episodes": len(self.seen_episodes),
+                "frames": self.buffer.added, "transitions": self.transitions,
+                "experience_s": round(self.stream_ns / 1e9, 2),
+                "episodes": len(self.seen_episodes), "train_s": round(self.train_s, 2),
+                "train_in": "thread" if self.threaded else "step", "nice": self.niceness,
+                "torch_threads": torch.get_num_threads(), "out_dir": str(self.out_dir),
                 "last_loss": float("nan") if self.last_loss is None else float(self.last_loss)}
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=2.0)  # a daemon: an update in flight dies with the process

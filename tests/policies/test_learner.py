@@ -24,7 +24,7 @@ def test_learner_publishes_versions_from_episode_files(toy_episodes: Path, tmp_p
     cfg = LearnerConfig(
         init=str(init), out_dir=str(tmp_path / "live"), episodes=str(toy_episodes), stream=False,
         optim=OptimConfig(horizon=3, batch_size=8, warmup=0), min_windows=8,
-        updates_per_step=3, publish_every=2, max_step_ms=60000,
+        updates_per_step=3, publish_every=2, max_step_ms=60000, train_in="step", keep_versions=2,
     )
     node = LearnerNode(NodeContext(name="learner", rate_hz=1.0), cfg)
     before = {k: v.clone() for k, v in node.model.state_dict().items()}
@@ -38,7 +38,11 @@ def test_learner_publishes_versions_from_episode_files(toy_episodes: Path, tmp_p
     last = published[-1]
     assert last.sha256 == hashlib.sha256(Path(last.path).read_bytes()).hexdigest()
     model, info = load_checkpoint(last.path)
-    assert info.version == 8
+    assert info.version == 8 and info.config["learner"]["updates"] == 8
+    assert last.path != published[-2].path  # a version never rewrites another one's file
+    kept = sorted(p.name for p in (tmp_path / "live").glob("v*"))
+    assert kept == ["v000007", "v000008"]  # keep_versions=2
+    assert load_checkpoint(tmp_path / "live")[1].version == 8  # the latest, beside them
     changed = any(not torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert changed, "the published weights are the initial ones"
 
