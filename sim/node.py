@@ -86,6 +86,9 @@ class SimConfig:
     # makes displacement actions overshoot)
     state_hz: float = bounded(1000.0, 0.0, 1000.0)
     publish_goal: bool = True
+    # imagine the stages a task passes through (a push: behind the block, then through;
+    # sim/subgoals.py) and send their images with the goal as Goal.subgoals
+    subgoals: bool = True
     goal_camera: str = "front"
     goal_period_s: float = bounded(1.0, 0.0, None)  # republish the episode's goal; 0: once
     action_hz: float = bounded(10.0, 0.1, 1000.0)  # ee_action: rate of the action stream
@@ -307,12 +310,24 @@ class SimNode(Node):
         self.ep_steps = 0
         self.spec = None
         self.goal = None  # follow_spec: no goal until a spec is adopted (none republished)
-        self.goal_image = (
-            self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
-            if self.cfg.publish_goal and not self.cfg.follow_spec else None
+        self.goal_image, self.subgoal_images = (
+            self._imagine() if self.cfg.publish_goal and not self.cfg.follow_spec
+            else (None, empty("u1", 0, 0, 0, 3))
         )
         self.log.info("episode %d (seed %d): target %s", self.episode, seed,
                       np.round(self.task.target, 3).tolist())
+
+    def _imagine(self) -> tuple[np.ndarray, np.ndarray]:
+        """The episode's goal image (H, W, 3) and, with ``subgoals``, the images of the
+        stages on the way to it (K, H, W, 3) (:mod:`sim.subgoals`; K = 0 for tasks
+        without stages)."""
+        from sim.subgoals import goal_sequence
+
+        cam, size = self.cfg.goal_camera, self.cfg.image_size
+        if not self.cfg.subgoals:
+            return self.task.goal_image(self.scene, cam, size), empty("u1", 0, 0, 0, 3)
+        images = goal_sequence(self.task, self.scene, cam, size)
+        return images[-1], images[:-1]
 
     def _begin(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
         """Start the (reset) episode's clock-dependent part: stamps, goal, waiting."""
@@ -330,6 +345,7 @@ class SimNode(Node):
                 image=self.goal_image,
                 z=empty("f4", 0),
                 source="imagined",
+                subgoals=self.subgoal_images,
             )
             self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
             out.append(("goal", self.goal))

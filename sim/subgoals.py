@@ -1,0 +1,75 @@
+"""Imagined subgoals: the states a task passes through on its way to its goal.
+
+A goal image of a push shows where the block ends, not how it gets there: the hand has
+to go around the block, come down behind it on the side away from the target, and push
+it through. A planner that compares predicted latents with that one image over a 0.5 s
+horizon never finds out (the hand pays to leave its start pose and gains nothing until
+the block moves). So the scene imagines the push as it proceeds, the way a person
+pictures the steps of a task, and renders one image per step:
+
+1. the hand above the pre-push point (``PUSH_STANDOFF`` behind the block, on the line
+   from the target through the block), fingers closed, the block where it is;
+2. the hand down at the pre-push point, at pushing height;
+3. the goal: the block at the target, the hand behind it where the push ends.
+
+The images are all the planner gets (:class:`robot.msgs.Goal`: ``subgoals`` holds 1-2,
+``image`` 3); it moves on from one to the next when its own latent comes close to the
+current one (planner/node.py, "Stages"). Like every imagined goal, this needs the
+simulator's state (block and target positions) and exists in simulation only; on a robot
+the same sequence comes from frames of a demonstration or from memory.
+
+Tasks without stages (reach, pick_place) have their single goal image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.experts import PushExpert
+from sim.scene import Scene
+from sim.tasks import Task
+
+PUSH_STANDOFF = PushExpert.standoff  # m: pre-push point behind the block centre
+PUSH_CONTACT = PushExpert.contact  # m: hand-to-block-centre distance while pushing
+PUSH_Z = PushExpert.push_z  # m: end-effector height while pushing
+ABOVE_Z = 0.08  # m: end-effector height over the pre-push point
+FINGERS_CLOSED = 0.0  # finger opening while pushing, m
+
+
+def push_stages(task: Task, scene: Scene) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The hand position (3,) and block poses (k, 7) of each stage of the current push
+    episode (module docstring), the goal last."""
+    obj = int(getattr(task, "obj", 0))
+    poses = scene.object_poses()
+    block = poses[obj, :3].copy()
+    d = task.target[:2] - block[:2]
+    u = d / max(float(np.linalg.norm(d)), 1e-6)  # (2,) push direction
+    behind = block[:2] - PUSH_STANDOFF * u
+    end = poses.copy()
+    end[obj, :3] = task.target
+    return [
+        (np.array([*behind, ABOVE_Z]), poses),
+        (np.array([*behind, PUSH_Z]), poses),
+        (np.array([*(task.target[:2] - PUSH_CONTACT * u), PUSH_Z]), end),
+    ]
+
+
+def has_stages(task: Task) -> bool:
+    """Whether ``task`` is imagined as a sequence of stages."""
+    return task.name == "push"
+
+
+def goal_sequence(task: Task, scene: Scene, camera: str = "front", size: int = 64
+                  ) -> np.ndarray:
+    """Images of the episode's stages, the goal last: (K, size, size, 3) uint8, K = 1 for
+    tasks without stages. The episode is not disturbed (``scene.preserved()``)."""
+    if not has_stages(task):
+        return task.goal_image(scene, camera, size)[None]
+    images = []
+    with scene.preserved():
+        for hand, poses in push_stages(task, scene):
+            q = task.kin.solve(hand, q0=task.init_q, iters=100).q
+            scene.set_joint_positions(q, FINGERS_CLOSED)
+            scene.set_object_poses(poses)
+            images.append(scene.render(camera, size))
+    return np.stack(images)
