@@ -20,6 +20,14 @@ One step:
    its model version matches. No goal, or a goal not heard of for ``goal_max_age_s`` (the
    sim republishes its goal every second), gives the state "no_goal" / "stale_goal"
    (heartbeat and summary) and no plan: the controller's watchdog then holds the arm.
+   **Stages.** A goal may come with ``subgoals``, images of the states on the way to it
+   (the sim imagines a push as: hand above the pre-push point behind the block, hand
+   down there, block at the target with the hand behind it; :mod:`sim.subgoals`). The
+   planner plans toward one stage image at a time and takes the next once the newest
+   latent shows the stage reached: the hand the probe reads from the latent is within
+   ``stage_hand_m`` of the hand it reads from the stage's image (the same probe on both
+   sides, so much of its error cancels), or without a probe the latent distance is below
+   ``stage_latent``. Only latents decide; no privileged state.
 3. **End effector.** The hand position comes from proprioception: forward kinematics of
    the measured joint positions (:class:`sim.kinematics.ArmKinematics`; the privileged
    ``scene_state`` is never used). As in the envs' tracker (:mod:`sim.ee_control`), a
@@ -183,6 +191,7 @@ class _Brain:
     encoder: FrameEncoder
     planner: SamplingPlanner
     goal_id: int = -1  # which goal (PlannerNode.goal_id) the planner holds; -1: none
+    goal_z: np.ndarray | None = None  # (D,) that goal's latent
 
     @property
     def version(self) -> int:
@@ -231,6 +240,14 @@ class PlannerNode(Node):
         hand_probe: str = ""
         hand_prior_weight: float = bounded(100.0, 0.0, None)  # per m^2 beyond the radius
         hand_prior_radius: float = bounded(0.07, 0.0, 1.0)  # m left to the latent cost
+        # staged goals (Goal.subgoals, see "Stages"): the next stage is taken once the hand
+        # the probe reads from the latent is within stage_hand_m of the hand it reads from
+        # the stage's image (without a probe: once the latent distance, mean |dz|, is below
+        # stage_latent); while staged, the pull toward the goal's hand lets go only within
+        # stage_prior_radius (the stages are hand poses a few cm apart)
+        stage_hand_m: float = bounded(0.02, 0.0, 1.0)
+        stage_latent: float = bounded(0.15, 0.0, None)
+        stage_prior_radius: float = bounded(0.015, 0.0, 1.0)
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
         # resend the newest plan when none has gone out for this long (the controller's
@@ -309,6 +326,9 @@ class PlannerNode(Node):
         self.goal_seen_ns = 0  # graph time the current goal was last received
         self.goal_error = ""
         self.goal_hand: np.ndarray | None = None  # (3,) read from the goal by the probe
+        self.stages: list[np.ndarray] = []  # the goal's stage images, the goal last
+        self.stage = 0  # index into stages of the image planned toward
+        self.stage_advances = 0
         # solving
         self.job: _Job | None = None  # in flight (threaded)
         self.worker: threading.Thread | None = None
@@ -376,8 +396,13 @@ class PlannerNode(Node):
 
     # -- goal ------------------------------------------------------------------------------------
 
-    def _set_goal_image(self, image: np.ndarray, stamp_ns: int, now_ns: int) -> None:
-        self.goal_image = np.array(image, dtype=np.uint8, copy=True)
+    def _set_goal_image(self, image: np.ndarray, stamp_ns: int, now_ns: int,
+                        subgoals: np.ndarray | None = None) -> None:
+        """A new goal: ``image`` (H, W, 3), after the stages ``subgoals`` (K, H, W, 3)."""
+        stages = [] if subgoals is None else list(subgoals)
+        self.stages = [np.array(im, dtype=np.uint8, copy=True) for im in (*stages, image)]
+        self.stage = 0
+        self.goal_image = self.stages[0]
         self.goal_stamp = stamp_ns
         self.goal_rx_ns = now_ns
         self.goal_id += 1
@@ -403,7 +428,13 @@ class PlannerNode(Node):
                 self.goal_error = f"goal image must be (H, W, 3), got {g.image.shape}"
                 self.goal_image = None
                 return
-            self._set_goal_image(g.image, g.stamp_ns, now_ns)
+            sub: np.ndarray | None = g.subgoals if g.subgoals.size else None
+            error = ""
+            if sub is not None and (sub.ndim != 4 or sub.shape[1:] != g.image.shape):
+                error = f"subgoals must be (K, *{g.image.shape}), got {sub.shape}: ignored"
+                sub = None
+            self._set_goal_image(g.image, g.stamp_ns, now_ns, sub)
+            self.goal_error = error
         elif g.z.size:
             self._set_goal_image(np.zeros((0, 0, 3), np.uint8), g.stamp_ns, now_ns)
         else:
@@ -438,8 +469,11 @@ class PlannerNode(Node):
             return "stale_goal"
         box = planner.action_cost
         if isinstance(box, HandBox):
+            box.radius = (self.cfg.stage_prior_radius if len(self.stages) > 1
+                          else self.cfg.hand_prior_radius)
             box.goal = self._goal_hand(brain, z, box.base.device)
         brain.goal_id = self.goal_id
+        brain.goal_z = z
         return ""
 
     def _goal_hand(self, brain: _Brain, z_goal: np.ndarray, device: torch.device
@@ -463,6 +497,27 @@ class PlannerNode(Node):
         if not max_age or self.cfg.goal_image:
             return False  # a goal from a file never ages
         return now_ns - self.goal_seen_ns > max_age * 1e9
+
+    # -- stages ----------------------------------------------------------------------------------
+
+    def _stage_reached(self, brain: _Brain, z: np.ndarray) -> bool:
+        """Whether latent ``z`` (D,) shows the current stage reached (never the last one)."""
+        if self.stage >= len(self.stages) - 1 or brain.goal_z is None:
+            return False
+        probe = self.probe
+        if probe is not None and probe.checkpoint_sha256 == brain.loaded.sha256 \
+                and probe.latent_dim == z.shape[0]:
+            err = float(np.linalg.norm(probe(z) - probe(brain.goal_z)))
+            return err < self.cfg.stage_hand_m
+        return float(np.abs(np.asarray(z) - brain.goal_z).mean()) < self.cfg.stage_latent
+
+    def _next_stage(self) -> None:
+        """Aim at the next stage's image: every brain re-encodes it, warm start reset (it
+        aimed at the stage just reached)."""
+        self.stage += 1
+        self.goal_image = self.stages[self.stage]
+        self.goal_id += 1
+        self.stage_advances += 1
 
     # -- end effector ----------------------------------------------------------------------------
 
@@ -550,6 +605,11 @@ class PlannerNode(Node):
             self.solve_errors += 1
             self.last_latent_seq = lat.seq
             return "bad_latent"
+        if self._stage_reached(brain, lat.z):
+            self._next_stage()
+            why = self._goal_ready(brain)
+            if why:
+                return why
         if self.last_latent_seq >= 0 and lat.seq > self.last_latent_seq + 1:
             self.superseded += lat.seq - self.last_latent_seq - 1
         self.last_latent_seq = lat.seq
@@ -666,6 +726,7 @@ class PlannerNode(Node):
             "goals": self.goals,
             "goal_error": self.goal_error,
             "goal_hand": None if self.goal_hand is None else self.goal_hand.tolist(),
+            "stage_advances": self.stage_advances,
             "model_versions": sorted(self.brains),
             "swaps": self.swaps,
             "swap_failures": self.slot.failures,
