@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,19 +138,32 @@ class HandBox:
     away, where latent distances to the goal are flat. The probe's reading can be off by
     several centimetres (more where its data were thin), so the pull lets go once the
     hand has come within ``radius`` of it and the latent cost alone decides; it takes
-    hold again only if the hand strays beyond ``2 radius`` (:meth:`update`).
+    hold again only if the hand strays a ``radius`` farther than where it let go
+    (:meth:`update`). Where the probe errs by more than ``radius`` the hand never comes
+    that close: the pull would pin it on the sphere around the wrong reading, with the
+    latent cost pulling outward. So the pull also lets go when, while it holds, the hand
+    has come no closer (by ``STALL_M``) for ``stall_s``: it has brought the hand as near
+    as the latent cost lets it, and the latent cost decides from there.
     """
 
+    STALL_M = 0.01  # m of progress toward the goal's hand that counts as not stalled
+
     def __init__(self, lo: np.ndarray, hi: np.ndarray, weight: float, device: torch.device,
-                 prior_weight: float = 0.0, radius: float = 0.07) -> None:
+                 prior_weight: float = 0.0, radius: float = 0.07, stall_s: float = 0.0) -> None:
         self.lo = torch.as_tensor(lo, dtype=torch.float32, device=device)  # (3,)
         self.hi = torch.as_tensor(hi, dtype=torch.float32, device=device)  # (3,)
         self.weight = float(weight)
         self.prior_weight = float(prior_weight)
         self.radius = float(radius)
+        self.stall_s = float(stall_s)  # 0: the pull never lets go for a stall
         self.base = torch.zeros(3, device=device)  # (3,) the hand where the plan starts
         self._goal: torch.Tensor | None = None  # (3,) the goal's hand position, if known
+        self._goal_np = np.zeros(3)
         self.pulling = False
+        self.released_at = self.radius  # m from the goal's hand where the pull let go
+        self.best = float("inf")  # closest the hand came while pulling (m), and when
+        self.best_ns: int | None = None
+        self.stalls = 0  # times the pull let go for a stall
 
     @property
     def goal(self) -> torch.Tensor | None:
@@ -159,18 +172,34 @@ class HandBox:
     @goal.setter
     def goal(self, hand: torch.Tensor | None) -> None:
         self._goal = hand
+        if hand is not None:
+            self._goal_np = hand.detach().cpu().numpy().astype(float)
         self.pulling = hand is not None
+        self.released_at = self.radius
+        self.best, self.best_ns = float("inf"), None
 
-    def update(self, hand: np.ndarray) -> None:
-        """The hand is at ``hand`` (3,): let go of the pull near the goal's hand, take hold
-        again far from it."""
+    def update(self, hand: np.ndarray, now_ns: int | None = None) -> None:
+        """The hand is at ``hand`` (3,) at ``now_ns`` (graph clock; None: no stall test): let
+        go of the pull near the goal's hand or once it stalls, take hold again when the hand
+        strays a ``radius`` beyond where it let go."""
         if self._goal is None:
             return
-        d = float(np.linalg.norm(np.asarray(hand) - self._goal.cpu().numpy()))
-        if self.pulling and d < self.radius:
+        d = float(np.linalg.norm(np.asarray(hand) - self._goal_np))
+        if not self.pulling:
+            if d > self.released_at + self.radius:
+                self.pulling = True
+                self.best, self.best_ns = d, now_ns
+            return
+        if d < self.radius:
             self.pulling = False
-        elif not self.pulling and d > 2.0 * self.radius:
-            self.pulling = True
+            self.released_at = self.radius
+        elif now_ns is not None and self.stall_s > 0:
+            if self.best_ns is None or d < self.best - self.STALL_M:
+                self.best, self.best_ns = d, now_ns
+            elif now_ns - self.best_ns > self.stall_s * 1e9:
+                self.pulling = False
+                self.released_at = d
+                self.stalls += 1
 
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:
         """Cost (B,) of action sequences (B, H, A)."""
@@ -240,6 +269,8 @@ class PlannerNode(Node):
         hand_probe: str = ""
         hand_prior_weight: float = bounded(100.0, 0.0, None)  # per m^2 beyond the radius
         hand_prior_radius: float = bounded(0.07, 0.0, 1.0)  # m left to the latent cost
+        # the pull lets go when the hand has come no closer for this long (s); 0: never
+        hand_prior_stall_s: float = bounded(0.5, 0.0, None)
         # staged goals (Goal.subgoals, see "Stages"): the next stage is taken once the hand
         # the probe reads from the latent is within stage_hand_m of the hand it reads from
         # the stage's image (without a probe: once the latent distance, mean |dz|, is below
@@ -250,6 +281,10 @@ class PlannerNode(Node):
         stage_prior_radius: float = bounded(0.015, 0.0, 1.0)
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
+        # the solve budget in realtime, where a plan's latency counts (frame-to-command):
+        # samples and iterations per solve; 0: the planner's own (mppi/cem settings)
+        realtime_samples: int = bounded(0, 0, 1 << 20)
+        realtime_iterations: int = bounded(0, 0, 1000)
         # resend the newest plan when none has gone out for this long (the controller's
         # watchdog holds the arm after its plan_timeout_s); 0: never. Not every step: a
         # controller blends into every plan it receives, even an identical one
@@ -283,9 +318,15 @@ class PlannerNode(Node):
                     f"({self.settings().horizon})"
                 )
 
-        def settings(self) -> CEMConfig | MPPIConfig:
-            """The chosen planner's settings."""
-            return self.cem if self.planner == "cem" else self.mppi
+        def settings(self, clock: str = "lockstep") -> CEMConfig | MPPIConfig:
+            """The chosen planner's settings; on the ``realtime`` clock with the realtime
+            budget (elites capped at the samples)."""
+            base = self.cem if self.planner == "cem" else self.mppi
+            if clock != "realtime" or not (self.realtime_samples or self.realtime_iterations):
+                return base
+            samples = self.realtime_samples or base.samples
+            return replace(base, samples=samples, elites=min(base.elites, samples),
+                           iterations=self.realtime_iterations or base.iterations)
 
     subscribes = {"latent/": "latest", "goal": "latest", "joint_state": "latest",
                   "weights": "all"}
@@ -360,13 +401,14 @@ class PlannerNode(Node):
     # -- brains (model versions) ---------------------------------------------------------------
 
     def _add_brain(self, loaded: LoadedModel) -> _Brain:
-        settings = self.cfg.settings()
+        settings = self.cfg.settings(self.ctx.clock)
         planner = make_planner(self.cfg.planner, loaded.model, settings)
         if self.cfg.hand_box_weight > 0 or self.probe is not None:
             planner.action_cost = HandBox(
                 np.asarray(self.cfg.hand_box_lo), np.asarray(self.cfg.hand_box_hi),
                 self.cfg.hand_box_weight, planner.device,
                 self.cfg.hand_prior_weight, self.cfg.hand_prior_radius,
+                self.cfg.hand_prior_stall_s,
             )
         planner.warmup()
         brain = _Brain(loaded, FrameEncoder(loaded), planner)
@@ -645,7 +687,7 @@ class PlannerNode(Node):
         box = job.brain.planner.action_cost
         if isinstance(box, HandBox):
             box.base = torch.as_tensor(job.base, dtype=torch.float32, device=box.base.device)
-            box.update(job.base)
+            box.update(job.base, job.t0_ns)
         try:
             sol = job.brain.planner.plan(
                 job.z, model_version=job.brain.version, shift=job.shift
@@ -708,7 +750,7 @@ class PlannerNode(Node):
     def summary(self) -> dict[str, Any]:
         s50, s99 = self.solve_ms.percentiles([50, 99])
         f50, f99 = self.frame_to_plan_ms.percentiles([50, 99])
-        settings = self.cfg.settings()
+        settings = self.cfg.settings(self.ctx.clock)
         return {
             "run": {"plan_ms_p50": s50, "plan_ms_p99": s99},
             "planner": self.cfg.planner,
@@ -727,6 +769,8 @@ class PlannerNode(Node):
             "goal_error": self.goal_error,
             "goal_hand": None if self.goal_hand is None else self.goal_hand.tolist(),
             "stage_advances": self.stage_advances,
+            "pull_stalls": sum(getattr(b.planner.action_cost, "stalls", 0)
+                               for b in self.brains.values()),
             "model_versions": sorted(self.brains),
             "swaps": self.swaps,
             "swap_failures": self.slot.failures,

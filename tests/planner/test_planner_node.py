@@ -302,3 +302,28 @@ def test_hand_pull_lets_go_near_the_goal_hand_and_takes_hold_far_from_it() -> No
     assert not box.pulling
     box.update(np.array([0.45, 0.0, 0.2]))  # 15 cm: hold again
     assert box.pulling and float(box(a)[0]) == pytest.approx(far, rel=1e-5)
+
+
+def test_hand_pull_lets_go_when_the_hand_stalls_outside_its_radius() -> None:
+    """A probe reading off by more than the radius must not pin the hand on its sphere."""
+    import torch
+
+    from planner.node import HandBox
+
+    box = HandBox(np.array([0.3, -0.3, 0.0]), np.array([0.7, 0.3, 0.35]), 0.0,
+                  torch.device("cpu"), prior_weight=100.0, radius=0.05, stall_s=0.5)
+    box.goal = torch.tensor([0.6, 0.0, 0.2])
+    ms = 1_000_000
+    box.update(np.array([0.40, 0.0, 0.2]), 0)
+    box.update(np.array([0.48, 0.0, 0.2]), 300 * ms)  # progress: still pulling
+    box.update(np.array([0.53, 0.0, 0.2]), 600 * ms)
+    box.update(np.array([0.535, 0.0, 0.2]), 1000 * ms)  # < 1 cm closer in 0.4 s: still
+    assert box.pulling and box.stalls == 0
+    box.update(np.array([0.534, 0.0, 0.2]), 1200 * ms)  # 0.6 s without 1 cm: let go
+    assert not box.pulling and box.stalls == 1
+    box.update(np.array([0.50, 0.0, 0.2]), 1300 * ms)  # 10 cm: within released + radius
+    assert not box.pulling
+    box.update(np.array([0.47, 0.0, 0.2]), 1400 * ms)  # 13 cm: strayed a radius beyond
+    assert box.pulling
+    box.update(np.array([0.47, 0.0, 0.2]))  # no clock: no stall test
+    assert box.pulling
