@@ -30,7 +30,7 @@ from another model version (the latent space changed under a hot-swap) or older 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +223,26 @@ class SamplingPlanner:
         """(H, A) the sequence the next ``plan()`` starts from (before its shift), in action
         units. A copy."""
         return self._mid + self._half * self._mean
+
+    def set_bounds(self, low: Sequence[float], high: Sequence[float]) -> None:
+        """Change the action bounds, (A,) each, in place (compiled scoring keeps its buffers).
+
+        The warm start stays in normalised units, so it rescales with the bounds: call
+        :meth:`reset` when it should not carry over. Raises PlannerError for bounds of
+        another length, non-finite, or with ``low >= high``.
+        """
+        lo = torch.as_tensor(np.asarray(low, dtype=np.float32), device=self.device)
+        hi = torch.as_tensor(np.asarray(high, dtype=np.float32), device=self.device)
+        if lo.shape != self.action_low.shape or hi.shape != self.action_high.shape:
+            raise PlannerError(
+                f"bounds must have {self.action_low.shape[0]} values, got {len(low)} and {len(high)}"
+            )
+        if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all() and (lo < hi).all()):
+            raise PlannerError(f"bounds must be finite with low < high, got {low} and {high}")
+        self.action_low.copy_(lo)
+        self.action_high.copy_(hi)
+        self._mid.copy_((hi + lo) / 2)
+        self._half.copy_((hi - lo) / 2)
 
     def set_goal(
         self, z_goal: Tensor | np.ndarray, *, model_version: int = 0, stamp_ns: int = 0

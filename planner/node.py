@@ -279,6 +279,9 @@ class PlannerNode(Node):
         stage_hand_m: float = bounded(0.02, 0.0, 1.0)
         stage_latent: float = bounded(0.15, 0.0, None)
         stage_prior_radius: float = bounded(0.015, 0.0, 1.0)
+        # while staged, the hand moves at most this far per control step (m; 0: the
+        # planner's bounds): a block pushed at the full 5 cm per step slides past its target
+        stage_max_step: float = bounded(0.03, 0.0, 1.0)
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
         # the solve budget in realtime, where a plan's latency counts (frame-to-command):
@@ -493,6 +496,7 @@ class PlannerNode(Node):
             return "busy"  # the worker is using this planner: set the goal after it
         planner = brain.planner
         planner.reset()
+        self._stage_bounds(planner)
         g = self.goal
         if self.goal_image.size:
             z = brain.encoder.encode([self.goal_image])[0]
@@ -552,6 +556,17 @@ class PlannerNode(Node):
             err = float(np.linalg.norm(probe(z) - probe(brain.goal_z)))
             return err < self.cfg.stage_hand_m
         return float(np.abs(np.asarray(z) - brain.goal_z).mean()) < self.cfg.stage_latent
+
+    def _stage_bounds(self, planner: SamplingPlanner) -> None:
+        """The planner's action bounds for the current goal: the configured ones, the hand's
+        displacement limited to ``stage_max_step`` while staged."""
+        settings = self.cfg.settings()
+        lo = np.array(settings.action_low, dtype=float)
+        hi = np.array(settings.action_high, dtype=float)
+        lim = self.cfg.stage_max_step
+        if len(self.stages) > 1 and lim > 0:
+            lo[:3], hi[:3] = np.maximum(lo[:3], -lim), np.minimum(hi[:3], lim)
+        planner.set_bounds(lo, hi)
 
     def _next_stage(self) -> None:
         """Aim at the next stage's image: every brain re-encodes it, warm start reset (it

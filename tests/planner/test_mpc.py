@@ -241,6 +241,28 @@ def test_every_sample_and_the_plan_respect_asymmetric_bounds(kind: str) -> None:
     assert torch.equal(torch.stack(model.highs).amax(0), hi)
 
 
+@pytest.mark.parametrize("kind", PLANNERS)
+def test_set_bounds_narrows_every_sample_in_place(kind: str) -> None:
+    model = RecordingModel(LinearLatentModel.random(6, 4, seed=4))
+    planner = build(kind, model, noise_std=2.0, horizon=4)
+    z_goal = model.B @ torch.tensor([10.0, -10.0, 10.0, -10.0])  # far out of reach
+    planner.set_goal(z_goal)
+    planner.plan(torch.zeros(6))
+    low, high = [-0.02, -0.03, -0.01, -1.0], [0.01, 0.03, 0.02, 1.0]
+    planner.set_bounds(low, high)
+    model.lows.clear()
+    model.highs.clear()
+    sol = planner.plan(torch.zeros(6))
+    lo, hi = torch.tensor(low), torch.tensor(high)
+    assert torch.equal(torch.stack(model.lows).amin(0), lo)  # the new bounds, reached
+    assert torch.equal(torch.stack(model.highs).amax(0), hi)
+    assert torch.all(sol.actions >= lo) and torch.all(sol.actions <= hi)
+    for bad in (([0.0] * 3, [1.0] * 3), ([0.0] * 4, [0.0] * 4), ([float("nan")] * 4, [1.0] * 4)):
+        with pytest.raises(PlannerError):
+            planner.set_bounds(*bad)
+    assert torch.equal(planner.action_low, lo)  # a refused change leaves the bounds
+
+
 # -- determinism ------------------------------------------------------------------------
 
 

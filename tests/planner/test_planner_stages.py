@@ -82,3 +82,20 @@ def test_subgoals_of_another_size_are_refused_not_fatal(ckpt: CheckpointInfo) ->
     assert len(feed(10 * MS, ("latent/front", latent_of(node, stages[0], 0, 5 * MS)))) == 1
     assert "subgoals must be" in node.summary()["goal_error"]
     assert len(node.stages) == 1  # planned toward the goal image alone
+
+
+def test_staged_goals_move_the_hand_slower(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt, stage_max_step=0.02)
+    feed = Feed(node)
+    stages = images(3)
+    far = images(4)[3]
+    feed(1 * MS, ("goal", staged_goal(1 * MS, stages)), ("joint_state", state(0, 1 * MS)))
+    plan = feed(10 * MS, ("latent/front", latent_of(node, far, 0, 5 * MS)))[0]
+    planner = node._newest().planner
+    np.testing.assert_allclose(planner.action_high.numpy(), [0.02, 0.02, 0.02, 1.0])
+    assert np.all(np.abs(np.diff(plan.ee_pos, axis=0)) <= 0.02 + 1e-6)
+    # a goal without stages plans with the configured bounds again
+    g = Goal(stamp_ns=15 * MS, task="reach", target=np.zeros(3), image=stages[0],
+             z=empty("f4", 0))
+    feed(20 * MS, ("goal", g), ("latent/front", latent_of(node, far, 1, 18 * MS)))
+    np.testing.assert_allclose(planner.action_high.numpy(), [0.05, 0.05, 0.05, 1.0])
