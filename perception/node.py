@@ -89,6 +89,9 @@ class PerceptionNode(Node):
         self.failures_logged = 0
         self.encode_ms = Ring()  # per batch
         self.frame_ms = Ring()  # per frame: batch time / batch size
+        # realtime: a frame's age when its encoding starts (the sim's render, the bus, the
+        # wait for this node's step); the first share of frame-to-command latency
+        self.frame_age_ms = Ring()
         self.per_camera: dict[str, int] = {}
         # warm up the allocator and kernels, so the first frame is not an outlier
         self.encoder.encode([np.zeros((loaded.image_size, loaded.image_size, 3), np.uint8)])
@@ -148,6 +151,10 @@ class PerceptionNode(Node):
                 self.rejected += 1
         if not good:
             return []
+        if self.ctx.clock == "realtime":
+            now = time.monotonic_ns()  # the graph clock in realtime
+            for f in good:
+                self.frame_age_ms.add((now - f.stamp_ns) / 1e6)
         t0 = time.perf_counter_ns()
         z = self.encoder.encode(rgbs)  # (B, D)
         took_us = (time.perf_counter_ns() - t0) / 1e3
@@ -176,6 +183,7 @@ class PerceptionNode(Node):
     def summary(self) -> dict[str, Any]:
         b50, b99 = self.encode_ms.percentiles([50, 99])
         f50, f99 = self.frame_ms.percentiles([50, 99])
+        a50, a99 = self.frame_age_ms.percentiles([50, 99])
         return {
             "frames": self.frames,
             "encoded": self.encoded,
@@ -186,6 +194,8 @@ class PerceptionNode(Node):
             "encode_ms_p99": f99,
             "batch_ms_p50": b50,
             "batch_ms_p99": b99,
+            "frame_age_ms_p50": a50,  # realtime only: frame stamp to its encoding's start
+            "frame_age_ms_p99": a99,
             "model_version": self.encoder.version,
             "swaps": self.swaps,
             "swap_failures": self.slot.failures,

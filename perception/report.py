@@ -12,11 +12,16 @@ writes into the run directory
   against its target with its missed deadlines.
 
 It returns the figures to put at the summary's top level: ``frame_to_command_ms_p50``
-and ``_p99`` (recorded by the controller on every tick: graph time from the camera frame
-a command derives from to the command, so it includes the wait for the next frame),
-``encode_ms_p50`` (perception), in realtime runs the latency to the *first* command from
-each frame (:func:`first_command_latency`), and the paths of the video and the plot. Privileged scene state is read here for the plots only; nothing
-in the loop sees it.
+and ``_p99`` (recorded by the controller once per plan: graph time from the stamp of the
+camera frame a plan was computed from to the first joint command applying that plan),
+``plan_age_ms_p50``/``_p99`` (the age of the plan being executed, on every controller
+tick: it includes the wait for the next frame, so it is no latency), ``encode_ms_p50``
+(perception), in realtime runs the same latency seen by the recorder
+(:func:`first_command_latency`), the paths of the video and the plot, and
+``reference``: one row per policy on the same task, backend and seeds, the pixel loop
+beside the scripted expert and random actions (:func:`reference_rows`; the issue's
+reference rows). Privileged scene state is read here for the plots and the reference
+policies only; nothing in the loop sees it.
 """
 
 from __future__ import annotations
@@ -177,16 +182,59 @@ def first_command_latency(ep: Episode, camera_topic: str) -> dict[str, float]:
     }
 
 
+def reference_rows(summary: dict[str, Any], policies: tuple[str, ...] = ("expert", "random"),
+                   control_hz: float = 10.0) -> list[dict[str, Any]]:
+    """The run's success beside reference policies on the same task, backend and seeds.
+
+    The first row is the pixel loop (from ``summary``); then one row per policy in
+    ``policies``, played in the task's gymnasium env (:func:`robot.evaluate.evaluate_policy`:
+    the scripted expert uses privileged state, random samples the action space). Steps
+    to success count at the envs' ``control_hz``. [] when the summary has no episodes.
+    """
+    from robot.evaluate import evaluate_policy
+
+    results = list(summary.get("episode_results") or [])
+    task, backend = str(summary.get("task", "")), str(summary.get("backend", ""))
+    if not results or not task or not backend:
+        return []
+    seed = int(results[0].get("seed", 0))
+    tts = [r["time_to_success_s"] for r in results if r.get("success")]
+    dist = [r["final_distance_m"] for r in results if r.get("final_distance_m") is not None]
+    rows = [{
+        "policy": "pixels (latent MPC)",
+        "episodes": len(results),
+        "success_rate": len(tts) / len(results),
+        "mean_time_to_success_s": float(np.mean(tts)) if tts else None,
+        "mean_final_distance_m": float(np.mean(dist)) if dist else None,
+    }]
+    for policy in policies:
+        r = evaluate_policy(task, backend, policy, episodes=len(results), seed=seed)
+        steps = r["mean_steps_to_success"]
+        rows.append({
+            "policy": policy,
+            "episodes": r["episodes"],
+            "success_rate": r["success_rate"],
+            "mean_time_to_success_s": None if steps is None else steps / control_hz,
+            "mean_final_distance_m": r["mean_final_distance"],
+        })
+    return rows
+
+
 def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0,
                   camera: str = "front") -> dict[str, Any]:
     """Video, plot and headline figures of a finished run (module docstring)."""
     run_dir = Path(run_dir)
     figures = summary.get("node_figures", {})
     out: dict[str, Any] = {}
+    if summary.get("task") in ("reach", "push", "pick_place"):
+        out["reference"] = reference_rows(summary)
     ctl = figures.get("controller", {})
-    if "latency_p50_ms" in ctl:
-        out["frame_to_command_ms_p50"] = ctl["latency_p50_ms"]
-        out["frame_to_command_ms_p99"] = ctl["latency_p99_ms"]
+    if "frame_to_command_p50_ms" in ctl:
+        out["frame_to_command_ms_p50"] = ctl["frame_to_command_p50_ms"]
+        out["frame_to_command_ms_p99"] = ctl["frame_to_command_p99_ms"]
+    if "plan_age_p50_ms" in ctl:
+        out["plan_age_ms_p50"] = ctl["plan_age_p50_ms"]
+        out["plan_age_ms_p99"] = ctl["plan_age_p99_ms"]
     perception = figures.get("perception", {})
     if "encode_ms_p50" in perception:
         out["encode_ms_p50"] = perception["encode_ms_p50"]
