@@ -1,4 +1,4 @@
-"""``reflexarc run`` of the expert graph: real node processes, sockets and simulators."""
+"""``reflexarc run graph=expert``: real node processes, sockets and simulators."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ def run_expert(tmp_path: Path, name: str, *overrides: str) -> dict[str, Any]:
     out = tmp_path / f"{name}.json"
     # heartbeats at 2 Hz: a node is declared silent after 1.5 s, not 0.3 s (the default),
     # which a process starved for CPU on a shared 2-core machine can exceed
-    proc = reflexarc("run", f"run_dir={tmp_path / name}", f"out={out}", "heartbeat_hz=2",
-                     *overrides, timeout=180)
+    proc = reflexarc("run", "graph=expert", f"run_dir={tmp_path / name}", f"out={out}",
+                     "heartbeat_hz=2", *overrides, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
 
 def test_lockstep_expert_push_succeeds_and_is_deterministic(tmp_path: Path) -> None:
-    """The default graph (MuJoCo push with its expert) in lockstep, twice with one seed."""
+    """The expert graph (MuJoCo push with its expert) in lockstep, twice with one seed."""
     a = run_expert(tmp_path, "a", "clock=lockstep", "episodes=2", "seed=3")
     b = run_expert(tmp_path, "b", "clock=lockstep", "episodes=2", "seed=3")
     assert a["ok"] and a["ended_by"] == "sim finished"
@@ -49,7 +49,8 @@ def test_realtime_reach_on_pybullet_succeeds(tmp_path: Path) -> None:
 
 
 def test_bad_sim_arguments_fail_before_any_process_starts(tmp_path: Path) -> None:
-    proc = reflexarc("run", f"run_dir={tmp_path / 'bad'}", "task=instruction", timeout=60)
+    proc = reflexarc("run", "graph=expert", f"run_dir={tmp_path / 'bad'}", "task=instruction",
+                     timeout=60)
     assert proc.returncode != 0
     assert "graph.nodes.sim.args.task" in proc.stderr + proc.stdout
     assert not (tmp_path / "bad").exists()
