@@ -101,6 +101,9 @@ class SimConfig:
     follow_spec: bool = False
     spec_timeout_s: float = bounded(60.0, 0.1, None)  # follow_spec: wait this long for one
     others_tolerance: float = bounded(0.02, 0.0, 1.0)  # follow_spec: other blocks may move, m
+    # follow_spec: the instructed block's success radius, m; 0: the task's (push 4 cm), which
+    # is as long as a short instructed move ("5 cm to the right")
+    spec_tolerance: float = bounded(0.0, 0.0, 0.1)
 
     def validate(self) -> None:
         for cam in self.cameras:
@@ -135,6 +138,7 @@ class EpisodeResult:
     object_to: list[float] | None = None  # (3,) at its end
     target: list[float] | None = None  # (3,)
     others_moved_m: float | None = None  # largest xy displacement of another block
+    tolerance_m: float | None = None  # the success radius the block was held to
     task_success: bool | None = None  # the task's own test (success also needs the others still)
     refusal: str | None = None  # why the episode had no task (refused instruction, no spec)
 
@@ -143,8 +147,8 @@ class EpisodeResult:
         return {k: v for k, v in self.__dict__.items() if v is not None or k not in _FOLLOW_KEYS}
 
 
-_FOLLOW_KEYS = ("object", "object_from", "object_to", "target", "others_moved_m", "task_success",
-                "refusal")
+_FOLLOW_KEYS = ("object", "object_from", "object_to", "target", "others_moved_m", "tolerance_m",
+                "task_success", "refusal")
 
 
 class SimNode(Node):
@@ -368,6 +372,7 @@ class SimNode(Node):
                 "object_to": pos[self.task.obj].round(4).tolist() if len(pos) else None,
                 "target": self.task.target.round(4).tolist(),
                 "others_moved_m": others_moved,
+                "tolerance_m": self.task.tolerance,
                 "task_success": bool(success),
             }
             success = success and others_moved <= self.cfg.others_tolerance
@@ -424,7 +429,8 @@ class SimNode(Node):
             self.episode_ns = int(
                 1e9 * (self.cfg.episode_s or self.task.max_steps / DEFAULT_EPISODE_STEPS_HZ)
             )
-        self.task.retarget(names.index(spec.object) if spec.object in names else 0, target)
+        self.task.retarget(names.index(spec.object) if spec.object in names else 0, target,
+                           self.cfg.spec_tolerance)
         self.spec = spec
         image = (
             self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)

@@ -36,6 +36,7 @@ class Task(abc.ABC):
 
     name: ClassVar[str]
     max_steps: ClassVar[int]  # default episode length at 10 Hz
+    tolerance: float  # success radius, m (a class default; retarget may tighten it)
     needs_object: ClassVar[bool] = True
 
     def __init__(self, kinematics: ArmKinematics | None = None) -> None:
@@ -51,6 +52,7 @@ class Task(abc.ABC):
         ee0 = HOME_EE + rng.uniform(-0.03, 0.03, size=3)
         self.init_q = self.kin.solve(ee0, q0=HOME_Q).q
         self.obj = 0
+        self.tolerance = type(self).tolerance
         poses = self._sample_objects(rng, len(scene.object_names))
         self.target = self._sample_target(rng, poses)
         scene.reset(self.init_q, gripper=1.0, object_poses=poses)
@@ -90,11 +92,14 @@ class Task(abc.ABC):
     def success(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> bool:
         """Whether the state (ee (3,), blocks (k, 3)) solves the task."""
 
-    def retarget(self, obj: int, target: np.ndarray) -> None:
+    def retarget(self, obj: int, target: np.ndarray, tolerance: float = 0.0) -> None:
         """Make the episode about block ``obj`` (index in ``scene.object_names``) and end at
-        ``target`` (3,) instead of the reset's sample (an instruction's task spec)."""
+        ``target`` (3,) instead of the reset's sample (an instruction's task spec), within
+        ``tolerance`` m if given (else the task's); the next reset undoes both."""
         self.obj = int(obj)
         self.target = np.asarray(target, dtype=float).reshape(3).copy()
+        if tolerance > 0.0:
+            self.tolerance = float(tolerance)
 
     def scene_success(self, scene: Scene) -> bool:
         """:meth:`success` on the scene's current privileged state."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.conftest import reflexarc
 
@@ -17,7 +18,8 @@ def run_instruction(tmp_path: Path, name: str, text: str, *overrides: str) -> di
     out = tmp_path / f"{name}.json"
     proc = reflexarc(
         "run", "graph=instruction", "task=instruction", f"instruction={text}", "clock=lockstep", "episodes=1",
-        f"run_dir={tmp_path / name}", f"out={out}", "heartbeat_hz=2",
+        # a process starved for CPU on a shared 2-core machine is not hung: 10 s of silence
+        f"run_dir={tmp_path / name}", f"out={out}", "heartbeat_hz=2", "silent_timeout_s=10",
         "graph.nodes.instruct.args.listen=", "graph.nodes.instruct.args.memory=false",
         *overrides, timeout=180,
     )
@@ -25,9 +27,10 @@ def run_instruction(tmp_path: Path, name: str, text: str, *overrides: str) -> di
     return json.loads(out.read_text())
 
 
-def test_push_the_blue_block_to_the_left(tmp_path: Path) -> None:
-    s = run_instruction(tmp_path, "blue", "push the blue block to the left", "seed=0")
-    assert s["ok"] and s["ended_by"] == "sim finished"
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
+    s = run_instruction(tmp_path, "blue", "push the blue block to the left", f"backend={backend}", "seed=0")
+    assert s["ok"] and s["ended_by"] == "sim finished" and s["backend"] == backend
     ((spec,),) = [s["specs"]]
     assert (spec["task"], spec["object"], spec["target"], spec["source"]) == (
         "push", "blue", "direction:left:0.100", "fast")
@@ -35,20 +38,13 @@ def test_push_the_blue_block_to_the_left(tmp_path: Path) -> None:
     assert r["success"] and r["task_success"] and r["object"] == "blue"
     start, end, target = (np.array(r[k]) for k in ("object_from", "object_to", "target"))
     assert np.allclose(target[:2], start[:2] + [0.0, 0.10], atol=1e-3)  # 10 cm to the left (+y)
-    assert end[1] - start[1] > 0.05 and abs(end[0] - start[0]) < 0.03  # it went left
-    assert np.linalg.norm(end[:2] - target[:2]) < 0.04  # the push task's tolerance
+    assert end[1] - start[1] > 0.07 and abs(end[0] - start[0]) < 0.03  # it went left
+    assert r["tolerance_m"] == 0.02 and np.linalg.norm(end[:2] - target[:2]) < 0.02
     assert r["others_moved_m"] < 0.01  # red and green stayed where they were
     assert s["node_figures"]["expert"]["actions"] > 0
 
 
-def test_an_instruction_on_pybullet_and_a_refusal(tmp_path: Path) -> None:
-    s = run_instruction(tmp_path, "red", "move the red cube forward", "backend=pybullet", "seed=0")
-    ((r,),) = [s["episode_results"]]
-    assert s["backend"] == "pybullet" and r["success"] and r["object"] == "red"
-    start, end = np.array(r["object_from"]), np.array(r["object_to"])
-    assert end[0] - start[0] > 0.05 and abs(end[1] - start[1]) < 0.03  # forward = +x
-    assert r["others_moved_m"] < 0.01
-    # a block the scene does not have: refused, the episode ends at once without moving
+def test_a_refused_instruction_ends_the_episode_without_moving(tmp_path: Path) -> None:
     s = run_instruction(tmp_path, "purple", "push the purple block to the left")
     ((r,),) = [s["episode_results"]]
     assert s["ok"] and not r["success"] and "no purple object" in r["refusal"]
