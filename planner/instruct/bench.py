@@ -19,7 +19,8 @@ LLM call hangs.
   ticks, so windows of 4 s or more are the phase's alone), joint commands received, the
   instruct node's heartbeats and ticks, task specs published in the window (none while the
   call hangs) and LLM requests outstanding. ``load1`` is the load at the window's start.
-  Compare as ratios within one run: the machine is shared and noisy.
+  Both with the controller time-shared and under SCHED_FIFO (:data:`SCHEDULING`; ``quick``:
+  time-shared only). Compare as ratios within one run: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -92,12 +93,13 @@ def bench_fast(
 HANGING = "wiggle the red block over to the near edge"
 """An instruction the fast path is not sure of (it escalates to the LLM)."""
 
-def control_nodes(backend: str, instruct: dict[str, Any] | None) -> dict[str, Any]:
-    """The measured graph: ``bench control``'s (no camera, no recorder), plus an instruct
-    node with ``instruct`` as its arguments (None: none)."""
+def control_nodes(backend: str, instruct: dict[str, Any] | None, rt_priority: int = 0) -> dict[str, Any]:
+    """The measured graph: ``bench control``'s (no camera, no recorder; the controller
+    SCHED_FIFO at ``rt_priority`` if > 0), plus an instruct node with ``instruct`` as its
+    arguments (None: none)."""
     from robot.bench_control import control_graph
 
-    nodes = control_graph(backend, camera_hz=0.0)
+    nodes = control_graph(backend, camera_hz=0.0, rt_priority=rt_priority)
     nodes.pop("recorder", None)
     if instruct is not None:
         nodes["instruct"] = {"target": "planner.instruct.node:InstructNode", "rate_hz": 20,
@@ -253,16 +255,16 @@ def _rows(summary: dict[str, Any], probe: _Probe, backend: str, extra: dict[str,
 
 
 def measure_no_instruct(backend: str = "mujoco", seconds: float = 10.0,
-                        run_dir: str | Path | None = None) -> list[dict[str, Any]]:
+                        run_dir: str | Path | None = None, rt_priority: int = 0) -> list[dict[str, Any]]:
     """The control graph without an instruct node: one row (``no_instruct``)."""
     with tempfile.TemporaryDirectory(prefix="bench-instruct-") as tmp:
-        summary, probe = _run(control_nodes(backend, None), [Phase("no_instruct", seconds)],
+        summary, probe = _run(control_nodes(backend, None, rt_priority), [Phase("no_instruct", seconds)],
                               Path(run_dir or Path(tmp) / "no_instruct"))
     return _rows(summary, probe, backend, {})
 
 
 def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
-                 run_dir: str | Path | None = None) -> list[dict[str, Any]]:
+                 run_dir: str | Path | None = None, rt_priority: int = 0) -> list[dict[str, Any]]:
     """The control graph with an instruct node: rows ``instruct_idle``, ``llm_hangs``
     (an escalating instruction sent, the LLM server holding the request) and
     ``after_answer`` (the server released, the node's spec published)."""
@@ -295,7 +297,7 @@ def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
             Phase("llm_hangs", seconds, closed("instruct_idle", say), server.received),
             Phase("after_answer", seconds, closed("llm_hangs", release.set), spec_seen),
         ]
-        summary, probe = _run(control_nodes(backend, instruct), phases,
+        summary, probe = _run(control_nodes(backend, instruct, rt_priority), phases,
                               Path(run_dir or Path(tmp) / "llm_hangs"), spec_seen)
         release.set()
         requests["after_answer"] = {"llm_requests": len(server.requests)}
@@ -305,17 +307,24 @@ def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
     return rows
 
 
+SCHEDULING = {"timeshared": 0, "sched_fifo": 50}
+"""Graph variants: the controller time-shared, or SCHED_FIFO at this priority (as ``bench
+control``; needs CAP_SYS_NICE, else the controller logs it and runs time-shared)."""
+
+
 def bench_instruct(cfg: Any) -> list[dict[str, Any]]:
-    """``reflexarc bench instruct``: the fast path's row, then the graph rows in rounds
-    (one with ``quick``, else two), compact."""
+    """``reflexarc bench instruct``: the fast path's row, then the graph rows for each
+    :data:`SCHEDULING` (``quick``: time-shared only), compact."""
     seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
     fast = bench_fast(repeats=50 if cfg.quick else 200)
-    rows: list[dict[str, Any]] = [{"variant": "fast_path", "round": 0, "ok": True,
+    rows: list[dict[str, Any]] = [{"variant": "fast_path", "sched": "", "ok": True,
                                    "step50_us": fast["p50_us"], "step99_us": fast["p99_us"]}]
-    for k in range(1 if cfg.quick else 2):
-        for r in measure_no_instruct(cfg.backend, seconds) + measure_hang(cfg.backend, seconds):
+    for sched in ["timeshared"] if cfg.quick else list(SCHEDULING):
+        rt = SCHEDULING[sched]
+        for r in (measure_no_instruct(cfg.backend, seconds, rt_priority=rt)
+                  + measure_hang(cfg.backend, seconds, rt_priority=rt)):
             rows.append({
-                "variant": r["variant"], "round": k, "ok": r["ok"], "rate_hz": r.get("rate_hz"),
+                "variant": r["variant"], "sched": sched, "ok": r["ok"], "rate_hz": r.get("rate_hz"),
                 "miss_share": r.get("miss_share"), "jit50_us": r.get("jitter_p50_us"),
                 "jit99_us": r.get("jitter_p99_us"), "step50_us": r.get("step_p50_us"),
                 "step99_us": r.get("step_p99_us"), "cmd_hz": r.get("commands_hz"),
