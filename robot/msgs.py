@@ -23,6 +23,7 @@ Nothing is ever pickled.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,10 @@ class _TypeSpec:
     # per array: name, dtype, dtype string, ndim, itemsize (precomputed for decode)
     fast_arrays: tuple[tuple[str, np.dtype, str, int, int], ...] = ()
     header_decoder: Any = None  # msgspec decoder validating this type's header in C
+    scalar_names: tuple[str, ...] = ()
+    header_type: Any = None  # msgspec Struct of the header: encoded as the same map
+    fields_of: Any = None  # msg -> the header's "f" struct
+    layouts: dict[Any, Any] = field(default_factory=dict)  # validated array layouts (decode)
 
 
 _SCALAR_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), dict: (dict,)}
@@ -145,10 +150,24 @@ def _register(cls: type) -> None:
     header_t = msgspec.defstruct(
         f"{cls.__name__}Header",
         [("v", int), ("type", str), ("seq", int), ("stamp_ns", int), ("f", fields_t),
-         ("a", list[tuple[str, list[int], int, int]])],
+         ("a", tuple[tuple[str, tuple[int, ...], int, int], ...])],
     )
     decoder = msgspec.msgpack.Decoder(header_t)
-    _SPECS[cls] = _TypeSpec(cls.__name__, tuple(scalars), tuple(arrays), fast, decoder)
+    names = tuple(n for n, _ in scalars)
+    _SPECS[cls] = _TypeSpec(
+        cls.__name__, tuple(scalars), tuple(arrays), fast, decoder, names, header_t,
+        _fields_of(fields_t, names),
+    )
+
+
+def _fields_of(fields_t: type, names: tuple[str, ...]) -> Any:
+    """A function msg -> the header's scalar-field struct (encoded by msgspec in C)."""
+    if not names:
+        return lambda msg: fields_t()
+    get = operator.attrgetter(*names)
+    if len(names) == 1:
+        return lambda msg: fields_t(get(msg))
+    return lambda msg: fields_t(*get(msg))
 
 
 @message
@@ -416,14 +435,13 @@ def encode(topic: str, msg: Message) -> list[Any]:
     arrays travel as their own frame, not copied.
     """
     spec = _SPECS[type(msg)]
-    scalars = {name: getattr(msg, name) for name, _ in spec.scalars}
     meta = []
     packed: list[Any] = []
     packed_len = 0
     big: list[np.ndarray] = []
     for name, dtype, dstr, ndim, _ in spec.fast_arrays:
         a = getattr(msg, name)
-        if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != ndim:
+        if type(a) is not np.ndarray or (a.dtype is not dtype and a.dtype != dtype) or a.ndim != ndim:
             a = np.asarray(a, dtype=dtype)
             if a.ndim != ndim:
                 raise ValueError(f"{spec.name}.{name}: expected {ndim}-d array, got shape {a.shape}")
@@ -440,14 +458,7 @@ def encode(topic: str, msg: Message) -> list[Any]:
             big.append(a)
             meta.append((dstr, a.shape, len(big), 0))
     header = _packb(
-        {
-            "v": SCHEMA_VERSION,
-            "type": spec.name,
-            "seq": msg.seq,
-            "stamp_ns": msg.stamp_ns,
-            "f": scalars,
-            "a": meta,
-        }
+        spec.header_type(SCHEMA_VERSION, spec.name, msg.seq, msg.stamp_ns, spec.fields_of(msg), meta)
     )
     if not spec.arrays:
         return [topic.encode(), header]
@@ -462,8 +473,10 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     """Parse and validate frames into (topic, message). Raises MalformedMessage.
 
     Arrays are zero-copy views of the received frames. This runs for every message
-    of the graph, so it is written for speed: one pass, no per-array allocations
-    beyond the views themselves.
+    of the graph, so it is written for speed: the header is decoded and type-checked
+    in C (msgspec), and the array layout it declares is validated once per distinct
+    layout and then looked up (a stream's shapes rarely change), leaving one size
+    check per buffer and one view per array.
     """
     if len(frames) < 2:
         raise MalformedMessage("truncated", f"{len(frames)} frame(s), need topic and header")
@@ -491,56 +504,80 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
         raise MalformedMessage("type", f"topic {topic!r} carries {spec.name}, got {header.type!r}")
     kwargs: dict[str, Any] = {"seq": header.seq, "stamp_ns": header.stamp_ns}
     fields = header.f
-    for name, _ in spec.scalars:
+    for name in spec.scalar_names:
         kwargs[name] = getattr(fields, name)
-    metas = header.a
+    if spec.arrays:
+        metas = header.a
+        layout = spec.layouts.get(metas)
+        if layout is None:
+            layout = _layout(spec, metas)
+        views, needs = layout
+        if len(frames) != len(needs) + 2:
+            raise MalformedMessage(
+                "truncated", f"{spec.name}: {len(frames) - 2} buffers, header needs {len(needs)}"
+            )
+        for i, need in enumerate(needs, 2):
+            if len(frames[i]) != need:  # bytes and zmq.Frame both have len()
+                raise MalformedMessage(
+                    "shape", f"{spec.name}: buffer {i - 2} has {len(frames[i])} bytes, "
+                    f"the header's arrays need {need}"
+                )
+        for name, shape, dtype, index, offset in views:
+            kwargs[name] = np.ndarray(shape, dtype, frames[index], offset)  # zero-copy view
+    elif header.a:
+        raise MalformedMessage("truncated", f"{spec.name} has no arrays; header lists {len(header.a)}")
+    return topic, expected(**kwargs)
+
+
+_Layout = tuple[tuple[tuple[str, tuple[int, ...], np.dtype, int, int], ...], tuple[int, ...]]
+
+
+def _layout(spec: _TypeSpec, metas: tuple[tuple[str, tuple[int, ...], int, int], ...]) -> _Layout:
+    """Validate an array layout declared by a header; cached per type (bounded)."""
     arrays = spec.fast_arrays
     if len(metas) != len(arrays):
         raise MalformedMessage(
             "truncated", f"{spec.name} has {len(arrays)} arrays; header lists {len(metas)}"
         )
-    nbuf = len(frames) - 2
-    sizes = [memoryview(frames[i]).nbytes for i in range(2, len(frames))]
-    packed_end = 0  # arrays in buffer 0 must tile it exactly, in declaration order
-    for (name, dtype, dstr, ndim, itemsize), meta in zip(arrays, metas, strict=True):
-        dtype_str, shape, index, offset = meta
+    views = []
+    sizes: dict[int, int] = {0: 0}
+    packed_end = 0  # arrays in buffer 0 tile it exactly, 8-byte aligned, in declaration order
+    for (name, dtype, dstr, ndim, itemsize), (dtype_str, shape, index, offset) in zip(
+        arrays, metas, strict=True
+    ):
         if dtype_str != dstr:
             raise MalformedMessage("dtype", f"{spec.name}.{name} must be {dstr}, got {dtype_str!r}")
         if len(shape) != ndim:
             raise MalformedMessage(
-                "shape", f"{spec.name}.{name} must be {ndim}-d, got shape {shape}"
+                "shape", f"{spec.name}.{name} must be {ndim}-d, got shape {list(shape)}"
             )
         nbytes = itemsize
         for d in shape:
             if d < 0:
-                raise MalformedMessage("shape", f"{spec.name}.{name}: bad shape {shape}")
+                raise MalformedMessage("shape", f"{spec.name}.{name}: bad shape {list(shape)}")
             nbytes *= d
         if nbytes > MAX_ARRAY_BYTES:
             raise MalformedMessage("oversize", f"{spec.name}.{name}: {nbytes} bytes")
-        if not 0 <= index < nbuf:
-            raise MalformedMessage(
-                "truncated", f"{spec.name}.{name}: buffer {index} of {nbuf} missing"
-            )
-        size = sizes[index]
         if index == 0:
             if offset != packed_end:
                 raise MalformedMessage(
                     "shape", f"{spec.name}.{name}: offset {offset}, expected {packed_end}"
                 )
             packed_end += nbytes + (-nbytes % 8)
-            ok = offset + nbytes <= size
-        else:
-            ok = offset == 0 and nbytes == size
-        if not ok:
+        elif index != len(sizes) or offset != 0:
             raise MalformedMessage(
-                "shape",
-                f"{spec.name}.{name}: shape {shape} needs {nbytes} bytes at offset {offset}, "
-                f"buffer {index} has {size}",
+                "shape", f"{spec.name}.{name}: buffer {index} at offset {offset}; large arrays "
+                f"take buffers 1, 2, ... in order, each whole"
             )
-        kwargs[name] = np.ndarray(shape, dtype, frames[2 + index], offset)  # zero-copy view
-    if nbuf and packed_end != sizes[0]:
-        raise MalformedMessage("shape", f"{spec.name}: packed arrays do not fill buffer 0")
-    return topic, expected(**kwargs)
+        else:
+            sizes[index] = nbytes
+        views.append((name, shape, dtype, 2 + index, offset))
+    sizes[0] = packed_end
+    layout = (tuple(views), tuple(sizes[i] for i in range(len(sizes))))
+    if len(spec.layouts) >= 64:  # a stream whose shapes keep changing: keep the cache bounded
+        spec.layouts.clear()
+    spec.layouts[metas] = layout
+    return layout
 
 
 def _header_error(hbuf: Any, spec: _TypeSpec, e: Exception) -> MalformedMessage:
