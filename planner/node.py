@@ -144,6 +144,13 @@ class HandBox:
     latent cost pulling outward. So the pull also lets go when, while it holds, the hand
     has come no closer (by ``STALL_M``) for ``stall_s``: it has brought the hand as near
     as the latent cost lets it, and the latent cost decides from there.
+
+    Once the pull has let go, an optional fine pull (``servo``, ``servo_radius``) takes
+    over with the same weight: toward the goal's hand read *relative* to the measured
+    hand, ``hand + probe(z_goal) - probe(z_now)``. Near the goal both readings share most
+    of the probe's error, so this estimate sharpens as the hand closes in, where the
+    predicted latent cost alone can settle several centimetres off (reach targets high
+    above the table, which the push exploration data rarely show).
     """
 
     STALL_M = 0.01  # m of progress toward the goal's hand that counts as not stalled
@@ -164,6 +171,10 @@ class HandBox:
         self.best = float("inf")  # closest the hand came while pulling (m), and when
         self.best_ns: int | None = None
         self.stalls = 0  # times the pull let go for a stall
+        # once the pull has let go: a fine pull toward ``servo`` (3,), the goal's hand as
+        # the probe reads it relative to the measured hand (PlannerNode: hand_servo_radius)
+        self.servo: torch.Tensor | None = None
+        self.servo_radius = 0.0
 
     @property
     def goal(self) -> torch.Tensor | None:
@@ -177,6 +188,7 @@ class HandBox:
         self.pulling = hand is not None
         self.released_at = self.radius
         self.best, self.best_ns = float("inf"), None
+        self.servo = None
 
     def update(self, hand: np.ndarray, now_ns: int | None = None) -> None:
         """The hand is at ``hand`` (3,) at ``now_ns`` (graph clock; None: no stall test): let
@@ -208,6 +220,9 @@ class HandBox:
         cost = self.weight * out.square().sum((1, 2))
         if self._goal is not None and self.pulling and self.prior_weight > 0:
             far = torch.relu((pos - self._goal).norm(dim=-1) - self.radius)  # (B, H)
+            cost = cost + self.prior_weight * far.square().sum(1)
+        elif self.servo is not None and self.prior_weight > 0:
+            far = torch.relu((pos - self.servo).norm(dim=-1) - self.servo_radius)  # (B, H)
             cost = cost + self.prior_weight * far.square().sum(1)
         return cost
 
@@ -243,6 +258,7 @@ class _Job:
     solve_us: float = 0.0
     error: str = ""
     stale: bool = False  # the planner found the goal stale (another model version)
+    servo: np.ndarray | None = None  # (3,) the fine pull's target, if any
 
 
 class PlannerNode(Node):
@@ -279,6 +295,10 @@ class PlannerNode(Node):
         stage_hand_m: float = bounded(0.02, 0.0, 1.0)
         stage_latent: float = bounded(0.15, 0.0, None)
         stage_prior_radius: float = bounded(0.015, 0.0, 1.0)
+        # > 0: once the pull toward the goal's hand has let go, a fine pull toward the goal's
+        # hand read relative to the measured one (measured hand + probe(goal) - probe(now):
+        # the probe's error mostly cancels near the goal), letting go within this radius (m)
+        hand_servo_radius: float = bounded(0.0, 0.0, 1.0)
         # while staged, the hand moves at most this far per control step (m; 0: the
         # planner's bounds): a block pushed at the full 5 cm per step slides past its target
         stage_max_step: float = bounded(0.03, 0.0, 1.0)
@@ -373,6 +393,8 @@ class PlannerNode(Node):
         self.stages: list[np.ndarray] = []  # the goal's stage images, the goal last
         self.stage = 0  # index into stages of the image planned toward
         self.stage_advances = 0
+        self.servo_goal_id = -1  # the goal the servo estimate belongs to
+        self.servo_est: np.ndarray | None = None
         # solving
         self.job: _Job | None = None  # in flight (threaded)
         self.worker: threading.Thread | None = None
@@ -672,7 +694,7 @@ class PlannerNode(Node):
         self.last_latent_seq = lat.seq
         job = _Job(brain=brain, z=np.array(lat.z, dtype=np.float32), goal_id=self.goal_id,
                    latent=lat, t0_ns=now_ns, base=self._base(ee, now_ns),
-                   shift=self._shift(now_ns))
+                   shift=self._shift(now_ns), servo=self._servo(brain, lat.z, ee))
         if self.threaded:
             self.job = job
             self.worker = threading.Thread(target=self._run_job, args=(job,), daemon=True,
@@ -684,6 +706,21 @@ class PlannerNode(Node):
         if plan is not None:
             out.append(("plan", plan))
         return "running"
+
+    def _servo(self, brain: _Brain, z: np.ndarray, ee: np.ndarray) -> np.ndarray | None:
+        """The goal's hand read relative to the measured hand ``ee`` (3,): ``ee +
+        probe(z_goal) - probe(z)``, averaged over the goal's latents (EMA 0.5); None
+        without ``hand_servo_radius`` or a probe of this brain's model."""
+        probe = self.probe
+        if (self.cfg.hand_servo_radius <= 0 or probe is None or brain.goal_z is None
+                or probe.checkpoint_sha256 != brain.loaded.sha256
+                or probe.latent_dim != brain.goal_z.shape[0]):
+            return None
+        est = np.clip(ee + probe(brain.goal_z) - probe(np.asarray(z)), self.lo, self.hi)
+        if self.servo_goal_id == self.goal_id and self.servo_est is not None:
+            est = 0.5 * (self.servo_est + est)
+        self.servo_goal_id, self.servo_est = self.goal_id, est
+        return est
 
     def _shift(self, now_ns: int) -> int:
         """Control periods elapsed since the previous solve started (warm-start shift)."""
@@ -703,6 +740,10 @@ class PlannerNode(Node):
         if isinstance(box, HandBox):
             box.base = torch.as_tensor(job.base, dtype=torch.float32, device=box.base.device)
             box.update(job.base, job.t0_ns)
+            if job.servo is not None:
+                box.servo = torch.as_tensor(job.servo, dtype=torch.float32,
+                                            device=box.base.device)
+                box.servo_radius = self.cfg.hand_servo_radius
         try:
             sol = job.brain.planner.plan(
                 job.z, model_version=job.brain.version, shift=job.shift

@@ -327,3 +327,55 @@ def test_hand_pull_lets_go_when_the_hand_stalls_outside_its_radius() -> None:
     assert box.pulling
     box.update(np.array([0.47, 0.0, 0.2]))  # no clock: no stall test
     assert box.pulling
+
+
+def test_fine_pull_reads_the_goal_hand_relative_to_the_measured_hand(
+    ckpt: CheckpointInfo, tmp_path: Path
+) -> None:
+    """Servo estimate = measured hand + probe(goal) - probe(now); the box pulls toward it
+    only once the pull toward the probe's own reading has let go."""
+    import torch
+
+    from perception.hand import HandProbe
+    from planner.node import HandBox
+
+    weights = np.zeros((9, 3))
+    weights[0] = [0.02, 0.0, 0.0]  # this probe reads x from z[0], with an offset
+    weights[-1] = [0.5, 0.1, 0.2]
+    probe = HandProbe(np.zeros(8), np.ones(8), weights, ckpt.sha256, 0.0, 1)
+    node = make_node(ckpt, hand_probe=str(probe.save(tmp_path / "p.npz")),
+                     hand_servo_radius=0.01)
+    feed = Feed(node)
+    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    lat = latent(0, 5 * MS)
+    assert len(feed(10 * MS, ("latent/front", lat))) == 1
+    goal_z = node.brains[1].goal_z
+    expected = np.clip(node.ee + probe(goal_z) - probe(lat.z), node.lo, node.hi)
+    np.testing.assert_allclose(node.servo_est, expected, atol=1e-9)
+    lat2 = latent(1, 15 * MS)
+    feed(20 * MS, ("latent/front", lat2))  # averaged with the next reading
+    second = np.clip(node.ee + probe(goal_z) - probe(lat2.z), node.lo, node.hi)
+    np.testing.assert_allclose(node.servo_est, 0.5 * (expected + second), atol=1e-9)
+
+    box = HandBox(np.array([0.3, -0.3, 0.0]), np.array([0.7, 0.3, 0.35]), 0.0,
+                  torch.device("cpu"), prior_weight=100.0, radius=0.05)
+    box.goal = torch.tensor([0.6, 0.0, 0.2])
+    box.base = torch.tensor([0.5, 0.0, 0.2])
+    box.servo, box.servo_radius = torch.tensor([0.5, 0.05, 0.2]), 0.01
+    a = torch.zeros(1, 2, 4)
+    pulling = float(box(a)[0])
+    assert pulling == pytest.approx(100.0 * 2 * (0.1 - 0.05) ** 2, rel=1e-5)  # the coarse pull
+    box.pulling = False
+    assert float(box(a)[0]) == pytest.approx(100.0 * 2 * (0.05 - 0.01) ** 2, rel=1e-5)
+    box.base = torch.tensor([0.5, 0.045, 0.2])
+    assert float(box(a)[0]) == 0.0  # within the fine radius
+
+
+def test_realtime_budget_applies_on_the_realtime_clock_only(ckpt: CheckpointInfo) -> None:
+    rt = make_node(ckpt, clock="realtime", solve="inline", realtime_samples=8,
+                   realtime_iterations=2)
+    s = rt.summary()
+    assert (s["samples"], s["iterations"]) == (8, 2)
+    assert rt.brains[1].planner.cfg.elites == 4  # SMALL's elites fit in 8 samples
+    ls = make_node(ckpt, realtime_samples=8, realtime_iterations=2)
+    assert (ls.summary()["samples"], ls.summary()["iterations"]) == (16, 1)
