@@ -159,7 +159,7 @@ class _Probe(threading.Thread):
                     if running and (phase.ready is None or phase.ready.is_set()):
                         opened, load = now + self.settle_s, os.getloadavg()[0]
                 elif now - opened >= phase.seconds:
-                    self.results[phase.name] = _window(hbs, counts, load)
+                    self.results[phase.name] = _window(hbs, counts, load, phase.seconds)
                     i += 1
                     if i == len(self.phases):
                         return
@@ -193,17 +193,19 @@ class _Probe(threading.Thread):
             self.launcher.stopping = True
 
 
-def _window(hbs: dict[str, list[Any]], counts: dict[str, int], load: float) -> dict[str, Any]:
-    """Loop figures of one window from its heartbeats (counter differences; percentiles
-    of the last one) and message counts."""
+def _window(hbs: dict[str, list[Any]], counts: dict[str, int], load: float, seconds: float
+            ) -> dict[str, Any]:
+    """Loop figures of one ``seconds`` window from its heartbeats (counter differences over
+    their stamps; percentiles of the last one) and message counts."""
     ctrl, ins = hbs["controller"], hbs["instruct"]
     if len(ctrl) < 2:
         return {"error": "fewer than 2 controller heartbeats in the window"}
-    (t0, h0), (t1, h1) = ctrl[0], ctrl[-1]
+    (_, h0), (_, h1) = ctrl[0], ctrl[-1]
     ticks = h1.ticks - h0.ticks
+    span = (h1.stamp_ns - h0.stamp_ns) / 1e9  # the sender's clock: the probe's may lag
     return {
-        "window_s": t1 - t0,
-        "rate_hz": ticks / (t1 - t0),
+        "window_s": span,
+        "rate_hz": ticks / span,
         "misses": h1.misses - h0.misses,
         "miss_share": (h1.misses - h0.misses) / max(1, ticks),
         "jitter_p50_us": h1.jitter_p50_us,
@@ -211,7 +213,7 @@ def _window(hbs: dict[str, list[Any]], counts: dict[str, int], load: float) -> d
         "step_p50_us": h1.step_p50_us,
         "step_p99_us": h1.step_p99_us,
         "commands": counts["commands"],
-        "commands_hz": counts["commands"] / (t1 - t0),
+        "commands_hz": counts["commands"] / seconds,
         "instruct_heartbeats": len(ins),
         "instruct_ticks": ins[-1][1].ticks - ins[0][1].ticks if len(ins) >= 2 else 0,
         "specs_in_window": counts["specs"],
