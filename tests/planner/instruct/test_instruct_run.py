@@ -1,6 +1,7 @@
 """``reflexarc run graph=instruction``: an instruction carried out in simulation, end to end
 (real node processes, sockets and simulators, lockstep): the instruct node's task spec
-becomes the sim's episode (block and target) and the scripted expert's goal."""
+becomes the sim's episode (block and target) and the scripted expert's goal. (A refused
+instruction ending the episode: test_instruct_follow.py, with plain objects.)"""
 
 from __future__ import annotations
 
@@ -43,9 +44,3 @@ def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
     assert r["others_moved_m"] < 0.01  # red and green stayed where they were
     assert s["node_figures"]["expert"]["actions"] > 0
 
-
-def test_a_refused_instruction_ends_the_episode_without_moving(tmp_path: Path) -> None:
-    s = run_instruction(tmp_path, "purple", "push the purple block to the left")
-    ((r,),) = [s["episode_results"]]
-    assert s["ok"] and not r["success"] and "no purple object" in r["refusal"]
-    assert r["physics_s"] == 0.0 and s["node_figures"]["expert"]["actions"] == 0
