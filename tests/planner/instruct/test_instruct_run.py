@@ -43,4 +43,3 @@ def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
     assert r["tolerance_m"] == 0.02 and np.linalg.norm(end[:2] - target[:2]) < 0.02
     assert r["others_moved_m"] < 0.01  # red and green stayed where they were
     assert s["node_figures"]["expert"]["actions"] > 0
-
