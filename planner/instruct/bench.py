@@ -143,6 +143,7 @@ class _Probe(threading.Thread):
                                 ["heartbeat", "joint_command", "task_spec"], cfg, security,
                                 "bench-probe")
         running = False
+        seen: dict[str, str] = {}  # node -> its last heartbeat's state (for the error)
         i, phase = 0, self.phases[0]
         began = time.monotonic()
         opened: float | None = None
@@ -154,7 +155,9 @@ class _Probe(threading.Thread):
                 now = time.monotonic()
                 if opened is None:
                     if now - began > self.phase_timeout_s:
-                        self.error = f"phase {phase.name}: its condition did not hold in time"
+                        states = ", ".join(f"{n}:{st}" for n, st in sorted(seen.items())) or "none"
+                        what = "the controller never ran" if not running else "its condition did not hold"
+                        self.error = f"phase {phase.name}: {what} (last states: {states})"
                         return
                     if running and (phase.ready is None or phase.ready.is_set()):
                         opened, load = now + self.settle_s, os.getloadavg()[0]
@@ -179,12 +182,14 @@ class _Probe(threading.Thread):
                         counts["specs"] += live
                     elif topic == "joint_command":
                         counts["commands"] += live
-                    elif msg.node == "controller" and msg.state == "running" and not running:
-                        running = True
-                        if phase.begin is not None:
-                            phase.begin()
-                    elif live and msg.node in hbs:
-                        hbs[msg.node].append((t, msg))
+                    else:  # a heartbeat
+                        seen[msg.node] = msg.state
+                        if msg.node == "controller" and msg.state == "running" and not running:
+                            running = True
+                            if phase.begin is not None:
+                                phase.begin()
+                        elif live and msg.node in hbs:
+                            hbs[msg.node].append((t, msg))
         finally:
             sub.close()
             security.close()
