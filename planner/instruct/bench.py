@@ -124,8 +124,10 @@ class _Probe(threading.Thread):
     launcher to stop."""
 
     def __init__(self, launcher: Any, phases: Sequence[Phase], spec_seen: threading.Event,
-                 settle_s: float = 1.0, phase_timeout_s: float = 120.0) -> None:
+                 rt: dict[str, int] | None = None, settle_s: float = 1.0,
+                 phase_timeout_s: float = 120.0) -> None:
         super().__init__(daemon=True)
+        self.rt = dict(rt or {})  # node -> SCHED_FIFO priority, set by pid once it is up
         self.launcher, self.phases = launcher, list(phases)
         self.settle_s, self.phase_timeout_s = settle_s, phase_timeout_s
         self.results: dict[str, dict[str, Any]] = {}
@@ -135,6 +137,7 @@ class _Probe(threading.Thread):
 
     def run(self) -> None:
         from robot import bus as busmod
+        from robot.controller import set_realtime
 
         cfg = self.launcher.cfg.bus
         zctx = busmod.context()
@@ -184,6 +187,8 @@ class _Probe(threading.Thread):
                         counts["commands"] += live
                     else:  # a heartbeat
                         seen[msg.node] = msg.state
+                        if msg.node in self.rt:
+                            set_realtime(self.rt.pop(msg.node), msg.node, pid=msg.pid)
                         if msg.node == "controller" and msg.state == "running" and not running:
                             running = True
                             if phase.begin is not None:
@@ -227,8 +232,11 @@ def _window(hbs: dict[str, list[Any]], counts: dict[str, int], load: float, seco
 
 
 def _run(nodes: dict[str, Any], phases: Sequence[Phase], run_dir: Path,
-         spec_seen: threading.Event | None = None) -> tuple[dict[str, Any], _Probe]:
-    """Run ``nodes`` in realtime in this process's launcher until ``phases`` are measured."""
+         spec_seen: threading.Event | None = None, rt_priority: int = 0
+         ) -> tuple[dict[str, Any], _Probe]:
+    """Run ``nodes`` in realtime in this process's launcher until ``phases`` are measured;
+    with ``rt_priority`` the sim runs SCHED_FIFO too (set by pid, as ``chrt`` would): a
+    real-time controller beside a starved sim trips its state watchdog (a latched fault)."""
     from robot.config import from_mapping
     from robot.launcher import Launcher, RunConfig
 
@@ -237,7 +245,8 @@ def _run(nodes: dict[str, Any], phases: Sequence[Phase], run_dir: Path,
                                    # its stalls show in the figures, not as a kill
                                    "heartbeat_hz": 5.0, "silent_timeout_s": 10.0})
     launcher = Launcher(cfg)
-    probe = _Probe(launcher, phases, spec_seen or threading.Event())
+    probe = _Probe(launcher, phases, spec_seen or threading.Event(),
+                   rt={"sim": rt_priority} if rt_priority else None)
     probe.start()
     try:
         summary = launcher.run()
@@ -266,7 +275,7 @@ def measure_no_instruct(backend: str = "mujoco", seconds: float = 10.0,
     """The control graph without an instruct node: one row (``no_instruct``)."""
     with tempfile.TemporaryDirectory(prefix="bench-instruct-") as tmp:
         summary, probe = _run(control_nodes(backend, None, rt_priority), [Phase("no_instruct", seconds)],
-                              Path(run_dir or Path(tmp) / "no_instruct"))
+                              Path(run_dir or Path(tmp) / "no_instruct"), rt_priority=rt_priority)
     return _rows(summary, probe, backend, {})
 
 
@@ -305,7 +314,7 @@ def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
             Phase("after_answer", seconds, closed("llm_hangs", release.set), spec_seen),
         ]
         summary, probe = _run(control_nodes(backend, instruct, rt_priority), phases,
-                              Path(run_dir or Path(tmp) / "llm_hangs"), spec_seen)
+                              Path(run_dir or Path(tmp) / "llm_hangs"), spec_seen, rt_priority)
         release.set()
         requests["after_answer"] = {"llm_requests": len(server.requests)}
     rows = _rows(summary, probe, backend, requests)
@@ -315,8 +324,8 @@ def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
 
 
 SCHEDULING = {"timeshared": 0, "sched_fifo": 50}
-"""Graph variants: the controller time-shared, or SCHED_FIFO at this priority (as ``bench
-control``; needs CAP_SYS_NICE, else the controller logs it and runs time-shared)."""
+"""Graph variants: controller and sim time-shared, or both SCHED_FIFO at this priority (as
+``bench control``; needs CAP_SYS_NICE, else it is logged and they run time-shared)."""
 
 
 def bench_instruct(cfg: Any) -> list[dict[str, Any]]:
