@@ -127,7 +127,8 @@ class _Probe(threading.Thread):
                  rt: dict[str, int] | None = None, settle_s: float = 1.0,
                  phase_timeout_s: float = 120.0) -> None:
         super().__init__(daemon=True)
-        self.rt = dict(rt or {})  # node -> SCHED_FIFO priority, set by pid once it is up
+        self.rt = dict(rt or {})  # node -> SCHED_FIFO priority, set by pid once all are up
+        self.pids: dict[str, int] = {}
         self.launcher, self.phases = launcher, list(phases)
         self.settle_s, self.phase_timeout_s = settle_s, phase_timeout_s
         self.results: dict[str, dict[str, Any]] = {}
@@ -187,8 +188,11 @@ class _Probe(threading.Thread):
                         counts["commands"] += live
                     else:  # a heartbeat
                         seen[msg.node] = msg.state
-                        if msg.node in self.rt:
-                            set_realtime(self.rt.pop(msg.node), msg.node, pid=msg.pid)
+                        self.pids[msg.node] = msg.pid
+                        if self.rt and set(self.pids) >= set(self.launcher.procs):
+                            for node, prio in self.rt.items():  # start-up is over
+                                set_realtime(prio, node, pid=self.pids[node])
+                            self.rt = {}
                         if msg.node == "controller" and msg.state == "running" and not running:
                             running = True
                             if phase.begin is not None:
@@ -235,8 +239,9 @@ def _run(nodes: dict[str, Any], phases: Sequence[Phase], run_dir: Path,
          spec_seen: threading.Event | None = None, rt_priority: int = 0
          ) -> tuple[dict[str, Any], _Probe]:
     """Run ``nodes`` in realtime in this process's launcher until ``phases`` are measured;
-    with ``rt_priority`` the sim runs SCHED_FIFO too (set by pid, as ``chrt`` would): a
-    real-time controller beside a starved sim trips its state watchdog (a latched fault)."""
+    with ``rt_priority`` the controller and the sim run SCHED_FIFO from when every node is
+    up (set by pid, as ``chrt`` would): a real-time controller beside a sim starved by the
+    other nodes' start-up trips its state watchdog (a latched fault)."""
     from robot.config import from_mapping
     from robot.launcher import Launcher, RunConfig
 
@@ -246,7 +251,7 @@ def _run(nodes: dict[str, Any], phases: Sequence[Phase], run_dir: Path,
                                    "heartbeat_hz": 5.0, "silent_timeout_s": 10.0})
     launcher = Launcher(cfg)
     probe = _Probe(launcher, phases, spec_seen or threading.Event(),
-                   rt={"sim": rt_priority} if rt_priority else None)
+                   rt={"sim": rt_priority, "controller": rt_priority} if rt_priority else None)
     probe.start()
     try:
         summary = launcher.run()
@@ -274,7 +279,7 @@ def measure_no_instruct(backend: str = "mujoco", seconds: float = 10.0,
                         run_dir: str | Path | None = None, rt_priority: int = 0) -> list[dict[str, Any]]:
     """The control graph without an instruct node: one row (``no_instruct``)."""
     with tempfile.TemporaryDirectory(prefix="bench-instruct-") as tmp:
-        summary, probe = _run(control_nodes(backend, None, rt_priority), [Phase("no_instruct", seconds)],
+        summary, probe = _run(control_nodes(backend, None), [Phase("no_instruct", seconds)],
                               Path(run_dir or Path(tmp) / "no_instruct"), rt_priority=rt_priority)
     return _rows(summary, probe, backend, {})
 
@@ -313,7 +318,7 @@ def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
             Phase("llm_hangs", seconds, closed("instruct_idle", say), server.received),
             Phase("after_answer", seconds, closed("llm_hangs", release.set), spec_seen),
         ]
-        summary, probe = _run(control_nodes(backend, instruct, rt_priority), phases,
+        summary, probe = _run(control_nodes(backend, instruct), phases,
                               Path(run_dir or Path(tmp) / "llm_hangs"), spec_seen, rt_priority)
         release.set()
         requests["after_answer"] = {"llm_requests": len(server.requests)}
