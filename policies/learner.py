@@ -158,6 +158,7 @@ class LearnerNode(Node):
     Config = LearnerConfig
     subscribes: ClassVar[dict[str, str]] = {"camera/": "all", "ee_action": "all"}
     publishes: ClassVar[tuple[str, ...]] = ("weights",)
+    SCAN_BATCH: ClassVar[int] = 8  # episode files loaded per scan call
 
     def __init__(self, ctx: NodeContext, cfg: LearnerConfig) -> None:
         super().__init__(ctx, cfg)
@@ -211,9 +212,10 @@ class LearnerNode(Node):
         root = Path(cfg.episodes)
         if not root.is_dir():
             return
-        for path in list_episodes(root):
-            if path.name in self.seen_episodes:
-                continue
+        new = [p for p in list_episodes(root) if p.name not in self.seen_episodes]
+        if len(new) > self.SCAN_BATCH:  # training starts on the first ones; the rest next call
+            new, self.next_scan_ns = new[: self.SCAN_BATCH], now_ns
+        for path in new:
             d = load_episode(path, self.buffer.image_size, cfg.camera, self.model.cfg.action_dim)
             with self.lock:
                 self.buffer.add_episode(d["rgb"], d["actions"], d["valid"])
@@ -360,4 +362,6 @@ class LearnerNode(Node):
     def close(self) -> None:
         self.stop.set()
         if self.thread is not None:
-            self.thread.join(timeout=2.0)  # a daemon: an update in flight dies with the process
+            # let the update in flight end (a daemon thread inside torch at interpreter exit
+            # aborts the process); within the launcher's default 5 s stop timeout
+            self.thread.join(timeout=4.0)

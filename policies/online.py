@@ -18,9 +18,13 @@ The demonstration of issue 5 ("online learning, measured"), in three parts:
    of the held-out frames, so versions with differently scaled latents compare), on the
    **block-moving** windows (the block's privileged position moves by more than
    ``move_m`` over the window's transitions) and on all windows, each against
-   copy-last; plus a block probe R^2 (ridge, fitted on half the held-out episodes and
-   scored on the other half; diagnosis only). Plotted against minutes of experience
-   (the stream time the version had seen).
+   copy-last; plus a block probe R^2 (ridge, fitted on other episodes of the scene, or
+   on half the held-out ones and scored on the other half; diagnosis only) and, through
+   that probe, the block position
+   decoded from the k-step predicted latents on the other half's block-moving windows,
+   in cm against the true one (one physical scale for every version; copy-last = the
+   block stays put). Plotted against minutes of experience (the stream time the version
+   had seen).
 3. :func:`controller_figures`: the 1 kHz controller's loop figures (rate, missed
    deadlines, step time, jitter) in configs/graph/control_learner.yaml with the learner
    training and with it disabled.
@@ -51,7 +55,7 @@ from torch import Tensor
 from policies.checkpoint import load_checkpoint
 from policies.collect import ExploreConfig, Explorer
 from policies.data import EpisodeData, load_episodes
-from policies.evaluate import encode_all, probe_r2
+from policies.evaluate import encode_all, probe_r2, ridge_fit, ridge_predict
 from policies.world_model import WorldModel
 from robot.config import bounded
 from robot.errors import ConfigError
@@ -132,22 +136,27 @@ def block_moving(data: EpisodeData, starts: Tensor, horizon: int, move_m: float)
 
 @torch.no_grad()
 def window_errors(model: WorldModel, data: EpisodeData, z: Tensor, starts: Tensor,
-                  horizon: int, scale: float) -> tuple[Tensor, Tensor]:
+                  horizon: int, scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """Per-window k-step errors of the model and of copy-last, each (M, H), normalised by
-    ``scale`` (the mean per-dimension latent variance). ``z`` (N, D): latents of ``data``."""
+    ``scale`` (the mean per-dimension latent variance), and the predicted latents
+    (M, H, D). ``z`` (N, D): latents of ``data``."""
     idx = starts[:, None] + torch.arange(horizon + 1)  # (M, H+1)
     zt = z[idx]  # (M, H+1, D)
     dev = next(model.parameters()).device
     preds = model.rollout(zt[:, 0].to(dev), data.actions[idx[:, :-1]].to(dev)).float().cpu()
     pred = ((preds - zt[:, 1:]) ** 2).mean(dim=2) / scale  # (M, H)
     base = ((zt[:, :1] - zt[:, 1:]) ** 2).mean(dim=2) / scale  # (M, H)
-    return pred, base
+    return pred, base, preds
 
 
 @torch.no_grad()
 def score_model(model: WorldModel, data: EpisodeData, horizon: int = 6, move_m: float = 0.002,
-                probe_split: int = 0) -> dict[str, Any]:
-    """Figures of one model on ``data`` (see the module docstring, part 2)."""
+                probe_data: EpisodeData | None = None) -> dict[str, Any]:
+    """Figures of one model on ``data`` (see the module docstring, part 2).
+
+    The block probe is fitted on ``probe_data`` (other episodes of the scene) when given,
+    else on the first half of ``data``'s episodes and scored on the second half.
+    """
     model.eval()
     z = encode_all(model, data)  # (N, D)
     scale = float(z.var(dim=0).mean().clamp_min(1e-12))
@@ -155,11 +164,18 @@ def score_model(model: WorldModel, data: EpisodeData, horizon: int = 6, move_m: 
     if len(starts) == 0:
         raise ConfigError("data", f"no window of {horizon + 1} frames in the held-out episodes")
     moving = block_moving(data, starts, horizon, move_m)
-    pred, base = window_errors(model, data, z, starts, horizon, scale)
+    pred, base, preds = window_errors(model, data, z, starts, horizon, scale)
     first = block_moving(data, starts, 1, move_m)  # the block moves in the first transition
-    half = probe_split or len(data.names) // 2
-    fit = data.episode < half
+    if probe_data is None:
+        fit = data.episode < len(data.names) // 2
+        z_fit, blk_fit, ee_fit = z[fit], data.block_pos[fit, :2], data.ee_pos[fit]
+    else:
+        fit = torch.zeros(len(data), dtype=torch.bool)
+        z_fit = encode_all(model, probe_data)
+        blk_fit, ee_fit = probe_data.block_pos[:, :2], probe_data.ee_pos
+    test = ~fit
     return {
+        **block_from_predictions(data, z, preds, starts, moving & test[starts], z_fit, blk_fit),
         "windows": len(starts),
         "moving_windows": int(moving.sum()),
         "moving_pred_error": pred[moving].mean(0).tolist(),  # k = 1..H
@@ -169,8 +185,37 @@ def score_model(model: WorldModel, data: EpisodeData, horizon: int = 6, move_m: 
         "still_pred_error": pred[~moving].mean(0).tolist(),
         "all_pred_error": pred.mean(0).tolist(),
         "all_baseline_error": base.mean(0).tolist(),
-        "probe_r2_block": probe_r2(z[fit], data.block_pos[fit, :2], z[~fit], data.block_pos[~fit, :2]),
-        "probe_r2_ee": probe_r2(z[fit], data.ee_pos[fit], z[~fit], data.ee_pos[~fit]),
+        "probe_r2_block": probe_r2(z_fit, blk_fit, z[test], data.block_pos[test, :2]),
+        "probe_r2_ee": probe_r2(z_fit, ee_fit, z[test], data.ee_pos[test]),
+    }
+
+
+def block_from_predictions(data: EpisodeData, z: Tensor, preds: Tensor, starts: Tensor,
+                           select: Tensor, z_fit: Tensor, xy_fit: Tensor) -> dict[str, Any]:
+    """Where the model's predicted latents put the block, in metres (labels: diagnosis only).
+
+    A ridge probe z -> block (x, y) is fitted on (``z_fit`` (F, D), ``xy_fit`` (F, 2)); on the
+    windows ``select`` (M,) it decodes the predicted latents ``preds`` (M, H, D) and
+    scores them against the block's true position k steps on (mean distance per k), next
+    to copy-last (the block stays where it was) and to decoding the true future latent
+    (the probe's own floor). Units are metres, so every version is on one scale.
+    """
+    xy = data.block_pos[:, :2].double()  # (N, 2)
+    ok = torch.isfinite(xy_fit).all(1)
+    h = preds.shape[1]
+    idx = starts[select][:, None] + torch.arange(h + 1)  # (M', H+1)
+    if ok.sum() < 2 or len(idx) == 0:
+        nan = [float("nan")] * h
+        return {"block_err_pred_m": nan, "block_err_copy_m": nan, "block_err_probe_m": nan}
+    probe = ridge_fit(z_fit[ok], xy_fit[ok].double())
+    true = xy[idx[:, 1:]]  # (M', H, 2)
+    d = preds.shape[-1]
+    dec = ridge_predict(probe, preds[select].reshape(-1, d)).reshape(-1, h, 2)
+    floor = ridge_predict(probe, z[idx[:, 1:]].reshape(-1, d)).reshape(-1, h, 2)
+    return {
+        "block_err_pred_m": (dec - true).norm(dim=-1).mean(0).tolist(),
+        "block_err_copy_m": (xy[idx[:, :1]] - true).norm(dim=-1).mean(0).tolist(),
+        "block_err_probe_m": (floor - true).norm(dim=-1).mean(0).tolist(),
     }
 
 
@@ -182,6 +227,7 @@ def published_versions(learner_dir: str | Path) -> list[Path]:
 
 def evaluate_versions(learner_dir: str | Path, data_root: str | Path, init: str = "",
                       horizon: int = 6, move_m: float = 0.002, threads: int = 1,
+                      max_episodes: int = 0, probe_data: str = "", probe_episodes: int = 100,
                       progress: bool = True) -> list[dict[str, Any]]:
     """One row per checkpoint: ``init`` (the starting model, 0 minutes) and every version
     the learner published, with its experience and :func:`score_model` figures."""
@@ -191,7 +237,9 @@ def evaluate_versions(learner_dir: str | Path, data_root: str | Path, init: str 
     if not paths:
         raise ConfigError("learner_dir", f"no published versions (v*/model.safetensors) in {learner_dir}")
     first, _ = load_checkpoint(paths[0])
-    data = load_episodes(data_root, image_size=first.cfg.image_size)
+    data = load_episodes(data_root, image_size=first.cfg.image_size, max_episodes=max_episodes)
+    fit = (load_episodes(probe_data, image_size=first.cfg.image_size, max_episodes=probe_episodes)
+           if probe_data else None)
     rows = []
     for i, path in enumerate(paths):
         model, info = load_checkpoint(path)
@@ -201,7 +249,7 @@ def evaluate_versions(learner_dir: str | Path, data_root: str | Path, init: str 
                "experience_min": lr.get("experience_s", 0.0) / 60.0,
                "wall_min": lr.get("wall_s", 0.0) / 60.0, "updates": lr.get("updates", 0),
                "transitions": lr.get("transitions", 0), "loss": lr.get("loss", float("nan")),
-               **score_model(model, data, horizon, move_m)}
+               **score_model(model, data, horizon, move_m, fit)}
         if progress:
             print(f"v{row['version']}: {row['experience_min']:.1f} min, "
                   f"block-moving 1-step {row['pred_error_1step_moving']:.3f} "
@@ -219,7 +267,7 @@ def plot_online(rows: list[dict[str, Any]], path: str | Path, title: str = "") -
     import matplotlib.pyplot as plt
 
     x = [r["experience_min"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     ax = axes[0]
     ax.plot(x, [r["pred_error_1step_moving"] for r in rows], "o-", label="model, k=1")
     ax.plot(x, [r["moving_pred_error"][-1] for r in rows], "s-",
@@ -239,6 +287,15 @@ def plot_online(rows: list[dict[str, Any]], path: str | Path, title: str = "") -
     ax.plot(x, [r["probe_r2_block"] for r in rows], "^--", label="block probe R^2 (diagnosis)")
     ax.set_xlabel("minutes of experience in the block scene")
     ax.set_title("error / copy-last, and block probe")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    h = len(rows[0]["block_err_pred_m"])
+    ax.plot(x, [100 * r["block_err_pred_m"][-1] for r in rows], "s-", label=f"predicted, k={h}")
+    ax.plot(x, [100 * r["block_err_probe_m"][-1] for r in rows], "^--", label="true future latent (probe floor)")
+    ax.plot(x, [100 * r["block_err_copy_m"][-1] for r in rows], ":", c="gray", label="copy-last (block stays)")
+    ax.set_xlabel("minutes of experience in the block scene")
+    ax.set_ylabel("cm")
+    ax.set_title(f"block position decoded from the {h}-step prediction")
     ax.legend(fontsize=8)
     fig.suptitle(title or "online learning: a no-block model in the block scene")
     fig.tight_layout()
@@ -295,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--init", default="", help="the starting checkpoint (scored at 0 minutes)")
     e.add_argument("--horizon", type=int, default=6)
     e.add_argument("--move-m", type=float, default=0.002)
+    e.add_argument("--max-episodes", type=int, default=0, help="held-out episodes used (0: all)")
+    e.add_argument("--probe-data", default="", help="episodes to fit the block probe on "
+                   "(default: the first half of --data, scored on the second)")
+    e.add_argument("--probe-episodes", type=int, default=100)
     e.add_argument("--out", default="", help="stem of OUT.json and OUT.png (default: learner_dir/online)")
     c = sub.add_parser("control", help="the controller's deadline figures, learner on and off")
     c.add_argument("--seconds", type=float, default=60.0)
@@ -303,19 +364,23 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("overrides", nargs="*", help="extra key=value for reflexarc run")
     a = ap.parse_args(argv)
     if a.cmd == "eval":
-        rows = evaluate_versions(a.learner_dir, a.data, a.init, a.horizon, a.move_m)
+        rows = evaluate_versions(a.learner_dir, a.data, a.init, a.horizon, a.move_m,
+                                 max_episodes=a.max_episodes, probe_data=a.probe_data,
+                                 probe_episodes=a.probe_episodes)
         stem = Path(a.out or Path(a.learner_dir) / "online")
         stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
         plot_online(rows, stem.with_suffix(".png"))
         print("| version | experience min | updates | 1-step err (moving) | copy-last | "
-              f"{a.horizon}-step err (moving) | copy-last | block probe R^2 |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+              f"{a.horizon}-step err (moving) | copy-last | block probe R^2 | "
+              f"block from {a.horizon}-step prediction, cm (copy-last) |")
+        print("| --- " * 9 + "|")
         for r in rows:
             print(f"| {r['version']} | {r['experience_min']:.1f} | {r['updates']} | "
                   f"{r['pred_error_1step_moving']:.3f} | {r['baseline_error_1step_moving']:.3f} | "
                   f"{r['moving_pred_error'][-1]:.3f} | {r['moving_baseline_error'][-1]:.3f} | "
-                  f"{r['probe_r2_block']:.2f} |")
+                  f"{r['probe_r2_block']:.2f} | {100 * r['block_err_pred_m'][-1]:.2f} "
+                  f"({100 * r['block_err_copy_m'][-1]:.2f}) |")
         print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
     else:
         rows = controller_figures(a.seconds, a.run_root, extra=a.overrides)
