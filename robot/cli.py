@@ -93,6 +93,9 @@ def print_summary(summary: Any, title: str) -> None:
     console.print(table)
 
 
+WIDE_COLUMNS = 16  # rows with more keys than this print as key-value text, not columns
+
+
 def _print_rows(console: Any, rows: list[dict[str, Any]], title: str) -> None:
     from rich.table import Table
 
@@ -100,6 +103,15 @@ def _print_rows(console: Any, rows: list[dict[str, Any]], title: str) -> None:
         return
     table = Table(title=title)
     cols = list(dict.fromkeys(k for r in rows for k in r))
+    if len(cols) > WIDE_COLUMNS:  # e.g. node figures: one wrapped "key value" cell per row
+        first = cols[0]
+        table.add_column(str(first), justify="right")
+        table.add_column("figures", overflow="fold")
+        for r in rows:
+            figures = "  ".join(f"{k} {_fmt(v)}" for k, v in r.items() if k != first)
+            table.add_row(_fmt(r.get(first, "")), figures)
+        console.print(table)
+        return
     for c in cols:
         table.add_column(str(c), justify="right")
     for r in rows:
