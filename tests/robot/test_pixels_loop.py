@@ -20,7 +20,10 @@ SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "checkpoints" / "pu
 
 def run_pixels(run_dir: Path, *args: str, timeout: float = 240) -> dict:
     out = run_dir / "summary.json"
+    # generous start-up and silence limits: a loaded CI machine takes long to import torch
+    # and MuJoCo in five processes at once (lockstep results do not depend on speed)
     proc = reflexarc("run", "graph=pixels", "clock=lockstep", "heartbeat_hz=2",
+                     "startup_timeout_s=180", "silent_timeout_s=10",
                      f"run_dir={run_dir}", f"out={out}", *args, timeout=timeout)
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
