@@ -369,69 +369,59 @@ class _Probe(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from robot import bus as busmod
-
-        zctx = busmod.context()
-        cfg = self.launcher.cfg.bus
-        security = busmod.Security(zctx, cfg)
-        sub = busmod.Subscriber(zctx, list(self.launcher.addresses.values()), ["heartbeat"],
-                                cfg, security, "bench-probe")
-        t_begin = time.monotonic()
-        opened: float | None = None
-        first: tuple[float, Any] | None = None
-        last: tuple[float, Any] | None = None
-        sims: list[tuple[float, Any]] = []
-        try:
-            while not self.stop_event.is_set():
-                now = time.monotonic()
-                if opened is None and now - t_begin > self.startup_timeout_s:
-                    self.result = {"error": "the controller never reported running"}
+        with self.launcher.listen(["heartbeat"], "bench-probe") as sub:
+            t_begin = time.monotonic()
+            opened: float | None = None
+            first: tuple[float, Any] | None = None
+            last: tuple[float, Any] | None = None
+            sims: list[tuple[float, Any]] = []
+            try:
+                while not self.stop_event.is_set():
+                    now = time.monotonic()
+                    if opened is None and now - t_begin > self.startup_timeout_s:
+                        self.result = {"error": "the controller never reported running"}
+                        return
+                    if opened is not None and now - opened >= self.seconds:
+                        break
+                    if not sub.wait(0.05):
+                        continue
+                    for _, hb, _ in sub.drain():
+                        t = time.monotonic()
+                        if hb.node in self.rt:
+                            set_realtime(self.rt.pop(hb.node), hb.node, pid=hb.pid)
+                        if opened is None:
+                            if hb.node == "controller" and hb.state == "running":
+                                opened = t + self.settle_s
+                            continue
+                        if t < opened:
+                            continue
+                        if hb.node == "sim":
+                            sims.append((t, hb))
+                        elif hb.node == "controller":
+                            first = first or (t, hb)
+                            last = (t, hb)
+                if first is None or last is None or last[0] <= first[0]:
+                    self.result = {"error": "no controller heartbeats in the window"}
                     return
-                if opened is not None and now - opened >= self.seconds:
-                    break
-                if not sub.wait(0.05):
-                    continue
-                for _, hb, _ in sub.drain():
-                    t = time.monotonic()
-                    if hb.node in self.rt:
-                        set_realtime(self.rt.pop(hb.node), hb.node, pid=hb.pid)
-                    if opened is None:
-                        if hb.node == "controller" and hb.state == "running":
-                            opened = t + self.settle_s
-                        continue
-                    if t < opened:
-                        continue
-                    if hb.node == "sim":
-                        sims.append((t, hb))
-                    elif hb.node == "controller":
-                        first = first or (t, hb)
-                        last = (t, hb)
-            if first is None or last is None or last[0] <= first[0]:
-                self.result = {"error": "no controller heartbeats in the window"}
-                return
-            (t0, h0), (t1, h1) = first, last
-            ticks = h1.ticks - h0.ticks
-            self.result = {
-                "window_s": t1 - t0,
-                "rate_hz": ticks / (t1 - t0),
-                "miss_share": (h1.misses - h0.misses) / max(1, ticks),
-                "misses": h1.misses - h0.misses,
-                "jitter_p50_us": h1.jitter_p50_us,
-                "jitter_p99_us": h1.jitter_p99_us,
-                "step_p50_us": h1.step_p50_us,
-                "step_p99_us": h1.step_p99_us,
-                "load1": os.getloadavg()[0],
-            }
-            if len(sims) >= 2:
-                (s0, g0), (s1, g1) = sims[0], sims[-1]
-                self.result["sim_rate_hz"] = (g1.ticks - g0.ticks) / (s1 - s0)
-                self.result["sim_step_p99_us"] = g1.step_p99_us
-        finally:
-            sub.close()
-            security.close()
-            zctx.term()
-            self.launcher.reason = self.launcher.reason or "bench window done"
-            self.launcher.stopping = True
+                (t0, h0), (t1, h1) = first, last
+                ticks = h1.ticks - h0.ticks
+                self.result = {
+                    "window_s": t1 - t0,
+                    "rate_hz": ticks / (t1 - t0),
+                    "miss_share": (h1.misses - h0.misses) / max(1, ticks),
+                    "misses": h1.misses - h0.misses,
+                    "jitter_p50_us": h1.jitter_p50_us,
+                    "jitter_p99_us": h1.jitter_p99_us,
+                    "step_p50_us": h1.step_p50_us,
+                    "step_p99_us": h1.step_p99_us,
+                    "load1": os.getloadavg()[0],
+                }
+                if len(sims) >= 2:
+                    (s0, g0), (s1, g1) = sims[0], sims[-1]
+                    self.result["sim_rate_hz"] = (g1.ticks - g0.ticks) / (s1 - s0)
+                    self.result["sim_step_p99_us"] = g1.step_p99_us
+            finally:
+                self.launcher.stop("bench window done")
 
 
 def run_graph(

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +216,30 @@ class Launcher:
         self.events.append(ev)
         log.warning("%s: %s %s", node, what, extra or "")
 
+    @contextmanager
+    def listen(self, topics: list[str], name: str) -> Iterator[busmod.Subscriber]:
+        """A subscriber to every node of this graph (own ZeroMQ context), closed on exit.
+
+        For the launcher's own heartbeat watch and for probes (benchmarks) that measure a
+        running graph from a thread of the launcher's process.
+        """
+        zctx = busmod.context()
+        security = busmod.Security(zctx, self.cfg.bus)
+        sub = busmod.Subscriber(
+            zctx, list(self.addresses.values()), topics, self.cfg.bus, security, name
+        )
+        try:
+            yield sub
+        finally:
+            sub.close()
+            security.close()
+            zctx.term()
+
+    def stop(self, reason: str) -> None:
+        """Ask the watch loop to end the run (keeps an earlier reason)."""
+        self.reason = self.reason or reason
+        self.stopping = True
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True
         self.reason = self.reason or signal.Signals(signum).name
@@ -225,21 +251,16 @@ class Launcher:
             json.dumps({n: p.spec.__dict__ for n, p in self.procs.items()}, indent=1, default=str)
         )
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        zctx = busmod.context()
-        security = busmod.Security(zctx, self.cfg.bus)
-        sub = busmod.Subscriber(
-            zctx, list(self.addresses.values()), ["heartbeat"], self.cfg.bus, security, "launcher"
-        )
-        self.t0 = time.monotonic()
         try:
-            for name in self.procs:
-                self._spawn(name)
-            self._watch(sub)
+            with self.listen(["heartbeat"], "launcher") as sub:
+                self.t0 = time.monotonic()
+                try:
+                    for name in self.procs:
+                        self._spawn(name)
+                    self._watch(sub)
+                finally:
+                    self._stop_all()
         finally:
-            self._stop_all()
-            sub.close()
-            security.close()
-            zctx.term()
             for s, h in old.items():
                 signal.signal(s, h)
             busmod.cleanup_ipc(self.addresses)

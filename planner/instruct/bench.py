@@ -137,74 +137,64 @@ class _Probe(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from robot import bus as busmod
         from robot.controller import set_realtime
 
-        cfg = self.launcher.cfg.bus
-        zctx = busmod.context()
-        security = busmod.Security(zctx, cfg)
-        sub = busmod.Subscriber(zctx, list(self.launcher.addresses.values()),
-                                ["heartbeat", "joint_command", "task_spec"], cfg, security,
-                                "bench-probe")
-        running = False
-        seen: dict[str, str] = {}  # node -> its last heartbeat's state (for the error)
-        i, phase = 0, self.phases[0]
-        began = time.monotonic()
-        opened: float | None = None
-        load = 0.0
-        hbs: dict[str, list[Any]] = {"controller": [], "instruct": []}
-        counts = {"commands": 0, "specs": 0}
-        try:
-            while not self.stop_event.is_set():
-                now = time.monotonic()
-                if opened is None:
-                    if now - began > self.phase_timeout_s:
-                        states = ", ".join(f"{n}:{st}" for n, st in sorted(seen.items())) or "none"
-                        what = "the controller never ran" if not running else "its condition did not hold"
-                        self.error = f"phase {phase.name}: {what} (last states: {states})"
-                        return
-                    if running and (phase.ready is None or phase.ready.is_set()):
-                        opened, load = now + self.settle_s, os.getloadavg()[0]
-                elif now - opened >= phase.seconds:
-                    self.results[phase.name] = _window(hbs, counts, load, phase.seconds)
-                    i += 1
-                    if i == len(self.phases):
-                        return
-                    phase, opened, began = self.phases[i], None, time.monotonic()
-                    hbs = {"controller": [], "instruct": []}
-                    counts = {"commands": 0, "specs": 0}
-                    if phase.begin is not None:
-                        phase.begin()
-                    continue
-                if not sub.wait(0.02):
-                    continue
-                t = time.monotonic()
-                live = opened is not None and t >= opened
-                for topic, msg, _ in sub.drain():
-                    if topic == "task_spec":
-                        self.spec_seen.set()
-                        counts["specs"] += live
-                    elif topic == "joint_command":
-                        counts["commands"] += live
-                    else:  # a heartbeat
-                        seen[msg.node] = msg.state
-                        self.pids[msg.node] = msg.pid
-                        if self.rt and set(self.pids) >= set(self.launcher.procs):
-                            for node, prio in self.rt.items():  # start-up is over
-                                set_realtime(prio, node, pid=self.pids[node])
-                            self.rt = {}
-                        if msg.node == "controller" and msg.state == "running" and not running:
-                            running = True
-                            if phase.begin is not None:
-                                phase.begin()
-                        elif live and msg.node in hbs:
-                            hbs[msg.node].append((t, msg))
-        finally:
-            sub.close()
-            security.close()
-            zctx.term()
-            self.launcher.reason = self.launcher.reason or "bench windows done"
-            self.launcher.stopping = True
+        with self.launcher.listen(["heartbeat", "joint_command", "task_spec"], "bench-probe") as sub:
+            running = False
+            seen: dict[str, str] = {}  # node -> its last heartbeat's state (for the error)
+            i, phase = 0, self.phases[0]
+            began = time.monotonic()
+            opened: float | None = None
+            load = 0.0
+            hbs: dict[str, list[Any]] = {"controller": [], "instruct": []}
+            counts = {"commands": 0, "specs": 0}
+            try:
+                while not self.stop_event.is_set():
+                    now = time.monotonic()
+                    if opened is None:
+                        if now - began > self.phase_timeout_s:
+                            states = ", ".join(f"{n}:{st}" for n, st in sorted(seen.items())) or "none"
+                            what = "the controller never ran" if not running else "its condition did not hold"
+                            self.error = f"phase {phase.name}: {what} (last states: {states})"
+                            return
+                        if running and (phase.ready is None or phase.ready.is_set()):
+                            opened, load = now + self.settle_s, os.getloadavg()[0]
+                    elif now - opened >= phase.seconds:
+                        self.results[phase.name] = _window(hbs, counts, load, phase.seconds)
+                        i += 1
+                        if i == len(self.phases):
+                            return
+                        phase, opened, began = self.phases[i], None, time.monotonic()
+                        hbs = {"controller": [], "instruct": []}
+                        counts = {"commands": 0, "specs": 0}
+                        if phase.begin is not None:
+                            phase.begin()
+                        continue
+                    if not sub.wait(0.02):
+                        continue
+                    t = time.monotonic()
+                    live = opened is not None and t >= opened
+                    for topic, msg, _ in sub.drain():
+                        if topic == "task_spec":
+                            self.spec_seen.set()
+                            counts["specs"] += live
+                        elif topic == "joint_command":
+                            counts["commands"] += live
+                        else:  # a heartbeat
+                            seen[msg.node] = msg.state
+                            self.pids[msg.node] = msg.pid
+                            if self.rt and set(self.pids) >= set(self.launcher.procs):
+                                for node, prio in self.rt.items():  # start-up is over
+                                    set_realtime(prio, node, pid=self.pids[node])
+                                self.rt = {}
+                            if msg.node == "controller" and msg.state == "running" and not running:
+                                running = True
+                                if phase.begin is not None:
+                                    phase.begin()
+                            elif live and msg.node in hbs:
+                                hbs[msg.node].append((t, msg))
+            finally:
+                self.launcher.stop("bench windows done")
 
 
 def _window(hbs: dict[str, list[Any]], counts: dict[str, int], load: float, seconds: float
