@@ -472,8 +472,8 @@ def graph_row(
         "step_p99_us": window.get("step_p99_us"),
         "compute_p50_us": figs.get("compute_p50_us"),  # the controller's own step() only
         "compute_p99_us": figs.get("compute_p99_us"),
-        "latency_p50_ms": figs.get("latency_p50_ms"),  # frame (plan's source) to command
-        "latency_p99_ms": figs.get("latency_p99_ms"),
+        "plan_age_p50_ms": figs.get("plan_age_p50_ms"),  # age of the plan being tracked
+        "plan_age_p99_ms": figs.get("plan_age_p99_ms"),
         "state_age_p99_ms": figs.get("state_age_p99_ms"),
         "track_err_p99_mm": figs.get("track_err_p99_mm"),
         "running_share": ticks.get("running", 0) / max(1, sum(ticks.values())),

@@ -39,8 +39,7 @@ leaves the step), summary ``frame_to_command_p50_ms``/``_p99_ms``. A plan resent
 same stamp (a keepalive) is not a new one. The age of the plan being executed,
 ``now - plan.stamp_ns`` on every running tick, is ``plan_age_p50_ms``/``_p99_ms``: it
 grows while a plan is tracked and includes the wait for the next camera frame, so it is
-no latency (``latency_p50_ms``/``_p99_ms`` are its old names, kept for the readers that
-still use them). The EE tracking error (measured EE against the shaped setpoint) is
+no latency. The EE tracking error (measured EE against the shaped setpoint) is
 recorded on every running tick.
 """
 
@@ -674,9 +673,7 @@ class ControllerNode(Node):
             "frame_to_command_samples": self.f2c_ms.n,
             "plan_age_p50_ms": age[0],
             "plan_age_p99_ms": age[1],
-            "latency_p50_ms": age[0],  # old names of plan_age_*
-            "latency_p99_ms": age[1],
-            "latency_samples": self.plan_age_ms.n,
+            "plan_age_samples": self.plan_age_ms.n,
             "state_age_p50_ms": st_age[0],
             "state_age_p99_ms": st_age[1],
             "state_jumps": self.state_jumps,

@@ -194,7 +194,7 @@ def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
     assert bridge["arm_pid"] not in pids.values()  # the arm is its own process
     assert bridge["arm_steps"] > 1000 and bridge["commands"] > 1000
     assert bridge["silent_stops"] == 0 and bridge["rejected"] == 0
-    assert ctrl["latency_samples"] > 1000 and ctrl["mode_ticks"]["fault"] == 0
+    assert ctrl["plan_age_samples"] > 1000 and ctrl["mode_ticks"]["fault"] == 0
     # where the arm went, from the recorded joint states (the bridge's topics)
     js = Episode(ep).read("joint_state")
     assert len(js["seq"]) > 1000

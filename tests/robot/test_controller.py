@@ -328,8 +328,8 @@ def test_commands_carry_the_plan_stamp_and_latency_is_recorded(rig) -> None:
                if m == Mode.RUNNING]
     assert running and {c.stamp_ns for c in running} == {(10 + 20 * i) * MS - 7 * MS for i in range(5)}
     s = r.ctrl.summary()
-    assert s["latency_samples"] == len(running)
-    assert 7.0 <= s["latency_p50_ms"] <= 7.0 + 19.0 and s["latency_p99_ms"] <= 26.0
+    assert s["plan_age_samples"] == len(running)
+    assert 7.0 <= s["plan_age_p50_ms"] <= 7.0 + 19.0 and s["plan_age_p99_ms"] <= 26.0
 
 
 def test_a_teleported_arm_is_held_where_it_lands(rig) -> None:

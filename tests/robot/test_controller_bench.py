@@ -17,7 +17,7 @@ def test_bench_control_quick_writes_rows_and_plots(tmp_path: Path) -> None:
     assert len(graph) == 1 and graph[0]["ok"] and not graph[0]["error"]
     g = graph[0]
     for key in ("rate_hz", "miss_share", "jitter_p50_us", "jitter_p99_us", "step_p99_us",
-                "latency_p50_ms", "latency_p99_ms", "compute_p50_us", "load1"):
+                "plan_age_p50_ms", "plan_age_p99_ms", "compute_p50_us", "load1"):
         assert isinstance(g[key], float), key
     assert 0.0 <= g["miss_share"] <= 1.0 and g["rate_hz"] > 0
     assert g["running_share"] > 0  # the expert's plans reached the controller
