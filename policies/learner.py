@@ -351,6 +351,9 @@ class LearnerNode(Node):
             shutil.rmtree(old, ignore_errors=True)
 
     def summary(self) -> dict[str, Any]:
+        # the runtime asks for the summary at shutdown, before close(): stop the trainer
+        # first, so no version is published after the figures are taken
+        self._stop_trainer()
         return {"updates": self.updates, "version": self.version, "published": self.published,
                 "frames": self.buffer.added, "transitions": self.transitions,
                 "experience_s": round(self.stream_ns / 1e9, 2),
@@ -360,6 +363,9 @@ class LearnerNode(Node):
                 "last_loss": float("nan") if self.last_loss is None else float(self.last_loss)}
 
     def close(self) -> None:
+        self._stop_trainer()
+
+    def _stop_trainer(self) -> None:
         self.stop.set()
         if self.thread is not None:
             # let the update in flight end (a daemon thread inside torch at interpreter exit
