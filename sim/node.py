@@ -91,6 +91,12 @@ class SimConfig:
     subgoals: bool = True
     goal_camera: str = "front"
     goal_period_s: float = bounded(1.0, 0.0, None)  # republish the episode's goal; 0: once
+    # staged goals: once the block has come to rest at least ``reimagine_moved_m`` from
+    # where the stages showed it, for ``reimagine_rest_s``, the scene imagines the stages
+    # anew from where it lies (a new goal: the planner starts over at the first stage);
+    # 0: the episode's first imagination stands
+    reimagine_rest_s: float = bounded(1.0, 0.0, None)
+    reimagine_moved_m: float = bounded(0.01, 0.0, 1.0)
     action_hz: float = bounded(10.0, 0.1, 1000.0)  # ee_action: rate of the action stream
     max_delta: float = bounded(0.05, 1e-4, 0.2)  # ee_action: largest displacement per action, m
     command_timeout_s: float = bounded(0.1, 0.001, None)  # joint: safe hold after this
@@ -221,6 +227,9 @@ class SimNode(Node):
         self.ep_steps = 0
         self.results: list[EpisodeResult] = []
         self.goal: Goal | None = None
+        self.reimagined = 0
+        self.imagined_objects = self.rest_objects = np.zeros((0, 3))
+        self.rest_since_ns = self.next_rest_check_ns = 0
         self.goal_image: np.ndarray | None = None
         # commands
         self.ramp_k = self.ramp_steps + 1  # ee_action: physics steps into the current ramp
@@ -278,6 +287,8 @@ class SimNode(Node):
         if self.cfg.camera_hz and now_ns >= self.next_frame_ns:
             self.next_frame_ns = _next_due(self.next_frame_ns, now_ns, self.cfg.camera_hz)
             out.extend(self._frames(now_ns))
+        if self.phase == "running" and not ended:
+            self._reimagine_if_stuck(now_ns, out)
         if self.goal is not None and self.cfg.goal_period_s and now_ns >= self.next_goal_ns:
             self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
             out.append(("goal", replace(self.goal)))
@@ -339,6 +350,14 @@ class SimNode(Node):
         self.reset_ns = now_ns
         self.next_state_ns = now_ns  # the episode's first state goes out at once
         self.start_objects = self.scene.object_poses()[:, :3].copy()
+        self._publish_goal(now_ns, out)
+
+    def _publish_goal(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
+        """Publish the imagined goal (and its stages) stamped ``now_ns``; remember where it
+        showed the blocks (:meth:`_reimagine_if_stuck`)."""
+        self.imagined_objects = self.scene.object_poses()[:, :3].copy()
+        self.rest_objects = self.imagined_objects
+        self.rest_since_ns = now_ns
         if self.goal_image is not None:
             names = self.scene.object_names
             self.goal = Goal(
@@ -353,6 +372,29 @@ class SimNode(Node):
             )
             self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
             out.append(("goal", self.goal))
+
+    def _reimagine_if_stuck(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
+        """Staged goals: imagine the stages anew once the task's block lies at rest away
+        from where the current stages show it (pushed short, past or aside, or knocked
+        while the hand came down): those images no longer show a way to the goal."""
+        rest_s = self.cfg.reimagine_rest_s
+        if not (rest_s and self.goal is not None and self.goal.subgoals.size
+                and now_ns >= self.next_rest_check_ns):
+            return
+        self.next_rest_check_ns = now_ns + 10_000_000  # every 10 ms
+        pos = self.scene.object_poses()[:, :3]
+        if np.abs(pos - self.rest_objects).max() > 0.002:  # m: still moving
+            self.rest_objects, self.rest_since_ns = pos.copy(), now_ns
+            return
+        obj = int(getattr(self.task, "obj", 0))
+        moved = float(np.linalg.norm(pos[obj, :2] - self.imagined_objects[obj, :2]))
+        if now_ns - self.rest_since_ns < rest_s * 1e9 or moved < self.cfg.reimagine_moved_m:
+            return
+        self.goal_image, self.subgoal_images = self._imagine()
+        self.reimagined += 1
+        self.log.info("episode %d: block at rest %.1f cm from its imagined place: stages "
+                      "imagined anew", self.episode, 100 * moved)
+        self._publish_goal(now_ns, out)
 
     def _episode_over(self, now_ns: int) -> bool:
         ee, _ = self.scene.ee_pose()
@@ -603,6 +645,7 @@ class SimNode(Node):
             "holds": self.holds,
             "hold_s": self.hold_steps * self.scene.dt,
             "stale_actions": self.stale_actions,
+            "reimagined": self.reimagined,  # staged goals imagined anew mid-episode
             "rejected": sum(self.rejected.values()),
         }
 

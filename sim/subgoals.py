@@ -12,6 +12,12 @@ pictures the steps of a task, and renders one image per step:
 2. the hand down at the pre-push point, at pushing height;
 3. the goal: the block at the target, the hand behind it where the push ends.
 
+When a push goes wrong (the block stops short, past the target or aside, or the hand
+knocks it while coming down) the images no longer show a way to the goal: once the block
+has lain at rest away from where they show it, the sim node imagines the stages anew
+from where it lies (``SimConfig.reimagine_rest_s``), as a person would look again and
+start over.
+
 The images are all the planner gets (:class:`robot.msgs.Goal`: ``subgoals`` holds 1-2,
 ``image`` 3); it moves on from one to the next when its own latent comes close to the
 current one (planner/node.py, "Stages"). Like every imagined goal, this needs the
