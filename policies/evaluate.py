@@ -197,9 +197,9 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
 
     Held-out = episodes under ``cfg.data`` that the checkpoint was not trained on (its
     config lists them, by name, when ``cfg.data`` is its training directory; any other
-    directory is held out entirely). The probe is fitted on the episodes it was trained on; when the
-    data set holds none of those, on the first half of the held-out episodes (scored on
-    the second half). A PNG is written beside ``cfg.out`` (``.png``), or under runs/.
+    directory is held out entirely). The probe is fitted on the episodes it was trained on
+    (read from its training directory when ``cfg.data`` is another one); when those are
+    not at hand, on the first half of the held-out episodes (scored on the second half). A PNG is written beside ``cfg.out`` (``.png``), or under runs/.
     """
     model, info = load_checkpoint(cfg.model)
     data_dir = getattr(cfg, "data", "") or info.config.get("train", {}).get("data", "")
@@ -212,8 +212,16 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
     fit_names = [n for n in names if n in trained]
     test_names = [n for n in names if n not in trained]
     how = "probe fitted on the checkpoint's training episodes"
+    root = fit_root = Path(data_dir)
     if not test_names:
         raise ConfigError("data", f"every episode under {data_dir} was used for training")
+    if not fit_names and trained_on and Path(trained_on).is_dir():
+        # another data set: all of it is held out; the probe is fitted where the model
+        # was trained, on the episodes it was trained on
+        fit_root = Path(trained_on)
+        train_split = set(info.config.get("split", {}).get("train", []))
+        fit_names = [p.name for p in list_episodes(fit_root) if p.name in train_split]
+        how = f"probe fitted on the checkpoint's training episodes (under {trained_on})"
     if not fit_names:
         fit_names, test_names = split_names(test_names, 0.5, int(getattr(cfg, "seed", 0)))
         how = "no training episodes here: probe fitted on half of the episodes"
@@ -221,8 +229,7 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
     horizon = int(getattr(cfg, "horizon", 0) or train_cfg.get("optim", {}).get("horizon", 5))
     kw = {"image_size": info.model.image_size, "with_proprio": info.model.proprio_dim > 0,
           "camera": train_cfg.get("camera", "front"), "object_name": train_cfg.get("probe_object", "")}
-    root = Path(data_dir)
-    fit = load_episodes([root / n for n in fit_names], **kw)
+    fit = load_episodes([fit_root / n for n in fit_names], **kw)
     test = load_episodes([root / n for n in test_names], **kw)
     result = evaluate(model, fit, test, horizon, seed=int(getattr(cfg, "seed", 0)))
     result = {"model": str(info.path), "version": info.version, "data": str(data_dir),

@@ -62,13 +62,23 @@ def test_train_is_deterministic_and_writes_artefacts(toy_episodes: Path, tmp_pat
     for key in ("pred_error", "baseline_error", "probe_r2_ee", "probe_r2_block", "min_latent_std"):
         assert key in result
     json.dumps(result)
-    # the same episode names in another directory are not the training episodes
+    # the same episode names in another directory are not the training episodes: all of
+    # them are held out, the probe is fitted on the training episodes where they live
     import shutil
 
     shutil.copytree(toy_episodes, tmp_path / "fresh")
     fresh = evaluate_model(EvalCfg(str(tmp_path / "b"), str(tmp_path / "fresh"), str(tmp_path / "f.json")))
-    assert fresh["test_episodes"] + fresh["fit_episodes"] == 6
-    assert fresh["probe_fit"].startswith("no training episodes")
+    assert fresh["test_episodes"] == 6
+    assert fresh["fit_episodes"] == len(i2.config["split"]["train"])
+    assert fresh["probe_fit"].startswith("probe fitted on the checkpoint's training episodes (under")
+    # without the training directory at hand: half of the episodes fit the probe
+    shutil.move(str(toy_episodes), str(tmp_path / "moved"))
+    try:
+        alone = evaluate_model(EvalCfg(str(tmp_path / "b"), str(tmp_path / "fresh"), str(tmp_path / "g.json")))
+    finally:
+        shutil.move(str(tmp_path / "moved"), str(toy_episodes))
+    assert alone["test_episodes"] + alone["fit_episodes"] == 6
+    assert alone["probe_fit"].startswith("no training episodes")
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
