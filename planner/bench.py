@@ -1,10 +1,9 @@
 """``reflexarc bench plan``: planner solve time against samples, horizon and iterations.
 
-The world model is a stand-in with the size of ours (``policies/world_model.py``
-defaults): latent D = 64, a residual predictor MLP ``[z, a] -> 256 -> 256 -> D`` with
-LayerNorm and SiLU. A JEPA world model trained on 64 px frames from a few thousand
-episodes does not support a larger latent or predictor on a CPU, and the planner's time
-is almost all predictor time, so this is what a real solve costs. Weights are random:
+The world model is a stand-in with the size of the shipped checkpoints
+(``policies/checkpoints/``): latent D = 128, a residual predictor MLP
+``[z, a] -> 256 -> 256 -> D`` with LayerNorm and SiLU. The planner's time is almost all
+predictor time, so this is what a real solve costs. Weights are random:
 the time of a solve does not depend on them.
 
 Each row is one setting: solves timed after warm-up, p50/p99 in ms, and model steps per
@@ -51,14 +50,14 @@ DEFAULT_PLOT = Path("runs/bench/plan.png")
 
 
 class MLPPredictor(nn.Module):
-    """World-model-sized stand-in: ``z' = z + MLP([z, a])``, D = 64, hidden 256 x 2.
+    """World-model-sized stand-in: ``z' = z + MLP([z, a])``, D = 128, hidden 256 x 2.
 
     Implements the :class:`~planner.protocol.LatentModel` verbs; ``encode`` is a linear
     map from a (B, O) observation vector, enough for the bench.
     """
 
     def __init__(
-        self, latent_dim: int = 64, hidden_dim: int = 256, layers: int = 2, action_dim: int = 4
+        self, latent_dim: int = 128, hidden_dim: int = 256, layers: int = 2, action_dim: int = 4
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim

@@ -39,13 +39,15 @@ def test_bench_plan_verb_writes_rows_json_and_png(tmp_path: Path) -> None:
 
 
 def test_stand_in_predictor_is_a_latent_model_of_our_size() -> None:
+    shipped = json.loads((Path(__file__).parents[2] / "policies/checkpoints/push-mujoco/config.json").read_text())["model"]
     model = MLPPredictor()
     assert isinstance(model, LatentModel)
-    assert (model.latent_dim, model.action_dim) == (64, 4)
-    z0, actions = torch.randn(3, 64), torch.randn(3, 5, 4)
+    assert (model.latent_dim, model.action_dim) == (shipped["latent_dim"], shipped["action_dim"])
+    d = model.latent_dim
+    z0, actions = torch.randn(3, d), torch.randn(3, 5, 4)
     with torch.no_grad():
         zs = model.rollout(z0, actions)
-        assert zs.shape == (3, 5, 64)
+        assert zs.shape == (3, 5, d)
         torch.testing.assert_close(
             zs[:, 1], model.predict(model.predict(z0, actions[:, 0]), actions[:, 1])
         )
