@@ -76,7 +76,8 @@ class ReplayBuffer:
         if action_before is not None and self.size > 0:
             self.actions[prev] = torch.as_tensor(action_before, dtype=torch.float32)
             self.valid[prev] = True
-        self.frames[self.ptr] = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        # a received frame is a read-only view of its message: copied (12 KB) for torch
+        self.frames[self.ptr] = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
         self.valid[self.ptr] = False
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)

@@ -161,6 +161,7 @@ class NodeSpec:
     run_dir: str = ""
     parent_pid: int = 0
     spin_us: float = -1.0  # busy-wait before each deadline; <0: automatic
+    cpus: list[int] = dataclasses.field(default_factory=list)  # CPU affinity; empty: any
 
 
 def import_target(target: str) -> type[Node]:
@@ -508,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"[{spec.name}] %(levelname)s %(message)s", stream=sys.stderr
     )
+    if spec.cpus:
+        os.sched_setaffinity(0, spec.cpus)
     node = build_node(spec)
     return Runtime(spec, node).run()
 

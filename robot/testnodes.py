@@ -93,7 +93,7 @@ class Sink(Node):
         return ()
 
     def summary(self) -> dict[str, Any]:
-        return {"received": dict(self.counts)}
+        return {"received": dict(self.counts), "cpus": sorted(os.sched_getaffinity(0))}
 
 
 class Crasher(Node):

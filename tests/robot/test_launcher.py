@@ -130,6 +130,7 @@ def test_lockstep_runs_with_the_same_seed_record_identical_streams(tmp_path: Pat
         ("graph.nodes.echo.on_death=explode", "graph.nodes.echo.on_death", "stop, restart"),
         ("graph.nodes.sink.target=robot.nowhere:Nothing", "graph.nodes.sink.target", ""),
         ("bus.transport=udp", "bus.transport", "ipc, tcp"),
+        ("graph.nodes.echo.cpus=[99999]", "graph.nodes.echo.cpus", "allowed: CPUs"),
     ],
 )
 def test_a_bad_config_fails_fast_naming_the_key(run_dir: Path, override: str, key: str, allowed: str) -> None:
@@ -140,6 +141,15 @@ def test_a_bad_config_fails_fast_naming_the_key(run_dir: Path, override: str, ke
     assert allowed in res.stderr
     assert not (run_dir / "pids.json").exists(), "a process started despite the bad config"
     assert time.monotonic() - t0 < 30
+
+
+def test_a_node_runs_on_the_cpus_it_is_given(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    res = reflexarc("run", "graph=counter", "clock=lockstep", "duration_s=0.2", "graph.nodes.sink.cpus=[0]",
+                    f"run_dir={tmp_path / 'run'}", f"out={out}")
+    assert res.returncode == 0, res.stderr
+    sink = json.loads(out.read_text())["node_figures"]["sink"]
+    assert sink["cpus"] == [0] and sink["received"]["joint_command"] > 0
 
 
 def test_a_hung_node_is_killed_and_restarted(run_dir: Path) -> None:
