@@ -66,6 +66,7 @@ class PerceptionNode(Node):
                 )
 
     subscribes = {CAMERA_PREFIX: "all", "weights": "all"}
+    wakes_on = (CAMERA_PREFIX,)  # realtime: encode a frame the moment it arrives
     publishes = (LATENT_PREFIX,)
 
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:

@@ -351,6 +351,7 @@ class PlannerNode(Node):
             return replace(base, samples=samples, elites=min(base.elites, samples),
                            iterations=self.realtime_iterations or base.iterations)
 
+    wakes_on = ("latent/",)  # realtime: solve the moment a latent arrives
     subscribes = {"latent/": "latest", "goal": "latest", "joint_state": "latest",
                   "weights": "all"}
     publishes = ("plan",)

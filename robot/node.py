@@ -114,6 +114,10 @@ class Node(abc.ABC):
 
     subscribes: ClassVar[dict[str, str]] = {}  # topic or 'prefix/' -> 'latest' | 'all'
     publishes: ClassVar[tuple[str, ...]] = ()
+    # realtime: topics (or 'prefix/') whose arrival steps the node at once, between its
+    # scheduled ticks (a camera frame for perception, a latent for the planner): the
+    # message waits for no period, and such a node can keep a low rate for the rest
+    wakes_on: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: NodeContext, cfg: Any) -> None:
         self.ctx = ctx
@@ -263,6 +267,7 @@ class Runtime:
         )
         self.inbox = Inbox()
         self.stats = _Stats()
+        self.woken = 0  # realtime steps woken by a ``wakes_on`` message
         self.heard: set[str] = set()
         self.hb_period = 1.0 / spec.heartbeat_hz
         self.next_hb = 0.0
@@ -352,6 +357,9 @@ class Runtime:
             * 1000
         )
         sub, inbox = self.sub, self.inbox
+        wakes = self.node.wakes_on
+        wake_exact = {t for t in wakes if not t.endswith("/")}
+        wake_prefixes = tuple(t for t in wakes if t.endswith("/"))
         next_ns = time.monotonic_ns()
         while not self.stopping:
             if not self.ready and self._all_heard():
@@ -360,8 +368,13 @@ class Runtime:
             wait_ns = next_ns - now
             # sleep on the socket: messages arriving meanwhile are taken in
             if wait_ns > spin_ns and sub.wait((wait_ns - spin_ns) / 1e9):
+                woken = False
                 for got in sub.drain():
                     self._receive(got)
+                    woken = woken or got[0] in wake_exact or got[0].startswith(wake_prefixes)
+                if woken and self.ready:  # not a tick: rate, jitter and misses stay the schedule's
+                    self._step(time.monotonic_ns())
+                    self.woken += 1
                 continue
             # zmq_poll counts whole milliseconds: a shorter wait returned at once, and
             # spinning through it would take a whole core per kHz node; sleep instead
@@ -493,6 +506,7 @@ class Runtime:
             "jitter_p99_us": j99,
             "step_p50_us": s50,
             "step_p99_us": s99,
+            "woken_steps": self.woken,
             **summary,
         }
         path = Path(self.spec.run_dir) / f"{self.name}.summary.json"

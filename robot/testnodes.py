@@ -74,6 +74,12 @@ class Echo(Node):
                 "echo_latency_p99_us": float(np.percentile(lat, 99))}
 
 
+class WakingEcho(Echo):
+    """An echo stepped by each joint state as it arrives (``wakes_on``), whatever its rate."""
+
+    wakes_on = ("joint_state",)
+
+
 class Sink(Node):
     """Counts what it receives on every topic."""
 

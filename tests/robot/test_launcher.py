@@ -152,6 +152,23 @@ def test_a_node_runs_on_the_cpus_it_is_given(tmp_path: Path) -> None:
     assert sink["cpus"] == [0] and sink["received"]["joint_command"] > 0
 
 
+def test_a_message_it_wakes_on_steps_a_node_between_its_ticks(tmp_path: Path) -> None:
+    counts = {}
+    for target in ("Echo", "WakingEcho"):
+        out = tmp_path / f"{target}.json"
+        res = reflexarc("run", "graph=counter", "duration_s=2", "graph.nodes.echo.rate_hz=1",
+                        f"graph.nodes.echo.target=robot.testnodes:{target}",
+                        f"run_dir={tmp_path / target}", f"out={out}")
+        assert res.returncode == 0, res.stderr
+        figures = json.loads(out.read_text())["node_figures"]
+        counts[target] = (figures["sink"]["received"].get("joint_command", 0),
+                          figures["sink"]["received"]["joint_state"], figures["echo"]["woken_steps"])
+    # at 1 Hz the plain echo answers on its ticks only; the waking one answers each state
+    assert counts["Echo"][0] <= 3 and counts["Echo"][2] == 0
+    commands, states, woken = counts["WakingEcho"]
+    assert commands > 0.5 * states and woken >= commands - 3
+
+
 def test_a_hung_node_is_killed_and_restarted(run_dir: Path) -> None:
     out = run_dir / "summary.json"
     proc = start_reflexarc(
