@@ -137,6 +137,10 @@ class LearnerConfig:
     device: str = "cpu"
     threads: int = bounded(1, 0, 64)  # torch threads in this process (0 = default)
     nice: int = bounded(10, 0, 19)  # OS niceness of the training (never lowered)
+    # Linux scheduling class of the training thread (train_in=thread): "idle"
+    # (SCHED_IDLE) runs it only on a CPU nothing else wants, so it does not delay the
+    # control loops; "normal": niceness only
+    sched: str = choice("idle", "idle", "normal")
     seed: int = 0
 
 
@@ -271,6 +275,8 @@ class LearnerNode(Node):
 
     def _train_loop(self) -> None:
         """The background trainer (``train_in=thread``): update, publish, until stopped."""
+        if self.cfg.sched == "idle" and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only
         try:
             while not self.stop.is_set():
                 self._scan(time.monotonic_ns())  # episode files load here, off the loop
