@@ -97,6 +97,9 @@ class SimConfig:
     # 0: the episode's first imagination stands
     reimagine_rest_s: float = bounded(1.0, 0.0, None)
     reimagine_moved_m: float = bounded(0.01, 0.0, 1.0)
+    # ... and when the block still lies where they show it this long after they were
+    # imagined (the hand never engaged it); 0: only once it has moved
+    reimagine_still_s: float = bounded(4.0, 0.0, None)
     action_hz: float = bounded(10.0, 0.1, 1000.0)  # ee_action: rate of the action stream
     max_delta: float = bounded(0.05, 1e-4, 0.2)  # ee_action: largest displacement per action, m
     command_timeout_s: float = bounded(0.1, 0.001, None)  # joint: safe hold after this
@@ -229,7 +232,7 @@ class SimNode(Node):
         self.goal: Goal | None = None
         self.reimagined = 0
         self.imagined_objects = self.rest_objects = np.zeros((0, 3))
-        self.rest_since_ns = self.next_rest_check_ns = 0
+        self.rest_since_ns = self.next_rest_check_ns = self.imagined_ns = 0
         self.goal_image: np.ndarray | None = None
         # commands
         self.ramp_k = self.ramp_steps + 1  # ee_action: physics steps into the current ramp
@@ -357,7 +360,7 @@ class SimNode(Node):
         showed the blocks (:meth:`_reimagine_if_stuck`)."""
         self.imagined_objects = self.scene.object_poses()[:, :3].copy()
         self.rest_objects = self.imagined_objects
-        self.rest_since_ns = now_ns
+        self.rest_since_ns = self.imagined_ns = now_ns
         if self.goal_image is not None:
             names = self.scene.object_names
             self.goal = Goal(
@@ -388,12 +391,17 @@ class SimNode(Node):
             return
         obj = int(getattr(self.task, "obj", 0))
         moved = float(np.linalg.norm(pos[obj, :2] - self.imagined_objects[obj, :2]))
-        if now_ns - self.rest_since_ns < rest_s * 1e9 or moved < self.cfg.reimagine_moved_m:
+        still_s = self.cfg.reimagine_still_s
+        untouched = bool(still_s) and now_ns - self.imagined_ns >= still_s * 1e9
+        if now_ns - self.rest_since_ns < rest_s * 1e9 or (
+            moved < self.cfg.reimagine_moved_m and not untouched
+        ):
             return
         self.goal_image, self.subgoal_images = self._imagine()
         self.reimagined += 1
-        self.log.info("episode %d: block at rest %.1f cm from its imagined place: stages "
-                      "imagined anew", self.episode, 100 * moved)
+        self.log.info("episode %d: block at rest %.1f cm from its imagined place%s: stages "
+                      "imagined anew", self.episode, 100 * moved,
+                      f" {still_s:g} s after they were" if moved < self.cfg.reimagine_moved_m else "")
         self._publish_goal(now_ns, out)
 
     def _episode_over(self, now_ns: int) -> bool:

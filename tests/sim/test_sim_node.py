@@ -310,3 +310,14 @@ def test_push_stages_are_imagined_anew_once_the_block_rests_elsewhere() -> None:
         assert not on(run(node, 100, start=200), "goal")  # at rest where imagined: no more
     finally:
         node.close()
+
+
+def test_push_stages_are_imagined_anew_when_the_block_is_never_engaged() -> None:
+    node = make_sim(task="push", camera_hz=0, goal_period_s=0.0, start_timeout_s=0.0,
+                    reimagine_rest_s=0.1, reimagine_still_s=0.3, episode_s=5.0)
+    try:
+        goals = [(k, m) for k, m in on(run(node, 200), "goal")]  # 0.4 s, nobody touches it
+        assert [k for k, _ in goals] == [0, 150] and node.reimagined == 1
+        np.testing.assert_array_equal(goals[1][1].subgoals, goals[0][1].subgoals)  # same scene
+    finally:
+        node.close()
