@@ -35,7 +35,10 @@ from sim.experts import PushExpert
 from sim.scene import Scene
 from sim.tasks import Task
 
-PUSH_STANDOFF = PushExpert.standoff  # m: pre-push point behind the block centre
+# m: pre-push point behind the block centre. Wider than the expert's 6 cm (2.5 cm of
+# clearance between fingers and block): a hand placed from pixels lands a centimetre or
+# two off, and landing on the block's edge flings it across the table
+PUSH_STANDOFF = 0.08
 PUSH_CONTACT = PushExpert.contact  # m: hand-to-block-centre distance while pushing
 PUSH_Z = PushExpert.push_z  # m: end-effector height while pushing
 ABOVE_Z = 0.08  # m: end-effector height over the pre-push point
