@@ -14,6 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 from policies.checkpoint import load_checkpoint, save_checkpoint
@@ -28,6 +30,9 @@ def test_learner_publishes_and_perception_swaps_in_a_live_graph(tmp_path: Path) 
     init = save_checkpoint(tmp_path / "init", WorldModel(TINY), version=3)
     out, live, run_dir = tmp_path / "run.json", tmp_path / "live", tmp_path / "run"
     learner = "graph.nodes.learner.args."
+    goal = tmp_path / "goal.png"  # the planner plans toward a fixed image (no sim goal here)
+    cv2.imwrite(str(goal), np.full((32, 32, 3), 128, np.uint8))
+    planner = "graph.nodes.planner."
     # heartbeats at 2 Hz: a CPU-starved process on the shared 2-core machine is not
     # declared silent after 0.3 s
     proc = start_reflexarc(
@@ -35,10 +40,11 @@ def test_learner_publishes_and_perception_swaps_in_a_live_graph(tmp_path: Path) 
         f"{learner}init={init.path.parent}", f"{learner}out_dir={live}",
         f"{learner}publish_every=10", f"{learner}min_windows=8", f"{learner}keep_versions=0",
         f"{learner}optim.horizon=2", f"{learner}optim.batch_size=8",
+        f"{planner}enabled=true", f"{planner}args.goal_image={goal}",
     )
     try:
         deadline = time.monotonic() + 90
-        nodes = {"sim", "explorer", "learner", "perception"}
+        nodes = {"sim", "explorer", "learner", "perception", "planner"}
         while not nodes <= set(wait_for_file(run_dir / "pids.json", 90).get("up", [])):
             assert time.monotonic() < deadline and proc.poll() is None, "the graph did not start"
             time.sleep(0.1)
@@ -73,3 +79,8 @@ def test_learner_publishes_and_perception_swaps_in_a_live_graph(tmp_path: Path) 
     assert per["swaps"] >= 1 and per["swap_failures"] == 0
     assert 3 < per["model_version"] <= lrn["version"]
     assert per["encoded"] == per["frames"] > 0 and per["skipped"] == 0 and per["rejected"] == 0
+    # so did the planner: it loaded the new weights beside the old ones and moved to them
+    # when the latents of the new version arrived, planning throughout
+    pln = run["node_figures"]["planner"]
+    assert pln["swaps"] >= 1 and pln["swap_failures"] == 0 and pln["solve_errors"] == 0
+    assert max(pln["model_versions"]) > 3 and pln["plans_published"] > 0
