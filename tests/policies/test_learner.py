@@ -119,3 +119,17 @@ def test_the_training_thread_runs_at_idle_priority(toy_episodes: Path, tmp_path:
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the node's loop thread is not
     finally:
         node.close()
+
+
+def test_updates_are_capped_per_frame_of_experience(toy_episodes: Path, tmp_path: Path) -> None:
+    init = save_checkpoint(tmp_path / "init", WorldModel(TINY), version=1).path
+    cfg = LearnerConfig(
+        init=str(init), out_dir=str(tmp_path / "live"), episodes=str(toy_episodes), stream=False,
+        optim=OptimConfig(horizon=3, batch_size=8, warmup=0), min_windows=8, publish_every=1000,
+        train_in="step", updates_per_step=1000, max_step_ms=60000, max_updates_per_frame=0.05,
+    )
+    node = LearnerNode(NodeContext(name="learner", rate_hz=1.0), cfg)
+    for t in range(2):
+        node.step(t * 10**9, Inbox())
+    frames = node.buffer.added
+    assert frames > 40 and node.updates == int(np.ceil(0.05 * frames))  # not 2 x 1000

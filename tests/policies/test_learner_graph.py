@@ -39,6 +39,7 @@ def test_learner_publishes_and_perception_swaps_in_a_live_graph(tmp_path: Path) 
         "run", "graph=learn", "heartbeat_hz=2", "image_size=32", f"run_dir={run_dir}", f"out={out}",
         f"{learner}init={init.path.parent}", f"{learner}out_dir={live}",
         f"{learner}publish_every=10", f"{learner}min_windows=8", f"{learner}keep_versions=0",
+        f"{learner}max_updates_per_frame=0",  # no replay-ratio cap: versions come fast
         f"{learner}optim.horizon=2", f"{learner}optim.batch_size=8",
         f"{planner}enabled=true", f"{planner}args.goal_image={goal}",
     )
