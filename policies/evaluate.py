@@ -199,7 +199,8 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
     config lists them, by name, when ``cfg.data`` is its training directory; any other
     directory is held out entirely). The probe is fitted on the episodes it was trained on
     (read from its training directory when ``cfg.data`` is another one); when those are
-    not at hand, on the first half of the held-out episodes (scored on the second half). A PNG is written beside ``cfg.out`` (``.png``), or under runs/.
+    not at hand, on the first half of the held-out episodes (scored on the second half).
+    A PNG is written beside ``cfg.out`` (``.png``), or under runs/.
     """
     model, info = load_checkpoint(cfg.model)
     data_dir = getattr(cfg, "data", "") or info.config.get("train", {}).get("data", "")
@@ -208,7 +209,8 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
     names = [p.name for p in list_episodes(data_dir)]
     trained_on = info.config.get("train", {}).get("data", "")
     same = bool(trained_on) and Path(trained_on).resolve() == Path(data_dir).resolve()
-    trained = set(info.config.get("split", {}).get("train", [])) if same else set()
+    train_split = set(info.config.get("split", {}).get("train", []))
+    trained = train_split if same else set()
     fit_names = [n for n in names if n in trained]
     test_names = [n for n in names if n not in trained]
     how = "probe fitted on the checkpoint's training episodes"
@@ -219,7 +221,6 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
         # another data set: all of it is held out; the probe is fitted where the model
         # was trained, on the episodes it was trained on
         fit_root = Path(trained_on)
-        train_split = set(info.config.get("split", {}).get("train", []))
         fit_names = [p.name for p in list_episodes(fit_root) if p.name in train_split]
         how = f"probe fitted on the checkpoint's training episodes (under {trained_on})"
     if not fit_names:

@@ -176,6 +176,18 @@ class Publisher:
         self.sock.close()
 
 
+class TopicMatch:
+    """Which topics a list of names covers, as nodes write them: an exact topic,
+    ``'prefix/'`` for a family (``camera/`` is every camera), ``''`` for every topic."""
+
+    def __init__(self, topics: list[str] | tuple[str, ...]) -> None:
+        self.exact = {t for t in topics if not t.endswith("/") and t != ""}
+        self.prefixes = tuple(t for t in topics if t.endswith("/") or t == "")
+
+    def __call__(self, topic: str) -> bool:
+        return topic in self.exact or topic.startswith(self.prefixes)
+
+
 class Subscriber:
     """One SUB socket connected to every publisher of the graph.
 
@@ -197,8 +209,7 @@ class Subscriber:
         self.sock.rcvhwm = cfg.rcvhwm
         self.sock.linger = 0
         security.client(self.sock)
-        self.exact = {t for t in topics if not t.endswith("/") and t != ""}
-        self.prefixes = tuple(t for t in topics if t.endswith("/") or t == "")
+        self.wanted = TopicMatch(topics)  # the exact test (see above)
         for t in topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         for a in addrs:
@@ -209,9 +220,6 @@ class Subscriber:
     @property
     def dropped(self) -> int:
         return sum(self.drops.values())
-
-    def wanted(self, topic: str) -> bool:
-        return topic in self.exact or topic.startswith(self.prefixes)
 
     def _drop(self, e: MalformedMessage) -> None:
         if e.kind not in self.drops:

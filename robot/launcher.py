@@ -166,13 +166,13 @@ class Launcher:
     def _validate(self, nodes: dict[str, NodeEntry]) -> None:
         """Import every target and validate its arguments, before any process starts."""
         owners: dict[str, str] = {}
+        cores = sorted(os.sched_getaffinity(0))
         for name, e in nodes.items():
             try:
                 cls = import_target(e.target)
             except NodeError as err:
                 raise ConfigError(f"graph.nodes.{name}.target", str(err)) from None
             args = from_mapping(cls.Config, e.args, prefix=f"graph.nodes.{name}.args.")
-            cores = sorted(os.sched_getaffinity(0))
             if any(c not in cores for c in e.cpus):
                 raise ConfigError(f"graph.nodes.{name}.cpus",
                                   f"got {list(e.cpus)}; allowed: CPUs {cores} (or empty: any)")

@@ -357,9 +357,7 @@ class Runtime:
             * 1000
         )
         sub, inbox = self.sub, self.inbox
-        wakes = self.node.wakes_on
-        wake_exact = {t for t in wakes if not t.endswith("/")}
-        wake_prefixes = tuple(t for t in wakes if t.endswith("/"))
+        wakes = busmod.TopicMatch(self.node.wakes_on)
         next_ns = time.monotonic_ns()
         while not self.stopping:
             if not self.ready and self._all_heard():
@@ -371,7 +369,7 @@ class Runtime:
                 woken = False
                 for got in sub.drain():
                     self._receive(got)
-                    woken = woken or got[0] in wake_exact or got[0].startswith(wake_prefixes)
+                    woken = woken or wakes(got[0])
                 if woken and self.ready:  # not a tick: rate, jitter and misses stay the schedule's
                     self._step(time.monotonic_ns())
                     self.woken += 1
