@@ -29,7 +29,7 @@ from typing import Any
 
 import zmq
 import zmq.auth
-from zmq import SNDMORE
+from zmq import RCVMORE, SNDMORE
 from zmq.auth.thread import ThreadAuthenticator
 
 from robot.config import bounded, choice, register
@@ -236,7 +236,8 @@ class Subscriber:
         except zmq.Again:
             return None
         recv = sock.recv
-        while sock.rcvmore:
+        more = sock.get  # get(RCVMORE): the rcvmore attribute goes through pyzmq's slow
+        while more(RCVMORE):  # option lookup, 3 us a frame
             frames.append(recv(copy=len(frames) < 3))
         recv_ns = time.monotonic_ns()
         try:
