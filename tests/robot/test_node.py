@@ -102,8 +102,19 @@ def test_sigterm_stops_a_node_cleanly_with_a_summary(tmp_path: Path) -> None:
         name="source", target="robot.testnodes:Source", rate_hz=500, args={}, seed=0,
         clock="realtime", bus={}, addresses=addrs, run_dir=str(tmp_path),
     )
+    ctx = zmq.Context()
+    listen = ctx.socket(zmq.SUB)
+    listen.setsockopt(zmq.SUBSCRIBE, b"heartbeat")
+    listen.connect(addrs["source"])
     proc = subprocess.Popen([sys.executable, "-c", NODE_MAIN, spec_json(spec)])
-    time.sleep(2.0)
+    try:
+        # its first heartbeat: it is up and has its signal handlers (a loaded machine
+        # can take seconds to import); then let it run a while
+        assert listen.poll(60_000), "the node never sent a heartbeat"
+        time.sleep(0.5)
+    finally:
+        listen.close()
+        ctx.term()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     summary = json.loads((tmp_path / "source.summary.json").read_text())
