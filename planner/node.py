@@ -22,12 +22,17 @@ One step:
    (heartbeat and summary) and no plan: the controller's watchdog then holds the arm.
    **Stages.** A goal may come with ``subgoals``, images of the states on the way to it
    (the sim imagines a push as: hand above the pre-push point behind the block, hand
-   down there, block at the target with the hand behind it; :mod:`sim.subgoals`). The
+   down there, block at the target with the hand behind it, and first the hand lifted
+   where it is if it is down by the block; :mod:`sim.subgoals`). The
    planner plans toward one stage image at a time and takes the next once the newest
    latent shows the stage reached: the hand the probe reads from the latent is within
    ``stage_hand_m`` of the hand it reads from the stage's image (the same probe on both
    sides, so much of its error cancels), or without a probe the latent distance is below
-   ``stage_latent``. Only latents decide; no privileged state.
+   ``stage_latent``. Only latents decide; no privileged state. While staged the hand
+   moves at most ``stage_max_step`` a control period; on the last stage (the push
+   itself) at most ``final_stage_max_step``, and hardly up or down
+   (``final_stage_max_dz``), so it slides the block along the table rather than lifting
+   over it, and slowly enough that the block stops near the target.
 3. **End effector.** The hand position comes from proprioception: forward kinematics of
    the measured joint positions (:class:`sim.kinematics.ArmKinematics`; the privileged
    ``scene_state`` is never used). As in the envs' tracker (:mod:`sim.ee_control`), a
@@ -302,6 +307,13 @@ class PlannerNode(Node):
         # while staged, the hand moves at most this far per control step (m; 0: the
         # planner's bounds): a block pushed at the full 5 cm per step slides past its target
         stage_max_step: float = bounded(0.03, 0.0, 1.0)
+        # on the last stage (the push itself) at most this far per step (m; 0: as the
+        # stages), and at most final_stage_max_dz up or down: a push at 3 cm a step
+        # carries the block past its target, where the hand cannot get behind it again
+        # (the workspace ends), and a hand free to rise reaches the goal's hand over the
+        # block, leaving the block where it was
+        final_stage_max_step: float = bounded(0.015, 0.0, 1.0)
+        final_stage_max_dz: float = bounded(0.005, 0.0, 1.0)
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
         # the solve budget in realtime, where a plan's latency counts (frame-to-command):
@@ -582,13 +594,21 @@ class PlannerNode(Node):
 
     def _stage_bounds(self, planner: SamplingPlanner) -> None:
         """The planner's action bounds for the current goal: the configured ones, the hand's
-        displacement limited to ``stage_max_step`` while staged."""
+        displacement limited to ``stage_max_step`` while staged, and on the last stage to
+        ``final_stage_max_step``, ``final_stage_max_dz`` vertically."""
         settings = self.cfg.settings()
         lo = np.array(settings.action_low, dtype=float)
         hi = np.array(settings.action_high, dtype=float)
-        lim = self.cfg.stage_max_step
-        if len(self.stages) > 1 and lim > 0:
-            lo[:3], hi[:3] = np.maximum(lo[:3], -lim), np.minimum(hi[:3], lim)
+        if len(self.stages) > 1:
+            last = self.stage == len(self.stages) - 1
+            lim = self.cfg.stage_max_step
+            if last and self.cfg.final_stage_max_step > 0:
+                lim = self.cfg.final_stage_max_step
+            if lim > 0:
+                lo[:3], hi[:3] = np.maximum(lo[:3], -lim), np.minimum(hi[:3], lim)
+            dz = self.cfg.final_stage_max_dz
+            if last and dz > 0:
+                lo[2], hi[2] = max(lo[2], -dz), min(hi[2], dz)
         planner.set_bounds(lo, hi)
 
     def _next_stage(self) -> None:

@@ -7,6 +7,9 @@ horizon never finds out (the hand pays to leave its start pose and gains nothing
 the block moves). So the scene imagines the push as it proceeds, the way a person
 pictures the steps of a task, and renders one image per step:
 
+0. only when the hand is down near the block (a push being imagined anew): the hand
+   lifted straight up where it is. Without it the planner heads for the next stage in
+   a line at the hand's height, through the block, and knocks it away;
 1. the hand above the pre-push point (``PUSH_STANDOFF`` behind the block, on the line
    from the target through the block), fingers closed, the block where it is;
 2. the hand down at the pre-push point, at pushing height;
@@ -18,8 +21,8 @@ has lain at rest away from where they show it, the sim node imagines the stages 
 from where it lies (``SimConfig.reimagine_rest_s``), as a person would look again and
 start over.
 
-The images are all the planner gets (:class:`robot.msgs.Goal`: ``subgoals`` holds 1-2,
-``image`` 3); it moves on from one to the next when its own latent comes close to the
+The images are all the planner gets (:class:`robot.msgs.Goal`: ``subgoals`` holds the
+stages before the last, ``image`` the last); it moves on from one to the next when its own latent comes close to the
 current one (planner/node.py, "Stages"). Like every imagined goal, this needs the
 simulator's state (block and target positions) and exists in simulation only; on a robot
 the same sequence comes from frames of a demonstration or from memory.
@@ -42,12 +45,14 @@ PUSH_STANDOFF = 0.08
 PUSH_CONTACT = PushExpert.contact  # m: hand-to-block-centre distance while pushing
 PUSH_Z = PushExpert.push_z  # m: end-effector height while pushing
 ABOVE_Z = 0.08  # m: end-effector height over the pre-push point
+LIFT_BELOW_Z = 0.05  # m: a hand lower than this ...
+LIFT_NEAR_M = 0.15  # m: ... and this close to the block (xy) lifts first (stage 0)
 FINGERS_CLOSED = 0.0  # finger opening while pushing, m
 
 
 def push_stages(task: Task, scene: Scene) -> list[tuple[np.ndarray, np.ndarray]]:
     """The hand position (3,) and block poses (k, 7) of each stage of the current push
-    episode (module docstring), the goal last."""
+    episode (module docstring), the goal last: 3 stages, 4 with the lift."""
     obj = int(getattr(task, "obj", 0))
     poses = scene.object_poses()
     block = poses[obj, :3].copy()
@@ -56,7 +61,12 @@ def push_stages(task: Task, scene: Scene) -> list[tuple[np.ndarray, np.ndarray]]
     behind = block[:2] - PUSH_STANDOFF * u
     end = poses.copy()
     end[obj, :3] = task.target
+    hand = scene.ee_pose()[0]
+    lift = []
+    if hand[2] < LIFT_BELOW_Z and np.linalg.norm(hand[:2] - block[:2]) < LIFT_NEAR_M:
+        lift = [(np.array([*hand[:2], ABOVE_Z]), poses)]
     return [
+        *lift,
         (np.array([*behind, ABOVE_Z]), poses),
         (np.array([*behind, PUSH_Z]), poses),
         (np.array([*(task.target[:2] - PUSH_CONTACT * u), PUSH_Z]), end),

@@ -99,3 +99,21 @@ def test_staged_goals_move_the_hand_slower(ckpt: CheckpointInfo) -> None:
              z=empty("f4", 0))
     feed(20 * MS, ("goal", g), ("latent/front", latent_of(node, far, 1, 18 * MS)))
     np.testing.assert_allclose(planner.action_high.numpy(), [0.05, 0.05, 0.05, 1.0])
+
+
+def test_the_last_stage_pushes_slower_and_keeps_the_hand_low(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt, stage_latent=0.05, stage_max_step=0.03, final_stage_max_step=0.015,
+                     final_stage_max_dz=0.004)
+    feed = Feed(node)
+    stages = images(3)
+    feed(1 * MS, ("goal", staged_goal(1 * MS, stages)), ("joint_state", state(0, 1 * MS)))
+    feed(10 * MS, ("latent/front", latent_of(node, stages[0], 0, 5 * MS)))
+    planner = node._newest().planner
+    assert node.stage == 1  # not the last stage yet: the stages' bounds
+    np.testing.assert_allclose(planner.action_high.numpy(), [0.03, 0.03, 0.03, 1.0])
+    plan = feed(20 * MS, ("latent/front", latent_of(node, stages[1], 1, 15 * MS)))[0]
+    assert node.stage == 2
+    np.testing.assert_allclose(planner.action_low.numpy(), [-0.015, -0.015, -0.004, -1.0])
+    np.testing.assert_allclose(planner.action_high.numpy(), [0.015, 0.015, 0.004, 1.0])
+    step = np.abs(np.diff(plan.ee_pos, axis=0))
+    assert np.all(step[:, :2] <= 0.015 + 1e-6) and np.all(step[:, 2] <= 0.004 + 1e-6)

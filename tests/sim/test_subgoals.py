@@ -10,7 +10,14 @@ import pytest
 
 from sim.kinematics import ArmKinematics
 from sim.scene import Scene, make_scene
-from sim.subgoals import PUSH_CONTACT, PUSH_STANDOFF, PUSH_Z, goal_sequence, push_stages
+from sim.subgoals import (
+    ABOVE_Z,
+    PUSH_CONTACT,
+    PUSH_STANDOFF,
+    PUSH_Z,
+    goal_sequence,
+    push_stages,
+)
 from sim.tasks import make_task
 
 
@@ -52,6 +59,27 @@ def test_push_stages_go_behind_the_block_and_through_it(
     np.testing.assert_allclose(p2[0, :3], task.target)
     np.testing.assert_allclose(p2[1:], scene.object_poses()[1:])
     np.testing.assert_allclose(end[:2], task.target[:2] - PUSH_CONTACT * u, atol=1e-9)
+
+
+def test_a_hand_down_by_the_block_lifts_before_going_around_it(
+    scene: Scene, kin: ArmKinematics
+) -> None:
+    task = make_task("push", kin)
+    task.reset(scene, np.random.default_rng(7))
+    block = scene.object_poses()[0, :3]
+    low = np.array([block[0] - 0.06, block[1], 0.02])  # beside the block, at push height
+    scene.set_joint_positions(kin.solve(low, q0=task.init_q, iters=100).q, 0.0)
+    hand = scene.ee_pose()[0]
+    stages = push_stages(task, scene)
+    assert len(stages) == 4
+    (lift, poses), (above, _) = stages[0], stages[1]
+    np.testing.assert_allclose(lift, [hand[0], hand[1], ABOVE_Z])  # straight up first
+    np.testing.assert_allclose(poses, scene.object_poses())
+    assert above[2] == ABOVE_Z and np.linalg.norm(above[:2] - lift[:2]) > 0.01
+    # the same hand high above the table goes straight to the pre-push point
+    high = np.array([block[0] - 0.06, block[1], 0.2])
+    scene.set_joint_positions(kin.solve(high, q0=task.init_q, iters=100).q, 0.0)
+    assert len(push_stages(task, scene)) == 3
 
 
 def test_goal_sequence_renders_the_stages_and_leaves_the_episode(
