@@ -49,6 +49,10 @@ class NodeEntry:
     # small machine, keeping the 1 kHz loops off the cores of the perception -> planner
     # chain stops them from delaying each other's wake-ups
     cpus: list[int] = field(default_factory=list)
+    # realtime: microseconds busy-waited before each deadline, for an on-time tick; -1:
+    # automatic (150 at 200 Hz and faster, else 0). The spin is CPU no other process
+    # gets: on a small machine a node that steps on arrival (wakes_on) can do without
+    spin_us: float = bounded(-1.0, -1.0, 10_000.0)
 
 
 @dataclass
@@ -141,6 +145,7 @@ class Launcher:
                     run_dir=str(self.run_dir.resolve()),
                     parent_pid=os.getpid(),
                     cpus=list(e.cpus),
+                    spin_us=e.spin_us,
                 ),
             )
             for name, e in nodes.items()

@@ -350,12 +350,19 @@ class Runtime:
         self._publish(outputs)
         self.inbox.clear_new()
 
+    @property
+    def spin_us(self) -> float:
+        """Microseconds busy-waited before each realtime deadline (the spec's, or automatic:
+        150 at 200 Hz and faster, else 0); none in lockstep."""
+        if self.spec.clock != "realtime":
+            return 0.0
+        if self.spec.spin_us >= 0:
+            return self.spec.spin_us
+        return 150.0 if self.spec.rate_hz >= 200 else 0.0
+
     def _run_realtime(self) -> None:
         period_ns = int(1e9 / self.spec.rate_hz)
-        spin_ns = int(
-            (self.spec.spin_us if self.spec.spin_us >= 0 else (150 if self.spec.rate_hz >= 200 else 0))
-            * 1000
-        )
+        spin_ns = int(self.spin_us * 1000)
         sub, inbox = self.sub, self.inbox
         wakes = busmod.TopicMatch(self.node.wakes_on)
         next_ns = time.monotonic_ns()
@@ -505,6 +512,7 @@ class Runtime:
             "step_p50_us": s50,
             "step_p99_us": s99,
             "woken_steps": self.woken,
+            "spin_us": self.spin_us,
             **summary,
         }
         path = Path(self.spec.run_dir) / f"{self.name}.summary.json"

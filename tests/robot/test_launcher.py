@@ -152,6 +152,19 @@ def test_a_node_runs_on_the_cpus_it_is_given(tmp_path: Path) -> None:
     assert sink["cpus"] == [0] and sink["received"]["joint_command"] > 0
 
 
+def test_a_node_spins_before_its_deadlines_as_configured(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    res = reflexarc("run", "graph=counter", "duration_s=3", "graph.nodes.echo.spin_us=0",
+                    "graph.nodes.sink.spin_us=40", f"run_dir={tmp_path / 'run'}", f"out={out}")
+    assert res.returncode == 0, res.stderr
+    figures = json.loads(out.read_text())["node_figures"]
+    # source: automatic (200 Hz: 150 us); echo: none; sink (50 Hz, automatically none): 40
+    assert [figures[n]["spin_us"] for n in ("source", "echo", "sink")] == [150, 0, 40]
+    assert figures["echo"]["woken_steps"] == 0 and figures["sink"]["received"]["joint_state"] > 0
+    bad = reflexarc("run", "graph=counter", "graph.nodes.echo.spin_us=-5")
+    assert bad.returncode != 0 and "graph.nodes.echo.spin_us" in bad.stderr
+
+
 def test_a_message_it_wakes_on_steps_a_node_between_its_ticks(tmp_path: Path) -> None:
     counts = {}
     for target in ("Echo", "WakingEcho"):
