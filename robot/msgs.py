@@ -108,6 +108,11 @@ class _Base(Message):
     stamp_ns: int = 0
 
 
+# a header's array layout: per array (dtype string, shape, buffer index, byte offset)
+_Metas = tuple[tuple[str, tuple[int, ...], int, int], ...]
+_METAS = msgspec.msgpack.Decoder(_Metas)
+_NO_ARRAYS = b"\x90"  # an empty msgpack array
+
 _TYPES: dict[str, type] = {}
 _SPECS: dict[type, _TypeSpec] = {}
 
@@ -123,7 +128,7 @@ class _TypeSpec:
     scalar_names: tuple[str, ...] = ()
     header_type: Any = None  # msgspec Struct of the header: encoded as the same map
     fields_of: Any = None  # msg -> the header's "f" struct
-    layouts: dict[Any, Any] = field(default_factory=dict)  # validated array layouts (decode)
+    layouts: dict[bytes, Any] = field(default_factory=dict)  # validated array layouts (decode)
 
 
 _SCALAR_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), dict: (dict,)}
@@ -147,12 +152,13 @@ def _register(cls: type) -> None:
     _TYPES[cls.__name__] = cls
     fast = tuple((n, a.dtype, a.dtype.str, a.ndim, a.dtype.itemsize) for n, a in arrays)
     fields_t = msgspec.defstruct(f"{cls.__name__}Fields", hinted)
-    header_t = msgspec.defstruct(
-        f"{cls.__name__}Header",
-        [("v", int), ("type", str), ("seq", int), ("stamp_ns", int), ("f", fields_t),
-         ("a", tuple[tuple[str, tuple[int, ...], int, int], ...])],
+    head = [("v", int), ("type", str), ("seq", int), ("stamp_ns", int), ("f", fields_t)]
+    header_t = msgspec.defstruct(f"{cls.__name__}Header", [*head, ("a", _Metas)])
+    # decoding leaves the array layout as raw bytes: the key of the validated layouts
+    # (decoding it into nested tuples and hashing them costs more than all the rest)
+    decoder = msgspec.msgpack.Decoder(
+        msgspec.defstruct(f"{cls.__name__}HeaderIn", [*head, ("a", msgspec.Raw)])
     )
-    decoder = msgspec.msgpack.Decoder(header_t)
     names = tuple(n for n, _ in scalars)
     _SPECS[cls] = _TypeSpec(
         cls.__name__, tuple(scalars), tuple(arrays), fast, decoder, names, header_t,
@@ -506,11 +512,11 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     fields = header.f
     for name in spec.scalar_names:
         kwargs[name] = getattr(fields, name)
+    raw = bytes(header.a)
     if spec.arrays:
-        metas = header.a
-        layout = spec.layouts.get(metas)
+        layout = spec.layouts.get(raw)
         if layout is None:
-            layout = _layout(spec, metas)
+            layout = _layout(spec, raw)
         views, needs = layout
         if len(frames) != len(needs) + 2:
             raise MalformedMessage(
@@ -524,16 +530,28 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
                 )
         for name, shape, dtype, index, offset in views:
             kwargs[name] = np.ndarray(shape, dtype, frames[index], offset)  # zero-copy view
-    elif header.a:
-        raise MalformedMessage("truncated", f"{spec.name} has no arrays; header lists {len(header.a)}")
+    elif raw != _NO_ARRAYS and (n := len(_metas(spec, raw))):
+        raise MalformedMessage("truncated", f"{spec.name} has no arrays; header lists {n}")
     return topic, expected(**kwargs)
 
 
 _Layout = tuple[tuple[tuple[str, tuple[int, ...], np.dtype, int, int], ...], tuple[int, ...]]
 
 
-def _layout(spec: _TypeSpec, metas: tuple[tuple[str, tuple[int, ...], int, int], ...]) -> _Layout:
-    """Validate an array layout declared by a header; cached per type (bounded)."""
+def _metas(spec: _TypeSpec, raw: bytes) -> Any:
+    """The array layout of a header, from its raw msgpack (typed in C)."""
+    try:
+        return _METAS.decode(raw)
+    except msgspec.ValidationError as e:
+        raise MalformedMessage("shape", f"{spec.name} header: array layout {e}") from None
+    except msgspec.DecodeError as e:  # pragma: no cover - the header decode parsed it
+        raise MalformedMessage("header", f"header is not msgpack: {e}") from None
+
+
+def _layout(spec: _TypeSpec, raw: bytes) -> _Layout:
+    """Validate an array layout declared by a header (its raw msgpack); cached per type
+    (bounded)."""
+    metas = _metas(spec, raw)
     arrays = spec.fast_arrays
     if len(metas) != len(arrays):
         raise MalformedMessage(
@@ -576,7 +594,7 @@ def _layout(spec: _TypeSpec, metas: tuple[tuple[str, tuple[int, ...], int, int],
     layout = (tuple(views), tuple(sizes[i] for i in range(len(sizes))))
     if len(spec.layouts) >= 64:  # a stream whose shapes keep changing: keep the cache bounded
         spec.layouts.clear()
-    spec.layouts[metas] = layout
+    spec.layouts[raw] = layout
     return layout
 
 
