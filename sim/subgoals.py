@@ -22,10 +22,11 @@ from where it lies (``SimConfig.reimagine_rest_s``), as a person would look agai
 start over.
 
 The images are all the planner gets (:class:`robot.msgs.Goal`: ``subgoals`` holds the
-stages before the last, ``image`` the last); it moves on from one to the next when its own latent comes close to the
-current one (planner/node.py, "Stages"). Like every imagined goal, this needs the
-simulator's state (block and target positions) and exists in simulation only; on a robot
-the same sequence comes from frames of a demonstration or from memory.
+stages before the last, ``image`` the last); it moves on from one to the next when its
+own latent comes close to the current one (planner/node.py, "Stages"). Like every
+imagined goal, this needs the simulator's state (block and target positions) and exists
+in simulation only; on a robot the same sequence comes from frames of a demonstration or
+from memory.
 
 Tasks without stages (reach, pick_place) have their single goal image.
 """
