@@ -610,6 +610,6 @@ def _header_error(hbuf: Any, spec: _TypeSpec, e: Exception) -> MalformedMessage:
         return MalformedMessage("version", f"schema version {raw.get('v')!r}, expected {SCHEMA_VERSION}")
     if raw.get("type") != spec.name:
         return MalformedMessage("type", f"expected {spec.name}, got {raw.get('type')!r}")
-    where = str(e)
-    kind = "shape" if "$.a" in where else "field" if "$.f" in where else "header"
+    # the array layout ("a") is decoded as raw bytes here; its errors come from _metas
+    kind = "field" if "$.f" in str(e) else "header"
     return MalformedMessage(kind, f"{spec.name} header: {e}")
