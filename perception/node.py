@@ -172,7 +172,7 @@ class PerceptionNode(Node):
             out.append((
                 LATENT_PREFIX + cam,
                 Latent(stamp_ns=f.stamp_ns, camera=cam, model_version=version, z=zi,
-                       encode_us=took_us),
+                       encode_us=took_us, render_us=f.render_us),
             ))
         return out
 

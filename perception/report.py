@@ -12,8 +12,10 @@ writes into the run directory
   against its target with its missed deadlines.
 
 It returns the figures to put at the summary's top level: ``frame_to_command_ms_p50``
-and ``_p99`` (recorded by the controller once per plan: graph time from the stamp of the
-camera frame a plan was computed from to the first joint command applying that plan),
+and ``_p99`` (recorded by the controller once per plan: graph time from the camera frame
+a plan was computed from being ready, its stamp plus the sim's render time, to the first
+joint command applying that plan), ``frame_to_command_with_render_ms_*`` (the same from
+the frame's stamp), ``render_ms_p50``/``_p99`` (the sim's wall time per frame),
 ``plan_age_ms_p50``/``_p99`` (the age of the plan being executed, on every controller
 tick: it includes the wait for the next frame, so it is no latency), ``encode_ms_p50``
 (perception), in realtime runs the same latency seen by the recorder
@@ -232,6 +234,13 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
     if "frame_to_command_p50_ms" in ctl:
         out["frame_to_command_ms_p50"] = ctl["frame_to_command_p50_ms"]
         out["frame_to_command_ms_p99"] = ctl["frame_to_command_p99_ms"]
+    if "frame_to_command_with_render_p50_ms" in ctl:
+        out["frame_to_command_with_render_ms_p50"] = ctl["frame_to_command_with_render_p50_ms"]
+        out["frame_to_command_with_render_ms_p99"] = ctl["frame_to_command_with_render_p99_ms"]
+    sim = figures.get("sim", {})
+    if "render_ms_p50" in sim:
+        out["render_ms_p50"] = sim["render_ms_p50"]
+        out["render_ms_p99"] = sim["render_ms_p99"]
     if "plan_age_p50_ms" in ctl:
         out["plan_age_ms_p50"] = ctl["plan_age_p50_ms"]
         out["plan_age_ms_p99"] = ctl["plan_age_p99_ms"]

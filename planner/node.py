@@ -808,6 +808,7 @@ class PlannerNode(Node):
         plan = Plan(
             stamp_ns=job.latent.stamp_ns, t0_ns=job.t0_ns, dt_ns=self.dt_ns, ee_pos=pos,
             ee_quat=quat, gripper=grip, solve_us=job.solve_us, cost=job.cost,
+            render_us=job.latent.render_us,
         )
         self.costs.add(job.cost)
         # when the plan leaves, on the graph clock: at collection (threaded), after the

@@ -33,9 +33,11 @@ silent: safe stop, a position-mode hold at the last measured pose, latched),
 ``waiting`` (no state yet: no command). Safety events are published on ``safety``.
 
 Every command carries the stamp of the frame its plan came from (``Plan.stamp_ns``).
-Frame-to-command latency is recorded once per plan: from its frame's stamp to the first
-command that applies the plan (on the graph clock; in realtime the time the command
-leaves the step), summary ``frame_to_command_p50_ms``/``_p99_ms``. A plan resent with the
+Frame-to-command latency is recorded once per plan: from its frame's being ready (the
+stamp plus the sim's render time, ``Plan.render_us``) to the first command that applies
+the plan (on the graph clock; in realtime the time the command leaves the step), summary
+``frame_to_command_p50_ms``/``_p99_ms``; ``frame_to_command_with_render_*`` counts from
+the stamp, the render included. A plan resent with the
 same stamp (a keepalive) is not a new one. The age of the plan being executed,
 ``now - plan.stamp_ns`` on every running tick, is ``plan_age_p50_ms``/``_p99_ms``: it
 grows while a plan is tracked and includes the wait for the next camera frame, so it is
@@ -449,6 +451,7 @@ class ControllerNode(Node):
         self.grip_cmd: float | None = None  # last gripper command sent
         self.plan_stamp = 0
         self.unsent_stamp: int | None = None  # a new plan's frame stamp, until first applied
+        self.unsent_render_ns = 0  # and its frame's render time (Plan.render_us)
         self.prev_ns: int | None = None
         self.state_seq = -1
         self.js: JointState | None = None  # newest valid joint state
@@ -456,7 +459,8 @@ class ControllerNode(Node):
         self.q_fault: np.ndarray | None = None
         # figures
         self.plan_age_ms = Ring(1 << 17)  # every running tick: now - plan.stamp_ns
-        self.f2c_ms = Ring(1 << 17)  # once per plan: frame stamp -> first command applying it
+        self.f2c_ms = Ring(1 << 17)  # once per plan: frame ready -> first command applying it
+        self.f2c_render_ms = Ring(1 << 17)  # the same from the frame's stamp (render included)
         self.err_mm = Ring(1 << 17)
         self.state_age_ms = Ring(1 << 17)
         self.compute_us = Ring(1 << 17)
@@ -503,6 +507,7 @@ class ControllerNode(Node):
             self.plans += 1
             if plan.stamp_ns != self.plan_stamp:  # a new plan, not a keepalive of the last
                 self.unsent_stamp = plan.stamp_ns
+                self.unsent_render_ns = int(plan.render_us * 1e3)
             self.plan_stamp = plan.stamp_ns
             if self.last_target is not None:
                 self.sampler.set_plan(plan, now_ns, self.last_target, self.target_vel)
@@ -604,7 +609,8 @@ class ControllerNode(Node):
             # the first command from this plan: in realtime it leaves now, after the
             # compute; in lockstep the step takes no simulated time
             sent_ns = time.monotonic_ns() if self.ctx.clock == "realtime" else now_ns
-            self.f2c_ms.add((sent_ns - stamp) / 1e6)
+            self.f2c_render_ms.add((sent_ns - stamp) / 1e6)
+            self.f2c_ms.add((sent_ns - stamp - self.unsent_render_ns) / 1e6)
             self.unsent_stamp = None
         out.extend(("safety", e) for e in self.events.take())
         return out
@@ -664,6 +670,7 @@ class ControllerNode(Node):
     def summary(self) -> dict[str, Any]:
         age = self.plan_age_ms.percentiles([50, 99])
         f2c = self.f2c_ms.percentiles([50, 99])
+        f2c_render = self.f2c_render_ms.percentiles([50, 99])
         err = self.err_mm.percentiles([50, 99, 100])
         st_age = self.state_age_ms.percentiles([50, 99])
         comp = self.compute_us.percentiles([50, 99])
@@ -671,6 +678,8 @@ class ControllerNode(Node):
             "frame_to_command_p50_ms": f2c[0],
             "frame_to_command_p99_ms": f2c[1],
             "frame_to_command_samples": self.f2c_ms.n,
+            "frame_to_command_with_render_p50_ms": f2c_render[0],
+            "frame_to_command_with_render_p99_ms": f2c_render[1],
             "plan_age_p50_ms": age[0],
             "plan_age_p99_ms": age[1],
             "plan_age_samples": self.plan_age_ms.n,

@@ -53,6 +53,11 @@ class NodeEntry:
     # automatic (150 at 200 Hz and faster, else 0). The spin is CPU no other process
     # gets: on a small machine a node that steps on arrival (wakes_on) can do without
     spin_us: float = bounded(-1.0, -1.0, 10_000.0)
+    # scheduling priority of the node's process, added to the launcher's (Linux nice, as
+    # ``nice -n``: lower runs first). On a small machine, putting the frame -> plan chain
+    # ahead of the sim and the recorder shortens its wake-ups. Below 0 needs
+    # CAP_SYS_NICE (root); without it the node warns and keeps the launcher's
+    nice: int = bounded(0, -39, 39)
 
 
 @dataclass
@@ -146,6 +151,7 @@ class Launcher:
                     parent_pid=os.getpid(),
                     cpus=list(e.cpus),
                     spin_us=e.spin_us,
+                    nice=e.nice,
                 ),
             )
             for name, e in nodes.items()

@@ -236,11 +236,18 @@ class JointState(_Base):
 
 @message
 class Image(_Base):
-    """A camera frame. ``rgb`` is (H, W, 3) uint8; ``depth`` (H, W) float32 in metres or empty."""
+    """A camera frame. ``rgb`` is (H, W, 3) uint8; ``depth`` (H, W) float32 in metres or empty.
+
+    ``stamp_ns`` is the time of the state the frame shows; ``render_us`` how long making
+    the frame took after that (a simulator's render; 0 from a camera driver, whose stamp
+    is the capture). Latents and plans carry it forward, so frame-to-command latency can
+    be told with and without rendering.
+    """
 
     camera: str = ""
     rgb: np.ndarray = array("u1", 3)
     depth: np.ndarray = array("f4", 2)
+    render_us: float = 0.0
 
 
 @message
@@ -275,6 +282,7 @@ class Latent(_Base):
     model_version: int = 0
     z: np.ndarray = array("f4", 1)  # (D,)
     encode_us: float = 0.0
+    render_us: float = 0.0  # the source frame's (Image.render_us)
 
 
 @message
@@ -292,6 +300,7 @@ class Plan(_Base):
     gripper: np.ndarray = array("f4", 1)  # (T,) in [-1 close, 1 open]
     solve_us: float = 0.0
     cost: float = 0.0
+    render_us: float = 0.0  # the source frame's (Image.render_us)
 
 
 @message

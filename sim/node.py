@@ -61,6 +61,7 @@ from robot.msgs import (
     empty,
 )
 from robot.node import Inbox, Node, NodeContext, Outputs
+from robot.stats import Ring
 from sim.assets import CAMERAS, SceneError, has_display
 
 DEFAULT_EPISODE_STEPS_HZ = 10.0  # tasks' max_steps are counted at the envs' 10 Hz
@@ -253,6 +254,7 @@ class SimNode(Node):
         self.physics_steps = 0
         self.dropped_steps = 0
         self.frames = 0
+        self.render_ms = Ring()  # wall time of one camera's frame
         self.run_wall_s = 0.0
         self._wall_t: float | None = None
         # the slow parts of the first tick happen here, before the heartbeats start:
@@ -609,12 +611,19 @@ class SimNode(Node):
 
     def _frames(self, now_ns: int) -> list[tuple[str, Image]]:
         out = []
+        realtime = self.ctx.clock == "realtime"
         for cam in self.cfg.cameras:
+            t0 = time.perf_counter_ns()
             if self.cfg.depth:
                 rgb, depth = self.scene.render(cam, self.cfg.image_size, depth=True)
             else:
                 rgb, depth = self.scene.render(cam, self.cfg.image_size), empty("f4", 0, 0)
-            out.append((f"camera/{cam}", Image(stamp_ns=now_ns, camera=cam, rgb=rgb, depth=depth)))
+            # the stamp is the state's time; in realtime the frame is ready this much
+            # later (in lockstep rendering takes no graph time)
+            took_us = (time.perf_counter_ns() - t0) / 1e3
+            self.render_ms.add(took_us / 1e3)
+            out.append((f"camera/{cam}", Image(stamp_ns=now_ns, camera=cam, rgb=rgb, depth=depth,
+                                               render_us=took_us if realtime else 0.0)))
         self.frames += 1
         return out
 
@@ -637,6 +646,7 @@ class SimNode(Node):
         successes = [r.time_to_success_s for r in self.results if r.success]
         n = len(self.results)
         physics_hz = self.physics_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
+        render = self.render_ms.percentiles([50, 99])
         return {
             "run": {
                 "task": self.task.name,  # follow_spec: the last episode's (the spec's)
@@ -650,6 +660,8 @@ class SimNode(Node):
             "realtime_factor": physics_hz * self.scene.dt,
             "steps_dropped": self.dropped_steps,
             "frames": self.frames,
+            "render_ms_p50": render[0],
+            "render_ms_p99": render[1],
             "holds": self.holds,
             "hold_s": self.hold_steps * self.scene.dt,
             "stale_actions": self.stale_actions,

@@ -25,7 +25,7 @@ def make_node(ckpt: CheckpointInfo, clock: str = "realtime", **args: object) -> 
 def frame(camera: str, seq: int, size: int = 32) -> Image:
     rgb = np.random.default_rng([seq, len(camera)]).integers(0, 256, (size, size, 3), np.uint8)
     return Image(seq=seq, stamp_ns=1_000_000 * (seq + 1), camera=camera, rgb=rgb,
-                 depth=empty("f4", 0, 0))
+                 depth=empty("f4", 0, 0), render_us=100.0 * (seq + 1))
 
 
 def run_step(node: PerceptionNode, inbox: Inbox, msgs: list[tuple[str, object]], now: int
@@ -51,6 +51,7 @@ def test_every_camera_frame_becomes_a_latent_with_its_stamp(ckpt_v1: CheckpointI
     assert [t for t, _ in out] == ["latent/front", "latent/front", "latent/wrist"]
     for (_, lat), img in zip(out, (f1, f2, w1), strict=True):
         assert lat.stamp_ns == img.stamp_ns and lat.camera == img.camera
+        assert lat.render_us == img.render_us  # the frame's timing travels with it
         assert lat.model_version == 1 and lat.encode_us > 0
         np.testing.assert_allclose(lat.z, direct(ckpt_v1, img), rtol=1e-4, atol=1e-5)
     assert run_step(node, inbox, [], now=6_000_000) == []  # nothing new: nothing out

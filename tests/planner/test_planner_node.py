@@ -42,7 +42,8 @@ def goal(stamp: int, size: int = 32, seed: int = 7) -> Goal:
 
 def latent(seq: int, stamp: int, version: int = 1, dim: int = 8) -> Latent:
     z = np.random.default_rng(seq).normal(size=dim).astype(np.float32)
-    return Latent(seq=seq, stamp_ns=stamp, camera="front", model_version=version, z=z)
+    return Latent(seq=seq, stamp_ns=stamp, camera="front", model_version=version, z=z,
+                  render_us=10.0 * seq)
 
 
 def state(seq: int, stamp: int, q: np.ndarray = HOME_Q) -> JointState:
@@ -101,6 +102,7 @@ def test_a_plan_from_a_goal_image_and_a_latent(ckpt: CheckpointInfo) -> None:
     assert len(plans) == 1 and node.state() == "running"
     p = plans[0]
     assert p.stamp_ns == 15 * MS and p.t0_ns == 20 * MS and p.dt_ns == 100 * MS
+    assert p.render_us == 10.0  # the latent's frame's, carried forward
     assert p.ee_pos.shape == (4, 3) and p.gripper.shape == (4,)  # horizon 3 -> 4 setpoints
     np.testing.assert_allclose(p.ee_pos[0], HOME_EE, atol=1e-3)  # from the measured hand
     steps = np.diff(p.ee_pos, axis=0)

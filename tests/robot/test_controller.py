@@ -132,11 +132,11 @@ def test_shaper_passes_a_slow_motion_and_limits_a_step() -> None:
 class Rig:
     """The controller and a MuJoCo scene at 1 kHz, commands applied one tick late."""
 
-    def __init__(self, backend: str = "mujoco", **args) -> None:
+    def __init__(self, backend: str = "mujoco", clock: str = "realtime", **args) -> None:
         from sim.scene import make_scene
 
         self.scene = make_scene(backend=backend, objects=[], cameras=[], physics_hz=1000)
-        self.ctrl = ControllerNode(NodeContext(name="controller", rate_hz=1000.0),
+        self.ctrl = ControllerNode(NodeContext(name="controller", rate_hz=1000.0, clock=clock),
                                    from_mapping(ControllerNode.Config, args))
         self.inbox = Inbox()
         self.k = 0
@@ -330,6 +330,22 @@ def test_commands_carry_the_plan_stamp_and_latency_is_recorded(rig) -> None:
     s = r.ctrl.summary()
     assert s["plan_age_samples"] == len(running)
     assert 7.0 <= s["plan_age_p50_ms"] <= 7.0 + 19.0 and s["plan_age_p99_ms"] <= 26.0
+
+
+def test_frame_to_command_counts_from_the_frame_being_rendered(rig) -> None:
+    r = rig(clock="lockstep")  # commands leave at the tick's graph time
+    r.run(10)
+    p = r.ee()
+    for i in range(5):  # 7 ms old frames that took 2 ms to render, resent once (keepalive)
+        plan = _plan(p + [0.0, 0.0, 0.002 * i], stamp_ns=r.now - 7 * MS, render_us=2000.0)
+        r.tick(plans=[plan])
+        r.run(9)
+        r.tick(plans=[plan])
+        r.run(9)
+    s = r.ctrl.summary()
+    assert s["frame_to_command_samples"] == 5
+    assert s["frame_to_command_p50_ms"] == s["frame_to_command_p99_ms"] == pytest.approx(5.0)
+    assert s["frame_to_command_with_render_p99_ms"] == pytest.approx(7.0)
 
 
 def test_a_teleported_arm_is_held_where_it_lands(rig) -> None:

@@ -165,6 +165,20 @@ def test_a_node_spins_before_its_deadlines_as_configured(tmp_path: Path) -> None
     assert bad.returncode != 0 and "graph.nodes.echo.spin_us" in bad.stderr
 
 
+def test_a_node_runs_at_its_configured_priority(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    res = reflexarc("run", "graph=counter", "duration_s=2", "graph.nodes.echo.nice=3",
+                    "graph.nodes.sink.nice=5", f"run_dir={tmp_path / 'run'}", f"out={out}")
+    assert res.returncode == 0, res.stderr
+    figures = json.loads(out.read_text())["node_figures"]
+    expected = [min(base + d, 19) for d in (0, 3, 5)]
+    assert [figures[n]["nice"] for n in ("source", "echo", "sink")] == expected
+    assert figures["sink"]["received"]["joint_state"] > 0
+    bad = reflexarc("run", "graph=counter", "graph.nodes.echo.nice=40")
+    assert bad.returncode != 0 and "graph.nodes.echo.nice" in bad.stderr
+
+
 def test_a_message_it_wakes_on_steps_a_node_between_its_ticks(tmp_path: Path) -> None:
     counts = {}
     for target in ("Echo", "WakingEcho"):

@@ -60,6 +60,7 @@ def test_step_publishes_joint_state_every_tick_and_frames_at_the_camera_rate(bac
     for _, m in frames:
         assert isinstance(m, Image) and m.camera == "front"
         assert m.rgb.shape == (64, 64, 3) and m.rgb.dtype == np.uint8 and m.depth.size == 0
+        assert m.render_us == 0.0  # lockstep: rendering takes no graph time
     assert len(on(out, "scene_state")) == RATE // 2  # every tick by default
     goals = on(out, "goal")
     assert [k for k, _ in goals] == [0]  # at the reset; republished every second
@@ -141,6 +142,18 @@ def test_late_realtime_ticks_are_caught_up() -> None:
         node.step(t0 + 21 * DT_NS, Inbox())
         assert node.physics_steps == 11
         assert node.scene.time == pytest.approx(11 * node.scene.dt)
+    finally:
+        node.close()
+
+
+def test_realtime_frames_say_how_long_they_took_to_render() -> None:
+    node = make_sim(clock="realtime", camera_hz=30, publish_goal=False, start_timeout_s=0.0)
+    try:
+        t0 = 10**12
+        frames = [m for t, m in node.step(t0, Inbox()) if t == "camera/front"]
+        assert len(frames) == 1 and frames[0].stamp_ns == t0
+        assert frames[0].render_us > 0
+        assert node.summary()["render_ms_p50"] == pytest.approx(frames[0].render_us / 1e3)
     finally:
         node.close()
 
