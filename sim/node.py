@@ -391,7 +391,7 @@ class SimNode(Node):
         if np.abs(pos - self.rest_objects).max() > 0.002:  # m: still moving
             self.rest_objects, self.rest_since_ns = pos.copy(), now_ns
             return
-        obj = int(getattr(self.task, "obj", 0))
+        obj = self.task.obj
         moved = float(np.linalg.norm(pos[obj, :2] - self.imagined_objects[obj, :2]))
         still_s = self.cfg.reimagine_still_s
         untouched = bool(still_s) and now_ns - self.imagined_ns >= still_s * 1e9

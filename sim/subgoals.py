@@ -54,7 +54,7 @@ FINGERS_CLOSED = 0.0  # finger opening while pushing, m
 def push_stages(task: Task, scene: Scene) -> list[tuple[np.ndarray, np.ndarray]]:
     """The hand position (3,) and block poses (k, 7) of each stage of the current push
     episode (module docstring), the goal last: 3 stages, 4 with the lift."""
-    obj = int(getattr(task, "obj", 0))
+    obj = task.obj
     poses = scene.object_poses()
     block = poses[obj, :3].copy()
     d = task.target[:2] - block[:2]
