@@ -130,10 +130,19 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
     """Compose ``configs/<name>.yaml`` with ``overrides`` into validated dataclass objects.
 
     ``check=False`` skips validation (to show a config that is not complete yet).
+    ``+graph.nodes.NAME={target:...,rate_hz:...}`` (or ``+graph.nodes.NAME.KEY=...``) adds
+    a node: merged after the other overrides, since hydra cannot add an entry to a typed
+    dict of dataclasses.
     """
+    overrides, additions = _split_additions(list(overrides))
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name=name, overrides=list(overrides))
+            cfg = compose(config_name=name, overrides=overrides)
+        if additions:
+            # hydra composes in struct mode (no new keys); a typed dict still checks the
+            # new entries against its dataclass
+            OmegaConf.set_struct(cfg, False)
+            cfg = OmegaConf.merge(cfg, *additions)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_key_of(e), _reason(e)) from None
@@ -151,3 +160,26 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
     if check:
         validate(obj)
     return obj
+
+
+_ADD_NODE = "graph.nodes."
+
+
+def _split_additions(overrides: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Overrides for hydra, and ``+graph.nodes....`` additions as nested dicts to merge."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    candidates = [o for o in overrides if o.startswith("+" + _ADD_NODE)]
+    if not candidates:
+        return overrides, []
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except HydraException as e:
+        raise ConfigError(candidates[0].split("=", 1)[0].lstrip("+"), _reason(e)) from None
+    additions: list[dict[str, Any]] = []
+    for override in parsed:
+        value: Any = override.value()
+        for part in reversed(override.key_or_group.split(".")):
+            value = {part: value}
+        additions.append(value)
+    return [o for o in overrides if o not in candidates], additions

@@ -179,6 +179,19 @@ def test_a_node_runs_at_its_configured_priority(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "graph.nodes.echo.nice" in bad.stderr
 
 
+def test_a_node_can_be_added_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    res = reflexarc("run", "graph=counter", "duration_s=3",
+                    "+graph.nodes.tap={target:robot.testnodes:Sink,rate_hz:20}",
+                    "graph.nodes.echo.nice=2", f"run_dir={tmp_path / 'run'}", f"out={out}")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(out.read_text())
+    assert next(r for r in summary["nodes"] if r["node"] == "tap")["target_hz"] == 20
+    assert summary["node_figures"]["tap"]["received"]["joint_state"] > 0
+    bad = reflexarc("run", "graph=counter", "+graph.nodes.tap={target:robot.testnodes:Sink,hz:20}")
+    assert bad.returncode != 0 and "graph.nodes.tap.hz" in bad.stderr
+
+
 def test_a_message_it_wakes_on_steps_a_node_between_its_ticks(tmp_path: Path) -> None:
     counts = {}
     for target in ("Echo", "WakingEcho"):
