@@ -18,8 +18,7 @@ joint command applying that plan), ``frame_to_command_with_render_ms_*`` (the sa
 the frame's stamp), ``render_ms_p50``/``_p99`` (the sim's wall time per frame),
 ``plan_age_ms_p50``/``_p99`` (the age of the plan being executed, on every controller
 tick: it includes the wait for the next frame, so it is no latency), ``encode_ms_p50``
-(perception), in realtime runs the same latency seen by the recorder
-(:func:`first_command_latency`), the paths of the video and the plot, and
+(perception), the paths of the video and the plot, and
 ``reference``: one row per policy on the same task, backend and seeds, the pixel loop
 beside the scripted expert and random actions (:func:`reference_rows`; the issue's
 reference rows). Privileged scene state is read here for the plots and the reference
@@ -149,41 +148,6 @@ def _plot(path: Path, task: str, curves: list[tuple[np.ndarray, np.ndarray, bool
     return path
 
 
-def first_command_latency(ep: Episode, camera_topic: str) -> dict[str, float]:
-    """Realtime runs: from each planned frame to the first command derived from it.
-
-    The graph clock is ``time.monotonic_ns()`` in realtime, so the recorder's receive
-    times compare with stamps: ``first_command_ms`` runs from the frame's stamp (taken
-    before the sim renders it) to the first joint command carrying it;
-    ``first_command_after_render_ms`` from the frame's arrival (rendered and sent) to
-    that command.
-    """
-    cmds = ep.read("joint_command")
-    plans = ep.read("plan")
-    p_stamp, p_first = np.unique(plans["stamp_ns"], return_index=True)
-    p_recv = plans["recv_ns"][p_first]
-    # a holding controller stamps commands with the joint state's stamp, which may equal
-    # a frame's: count only commands received after the plan of that frame
-    k = np.searchsorted(p_stamp, cmds["stamp_ns"])
-    k = np.minimum(k, len(p_stamp) - 1)
-    keep = (p_stamp[k] == cmds["stamp_ns"]) & (cmds["recv_ns"] >= p_recv[k])
-    stamps, first = np.unique(cmds["stamp_ns"][keep], return_index=True)
-    cmd_recv = cmds["recv_ns"][keep][first]
-    frames = ep.read(camera_topic)
-    f_stamp, f_first = np.unique(frames["stamp_ns"], return_index=True)
-    both, i_cmd, i_frame = np.intersect1d(stamps, f_stamp, return_indices=True)
-    if both.size == 0:
-        return {}
-    full = (cmd_recv[i_cmd] - both) / 1e6
-    after = (cmd_recv[i_cmd] - frames["recv_ns"][f_first][i_frame]) / 1e6
-    return {
-        "first_command_ms_p50": float(np.percentile(full, 50)),
-        "first_command_ms_p99": float(np.percentile(full, 99)),
-        "first_command_after_render_ms_p50": float(np.percentile(after, 50)),
-        "first_command_after_render_ms_p99": float(np.percentile(after, 99)),
-    }
-
-
 def reference_rows(summary: dict[str, Any], policies: tuple[str, ...] = ("expert", "random"),
                    control_hz: float = 10.0) -> list[dict[str, Any]]:
     """The run's success beside reference policies on the same task, backend and seeds.
@@ -299,9 +263,6 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
             ]
             path = run_dir / f"episode-{episode}.mp4"
             out["video"] = str(write_video(path, frames, goal_img, captions, fps))
-
-    if summary.get("clock") == "realtime" and {"joint_command", "plan", topic} <= set(topics):
-        out.update(first_command_latency(ep, topic))
 
     plans = ep.read("plan") if "plan" in topics else {}
     solve_ms = np.asarray(plans.get("solve_us", np.zeros(0))) / 1e3
