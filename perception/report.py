@@ -186,6 +186,15 @@ def reference_rows(summary: dict[str, Any], policies: tuple[str, ...] = ("expert
     return rows
 
 
+# node, the name of its p50/p99 figure, and the name in the run's summary
+_HEADLINE = (
+    ("controller", "frame_to_command_p{p}_ms", "frame_to_command_ms_p{p}"),
+    ("controller", "frame_to_command_with_render_p{p}_ms", "frame_to_command_with_render_ms_p{p}"),
+    ("sim", "render_ms_p{p}", "render_ms_p{p}"),
+    ("controller", "plan_age_p{p}_ms", "plan_age_ms_p{p}"),
+)
+
+
 def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0,
                   camera: str = "front") -> dict[str, Any]:
     """Video, plot and headline figures of a finished run (module docstring)."""
@@ -194,20 +203,11 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
     out: dict[str, Any] = {}
     if summary.get("task") in ("reach", "push", "pick_place"):
         out["reference"] = reference_rows(summary)
-    ctl = figures.get("controller", {})
-    if "frame_to_command_p50_ms" in ctl:
-        out["frame_to_command_ms_p50"] = ctl["frame_to_command_p50_ms"]
-        out["frame_to_command_ms_p99"] = ctl["frame_to_command_p99_ms"]
-    if "frame_to_command_with_render_p50_ms" in ctl:
-        out["frame_to_command_with_render_ms_p50"] = ctl["frame_to_command_with_render_p50_ms"]
-        out["frame_to_command_with_render_ms_p99"] = ctl["frame_to_command_with_render_p99_ms"]
-    sim = figures.get("sim", {})
-    if "render_ms_p50" in sim:
-        out["render_ms_p50"] = sim["render_ms_p50"]
-        out["render_ms_p99"] = sim["render_ms_p99"]
-    if "plan_age_p50_ms" in ctl:
-        out["plan_age_ms_p50"] = ctl["plan_age_p50_ms"]
-        out["plan_age_ms_p99"] = ctl["plan_age_p99_ms"]
+    for node, theirs, ours in _HEADLINE:
+        fig = figures.get(node, {})
+        for p in (50, 99):
+            if theirs.format(p=p) in fig:
+                out[ours.format(p=p)] = fig[theirs.format(p=p)]
     perception = figures.get("perception", {})
     if "encode_ms_p50" in perception:
         out["encode_ms_p50"] = perception["encode_ms_p50"]
