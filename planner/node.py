@@ -811,9 +811,10 @@ class PlannerNode(Node):
             render_us=job.latent.render_us,
         )
         self.costs.add(job.cost)
-        # when the plan leaves, on the graph clock: at collection (threaded), after the
-        # solve (inline; in lockstep the solve takes no simulated time)
-        late_ms = (now_ns - job.latent.stamp_ns) / 1e6
+        # from the frame being ready (its stamp plus the sim's render) to when the plan
+        # leaves, on the graph clock: at collection (threaded), after the solve (inline;
+        # in lockstep the solve takes no simulated time)
+        late_ms = (now_ns - job.latent.stamp_ns - 1e3 * job.latent.render_us) / 1e6
         if not self.threaded and self.ctx.clock != "lockstep":
             late_ms += job.solve_us / 1e3
         self.frame_to_plan_ms.add(late_ms)

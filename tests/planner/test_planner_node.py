@@ -231,6 +231,8 @@ def test_solve_time_is_reported(ckpt: CheckpointInfo) -> None:
         feed((10 + 10 * k) * MS, ("latent/front", latent(k, (5 + 10 * k) * MS)))
     s = node.summary()
     assert s["solves"] == 3 and 0 < s["run"]["plan_ms_p50"] <= (time.perf_counter() - t) * 1e3
+    # from each frame being ready (5 ms old latents, rendered in 0, 10 and 20 us)
+    assert s["frame_to_plan_ms_p50"] == pytest.approx(5.0 - 0.01)
 
 
 def test_hand_box_cost_grows_outside_the_box() -> None:
