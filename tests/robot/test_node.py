@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import zmq
 
 from robot import bus as busmod
+from robot import node as nodemod
 from robot.msgs import JointState, decode, encode
 from robot.node import Inbox, NodeContext, NodeSpec, spec_json
 from robot.testnodes import Echo
@@ -130,3 +132,17 @@ def test_bus_config_rejects_curve_without_keys() -> None:
 
     with pytest.raises(ConfigError, match="bus.keys_dir"):
         from_mapping(busmod.BusConfig, {"transport": "tcp", "curve": True}, prefix="bus.")
+
+
+def test_a_priority_the_user_may_not_take_is_a_warning_not_a_failure(monkeypatch, caplog) -> None:
+    def refuse(increment: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "nice", refuse)  # as for a user without CAP_SYS_NICE
+    spec = NodeSpec(name="planner", target="robot.testnodes:Echo", rate_hz=10.0, args={},
+                    seed=0, clock="realtime", bus={}, addresses={}, nice=-10)
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    with caplog.at_level("WARNING"):
+        nodemod._set_nice(spec)
+    assert "planner: nice -10 needs CAP_SYS_NICE" in caplog.text
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
