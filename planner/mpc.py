@@ -133,8 +133,8 @@ class Solution:
     """
 
     actions: Tensor  # (H, A)
-    latents: Tensor  # (H, D) predicted latents under ``actions``
-    cost: Tensor  # () cost of ``actions``
+    latents: Tensor  # (H, D) predicted latents under ``actions``; (0, D) without evaluate
+    cost: Tensor  # () cost of ``actions``; without evaluate, of the best last sample
     iterations: int
 
 
@@ -318,6 +318,7 @@ class SamplingPlanner:
         now_ns: int | None = None,
         shift: int = 1,
         iterations: int | None = None,
+        evaluate: bool = True,
     ) -> Solution:
         """Solve for the action sequence from latent ``z0`` (D,) toward the held goal.
 
@@ -328,6 +329,10 @@ class SamplingPlanner:
             shift: control steps applied since the previous solve; the warm start is
                 shifted by that many (0 when re-planning within one control step).
             iterations: overrides ``cfg.iterations`` for this call (anytime planning).
+            evaluate: roll the returned sequence out once more for its own cost and
+                latents. Without it (a controller that needs only the actions) the
+                solution's cost is the lowest sampled in the last iteration, latents are
+                (0, D), and the solve is a rollout shorter; the actions are the same.
 
         Raises:
             NoGoalError, StaleGoalError, PlannerError (bad latent).
@@ -356,9 +361,15 @@ class SamplingPlanner:
                 costs, _ = self._score(z0b, self._a, u, z_goal)  # (N,)
                 self._refit(u, costs, mean, std)
             actions = (self._mid + self._half * mean).unsqueeze(0)  # (1, H, A)
-            cost, latents = self._score_eager(z0.unsqueeze(0), actions, mean.unsqueeze(0), z_goal)
+            if evaluate:
+                cost, latents = self._score_eager(
+                    z0.unsqueeze(0), actions, mean.unsqueeze(0), z_goal
+                )
+                cost, latents = cost[0], latents[0]
+            else:
+                cost, latents = costs.min(), z0.new_empty(0, z0.shape[0])
         self._warm = True
-        return Solution(actions=actions[0], latents=latents[0], cost=cost[0], iterations=n_iter)
+        return Solution(actions=actions[0], latents=latents, cost=cost, iterations=n_iter)
 
     def _sample(self, mean: Tensor, std: Tensor) -> Tensor:
         """(N, H, A) clipped samples around (mean, std); sample 0 is the mean itself."""

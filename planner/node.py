@@ -766,8 +766,10 @@ class PlannerNode(Node):
                                             device=box.base.device)
                 box.servo_radius = self.cfg.hand_servo_radius
         try:
+            # no extra rollout of the chosen sequence: the plan needs only its actions,
+            # and Plan.cost is then the lowest cost sampled in the last iteration
             sol = job.brain.planner.plan(
-                job.z, model_version=job.brain.version, shift=job.shift
+                job.z, model_version=job.brain.version, shift=job.shift, evaluate=False
             )
             job.actions = sol.actions.detach().cpu().numpy()
             job.cost = float(sol.cost)

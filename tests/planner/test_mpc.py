@@ -113,6 +113,27 @@ def test_cost_and_latents_are_those_of_the_returned_actions(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", PLANNERS)
+def test_without_evaluate_the_actions_are_the_same_and_the_cost_is_the_best_sampled(
+    kind: str,
+) -> None:
+    prob = quadratic()
+    planners = [build(kind, prob.model, horizon=3, iterations=2, seed=3) for _ in range(2)]
+    for p in planners:
+        p.set_goal(prob.z_goal)
+    scored = []  # the sample costs of every iteration of the lean planner
+    score = planners[1]._score
+    planners[1]._score = lambda *args: scored.append(score(*args)) or scored[-1]
+    z = prob.z0
+    for _ in range(3):  # warm-started solves: the random stream stays in step
+        full = planners[0].plan(z)
+        lean = planners[1].plan(z, evaluate=False)
+        torch.testing.assert_close(lean.actions, full.actions, rtol=0, atol=0)
+        assert lean.latents.shape == (0, 12) and lean.cost.shape == ()
+        assert float(lean.cost) == float(scored[-1][0].min())
+        z = full.latents[0]
+
+
+@pytest.mark.parametrize("kind", PLANNERS)
 def test_converges_to_the_least_squares_optimum(kind: str) -> None:
     prob = quadratic()
     assert float(prob.u_opt.abs().max()) < 0.95  # the bounds are not active: unconstrained
