@@ -299,7 +299,7 @@ class Plan(_Base):
     ee_quat: np.ndarray = array("f8", 2)  # (T, 4) wxyz, or (0, 4) to keep orientation
     gripper: np.ndarray = array("f4", 1)  # (T,) in [-1 close, 1 open]
     solve_us: float = 0.0
-    cost: float = 0.0
+    cost: float = 0.0  # the planner node sends the lowest cost sampled in its last iteration
     render_us: float = 0.0  # the source frame's (Image.render_us)
 
 
