@@ -450,8 +450,7 @@ class ControllerNode(Node):
         self.target_vel = np.zeros(3)  # its velocity (at most max_speed), m/s
         self.grip_cmd: float | None = None  # last gripper command sent
         self.plan_stamp = 0
-        self.unsent_stamp: int | None = None  # a new plan's frame stamp, until first applied
-        self.unsent_render_ns = 0  # and its frame's render time (Plan.render_us)
+        self.unsent: Plan | None = None  # a new plan, until a command first applies it
         self.prev_ns: int | None = None
         self.state_seq = -1
         self.js: JointState | None = None  # newest valid joint state
@@ -506,8 +505,7 @@ class ControllerNode(Node):
                 continue  # e-stop or fault latched: plans are ignored, not queued
             self.plans += 1
             if plan.stamp_ns != self.plan_stamp:  # a new plan, not a keepalive of the last
-                self.unsent_stamp = plan.stamp_ns
-                self.unsent_render_ns = int(plan.render_us * 1e3)
+                self.unsent = plan
             self.plan_stamp = plan.stamp_ns
             if self.last_target is not None:
                 self.sampler.set_plan(plan, now_ns, self.last_target, self.target_vel)
@@ -605,13 +603,14 @@ class ControllerNode(Node):
             effort=tau, gripper=float(sp.gripper),
         )
         out.append(("joint_command", cmd))
-        if mode == Mode.RUNNING and self.unsent_stamp == stamp:
+        if mode == Mode.RUNNING and self.unsent is not None and self.unsent.stamp_ns == stamp:
             # the first command from this plan: in realtime it leaves now, after the
             # compute; in lockstep the step takes no simulated time
             sent_ns = time.monotonic_ns() if self.ctx.clock == "realtime" else now_ns
-            self.f2c_render_ms.add((sent_ns - stamp) / 1e6)
-            self.f2c_ms.add((sent_ns - stamp - self.unsent_render_ns) / 1e6)
-            self.unsent_stamp = None
+            from_stamp_ms = (sent_ns - stamp) / 1e6
+            self.f2c_render_ms.add(from_stamp_ms)
+            self.f2c_ms.add(from_stamp_ms - self.unsent.render_us / 1e3)
+            self.unsent = None
         out.extend(("safety", e) for e in self.events.take())
         return out
 
