@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 import tempfile
 import time
@@ -29,7 +30,7 @@ from typing import Any
 
 import zmq
 import zmq.auth
-from zmq import RCVMORE, SNDMORE
+from zmq import EVENTS, POLLIN, RCVMORE, SNDMORE
 from zmq.auth.thread import ThreadAuthenticator
 
 from robot.config import bounded, choice, register
@@ -216,6 +217,7 @@ class Subscriber:
             self.sock.connect(a)
         self.name = name
         self.drops: Counter[str] = Counter()
+        self._fd = (self.sock.get(zmq.FD),)  # see wait()
 
     @property
     def dropped(self) -> int:
@@ -260,8 +262,22 @@ class Subscriber:
         return out
 
     def wait(self, timeout_s: float) -> bool:
-        """Block until a message is ready or ``timeout_s`` passes."""
-        return bool(self.sock.poll(max(0, int(timeout_s * 1000))))
+        """Block until a message is ready or ``timeout_s`` passes, to the microsecond.
+
+        ``zmq_poll`` counts whole milliseconds, so a node waiting 0.9 ms for its next
+        tick could not be woken by a message in that time. This waits on the socket's
+        file descriptor instead, which ZeroMQ signals edge-triggered: the socket's
+        events are read before every wait, and again after it.
+        """
+        get = self.sock.get
+        if get(EVENTS) & POLLIN:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            select.select(self._fd, (), (), left)
+            if get(EVENTS) & POLLIN:
+                return True
+        return False
 
     def close(self) -> None:
         self.sock.close()

@@ -366,6 +366,10 @@ class Runtime:
         spin_ns = int(self.spin_us * 1000)
         sub, inbox = self.sub, self.inbox
         wakes = busmod.TopicMatch(self.node.wakes_on)
+        # a node woken by a topic sleeps on its socket to the end of each period; others
+        # while a millisecond or more is left, then sleep: a kHz node would otherwise wake
+        # for every message it is sent, not once a period
+        min_wait_ns = 1 if self.node.wakes_on else 1_000_000
         next_ns = time.monotonic_ns()
         while not self.stopping:
             if not self.ready and self._all_heard():
@@ -373,7 +377,7 @@ class Runtime:
             now = time.monotonic_ns()
             wait_ns = next_ns - now
             # sleep on the socket: messages arriving meanwhile are taken in
-            if wait_ns > spin_ns and sub.wait((wait_ns - spin_ns) / 1e9):
+            if wait_ns - spin_ns >= min_wait_ns and sub.wait((wait_ns - spin_ns) / 1e9):
                 woken = False
                 for got in sub.drain():
                     self._receive(got)
@@ -382,8 +386,7 @@ class Runtime:
                     self._step(time.monotonic_ns())
                     self.woken += 1
                 continue
-            # zmq_poll counts whole milliseconds: a shorter wait returned at once, and
-            # spinning through it would take a whole core per kHz node; sleep instead
+            # spinning through the rest would take a whole core per kHz node: sleep
             rest_ns = next_ns - time.monotonic_ns() - spin_ns
             if rest_ns > 50_000:
                 time.sleep(rest_ns / 1e9)
