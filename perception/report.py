@@ -18,7 +18,8 @@ joint command applying that plan), ``frame_to_command_with_render_ms_*`` (the sa
 the frame's stamp), ``render_ms_p50``/``_p99`` (the sim's wall time per frame),
 ``plan_age_ms_p50``/``_p99`` (the age of the plan being executed, on every controller
 tick: it includes the wait for the next frame, so it is no latency), ``encode_ms_p50``
-(perception), the paths of the video and the plot, and
+(perception), ``short_solve_fraction`` (the planner's solves that its realtime deadline
+cut to fewer iterations), the paths of the video and the plot, and
 ``reference``: one row per policy on the same task, backend and seeds, the pixel loop
 beside the scripted expert and random actions (:func:`reference_rows`; the issue's
 reference rows). Privileged scene state is read here for the plots and the reference
@@ -211,6 +212,9 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
     perception = figures.get("perception", {})
     if "encode_ms_p50" in perception:
         out["encode_ms_p50"] = perception["encode_ms_p50"]
+    planner = figures.get("planner", {})
+    if planner.get("solves"):  # solves the realtime deadline cut to fewer iterations
+        out["short_solve_fraction"] = planner.get("short_solves", 0) / planner["solves"]
     ep_dir = run_dir / "episode"
     if not ep_dir.is_dir():
         return out

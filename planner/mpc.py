@@ -30,6 +30,7 @@ from another model version (the latent space changed under a hot-swap) or older 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -319,6 +320,7 @@ class SamplingPlanner:
         shift: int = 1,
         iterations: int | None = None,
         evaluate: bool = True,
+        deadline_ns: int | None = None,
     ) -> Solution:
         """Solve for the action sequence from latent ``z0`` (D,) toward the held goal.
 
@@ -333,6 +335,10 @@ class SamplingPlanner:
                 latents. Without it (a controller that needs only the actions) the
                 solution's cost is the lowest sampled in the last iteration, latents are
                 (0, D), and the solve is a rollout shorter; the actions are the same.
+            deadline_ns: a real-time budget on ``time.monotonic_ns()``: after each
+                iteration, stop refining if one more, as long as the longest so far,
+                would end after it (the solution says how many ran; at least one
+                always does). On CUDA this synchronises once per iteration.
 
         Raises:
             NoGoalError, StaleGoalError, PlannerError (bad latent).
@@ -353,13 +359,18 @@ class SamplingPlanner:
                 _shift_in_place(mean, shift)
             std.fill_(cfg.noise_std)
             z0b = z0.expand(cfg.samples, -1)  # (N, D) no copy
-            for _ in range(n_iter):
+            timer = None if deadline_ns is None else _IterationTimer(deadline_ns, self.device)
+            done = 0
+            while done < n_iter:
                 u = self._sample(mean, std)  # (N, H, A)
                 torch.addcmul(self._mid, self._half, u, out=self._a)
                 if self._graphs:  # the previous replay's outputs are no longer read
                     torch.compiler.cudagraph_mark_step_begin()
                 costs, _ = self._score(z0b, self._a, u, z_goal)  # (N,)
                 self._refit(u, costs, mean, std)
+                done += 1
+                if timer is not None and done < n_iter and not timer.another_fits():
+                    break
             actions = (self._mid + self._half * mean).unsqueeze(0)  # (1, H, A)
             if evaluate:
                 cost, latents = self._score_eager(
@@ -369,7 +380,7 @@ class SamplingPlanner:
             else:
                 cost, latents = costs.min(), z0.new_empty(0, z0.shape[0])
         self._warm = True
-        return Solution(actions=actions[0], latents=latents, cost=cost, iterations=n_iter)
+        return Solution(actions=actions[0], latents=latents, cost=cost, iterations=done)
 
     def _sample(self, mean: Tensor, std: Tensor) -> Tensor:
         """(N, H, A) clipped samples around (mean, std); sample 0 is the mean itself."""
@@ -431,6 +442,24 @@ def make_planner(
             "planner", f"{kind} takes a {cls.Config.__name__}, got {type(cfg).__name__}"
         )
     return cls(model, cfg)
+
+
+class _IterationTimer:
+    """Whether one more iteration, as long as the longest so far, ends by a deadline."""
+
+    def __init__(self, deadline_ns: int, device: torch.device) -> None:
+        self.deadline_ns = deadline_ns
+        self.cuda = device if device.type == "cuda" else None
+        self.last_ns = time.monotonic_ns()
+        self.longest_ns = 0
+
+    def another_fits(self) -> bool:
+        if self.cuda is not None:
+            torch.cuda.synchronize(self.cuda)
+        now = time.monotonic_ns()
+        self.longest_ns = max(self.longest_ns, now - self.last_ns)
+        self.last_ns = now
+        return now + self.longest_ns <= self.deadline_ns
 
 
 def _shift_in_place(mean: Tensor, shift: int) -> None:

@@ -264,6 +264,8 @@ class _Job:
     error: str = ""
     stale: bool = False  # the planner found the goal stale (another model version)
     servo: np.ndarray | None = None  # (3,) the fine pull's target, if any
+    deadline_ns: int | None = None  # realtime_deadline_ms after the frame was ready
+    iterations: int = 0  # run (fewer than the budget when the deadline cut it short)
 
 
 class PlannerNode(Node):
@@ -320,6 +322,10 @@ class PlannerNode(Node):
         # samples and iterations per solve; 0: the planner's own (mppi/cem settings)
         realtime_samples: int = bounded(0, 0, 1 << 20)
         realtime_iterations: int = bounded(0, 0, 1000)
+        # realtime: a solve stops refining when one more iteration would end later than
+        # this long after its frame was ready (stamp + render): a frame that waited or
+        # encoded slowly is planned with fewer iterations, not answered late. 0: never
+        realtime_deadline_ms: float = bounded(0.0, 0.0, None)
         # resend the newest plan when none has gone out for this long (the controller's
         # watchdog holds the arm after its plan_timeout_s); 0: never. Not every step: a
         # controller blends into every plan it receives, even an identical one
@@ -423,6 +429,7 @@ class PlannerNode(Node):
         self.solve_ms = Ring()
         self.frame_to_plan_ms = Ring()
         self.solves = 0
+        self.short_solves = 0  # cut short by realtime_deadline_ms
         self.solve_errors = 0
         self.late = 0  # keepalives sent while a solve was still running
         self.superseded = 0  # latents not planned: a newer one came first
@@ -715,7 +722,8 @@ class PlannerNode(Node):
         self.last_latent_seq = lat.seq
         job = _Job(brain=brain, z=np.array(lat.z, dtype=np.float32), goal_id=self.goal_id,
                    latent=lat, t0_ns=now_ns, base=self._base(ee, now_ns),
-                   shift=self._shift(now_ns), servo=self._servo(brain, lat.z, ee))
+                   shift=self._shift(now_ns), servo=self._servo(brain, lat.z, ee),
+                   deadline_ns=self._deadline(lat))
         if self.threaded:
             self.job = job
             self.worker = threading.Thread(target=self._run_job, args=(job,), daemon=True,
@@ -743,6 +751,13 @@ class PlannerNode(Node):
         self.servo_goal_id, self.servo_est = self.goal_id, est
         return est
 
+    def _deadline(self, lat: Latent) -> int | None:
+        """When the solve of ``lat`` must end (monotonic ns), or None (no deadline)."""
+        ms = self.cfg.realtime_deadline_ms
+        if ms <= 0 or self.ctx.clock != "realtime":
+            return None
+        return int(lat.stamp_ns + 1e3 * lat.render_us + 1e6 * ms)
+
     def _shift(self, now_ns: int) -> int:
         """Control periods elapsed since the previous solve started (warm-start shift)."""
         if self.last_t0 is None:
@@ -769,8 +784,10 @@ class PlannerNode(Node):
             # no extra rollout of the chosen sequence: the plan needs only its actions,
             # and Plan.cost is then the lowest cost sampled in the last iteration
             sol = job.brain.planner.plan(
-                job.z, model_version=job.brain.version, shift=job.shift, evaluate=False
+                job.z, model_version=job.brain.version, shift=job.shift, evaluate=False,
+                deadline_ns=job.deadline_ns,
             )
+            job.iterations = sol.iterations
             job.actions = sol.actions.detach().cpu().numpy()
             job.cost = float(sol.cost)
         except PlannerError as e:  # StaleGoalError, NoGoalError, a bad latent
@@ -790,6 +807,8 @@ class PlannerNode(Node):
     def _plan_of(self, job: _Job, now_ns: int) -> Plan | None:
         self.solves += 1
         self.solve_ms.add(job.solve_us / 1e3)
+        if job.iterations and job.iterations < job.brain.planner.cfg.iterations:
+            self.short_solves += 1
         if job.actions is None:
             self.solve_errors += 1
             if self.solve_errors == 1:
@@ -839,6 +858,7 @@ class PlannerNode(Node):
             "horizon": settings.horizon,
             "iterations": settings.iterations,
             "solves": self.solves,
+            "short_solves": self.short_solves,
             "solve_errors": self.solve_errors,
             "plans_published": self.published,
             "republished": self.republished,

@@ -134,6 +134,40 @@ def test_without_evaluate_the_actions_are_the_same_and_the_cost_is_the_best_samp
 
 
 @pytest.mark.parametrize("kind", PLANNERS)
+def test_a_deadline_stops_refining_when_another_iteration_would_not_fit(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import planner.mpc as mpc
+
+    prob = quadratic()
+    clock = [0]  # a fake monotonic clock: each scoring of the samples takes 10 ms
+    monkeypatch.setattr(mpc.time, "monotonic_ns", lambda: clock[0])
+    planner = build(kind, prob.model, horizon=3, iterations=10, seed=1)
+    score = planner._score
+
+    def slow_score(*args: object) -> tuple[Tensor, Tensor]:
+        clock[0] += 10_000_000
+        return score(*args)
+
+    planner._score = slow_score
+    planner.set_goal(prob.z_goal)
+    # 35 ms: after 3 iterations (30 ms) a fourth would end at 40 ms
+    assert planner.plan(prob.z0, deadline_ns=35_000_000).iterations == 3
+    planner.reset(seed=1)
+    planner.set_goal(prob.z_goal)
+    assert planner.plan(prob.z0, deadline_ns=10**15).iterations == 10
+    # a deadline already past: one iteration, the same as asking for one
+    planner.reset(seed=1)
+    planner.set_goal(prob.z_goal)
+    late = planner.plan(prob.z0, deadline_ns=0)
+    planner.reset(seed=1)
+    planner.set_goal(prob.z_goal)
+    one = planner.plan(prob.z0, iterations=1)
+    assert late.iterations == 1
+    torch.testing.assert_close(late.actions, one.actions, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", PLANNERS)
 def test_converges_to_the_least_squares_optimum(kind: str) -> None:
     prob = quadratic()
     assert float(prob.u_opt.abs().max()) < 0.95  # the bounds are not active: unconstrained

@@ -383,3 +383,20 @@ def test_realtime_budget_applies_on_the_realtime_clock_only(ckpt: CheckpointInfo
     assert rt.brains[1].planner.cfg.elites == 4  # SMALL's elites fit in 8 samples
     ls = make_node(ckpt, realtime_samples=8, realtime_iterations=2)
     assert (ls.summary()["samples"], ls.summary()["iterations"]) == (16, 1)
+
+
+def test_a_late_frame_is_planned_with_fewer_iterations_not_answered_late(
+    ckpt: CheckpointInfo,
+) -> None:
+    def short_solves(clock: str, age_ns: int) -> int:
+        node = make_node(ckpt, clock=clock, solve="inline", realtime_deadline_ms=200.0,
+                         cem={**SMALL, "iterations": 3})
+        feed = Feed(node)
+        now = time.monotonic_ns() if clock == "realtime" else 10**9
+        feed(now, ("goal", goal(now - age_ns - 1)), ("joint_state", state(0, now)))
+        assert len(feed(now, ("latent/front", latent(0, now - age_ns)))) == 1
+        return node.summary()["short_solves"]
+
+    assert short_solves("realtime", 0) == 0  # 0.2 s is ample for 3 small iterations
+    assert short_solves("realtime", 300 * MS) == 1  # a frame 0.3 s old: one iteration
+    assert short_solves("lockstep", 300 * MS) == 0  # graph time: no deadline
