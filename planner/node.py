@@ -42,7 +42,10 @@ One step:
    (:mod:`planner.mpc`) searches ``horizon`` end-effector actions, warm-started and
    shifted by the control periods elapsed, with :class:`HandBox` keeping the predicted
    hand where the world model has seen it. In realtime the solve runs in a worker thread,
-   so the loop keeps its rate; in lockstep it runs inline (deterministic). The controller
+   so the loop keeps its rate (``solve: inline`` runs it in the step, as the ``pixels``
+   graph does), with its own budget (``realtime_samples``, ``realtime_iterations``) and
+   ``realtime_deadline_ms``: no more iterations than end that long after the frame was
+   ready; in lockstep it runs inline (deterministic) with the full budget. The controller
    tracks the newest plan, which spans ``horizon`` control periods, so a late solve never
    leaves it without one; the newest plan is resent after ``keepalive_s`` without a new
    one, for the controller's watchdog (not every step: the controller blends into every
