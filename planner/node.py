@@ -76,7 +76,7 @@ from planner.mppi import MPPIConfig
 from policies.checkpoint import CheckpointError, weights_path
 from robot.config import bounded, choice
 from robot.errors import ConfigError
-from robot.msgs import Goal, JointState, Latent, Plan, empty
+from robot.msgs import Goal, JointState, Latent, Plan, empty, frame_ready_ns
 from robot.node import Inbox, Node, NodeContext, Outputs
 from robot.stats import Ring
 
@@ -759,7 +759,7 @@ class PlannerNode(Node):
         ms = self.cfg.realtime_deadline_ms
         if ms <= 0 or self.ctx.clock != "realtime":
             return None
-        return int(lat.stamp_ns + 1e3 * lat.render_us + 1e6 * ms)
+        return int(frame_ready_ns(lat) + 1e6 * ms)
 
     def _shift(self, now_ns: int) -> int:
         """Control periods elapsed since the previous solve started (warm-start shift)."""
@@ -838,7 +838,7 @@ class PlannerNode(Node):
         # from the frame being ready (its stamp plus the sim's render) to when the plan
         # leaves, on the graph clock: at collection (threaded), after the solve (inline;
         # in lockstep the solve takes no simulated time)
-        late_ms = (now_ns - job.latent.stamp_ns - 1e3 * job.latent.render_us) / 1e6
+        late_ms = (now_ns - frame_ready_ns(job.latent)) / 1e6
         if not self.threaded and self.ctx.clock != "lockstep":
             late_ms += job.solve_us / 1e3
         self.frame_to_plan_ms.add(late_ms)

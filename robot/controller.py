@@ -59,7 +59,7 @@ import numpy as np
 
 from robot.config import bounded, choice
 from robot.errors import ConfigError, ReflexarcError
-from robot.msgs import JointCommand, JointState, Plan
+from robot.msgs import JointCommand, JointState, Plan, frame_ready_ns
 from robot.node import Inbox, Node, NodeContext, Outputs
 from robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervisor
 from robot.stats import Ring
@@ -607,9 +607,8 @@ class ControllerNode(Node):
             # the first command from this plan: in realtime it leaves now, after the
             # compute; in lockstep the step takes no simulated time
             sent_ns = time.monotonic_ns() if self.ctx.clock == "realtime" else now_ns
-            from_stamp_ms = (sent_ns - stamp) / 1e6
-            self.f2c_render_ms.add(from_stamp_ms)
-            self.f2c_ms.add(from_stamp_ms - self.unsent.render_us / 1e3)
+            self.f2c_render_ms.add((sent_ns - stamp) / 1e6)
+            self.f2c_ms.add((sent_ns - frame_ready_ns(self.unsent)) / 1e6)
             self.unsent = None
         out.extend(("safety", e) for e in self.events.take())
         return out

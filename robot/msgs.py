@@ -303,6 +303,12 @@ class Plan(_Base):
     render_us: float = 0.0  # the source frame's (Image.render_us)
 
 
+def frame_ready_ns(msg: Image | Latent | Plan) -> float:
+    """When the camera frame ``msg`` derives from was ready, on the graph clock: its stamp
+    plus its render time. Frame-to-plan and frame-to-command latency count from here."""
+    return msg.stamp_ns + 1e3 * msg.render_us
+
+
 @message
 class JointCommand(_Base):
     """Joint-space command. ``mode`` is "torque" (effort used) or "position" (position used).
