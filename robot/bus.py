@@ -30,7 +30,7 @@ from typing import Any
 
 import zmq
 import zmq.auth
-from zmq import EVENTS, POLLIN, RCVMORE, SNDMORE
+from zmq import EVENTS, POLLIN, SNDMORE
 from zmq.auth.thread import ThreadAuthenticator
 
 from robot.config import bounded, choice, register
@@ -231,16 +231,17 @@ class Subscriber:
     def recv(self, flags: int = 0) -> tuple[str, Message, int] | None:
         """One message (topic, msg, recv_ns); None if malformed, unwanted or nothing ready."""
         sock = self.sock
+        # every frame arrives zero-copy: a frame says itself whether more follow, where
+        # asking the socket (getsockopt RCVMORE) costs more than the frame's bookkeeping
         try:
-            # topic, header and the packed small-array buffer are small: copied (cheaper
-            # than a zero-copy frame's bookkeeping); large array buffers arrive zero-copy
-            frames = [sock.recv(flags)]
+            f = sock.recv(flags, copy=False)
         except zmq.Again:
             return None
+        frames = [f]
         recv = sock.recv
-        more = sock.get  # get(RCVMORE): the rcvmore attribute goes through pyzmq's slow
-        while more(RCVMORE):  # option lookup, 3 us a frame
-            frames.append(recv(copy=len(frames) < 3))
+        while f.more:
+            f = recv(copy=False)
+            frames.append(f)
         recv_ns = time.monotonic_ns()
         try:
             topic, msg = decode(frames)
