@@ -255,8 +255,8 @@ class Subscriber:
     def drain(self) -> list[tuple[str, Message, int]]:
         """Every message waiting now, oldest first (never blocks)."""
         out = []
-        sock = self.sock
-        while sock.poll(0):
+        get = self.sock.get
+        while get(EVENTS) & POLLIN:  # cheaper than poll(0), which builds a Poller per call
             got = self.recv(zmq.NOBLOCK)
             if got is not None:
                 out.append(got)

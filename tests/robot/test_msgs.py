@@ -114,9 +114,12 @@ MALFORMED = {
 }
 
 
+@pytest.mark.parametrize("as_zmq_frames", [False, True], ids=["bytes", "zmq_frames"])
 @pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_malformed_frames_raise_with_a_kind(case: str) -> None:
+def test_malformed_frames_raise_with_a_kind(case: str, as_zmq_frames: bool) -> None:
     frames = MALFORMED[case](_js_frames())
+    if as_zmq_frames:  # as a Subscriber receives them
+        frames = [zmq.Frame(f) for f in frames]
     with pytest.raises(MalformedMessage) as err:
         decode(frames)
     assert err.value.kind
