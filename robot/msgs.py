@@ -55,7 +55,9 @@ def array(dtype: str, ndim: int, optional: bool = False) -> Any:
     ``optional``: the field defaults to an empty array (every dimension 0), so code
     written before the field existed keeps constructing the message.
     """
-    meta = {"array": ArraySpec(np.dtype(dtype).newbyteorder("<"), ndim)}
+    # little-endian on the wire; through its string, numpy's own instance of the dtype on
+    # a little-endian host, so that encode's ``a.dtype is dtype`` holds for native arrays
+    meta = {"array": ArraySpec(np.dtype(np.dtype(dtype).newbyteorder("<").str), ndim)}
     if not optional:
         return field(metadata=meta)
     return field(default_factory=lambda: np.zeros((0,) * ndim, dtype=dtype), metadata=meta)
@@ -472,24 +474,27 @@ def encode(topic: str, msg: Message) -> list[Any]:
             a = np.asarray(a, dtype=dtype)
             if a.ndim != ndim:
                 raise ValueError(f"{spec.name}.{name}: expected {ndim}-d array, got shape {a.shape}")
-        if not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a)
-        if a.nbytes < PACK_BYTES:
+        nbytes = a.nbytes
+        if nbytes < PACK_BYTES:
             meta.append((dstr, a.shape, 0, packed_len))
             packed.append(a)
-            pad = -a.nbytes % 8
-            packed_len += a.nbytes + pad
+            pad = -nbytes % 8
+            packed_len += nbytes + pad
             if pad:
                 packed.append(_PAD[pad])
         else:
-            big.append(a)
+            big.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
             meta.append((dstr, a.shape, len(big), 0))
     header = _packb(
         spec.header_type(SCHEMA_VERSION, spec.name, msg.seq, msg.stamp_ns, spec.fields_of(msg), meta)
     )
     if not spec.arrays:
         return [topic.encode(), header]
-    return [topic.encode(), header, b"".join(packed), *big]
+    try:
+        buf0 = b"".join(packed)
+    except TypeError:  # a strided small array (rare): join takes contiguous buffers only
+        buf0 = b"".join([np.ascontiguousarray(x) for x in packed])
+    return [topic.encode(), header, buf0, *big]
 
 
 PACK_BYTES = 16 * 1024

@@ -14,6 +14,7 @@ from robot.msgs import (
     SCHEMA_VERSION,
     TOPIC_PREFIXES,
     TOPICS,
+    Image,
     JointState,
     decode,
     encode,
@@ -130,3 +131,13 @@ def test_decoded_arrays_are_views_not_copies() -> None:
     frames = [zmq.Frame(f) for f in _js_frames()]
     _, msg = decode(frames)
     assert not msg.position.flags.owndata  # a view over the received frame
+
+
+def test_strided_arrays_small_and_large_round_trip() -> None:
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (160, 240, 3), dtype=np.uint8)[::2, ::2]  # 80x120x3, > PACK_BYTES
+    depth = rng.random((4, 6), dtype=np.float32).T  # small, Fortran order
+    msg = Image(camera="front", rgb=rgb, depth=depth)
+    assert not rgb.flags.c_contiguous and not depth.flags.c_contiguous
+    _, got = decode([zmq.Frame(memoryview(f).tobytes()) for f in encode("camera/front", msg)])
+    assert got == msg
