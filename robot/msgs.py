@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import msgpack
 import msgspec
 import numpy as np
+import zmq
 
 from robot.errors import MalformedMessage
 
@@ -454,6 +455,7 @@ def message_types() -> dict[str, type]:
 
 _packb = msgspec.msgpack.Encoder().encode
 _new = object.__new__
+_Frame = zmq.Frame
 
 
 def encode(topic: str, msg: Message) -> list[Any]:
@@ -514,7 +516,8 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
         raise MalformedMessage("truncated", f"{len(frames)} frame(s), need topic and header")
     f0 = frames[0]
     try:
-        topic = (f0 if type(f0) is bytes else bytes(f0)).decode()
+        t = type(f0)  # a received frame's own bytes are cheaper than its buffer's copy
+        topic = (f0 if t is bytes else f0.bytes if t is _Frame else bytes(f0)).decode()
     except UnicodeDecodeError as e:
         raise MalformedMessage("topic", "topic is not UTF-8") from e
     expected = TOPICS.get(topic) or topic_type(topic)
