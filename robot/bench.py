@@ -7,10 +7,10 @@ measures the raw ZeroMQ floor in the same run, interleaved with our messages.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from robot.config import bounded, choice, register
+from robot.config import bounded, check_cpus, choice, register
 
 
 @dataclass
@@ -20,12 +20,19 @@ class BenchConfig:
     quick: bool = False  # a small, fast run (used by the tests)
     messages: int = bounded(3000, 10, 1_000_000)  # bus: messages per row
     rate_hz: float = bounded(1000.0, 1.0, 100_000.0)  # bus: send rate
+    # bus: CPU cores the sender and the receiver (and their ZeroMQ I/O threads) run on;
+    # empty: the OS places them. [0] puts both ends on core 0, as a graph does with
+    # graph.nodes.<node>.cpus
+    cpus: list[int] = field(default_factory=list)
     seconds: float = bounded(10.0, 0.5, 3600.0)  # control, instruct: how long the graph runs
     backend: str = choice("mujoco", "mujoco", "pybullet")
     device: str = "cpu"  # plan: torch device
     threads: int = bounded(1, 1, 256)  # plan: torch intra-op threads (1 is fastest for small batches)
     model: str = ""  # plan: a world-model checkpoint: also success vs budget from pixels
     episodes: int = bounded(10, 1, 100_000)  # plan with model: episodes per setting and task
+
+    def validate(self) -> None:
+        check_cpus("cpus", self.cpus)
 
 
 register("bench_schema", BenchConfig)

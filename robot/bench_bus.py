@@ -7,11 +7,16 @@ zero-copy) and records one-way latency from the send stamp (``time.monotonic_ns`
 clock for both processes), taken as ``publish`` is called: both paths are timed from
 "message in hand" to "message decoded in hand". Interleaving makes both see the same machine noise, so the
 ratio ours/raw is meaningful on a noisy machine.
+
+``cpus`` pins both processes, and so the ZeroMQ I/O threads they start, to those cores.
+Where waking a thread on another core is dear (a virtual machine), two ends that share
+a core hand a message over faster than two the OS spreads out, raw pyzmq included.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import struct
 import tempfile
 import time
@@ -67,7 +72,7 @@ def _receiver(addr_ours: str, addr_raw: str, n: int, ready: Any, out: Any) -> No
                 now = time.monotonic_ns()
                 if got is not None and got[1].seq >= 0 and got[1].stamp_ns > 0:
                     lat_ours.append(now - got[1].stamp_ns)
-    out.put((lat_ours, lat_raw))
+    out.put((lat_ours, lat_raw, sorted(os.sched_getaffinity(0))))
     ours.close()
     raw.close()
     ctx.term()
@@ -109,7 +114,7 @@ def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200) -
             object.__setattr__(msg, "stamp_ns", time.monotonic_ns())
         pub.publish(topic, msg)
         time.sleep(period / 2)
-    lat_ours, lat_raw = out.get(timeout=120)
+    lat_ours, lat_raw, cpus = out.get(timeout=120)
     proc.join(5)
     pub.close()
     raw.close()
@@ -131,6 +136,7 @@ def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200) -
         "raw_p99_us": round(float(r[1]), 1),
         "raw_p999_us": round(float(r[2]), 1),
         "ratio_p50": round(float(p[0] / r[0]), 3),
+        "cpus": cpus,  # the cores the receiver could run on (the sender's are the same)
         "_ours": ours_us,
         "_raw": raw_us,
     }
@@ -140,9 +146,15 @@ def bench_bus(cfg: Any) -> list[dict[str, Any]]:
     """One-way latency rows for JointState, Image 64x64x3 and 224x224x3 over ipc and tcp."""
     n = 200 if cfg.quick else cfg.messages
     rows = []
-    for transport in ("ipc", "tcp"):
-        for kind in ("JointState", "Image 64x64x3", "Image 224x224x3"):
-            rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200))
+    before = os.sched_getaffinity(0)
+    if cfg.cpus:
+        os.sched_setaffinity(0, cfg.cpus)  # before any context: its I/O thread inherits it
+    try:
+        for transport in ("ipc", "tcp"):
+            for kind in ("JointState", "Image 64x64x3", "Image 224x224x3"):
+                rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200))
+    finally:
+        os.sched_setaffinity(0, before)
     _plot(rows, Path(cfg.out).with_suffix(".png") if cfg.out else Path("bench_bus.png"))
     for r in rows:
         del r["_ours"], r["_raw"]

@@ -12,6 +12,7 @@ full key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,13 @@ def choice(default: Any, *allowed: Any) -> Any:
 def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
     """A numeric field that must lie in ``[lo, hi]`` (either bound may be None)."""
     return field(default=default, metadata={"range": (lo, hi)})
+
+
+def check_cpus(key: str, cpus: list[int]) -> None:
+    """CPU cores a process is to be pinned to must be ones this process may run on."""
+    cores = sorted(os.sched_getaffinity(0))
+    if any(c not in cores for c in cpus):
+        raise ConfigError(key, f"got {list(cpus)}; allowed: CPUs {cores} (or empty: any)")
 
 
 def register(name: str, schema: type, group: str | None = None) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from robot import bus as busmod
-from robot.config import bounded, choice, from_mapping, register
+from robot.config import bounded, check_cpus, choice, from_mapping, register
 from robot.errors import ConfigError, NodeError
 from robot.node import NodeSpec, import_target, spec_json
 
@@ -177,16 +177,13 @@ class Launcher:
     def _validate(self, nodes: dict[str, NodeEntry]) -> None:
         """Import every target and validate its arguments, before any process starts."""
         owners: dict[str, str] = {}
-        cores = sorted(os.sched_getaffinity(0))
         for name, e in nodes.items():
             try:
                 cls = import_target(e.target)
             except NodeError as err:
                 raise ConfigError(f"graph.nodes.{name}.target", str(err)) from None
             args = from_mapping(cls.Config, e.args, prefix=f"graph.nodes.{name}.args.")
-            if any(c not in cores for c in e.cpus):
-                raise ConfigError(f"graph.nodes.{name}.cpus",
-                                  f"got {list(e.cpus)}; allowed: CPUs {cores} (or empty: any)")
+            check_cpus(f"graph.nodes.{name}.cpus", e.cpus)
             # a node whose topics depend on its arguments says so with publishes_for(cfg)
             publishes_for = getattr(cls, "publishes_for", None)
             for topic in publishes_for(args) if publishes_for else cls.publishes:

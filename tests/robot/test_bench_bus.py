@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from robot.bench_bus import bench_bus
+from tests.conftest import reflexarc
 
 
 def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: Path) -> None:
     out = tmp_path / "bus.json"
-    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0, out=str(out)))
+    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0, out=str(out), cpus=[]))
     assert [(r["name"], r["transport"]) for r in rows] == [
         (kind, transport)
         for transport in ("ipc", "tcp")
@@ -24,7 +26,26 @@ def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: P
         assert 0 < r["raw_p50_us"] <= r["raw_p99_us"] <= r["raw_p999_us"] < 1e6
         assert r["ratio_p50"] == pytest.approx(r["p50_us"] / r["raw_p50_us"], rel=0.01)
         assert not any(k.startswith("_") for k in r)  # the samples stay out of the JSON rows
+        assert r["cpus"] == sorted(os.sched_getaffinity(0))  # not pinned: wherever the OS likes
     sizes = {r["name"]: r["bytes"] for r in rows}
     assert sizes["JointState"] < 1024 < sizes["Image 64x64x3"] < sizes["Image 224x224x3"]
     assert sizes["Image 224x224x3"] > 224 * 224 * 3  # the pixels travel, plus topic and header
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(tmp_path: Path) -> None:
+    before = os.sched_getaffinity(0)
+    core = max(before)
+    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0,
+                                     out=str(tmp_path / "bus.json"), cpus=[core]))
+    assert len(rows) == 6
+    for r in rows:
+        assert r["cpus"] == [core]  # as the receiver process saw its own affinity
+        assert r["n"] == 200 and r["p50_us"] > 0 and r["raw_p50_us"] > 0
+    assert os.sched_getaffinity(0) == before
+
+
+def test_a_core_the_machine_lacks_fails_fast_naming_the_key() -> None:
+    res = reflexarc("bench", "bus", "cpus=[99999]", timeout=60)
+    assert res.returncode == 2
+    assert "'cpus'" in res.stderr and "allowed: CPUs" in res.stderr, res.stderr
