@@ -155,13 +155,15 @@ def bench_bus(cfg: Any) -> list[dict[str, Any]]:
                 rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200))
     finally:
         os.sched_setaffinity(0, before)
-    _plot(rows, Path(cfg.out).with_suffix(".png") if cfg.out else Path("bench_bus.png"))
+    where = f"{cfg.rate_hz:g} Hz, " + (
+        f"both ends on cores {list(cfg.cpus)}" if cfg.cpus else "both ends placed by the OS")
+    _plot(rows, Path(cfg.out).with_suffix(".png") if cfg.out else Path("bench_bus.png"), where)
     for r in rows:
         del r["_ours"], r["_raw"]
     return rows
 
 
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+def _plot(rows: list[dict[str, Any]], path: Path, where: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,6 +178,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(f"{r['name']} over {r['transport']} ({r['bytes']} B)")
         ax.set_xlabel("one-way latency (us)")
         ax.legend(fontsize=8)
+    fig.suptitle(f"one-way latency, {where}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
