@@ -631,6 +631,7 @@ def _layout(spec: _TypeSpec, raw: bytes) -> _Layout:
                     "shape", f"{spec.name}.{name}: offset {offset}, expected {packed_end}"
                 )
             packed_end += nbytes + (-nbytes % 8)
+            packed.append((name, dtype, nbytes // itemsize, offset, None if ndim == 1 else shape))
         elif index != len(sizes) or offset != 0:
             raise MalformedMessage(
                 "shape", f"{spec.name}.{name}: buffer {index} at offset {offset}; large arrays "
@@ -638,9 +639,6 @@ def _layout(spec: _TypeSpec, raw: bytes) -> _Layout:
             )
         else:
             sizes[index] = nbytes
-        if index == 0:
-            packed.append((name, dtype, nbytes // itemsize, offset, None if ndim == 1 else shape))
-        else:
             big.append((name, shape, dtype, 2 + index))
     sizes[0] = packed_end
     layout = (
