@@ -7,10 +7,12 @@ measures the raw ZeroMQ floor in the same run, interleaved with our messages.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from robot.config import bounded, check_cpus, choice, register
+from robot.errors import ConfigError
 
 
 @dataclass
@@ -24,6 +26,10 @@ class BenchConfig:
     # empty: the OS places them. [0] puts both ends on core 0, as a graph does with
     # graph.nodes.<node>.cpus
     cpus: list[int] = field(default_factory=list)
+    # bus: how both ends wait between messages. block: asleep, as a node between ticks;
+    # spin: awake (the receiver busy-polls, taking a core; the sender busy-waits before
+    # each send, as a kHz node does before its deadline)
+    wait: str = choice("block", "block", "spin")
     seconds: float = bounded(10.0, 0.5, 3600.0)  # control, instruct: how long the graph runs
     backend: str = choice("mujoco", "mujoco", "pybullet")
     device: str = "cpu"  # plan: torch device
@@ -33,6 +39,11 @@ class BenchConfig:
 
     def validate(self) -> None:
         check_cpus("cpus", self.cpus)
+        cores = sorted(set(self.cpus) or os.sched_getaffinity(0))
+        if self.wait == "spin" and len(cores) < 2:
+            raise ConfigError("wait", f"got 'spin' on cores {cores}: a receiver that busy-polls "
+                              "would starve the sender on its one core; allowed: 'block', or "
+                              "'spin' with two cores or more")
 
 
 register("bench_schema", BenchConfig)

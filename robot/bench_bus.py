@@ -11,6 +11,11 @@ ratio ours/raw is meaningful on a noisy machine.
 ``cpus`` pins both processes, and so the ZeroMQ I/O threads they start, to those cores.
 Where waking a thread on another core is dear (a virtual machine), two ends that share
 a core hand a message over faster than two the OS spreads out, raw pyzmq included.
+
+``wait="spin"`` has both ends wait as a kHz node of the runtime does at its deadline,
+awake: the sender busy-waits the last ``AUTO_SPIN_US`` before each send, and the
+receiver busy-polls both sockets instead of sleeping in ``zmq_poll``, so no message has
+to wake it. That costs the receiver a whole core.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import zmq
 
 from robot import bus as busmod
 from robot.msgs import Image, JointState, Message, empty, encode
+from robot.node import AUTO_SPIN_US
 
 
 def _sample(kind: str) -> tuple[str, Message]:
@@ -43,7 +49,20 @@ def _wire_bytes(topic: str, msg: Message) -> int:
     return sum(memoryview(f).nbytes for f in encode(topic, msg))
 
 
-def _receiver(addr_ours: str, addr_raw: str, n: int, ready: Any, out: Any) -> None:
+def _pause(seconds: float, spin: bool) -> None:
+    """Sleep ``seconds``; with ``spin``, busy-wait the last ``AUTO_SPIN_US`` of them."""
+    if not spin:
+        time.sleep(seconds)
+        return
+    end = time.monotonic_ns() + int(seconds * 1e9)
+    rest = seconds - AUTO_SPIN_US / 1e6
+    if rest > 0:
+        time.sleep(rest)
+    while time.monotonic_ns() < end:
+        pass
+
+
+def _receiver(addr_ours: str, addr_raw: str, n: int, spin: bool, ready: Any, out: Any) -> None:
     cfg = busmod.BusConfig(transport="tcp" if addr_ours.startswith("tcp") else "ipc")
     ctx = zmq.Context()
     sec = busmod.Security(ctx, cfg)
@@ -55,12 +74,18 @@ def _receiver(addr_ours: str, addr_raw: str, n: int, ready: Any, out: Any) -> No
     poller = zmq.Poller()
     poller.register(ours.sock, zmq.POLLIN)
     poller.register(raw, zmq.POLLIN)
+    both = [(ours.sock, zmq.POLLIN), (raw, zmq.POLLIN)]
+    events = (ours.sock.get, raw.get)
+
+    def ready_now() -> list[tuple[zmq.Socket, int]]:  # spin: the sockets' own event flags
+        return [both[i] for i, get in enumerate(events) if get(zmq.EVENTS) & zmq.POLLIN]
+
     lat_ours: list[int] = []
     lat_raw: list[int] = []
     ready.set()
     deadline = time.monotonic() + 120
     while (len(lat_ours) < n or len(lat_raw) < n) and time.monotonic() < deadline:
-        for sock, _ in poller.poll(500):
+        for sock, _ in ready_now() if spin else poller.poll(500):
             if sock is raw:
                 frame = raw.recv(copy=False)
                 stamp = struct.unpack_from("<q", frame.buffer)[0]
@@ -78,7 +103,8 @@ def _receiver(addr_ours: str, addr_raw: str, n: int, ready: Any, out: Any) -> No
     ctx.term()
 
 
-def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200) -> dict[str, Any]:
+def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200,
+         wait: str = "block") -> dict[str, Any]:
     topic, proto = _sample(kind)
     size = _wire_bytes(topic, proto)
     if transport == "ipc":
@@ -95,7 +121,8 @@ def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200) -
     raw.bind(addr_raw)
     mpctx = mp.get_context("fork")
     ready, out = mpctx.Event(), mpctx.Queue()
-    proc = mpctx.Process(target=_receiver, args=(addr_ours, addr_raw, n, ready, out), daemon=True)
+    spin = wait == "spin"
+    proc = mpctx.Process(target=_receiver, args=(addr_ours, addr_raw, n, spin, ready, out), daemon=True)
     proc.start()
     ready.wait(10)
     time.sleep(0.3)  # subscriptions propagate
@@ -106,14 +133,14 @@ def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200) -
         counted = i >= warmup
         struct.pack_into("<q", buf, 0, time.monotonic_ns() if counted else -1)
         raw.send(buf, copy=False)
-        time.sleep(period / 2)
+        _pause(period / 2, spin)
         # the message is built first (the node's work); the stamp is the publish call,
         # as the raw path stamps a buffer it already holds
         msg = proto.replace(stamp_ns=0)
         if counted:
             object.__setattr__(msg, "stamp_ns", time.monotonic_ns())
         pub.publish(topic, msg)
-        time.sleep(period / 2)
+        _pause(period / 2, spin)
     lat_ours, lat_raw, cpus = out.get(timeout=120)
     proc.join(5)
     pub.close()
@@ -137,6 +164,7 @@ def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200) -
         "raw_p999_us": round(float(r[2]), 1),
         "ratio_p50": round(float(p[0] / r[0]), 3),
         "cpus": cpus,  # the cores the receiver could run on (the sender's are the same)
+        "wait": wait,
         "_ours": ours_us,
         "_raw": raw_us,
     }
@@ -152,11 +180,13 @@ def bench_bus(cfg: Any) -> list[dict[str, Any]]:
     try:
         for transport in ("ipc", "tcp"):
             for kind in ("JointState", "Image 64x64x3", "Image 224x224x3"):
-                rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200))
+                rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200,
+                                 wait=cfg.wait))
     finally:
         os.sched_setaffinity(0, before)
     where = f"{cfg.rate_hz:g} Hz, " + (
-        f"both ends on cores {list(cfg.cpus)}" if cfg.cpus else "both ends placed by the OS")
+        f"both ends on cores {list(cfg.cpus)}" if cfg.cpus else "both ends placed by the OS") + (
+        ", both awake (wait=spin)" if cfg.wait == "spin" else "")
     _plot(rows, Path(cfg.out).with_suffix(".png") if cfg.out else Path("bench_bus.png"), where)
     for r in rows:
         del r["_ours"], r["_raw"]

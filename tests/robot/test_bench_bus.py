@@ -14,7 +14,8 @@ from tests.conftest import reflexarc
 
 def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: Path) -> None:
     out = tmp_path / "bus.json"
-    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0, out=str(out), cpus=[]))
+    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0, out=str(out), cpus=[],
+                                     wait="block"))
     assert [(r["name"], r["transport"]) for r in rows] == [
         (kind, transport)
         for transport in ("ipc", "tcp")
@@ -27,6 +28,7 @@ def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: P
         assert r["ratio_p50"] == pytest.approx(r["p50_us"] / r["raw_p50_us"], rel=0.01)
         assert not any(k.startswith("_") for k in r)  # the samples stay out of the JSON rows
         assert r["cpus"] == sorted(os.sched_getaffinity(0))  # not pinned: wherever the OS likes
+        assert r["wait"] == "block"
     sizes = {r["name"]: r["bytes"] for r in rows}
     assert sizes["JointState"] < 1024 < sizes["Image 64x64x3"] < sizes["Image 224x224x3"]
     assert sizes["Image 224x224x3"] > 224 * 224 * 3  # the pixels travel, plus topic and header
@@ -37,12 +39,30 @@ def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(t
     before = os.sched_getaffinity(0)
     core = max(before)
     rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0,
-                                     out=str(tmp_path / "bus.json"), cpus=[core]))
+                                     out=str(tmp_path / "bus.json"), cpus=[core], wait="block"))
     assert len(rows) == 6
     for r in rows:
         assert r["cpus"] == [core]  # as the receiver process saw its own affinity
         assert r["n"] == 200 and r["p50_us"] > 0 and r["raw_p50_us"] > 0
     assert os.sched_getaffinity(0) == before
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a busy-polling receiver needs a core of its own")
+def test_awake_bench_busy_polls_and_still_takes_every_message(tmp_path: Path) -> None:
+    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0,
+                                     out=str(tmp_path / "bus.json"), cpus=[], wait="spin"))
+    assert len(rows) == 6
+    for r in rows:
+        assert r["wait"] == "spin"
+        assert r["n"] == 200  # polling the sockets' event flags misses nothing
+        assert 0 < r["p50_us"] <= r["p99_us"] and 0 < r["raw_p50_us"] <= r["raw_p99_us"]
+
+
+def test_spinning_on_one_core_fails_fast_naming_the_key() -> None:
+    core = max(os.sched_getaffinity(0))
+    res = reflexarc("bench", "bus", "wait=spin", f"cpus=[{core}]", timeout=60)
+    assert res.returncode == 2
+    assert "'wait'" in res.stderr and "two cores or more" in res.stderr, res.stderr
 
 
 def test_a_core_the_machine_lacks_fails_fast_naming_the_key() -> None:
