@@ -74,11 +74,9 @@ def _receiver(addr_ours: str, addr_raw: str, n: int, spin: bool, ready: Any, out
     poller = zmq.Poller()
     poller.register(ours.sock, zmq.POLLIN)
     poller.register(raw, zmq.POLLIN)
-    both = [(ours.sock, zmq.POLLIN), (raw, zmq.POLLIN)]
-    events = (ours.sock.get, raw.get)
 
     def ready_now() -> list[tuple[zmq.Socket, int]]:  # spin: the sockets' own event flags
-        return [both[i] for i, get in enumerate(events) if get(zmq.EVENTS) & zmq.POLLIN]
+        return [(s, zmq.POLLIN) for s in (ours.sock, raw) if s.get(zmq.EVENTS) & zmq.POLLIN]
 
     lat_ours: list[int] = []
     lat_raw: list[int] = []
