@@ -30,6 +30,9 @@ class BenchConfig:
     # spin: awake (the receiver busy-polls, taking a core; the sender busy-waits before
     # each send, as a kHz node does before its deadline)
     wait: str = choice("block", "block", "spin")
+    # bus: the kernel's CPU latency limit held while it runs (Linux PM QoS, needs root),
+    # in microseconds: idle cores then wake within it (0: they poll). -1: leave it alone
+    cpu_latency_us: int = bounded(-1, -1, 2_000_000_000)
     seconds: float = bounded(10.0, 0.5, 3600.0)  # control, instruct: how long the graph runs
     backend: str = choice("mujoco", "mujoco", "pybullet")
     device: str = "cpu"  # plan: torch device
@@ -44,6 +47,10 @@ class BenchConfig:
             raise ConfigError("wait", f"got 'spin' on cores {cores}: a receiver that busy-polls "
                               "would starve the sender on its one core; allowed: 'block', or "
                               "'spin' with two cores or more")
+        if self.what == "bus":
+            from robot.bench_bus import check_cpu_latency
+
+            check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
 
 
 register("bench_schema", BenchConfig)

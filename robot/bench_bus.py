@@ -16,15 +16,22 @@ a core hand a message over faster than two the OS spreads out, raw pyzmq include
 awake: the sender busy-waits the last ``AUTO_SPIN_US`` before each send, and the
 receiver busy-polls both sockets instead of sleeping in ``zmq_poll``, so no message has
 to wake it. That costs the receiver a whole core.
+
+``cpu_latency_us`` holds the kernel's PM QoS CPU latency limit while the bench runs, as
+a realtime test such as cyclictest does: idle cores then use only idle states that wake
+within it (0: poll, never halt). In a virtual machine a halted core wakes slowly, and
+that wake-up, not the messages, can be most of a one-way latency.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +39,36 @@ import numpy as np
 import zmq
 
 from robot import bus as busmod
+from robot.errors import ConfigError
 from robot.msgs import Image, JointState, Message, empty, encode
 from robot.node import AUTO_SPIN_US
+
+CPU_LATENCY_DEV = "/dev/cpu_dma_latency"  # Linux PM QoS: a 32-bit limit in microseconds
+
+
+def check_cpu_latency(key: str, us: int) -> None:
+    """A limit to hold (``us`` >= 0) needs write access to the kernel's PM QoS file."""
+    if us >= 0 and not os.access(CPU_LATENCY_DEV, os.W_OK):
+        raise ConfigError(key, f"got {us}: holding it needs write access to {CPU_LATENCY_DEV} "
+                          "(Linux, root); allowed: -1 (leave the kernel's idle states alone)")
+
+
+@contextlib.contextmanager
+def cpu_latency(us: int) -> Iterator[None]:
+    """Hold the PM QoS CPU latency limit at ``us`` microseconds for the block (-1: none).
+
+    The kernel keeps the limit while the file stays open and drops it when it closes,
+    so a crash cannot leave the machine polling.
+    """
+    if us < 0:
+        yield
+        return
+    fd = os.open(CPU_LATENCY_DEV, os.O_WRONLY)
+    try:
+        os.write(fd, struct.pack("i", us))
+        yield
+    finally:
+        os.close(fd)
 
 
 def _sample(kind: str) -> tuple[str, Message]:
@@ -102,7 +137,7 @@ def _receiver(addr_ours: str, addr_raw: str, n: int, spin: bool, ready: Any, out
 
 
 def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200,
-         wait: str = "block") -> dict[str, Any]:
+         wait: str = "block", cpu_latency_us: int = -1) -> dict[str, Any]:
     topic, proto = _sample(kind)
     size = _wire_bytes(topic, proto)
     if transport == "ipc":
@@ -163,6 +198,7 @@ def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200,
         "ratio_p50": round(float(p[0] / r[0]), 3),
         "cpus": cpus,  # the cores the receiver could run on (the sender's are the same)
         "wait": wait,
+        "cpu_latency_us": cpu_latency_us,
         "_ours": ours_us,
         "_raw": raw_us,
     }
@@ -176,15 +212,17 @@ def bench_bus(cfg: Any) -> list[dict[str, Any]]:
     if cfg.cpus:
         os.sched_setaffinity(0, cfg.cpus)  # before any context: its I/O thread inherits it
     try:
-        for transport in ("ipc", "tcp"):
-            for kind in ("JointState", "Image 64x64x3", "Image 224x224x3"):
-                rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200,
-                                 wait=cfg.wait))
+        with cpu_latency(cfg.cpu_latency_us):
+            for transport in ("ipc", "tcp"):
+                for kind in ("JointState", "Image 64x64x3", "Image 224x224x3"):
+                    rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200,
+                                     wait=cfg.wait, cpu_latency_us=cfg.cpu_latency_us))
     finally:
         os.sched_setaffinity(0, before)
     where = f"{cfg.rate_hz:g} Hz, " + (
         f"both ends on cores {list(cfg.cpus)}" if cfg.cpus else "both ends placed by the OS") + (
-        ", both awake (wait=spin)" if cfg.wait == "spin" else "")
+        ", both awake (wait=spin)" if cfg.wait == "spin" else "") + (
+        f", idle cores wake within {cfg.cpu_latency_us} us" if cfg.cpu_latency_us >= 0 else "")
     _plot(rows, Path(cfg.out).with_suffix(".png") if cfg.out else Path("bench_bus.png"), where)
     for r in rows:
         del r["_ours"], r["_raw"]

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from robot.bench_bus import bench_bus
+from robot import bench_bus as bench_bus_mod
+from robot.bench import BenchConfig
+from robot.bench_bus import CPU_LATENCY_DEV, bench_bus, cpu_latency
+from robot.errors import ConfigError
 from tests.conftest import reflexarc
 
 
 def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: Path) -> None:
     out = tmp_path / "bus.json"
     rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0, out=str(out), cpus=[],
-                                     wait="block"))
+                                     wait="block", cpu_latency_us=-1))
     assert [(r["name"], r["transport"]) for r in rows] == [
         (kind, transport)
         for transport in ("ipc", "tcp")
@@ -39,7 +43,7 @@ def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(t
     before = os.sched_getaffinity(0)
     core = max(before)
     rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0,
-                                     out=str(tmp_path / "bus.json"), cpus=[core], wait="block"))
+                                     out=str(tmp_path / "bus.json"), cpus=[core], wait="block", cpu_latency_us=-1))
     assert len(rows) == 6
     for r in rows:
         assert r["cpus"] == [core]  # as the receiver process saw its own affinity
@@ -50,7 +54,7 @@ def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(t
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a busy-polling receiver needs a core of its own")
 def test_awake_bench_busy_polls_and_still_takes_every_message(tmp_path: Path) -> None:
     rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0,
-                                     out=str(tmp_path / "bus.json"), cpus=[], wait="spin"))
+                                     out=str(tmp_path / "bus.json"), cpus=[], wait="spin", cpu_latency_us=-1))
     assert len(rows) == 6
     for r in rows:
         assert r["wait"] == "spin"
@@ -69,3 +73,27 @@ def test_a_core_the_machine_lacks_fails_fast_naming_the_key() -> None:
     res = reflexarc("bench", "bus", "cpus=[99999]", timeout=60)
     assert res.returncode == 2
     assert "'cpus'" in res.stderr and "allowed: CPUs" in res.stderr, res.stderr
+
+
+def _held_limit() -> int:
+    with open(CPU_LATENCY_DEV, "rb") as f:
+        return struct.unpack("i", f.read(4))[0]
+
+
+@pytest.mark.skipif(not os.access(CPU_LATENCY_DEV, os.W_OK), reason="needs root on Linux")
+def test_the_cpu_latency_limit_is_held_for_the_block_and_dropped_after() -> None:
+    before = _held_limit()
+    with cpu_latency(0):
+        assert _held_limit() == 0  # the kernel's limit is the lowest anyone holds
+    assert _held_limit() == before
+    with cpu_latency(-1):
+        assert _held_limit() == before  # -1 touches nothing
+
+
+def test_a_cpu_latency_limit_the_bench_cannot_hold_fails_fast_naming_the_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench_bus_mod, "CPU_LATENCY_DEV", str(tmp_path / "no_such_device"))
+    with pytest.raises(ConfigError) as e:
+        BenchConfig(what="bus", cpu_latency_us=0).validate()
+    assert e.value.key == "cpu_latency_us" and "allowed: -1" in str(e.value)
+    BenchConfig(what="bus", cpu_latency_us=-1).validate()  # leaving it alone needs nothing
