@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from robot.config import bounded, check_cpus, choice, register
+from robot.config import bounded, check_cpu_latency, check_cpus, choice, register
 from robot.errors import ConfigError
 
 
@@ -47,10 +47,7 @@ class BenchConfig:
             raise ConfigError("wait", f"got 'spin' on cores {cores}: a receiver that busy-polls "
                               "would starve the sender on its one core; allowed: 'block', or "
                               "'spin' with two cores or more")
-        if self.what == "bus":
-            from robot.bench_bus import check_cpu_latency
-
-            check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
+        check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
 
 
 register("bench_schema", BenchConfig)

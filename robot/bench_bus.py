@@ -25,13 +25,11 @@ that wake-up, not the messages, can be most of a one-way latency.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,36 +37,8 @@ import numpy as np
 import zmq
 
 from robot import bus as busmod
-from robot.errors import ConfigError
 from robot.msgs import Image, JointState, Message, empty, encode
-from robot.node import AUTO_SPIN_US
-
-CPU_LATENCY_DEV = "/dev/cpu_dma_latency"  # Linux PM QoS: a 32-bit limit in microseconds
-
-
-def check_cpu_latency(key: str, us: int) -> None:
-    """A limit to hold (``us`` >= 0) needs write access to the kernel's PM QoS file."""
-    if us >= 0 and not os.access(CPU_LATENCY_DEV, os.W_OK):
-        raise ConfigError(key, f"got {us}: holding it needs write access to {CPU_LATENCY_DEV} "
-                          "(Linux, root); allowed: -1 (leave the kernel's idle states alone)")
-
-
-@contextlib.contextmanager
-def cpu_latency(us: int) -> Iterator[None]:
-    """Hold the PM QoS CPU latency limit at ``us`` microseconds for the block (-1: none).
-
-    The kernel keeps the limit while the file stays open and drops it when it closes,
-    so a crash cannot leave the machine polling.
-    """
-    if us < 0:
-        yield
-        return
-    fd = os.open(CPU_LATENCY_DEV, os.O_WRONLY)
-    try:
-        os.write(fd, struct.pack("i", us))
-        yield
-    finally:
-        os.close(fd)
+from robot.node import AUTO_SPIN_US, cpu_latency
 
 
 def _sample(kind: str) -> tuple[str, Message]:

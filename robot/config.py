@@ -47,6 +47,16 @@ def check_cpus(key: str, cpus: list[int]) -> None:
         raise ConfigError(key, f"got {list(cpus)}; allowed: CPUs {cores} (or empty: any)")
 
 
+CPU_LATENCY_DEV = "/dev/cpu_dma_latency"  # Linux PM QoS: a 32-bit limit in microseconds
+
+
+def check_cpu_latency(key: str, us: int) -> None:
+    """A CPU latency limit to hold (``us`` >= 0) needs write access to the kernel's file."""
+    if us >= 0 and not os.access(CPU_LATENCY_DEV, os.W_OK):
+        raise ConfigError(key, f"got {us}: holding it needs write access to {CPU_LATENCY_DEV} "
+                          "(Linux, root); allowed: -1 (leave the kernel's idle states alone)")
+
+
 def register(name: str, schema: type, group: str | None = None) -> None:
     """Register ``schema`` with hydra's ConfigStore so YAML files can select it."""
     ConfigStore.instance().store(name=name, node=schema, group=group)

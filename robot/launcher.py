@@ -28,9 +28,9 @@ from typing import Any
 from omegaconf import MISSING
 
 from robot import bus as busmod
-from robot.config import bounded, check_cpus, choice, from_mapping, register
+from robot.config import bounded, check_cpu_latency, check_cpus, choice, from_mapping, register
 from robot.errors import ConfigError, NodeError
-from robot.node import NodeSpec, import_target, spec_json
+from robot.node import NodeSpec, cpu_latency, import_target, spec_json
 
 log = logging.getLogger("reflexarc.launcher")
 
@@ -84,6 +84,10 @@ class RunConfig:
     silent_timeout_s: float = bounded(1.0, 0.01, None)
     stop_timeout_s: float = bounded(5.0, 0.1, 60.0)
     bus: busmod.BusConfig = field(default_factory=busmod.BusConfig)
+    # the kernel's CPU latency limit held while the graph runs (Linux PM QoS, needs
+    # root), in microseconds: idle cores then wake within it (0: they poll instead of
+    # halting, so a message wakes its node sooner, dearly so in a VM). -1: leave it alone
+    cpu_latency_us: int = bounded(-1, -1, 2_000_000_000)
     run_dir: str = ""  # default: runs/<time>-<id>
     out: str = ""
     # scene-level choices that graph configs reference by interpolation (${task}...)
@@ -94,6 +98,9 @@ class RunConfig:
     instruction: str = ""
     viewer: bool = False
     image_size: int = bounded(64, 16, 512)
+
+    def validate(self) -> None:
+        check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
 
 
 register("run_schema", RunConfig)
@@ -269,7 +276,7 @@ class Launcher:
         )
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with self.listen(["heartbeat"], "launcher") as sub:
+            with cpu_latency(self.cfg.cpu_latency_us), self.listen(["heartbeat"], "launcher") as sub:
                 self.t0 = time.monotonic()
                 try:
                     for name in self.procs:
@@ -407,6 +414,7 @@ class Launcher:
         return top | {
             "ok": self.ok,
             "clock": self.cfg.clock,
+            "cpu_latency_us": self.cfg.cpu_latency_us,
             "seconds": round(time.monotonic() - self.t0, 3),
             "ended_by": self.reason,
             "run_dir": str(self.run_dir),

@@ -25,16 +25,18 @@ same streams.
 from __future__ import annotations
 
 import abc
+import contextlib
 import ctypes
 import dataclasses
 import json
 import logging
 import os
 import signal
+import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from robot import bus as busmod
+from robot import config
 from robot.config import from_mapping
 from robot.errors import NodeError
 from robot.msgs import INFRA_TOPICS, Ack, Heartbeat, Message, Tick
@@ -53,6 +56,25 @@ log = logging.getLogger(__name__)
 AUTO_SPIN_US = 150.0
 
 Outputs = Iterable[tuple[str, Message]]
+
+
+@contextlib.contextmanager
+def cpu_latency(us: int) -> Iterator[None]:
+    """Hold the kernel's CPU latency limit (Linux PM QoS) at ``us`` for the block; -1: none.
+
+    Idle cores then use only idle states that wake within ``us`` (0: they poll, never
+    halt), as realtime tests such as cyclictest ask. The kernel keeps the limit while
+    the file is open and drops it when it closes, so a crash cannot leave it behind.
+    """
+    if us < 0:
+        yield
+        return
+    fd = os.open(config.CPU_LATENCY_DEV, os.O_WRONLY)
+    try:
+        os.write(fd, struct.pack("i", us))
+        yield
+    finally:
+        os.close(fd)
 
 
 class Inbox:

@@ -9,10 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from robot import bench_bus as bench_bus_mod
+from robot import config
 from robot.bench import BenchConfig
-from robot.bench_bus import CPU_LATENCY_DEV, bench_bus, cpu_latency
+from robot.bench_bus import bench_bus
+from robot.config import CPU_LATENCY_DEV
 from robot.errors import ConfigError
+from robot.node import cpu_latency
 from tests.conftest import reflexarc
 
 
@@ -92,7 +94,7 @@ def test_the_cpu_latency_limit_is_held_for_the_block_and_dropped_after() -> None
 
 def test_a_cpu_latency_limit_the_bench_cannot_hold_fails_fast_naming_the_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench_bus_mod, "CPU_LATENCY_DEV", str(tmp_path / "no_such_device"))
+    monkeypatch.setattr(config, "CPU_LATENCY_DEV", str(tmp_path / "no_such_device"))
     with pytest.raises(ConfigError) as e:
         BenchConfig(what="bus", cpu_latency_us=0).validate()
     assert e.value.key == "cpu_latency_us" and "allowed: -1" in str(e.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import time
 from pathlib import Path
 
@@ -12,7 +13,11 @@ import numpy as np
 import psutil
 import pytest
 
+from robot import config
+from robot.config import CPU_LATENCY_DEV
 from robot.episode import Episode
+from robot.errors import ConfigError
+from robot.launcher import RunConfig
 from tests.conftest import reflexarc, start_reflexarc, wait_for_file
 
 HB_HZ = 10.0
@@ -225,3 +230,31 @@ def test_a_hung_node_is_killed_and_restarted(run_dir: Path) -> None:
     assert next(r for r in summary["nodes"] if r["node"] == "sink")["restarts"] == 1
     assert summary["ok"] is True
     assert not _alive(pids["sink"])
+
+
+def _cpu_latency_limit() -> int:
+    with open(CPU_LATENCY_DEV, "rb") as f:
+        return struct.unpack("i", f.read(4))[0]
+
+
+@pytest.mark.skipif(not os.access(CPU_LATENCY_DEV, os.W_OK), reason="needs root on Linux")
+def test_the_cpu_latency_limit_is_held_while_the_graph_runs_and_dropped_after(run_dir: Path) -> None:
+    before = _cpu_latency_limit()
+    out = run_dir / "summary.json"
+    proc = start_reflexarc("run", "graph=counter", "duration_s=3", "cpu_latency_us=0",
+                           f"run_dir={run_dir}", f"out={out}")
+    _wait_running(run_dir, {"source", "echo", "sink"})
+    assert _cpu_latency_limit() == 0  # the kernel's limit is the lowest anyone holds
+    assert proc.wait(60) == 0
+    assert _cpu_latency_limit() == before
+    summary = json.loads(out.read_text())
+    assert summary["ok"] is True and summary["cpu_latency_us"] == 0
+
+
+def test_a_cpu_latency_limit_that_cannot_be_held_fails_fast_naming_the_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "CPU_LATENCY_DEV", str(tmp_path / "no_such_device"))
+    with pytest.raises(ConfigError) as e:
+        RunConfig(cpu_latency_us=0).validate()
+    assert e.value.key == "cpu_latency_us" and "allowed: -1" in str(e.value)
+    RunConfig().validate()  # the default holds nothing and needs nothing
