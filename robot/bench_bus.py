@@ -107,7 +107,7 @@ def _receiver(addr_ours: str, addr_raw: str, n: int, spin: bool, ready: Any, out
 
 
 def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200,
-         wait: str = "block", cpu_latency_us: int = -1) -> dict[str, Any]:
+         wait: str = "block") -> dict[str, Any]:
     topic, proto = _sample(kind)
     size = _wire_bytes(topic, proto)
     if transport == "ipc":
@@ -168,7 +168,6 @@ def _row(kind: str, transport: str, n: int, rate_hz: float, warmup: int = 200,
         "ratio_p50": round(float(p[0] / r[0]), 3),
         "cpus": cpus,  # the cores the receiver could run on (the sender's are the same)
         "wait": wait,
-        "cpu_latency_us": cpu_latency_us,
         "_ours": ours_us,
         "_raw": raw_us,
     }
@@ -185,8 +184,9 @@ def bench_bus(cfg: Any) -> list[dict[str, Any]]:
         with cpu_latency(cfg.cpu_latency_us):
             for transport in ("ipc", "tcp"):
                 for kind in ("JointState", "Image 64x64x3", "Image 224x224x3"):
-                    rows.append(_row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200,
-                                     wait=cfg.wait, cpu_latency_us=cfg.cpu_latency_us))
+                    row = _row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200,
+                               wait=cfg.wait)
+                    rows.append(row | {"cpu_latency_us": cfg.cpu_latency_us})
     finally:
         os.sched_setaffinity(0, before)
     where = f"{cfg.rate_hz:g} Hz, " + (
