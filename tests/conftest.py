@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -27,6 +28,14 @@ def start_reflexarc(*args: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "robot.cli", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+def cpu_latency_limit() -> int:
+    """The kernel's CPU latency limit now (Linux PM QoS), in microseconds."""
+    from robot.config import CPU_LATENCY_DEV
+
+    with open(CPU_LATENCY_DEV, "rb") as f:
+        return struct.unpack("i", f.read(4))[0]
 
 
 def wait_for_file(path: Path, timeout: float = 60.0) -> dict:

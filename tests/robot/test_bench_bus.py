@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +14,7 @@ from robot.bench_bus import bench_bus
 from robot.config import CPU_LATENCY_DEV
 from robot.errors import ConfigError
 from robot.node import cpu_latency
-from tests.conftest import reflexarc
+from tests.conftest import cpu_latency_limit, reflexarc
 
 
 def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: Path) -> None:
@@ -77,19 +76,14 @@ def test_a_core_the_machine_lacks_fails_fast_naming_the_key() -> None:
     assert "'cpus'" in res.stderr and "allowed: CPUs" in res.stderr, res.stderr
 
 
-def _held_limit() -> int:
-    with open(CPU_LATENCY_DEV, "rb") as f:
-        return struct.unpack("i", f.read(4))[0]
-
-
 @pytest.mark.skipif(not os.access(CPU_LATENCY_DEV, os.W_OK), reason="needs root on Linux")
 def test_the_cpu_latency_limit_is_held_for_the_block_and_dropped_after() -> None:
-    before = _held_limit()
+    before = cpu_latency_limit()
     with cpu_latency(0):
-        assert _held_limit() == 0  # the kernel's limit is the lowest anyone holds
-    assert _held_limit() == before
+        assert cpu_latency_limit() == 0  # the kernel's limit is the lowest anyone holds
+    assert cpu_latency_limit() == before
     with cpu_latency(-1):
-        assert _held_limit() == before  # -1 touches nothing
+        assert cpu_latency_limit() == before  # -1 touches nothing
 
 
 def test_a_cpu_latency_limit_the_bench_cannot_hold_fails_fast_naming_the_key(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from robot.config import CPU_LATENCY_DEV
 from robot.episode import Episode
 from robot.errors import ConfigError
 from robot.launcher import RunConfig
-from tests.conftest import reflexarc, start_reflexarc, wait_for_file
+from tests.conftest import cpu_latency_limit, reflexarc, start_reflexarc, wait_for_file
 
 HB_HZ = 10.0
 
@@ -232,21 +231,16 @@ def test_a_hung_node_is_killed_and_restarted(run_dir: Path) -> None:
     assert not _alive(pids["sink"])
 
 
-def _cpu_latency_limit() -> int:
-    with open(CPU_LATENCY_DEV, "rb") as f:
-        return struct.unpack("i", f.read(4))[0]
-
-
 @pytest.mark.skipif(not os.access(CPU_LATENCY_DEV, os.W_OK), reason="needs root on Linux")
 def test_the_cpu_latency_limit_is_held_while_the_graph_runs_and_dropped_after(run_dir: Path) -> None:
-    before = _cpu_latency_limit()
+    before = cpu_latency_limit()
     out = run_dir / "summary.json"
     proc = start_reflexarc("run", "graph=counter", "duration_s=3", "cpu_latency_us=0",
                            f"run_dir={run_dir}", f"out={out}")
     _wait_running(run_dir, {"source", "echo", "sink"})
-    assert _cpu_latency_limit() == 0  # the kernel's limit is the lowest anyone holds
+    assert cpu_latency_limit() == 0  # the kernel's limit is the lowest anyone holds
     assert proc.wait(60) == 0
-    assert _cpu_latency_limit() == before
+    assert cpu_latency_limit() == before
     summary = json.loads(out.read_text())
     assert summary["ok"] is True and summary["cpu_latency_us"] == 0
 
