@@ -479,11 +479,12 @@ def encode(topic: str, msg: Message) -> list[Any]:
         nbytes = a.nbytes
         if nbytes < PACK_BYTES:
             meta.append((dstr, a.shape, 0, packed_len))
-            packed.append(a)
-            pad = -nbytes % 8
-            packed_len += nbytes + pad
-            if pad:
-                packed.append(_PAD[pad])
+            if nbytes:  # an empty array takes no bytes, nor a piece to join
+                packed.append(a)
+                pad = -nbytes % 8
+                packed_len += nbytes + pad
+                if pad:
+                    packed.append(_PAD[pad])
         else:
             big.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
             meta.append((dstr, a.shape, len(big), 0))
@@ -492,10 +493,15 @@ def encode(topic: str, msg: Message) -> list[Any]:
     )
     if not spec.arrays:
         return [topic.encode(), header]
-    try:
-        buf0 = b"".join(packed)
-    except TypeError:  # a strided small array (rare): join takes contiguous buffers only
-        buf0 = b"".join([np.ascontiguousarray(x) for x in packed])
+    if len(packed) == 1 and packed[0].flags.c_contiguous:
+        # one small array (a 64x64 camera frame) is buffer 0 itself: joining it would copy
+        # it once more before the socket copies it
+        buf0 = packed[0]
+    else:
+        try:
+            buf0 = b"".join(packed)
+        except TypeError:  # a strided small array (rare): join takes contiguous buffers only
+            buf0 = b"".join([np.ascontiguousarray(x) for x in packed])
     return [topic.encode(), header, buf0, *big]
 
 
@@ -557,9 +563,10 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
                 "truncated", f"{spec.name}: {len(frames) - 2} buffers, header needs {len(needs)}"
             )
         for i, need in enumerate(needs, 2):
-            if len(frames[i]) != need:  # bytes and zmq.Frame both have len()
+            f = frames[i]  # bytes and zmq.Frame have len(); encode's own frames can be arrays
+            if (len(f) if type(f) is not np.ndarray else f.nbytes) != need:
                 raise MalformedMessage(
-                    "shape", f"{spec.name}: buffer {i - 2} has {len(frames[i])} bytes, "
+                    "shape", f"{spec.name}: buffer {i - 2} has {memoryview(f).nbytes} bytes, "
                     f"the header's arrays need {need}"
                 )
         # zero-copy views of buffer 0, one frombuffer each: on a machine whose caches go
