@@ -456,6 +456,7 @@ def message_types() -> dict[str, type]:
 _packb = msgspec.msgpack.Encoder().encode
 _new = object.__new__
 _Frame = zmq.Frame
+_ndarray = np.ndarray
 
 
 def encode(topic: str, msg: Message) -> list[Any]:
@@ -564,7 +565,7 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
             )
         for i, need in enumerate(needs, 2):
             f = frames[i]  # bytes and zmq.Frame have len(); encode's own frames can be arrays
-            if (len(f) if type(f) is not np.ndarray else f.nbytes) != need:
+            if (len(f) if type(f) is not _ndarray else f.nbytes) != need:
                 raise MalformedMessage(
                     "shape", f"{spec.name}: buffer {i - 2} has {memoryview(f).nbytes} bytes, "
                     f"the header's arrays need {need}"
