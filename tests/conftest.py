@@ -53,3 +53,30 @@ def wait_for_file(path: Path, timeout: float = 60.0) -> dict:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+@pytest.fixture
+def pub_sub(tmp_path: Path):
+    """``pub_sub(topics) -> (publisher, subscriber)``: a real ipc socket pair in this
+    process, closed after the test."""
+    import zmq
+
+    from robot import bus as busmod
+
+    cfg = busmod.BusConfig()
+    ctx = zmq.Context()
+    sec = busmod.Security(ctx, cfg)
+    made: list = []
+
+    def make(topics: list[str]) -> tuple[busmod.Publisher, busmod.Subscriber]:
+        addr = f"ipc://{tmp_path}/pub{len(made)}"
+        pub = busmod.Publisher(ctx, addr, cfg, sec)
+        sub = busmod.Subscriber(ctx, [addr], topics, cfg, sec, "test")
+        made.extend((sub, pub))
+        return pub, sub
+
+    yield make
+    for s in made:
+        s.close()
+    sec.close()
+    ctx.term()

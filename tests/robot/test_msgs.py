@@ -154,31 +154,18 @@ def test_encoded_frames_decode_as_they_are(name: str, big: bool) -> None:
     assert decode(encode(topic, msg)) == (topic, msg)
 
 
-def test_a_frame_changed_after_publish_arrives_as_it_was_sent(tmp_path) -> None:
+def test_a_frame_changed_after_publish_arrives_as_it_was_sent(pub_sub) -> None:
     # a 64x64 frame is the publisher's buffer 0 with no copy of its own: the socket's copy
     # must be taken at publish, so a camera driver may refill its array at once
-    from robot import bus as busmod
-
-    cfg = busmod.BusConfig()
-    ctx = zmq.Context()
-    sec = busmod.Security(ctx, cfg)
-    addr = f"ipc://{tmp_path}/pub"
-    pub = busmod.Publisher(ctx, addr, cfg, sec)
-    sub = busmod.Subscriber(ctx, [addr], ["camera/"], cfg, sec, "test")
+    pub, sub = pub_sub(["camera/"])
     rgb = np.full((64, 64, 3), 7, np.uint8)
-    try:
-        got = None
-        for _ in range(100):  # the subscription reaches the publisher after the connect
-            pub.publish("camera/front", Image(camera="front", rgb=rgb, depth=np.zeros((0, 0), np.float32)))
-            rgb[:] = 200  # the driver's next frame, into the same array
-            if sub.wait(0.05):
-                got = sub.recv()
-                break
-            rgb[:] = 7
-        assert got is not None
-        assert got[1].rgb.shape == (64, 64, 3) and (got[1].rgb == 7).all()
-    finally:
-        sub.close()
-        pub.close()
-        sec.close()
-        ctx.term()
+    got = None
+    for _ in range(100):  # the subscription reaches the publisher after the connect
+        pub.publish("camera/front", Image(camera="front", rgb=rgb, depth=np.zeros((0, 0), np.float32)))
+        rgb[:] = 200  # the driver's next frame, into the same array
+        if sub.wait(0.05):
+            got = sub.recv()
+            break
+        rgb[:] = 7
+    assert got is not None
+    assert got[1].rgb.shape == (64, 64, 3) and (got[1].rgb == 7).all()

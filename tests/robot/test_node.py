@@ -149,39 +149,28 @@ def test_a_priority_the_user_may_not_take_is_a_warning_not_a_failure(monkeypatch
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
 
 
-def test_a_subscriber_waits_to_the_microsecond_and_wakes_on_a_message(tmp_path: Path) -> None:
-    cfg = busmod.BusConfig()
-    ctx = zmq.Context()
-    sec = busmod.Security(ctx, cfg)
-    addr = f"ipc://{tmp_path}/pub"
-    pub = busmod.Publisher(ctx, addr, cfg, sec)
-    sub = busmod.Subscriber(ctx, [addr], ["joint_state"], cfg, sec, "test")
+def test_a_subscriber_waits_to_the_microsecond_and_wakes_on_a_message(pub_sub) -> None:
+    pub, sub = pub_sub(["joint_state"])
     z = np.zeros(7)
-    try:
-        # a sub-millisecond wait is a wait (zmq_poll would return at once: 0 whole ms)
+    # a sub-millisecond wait is a wait (zmq_poll would return at once: 0 whole ms)
+    t = time.monotonic()
+    assert not sub.wait(0.0009)
+    assert time.monotonic() - t >= 0.0009
+    # a message published while the subscriber sleeps on its socket wakes it
+    woke = []
+    for i in range(50):  # the subscription reaches the publisher after the connect
+        timer = threading.Timer(0.02, pub.publish, ("joint_state", JointState(
+            position=z, velocity=z, effort=z, stamp_ns=i + 1)))
+        timer.start()
         t = time.monotonic()
-        assert not sub.wait(0.0009)
-        assert time.monotonic() - t >= 0.0009
-        # a message published while the subscriber sleeps on its socket wakes it
-        woke = []
-        for i in range(50):  # the subscription reaches the publisher after the connect
-            timer = threading.Timer(0.02, pub.publish, ("joint_state", JointState(
-                position=z, velocity=z, effort=z, stamp_ns=i + 1)))
-            timer.start()
-            t = time.monotonic()
-            if sub.wait(2.0):
-                woke.append(time.monotonic() - t)
-                break
-            timer.join()
-        assert woke and woke[0] < 1.0
-        # the socket's file descriptor is edge-triggered: a message already waiting
-        # (unread) is seen without a new signal, every time
-        assert sub.wait(0.0) and sub.wait(0.001)
-        got = sub.recv()
-        assert got is not None and got[0] == "joint_state"
-        assert not sub.wait(0.001)
-    finally:
-        sub.close()
-        pub.close()
-        sec.close()
-        ctx.term()
+        if sub.wait(2.0):
+            woke.append(time.monotonic() - t)
+            break
+        timer.join()
+    assert woke and woke[0] < 1.0
+    # the socket's file descriptor is edge-triggered: a message already waiting
+    # (unread) is seen without a new signal, every time
+    assert sub.wait(0.0) and sub.wait(0.001)
+    got = sub.recv()
+    assert got is not None and got[0] == "joint_state"
+    assert not sub.wait(0.001)
