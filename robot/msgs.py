@@ -565,9 +565,10 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
             )
         for i, need in enumerate(needs, 2):
             f = frames[i]  # bytes and zmq.Frame have len(); encode's own frames can be arrays
-            if (len(f) if type(f) is not _ndarray else f.nbytes) != need:
+            size = len(f) if type(f) is not _ndarray else f.nbytes
+            if size != need:
                 raise MalformedMessage(
-                    "shape", f"{spec.name}: buffer {i - 2} has {memoryview(f).nbytes} bytes, "
+                    "shape", f"{spec.name}: buffer {i - 2} has {size} bytes, "
                     f"the header's arrays need {need}"
                 )
         # zero-copy views of buffer 0, one frombuffer each: on a machine whose caches go
