@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,8 +18,7 @@ from tests.conftest import cpu_latency_limit, reflexarc
 
 def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: Path) -> None:
     out = tmp_path / "bus.json"
-    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0, out=str(out), cpus=[],
-                                     wait="block", cpu_latency_us=-1))
+    rows = bench_bus(BenchConfig(quick=True, out=str(out)))
     assert [(r["name"], r["transport"]) for r in rows] == [
         (kind, transport)
         for transport in ("ipc", "tcp")
@@ -43,8 +41,7 @@ def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: P
 def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(tmp_path: Path) -> None:
     before = os.sched_getaffinity(0)
     core = max(before)
-    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0,
-                                     out=str(tmp_path / "bus.json"), cpus=[core], wait="block", cpu_latency_us=-1))
+    rows = bench_bus(BenchConfig(quick=True, out=str(tmp_path / "bus.json"), cpus=[core]))
     assert len(rows) == 6
     for r in rows:
         assert r["cpus"] == [core]  # as the receiver process saw its own affinity
@@ -54,8 +51,7 @@ def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(t
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a busy-polling receiver needs a core of its own")
 def test_awake_bench_busy_polls_and_still_takes_every_message(tmp_path: Path) -> None:
-    rows = bench_bus(SimpleNamespace(quick=True, messages=3000, rate_hz=1000.0,
-                                     out=str(tmp_path / "bus.json"), cpus=[], wait="spin", cpu_latency_us=-1))
+    rows = bench_bus(BenchConfig(quick=True, out=str(tmp_path / "bus.json"), wait="spin"))
     assert len(rows) == 6
     for r in rows:
         assert r["wait"] == "spin"
