@@ -41,6 +41,13 @@ class BenchConfig:
     episodes: int = bounded(10, 1, 100_000)  # plan with model: episodes per setting and task
 
     def validate(self) -> None:
+        defaults = BenchConfig()
+        for key, whats in _USED_BY.items():
+            value, default = getattr(self, key), getattr(defaults, key)
+            if self.what not in whats and value != default:
+                raise ConfigError(key, f"got {value!r}, but bench {self.what} does not use it; "
+                                  f"allowed: the default {default!r}, or this key with bench "
+                                  f"{' or '.join(whats)}")
         check_cpus("cpus", self.cpus)
         cores = sorted(set(self.cpus) or os.sched_getaffinity(0))
         if self.wait == "spin" and len(cores) < 2:
@@ -49,6 +56,20 @@ class BenchConfig:
                               "'spin' with two cores or more")
         check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
 
+
+_USED_BY = {  # keys only some benches read: set for another, they would do nothing
+    "messages": ("bus",),
+    "rate_hz": ("bus",),
+    "cpus": ("bus",),
+    "wait": ("bus",),
+    "cpu_latency_us": ("bus",),
+    "seconds": ("control", "instruct"),
+    "backend": ("control", "instruct", "plan"),
+    "device": ("plan",),
+    "threads": ("plan",),
+    "model": ("plan",),
+    "episodes": ("plan",),
+}
 
 register("bench_schema", BenchConfig)
 

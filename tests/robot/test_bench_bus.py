@@ -89,3 +89,15 @@ def test_a_cpu_latency_limit_the_bench_cannot_hold_fails_fast_naming_the_key(
         BenchConfig(what="bus", cpu_latency_us=0).validate()
     assert e.value.key == "cpu_latency_us" and "allowed: -1" in str(e.value)
     BenchConfig(what="bus", cpu_latency_us=-1).validate()  # leaving it alone needs nothing
+
+
+def test_a_key_the_chosen_bench_does_not_read_fails_fast_naming_it() -> None:
+    res = reflexarc("bench", "sim", "wait=spin", timeout=60)
+    assert res.returncode == 2
+    assert "'wait'" in res.stderr and "bench sim does not use it" in res.stderr, res.stderr
+    assert "with bench bus" in res.stderr, res.stderr
+    with pytest.raises(ConfigError) as e:
+        BenchConfig(what="bus", seconds=3.0).validate()
+    assert e.value.key == "seconds" and "bench control or instruct" in str(e.value)
+    BenchConfig(what="sim", cpus=[]).validate()  # a key at its default is no choice
+    BenchConfig(what="plan", backend="pybullet", threads=2).validate()  # keys plan reads
