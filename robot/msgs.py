@@ -119,6 +119,8 @@ _NO_ARRAYS = b"\x90"  # an empty msgpack array
 
 _TYPES: dict[str, type] = {}
 _SPECS: dict[type, _TypeSpec] = {}
+_ENCODERS: dict[type, Any] = {}  # type -> its own encode (see _encoder)
+_DECODERS: dict[type, Any] = {}  # type -> its own decode after the topic (see _decoder)
 
 
 @dataclass(frozen=True)
@@ -167,11 +169,14 @@ def _register(cls: type) -> None:
     names = tuple(n for n, _ in scalars)
     slots = {n: d for k in reversed(cls.__mro__) for n, d in vars(k).items()
              if isinstance(d, types.MemberDescriptorType)}
-    _SPECS[cls] = _TypeSpec(
+    spec = _TypeSpec(
         cls.__name__, tuple(scalars), tuple(arrays), fast, decoder, names, header_t,
         _fields_of(fields_t, names),
         setters={f.name: slots[f.name].__set__ for f in dataclasses.fields(cls)},
     )
+    _SPECS[cls] = spec
+    _ENCODERS[cls] = _encoder(spec)
+    _DECODERS[cls] = _decoder(spec, cls)
 
 
 def _fields_of(fields_t: type, names: tuple[str, ...]) -> Any:
@@ -182,6 +187,111 @@ def _fields_of(fields_t: type, names: tuple[str, ...]) -> Any:
     if len(names) == 1:
         return lambda msg: fields_t(get(msg))
     return lambda msg: fields_t(*get(msg))
+
+
+def _encoder(spec: _TypeSpec) -> Any:
+    """This type's own encode: the general one unrolled over its fields, as dataclasses
+    writes ``__init__``.
+
+    Between messages a graph's caches go cold, and then every bytecode the general loop
+    runs costs: on the 2-core CI VM, 1 ms asleep between calls, this straight-line
+    version took a JointState in 16-22 us p50 against 23-33 us. It covers the usual
+    message, every array native, of its declared dimensions and under PACK_BYTES;
+    anything else goes to :func:`_encode_any`, and the bytes on the wire are the same
+    either way.
+    """
+    k = len(spec.fast_arrays)
+    header = "_packb(_H(SCHEMA_VERSION, _NAME, msg.seq, msg.stamp_ns, _F(msg), ({}{})))"
+    if not k:
+        body = [f"return [topic.encode(), {header.format('', '')}]"]
+    else:
+        body, metas, pieces = [], [], []
+        for i, (field_name, _, _, ndim, _) in enumerate(spec.fast_arrays):
+            body += [f"a{i} = msg.{field_name}",
+                     f"if type(a{i}) is not _ndarray or a{i}.dtype is not _d{i} or a{i}.ndim != {ndim}:",
+                     "    return _encode_any(topic, msg)",
+                     f"n{i} = a{i}.nbytes"]
+        body += ["if " + " or ".join(f"n{i} >= PACK_BYTES" for i in range(k)) + ":",
+                 "    return _encode_any(topic, msg)"]
+        for i, (_, _, dstr, _, itemsize) in enumerate(spec.fast_arrays):
+            metas.append(f"({dstr!r}, a{i}.shape, 0, {f'o{i}' if i else 0})")
+            pieces.append(f"a{i}")
+            pad = ""
+            if itemsize % 8:  # each array's end padded to 8 bytes, as _encode_any does
+                pieces.append(f"_PADS[n{i} & 7]")
+                pad = f" + (-n{i} & 7)"
+            body.append(f"o{i + 1} = {f'o{i} + ' if i else ''}n{i}{pad}")
+        body.append(f"header = {header.format(', '.join(metas), ',' if k == 1 else '')}")
+        # one array holding all of buffer 0 (a camera frame) is buffer 0 itself
+        for i in range(k):
+            body += [f"{'el' if i else ''}if o{k} and n{i} == o{k} and a{i}.flags.c_contiguous:",
+                     f"    return [topic.encode(), header, a{i}]"]
+        body += ["try:",
+                 f"    return [topic.encode(), header, b''.join(({', '.join(pieces)},))]",
+                 "except TypeError:  # a strided array",
+                 "    return _encode_any(topic, msg)"]
+    consts = {"_H": spec.header_type, "_NAME": spec.name, "_F": spec.fields_of}
+    consts |= {f"_d{i}": dtype for i, (_, dtype, *_) in enumerate(spec.fast_arrays)}
+    return _compile(f"encode_{spec.name}", "topic, msg", consts, body)
+
+
+def _decoder(spec: _TypeSpec, cls: type) -> Any:
+    """This type's own decode after the topic, unrolled as :func:`_encoder` is.
+
+    It takes the usual message, whose array layout was validated before and is all in
+    buffer 0; anything else, a malformed message included, goes to :func:`_decode_any`,
+    which raises the error or decodes it the same. Measured as :func:`_encoder` was, a
+    JointState took 23-26 us p50 against 29-33 us.
+    """
+    k = len(spec.fast_arrays)
+    slow = "return _decode_any(topic, frames, _T)"
+    body = ["hbuf = frames[1]",
+            "if len(hbuf) > MAX_HEADER_BYTES:",
+            f"    {slow}",
+            "try:",
+            "    h = _header(hbuf)",
+            "except msgspec.DecodeError:",
+            f"    {slow}",
+            "if h.v != SCHEMA_VERSION or h.type != _NAME:",
+            f"    {slow}"]
+    if k:
+        body += ["lay = _layouts.get(bytes(h.a))",
+                 "if lay is None or lay[1] or len(frames) != 3:  # new, or with large arrays",
+                 f"    {slow}",
+                 "buf = frames[2]",
+                 "if (len(buf) if type(buf) is not _ndarray else buf.nbytes) != lay[2][0]:",
+                 f"    {slow}",
+                 ", ".join(f"(_, _, c{i}, o{i}, sh{i})" for i in range(k)) + f"{',' if k == 1 else ''} = lay[0]"]
+    else:
+        body += ["if bytes(h.a) != _NO_ARRAYS:", f"    {slow}"]
+    body += ["msg = _new(_T)", "_seq(msg, h.seq)", "_stamp(msg, h.stamp_ns)"]
+    if spec.scalar_names:
+        body.append("f = h.f")
+        body += [f"_s{i}(msg, f.{n})" for i, n in enumerate(spec.scalar_names)]
+    for i, (_, _, _, ndim, _) in enumerate(spec.fast_arrays):
+        view = f"_frombuffer(buf, _d{i}, c{i}, o{i})"
+        body.append(f"_a{i}(msg, {view if ndim == 1 else f'{view}.reshape(sh{i})'})")
+    body.append("return topic, msg")
+    setters = spec.setters
+    consts = {"_T": cls, "_NAME": spec.name, "_header": spec.header_decoder.decode,
+              "_layouts": spec.layouts, "_frombuffer": np.frombuffer, "_seq": setters["seq"],
+              "_stamp": setters["stamp_ns"]}
+    consts |= {f"_s{i}": setters[n] for i, n in enumerate(spec.scalar_names)}
+    consts |= {f"_a{i}": setters[n] for i, (n, *_) in enumerate(spec.fast_arrays)}
+    consts |= {f"_d{i}": dtype for i, (_, dtype, *_) in enumerate(spec.fast_arrays)}
+    return _compile(f"decode_{spec.name}", "topic, frames", consts, body)
+
+
+def _compile(name: str, args: str, consts: dict[str, Any], body: list[str]) -> Any:
+    """A function ``name(args)`` running ``body``, with ``consts`` bound in its closure;
+    other names are this module's."""
+    src = "\n".join([f"def make({', '.join(consts)}):",
+                     f"    def {name}({args}):",
+                     *(f"        {line}" for line in body),
+                     f"    return {name}"])
+    made: dict[str, Any] = {}
+    exec(src, globals(), made)  # noqa: S102 - our own source, from the field declarations
+    return made["make"](**consts)
 
 
 @message
@@ -466,6 +576,11 @@ def encode(topic: str, msg: Message) -> list[Any]:
     (one frame for all the small arrays: each ZeroMQ frame costs microseconds); larger
     arrays travel as their own frame, not copied.
     """
+    return _ENCODERS[type(msg)](topic, msg)
+
+
+def _encode_any(topic: str, msg: Message) -> list[Any]:
+    """:func:`encode` for every message: any array-like, any size, any layout."""
     spec = _SPECS[type(msg)]
     meta = []
     packed: list[Any] = []
@@ -508,6 +623,7 @@ def encode(topic: str, msg: Message) -> list[Any]:
 
 PACK_BYTES = 16 * 1024
 _PAD = {n: bytes(n) for n in range(1, 8)}
+_PADS = tuple(bytes(-n % 8) for n in range(8))  # an array's nbytes % 8 -> its padding
 
 
 def decode(frames: Sequence[Any]) -> tuple[str, Message]:
@@ -530,6 +646,11 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     expected = TOPICS.get(topic) or topic_type(topic)
     if expected is None:
         raise MalformedMessage("unknown_topic", f"unknown topic {topic!r}")
+    return _DECODERS[expected](topic, frames)
+
+
+def _decode_any(topic: str, frames: Sequence[Any], expected: type) -> tuple[str, Message]:
+    """:func:`decode` after the topic, for every message: it raises what is malformed."""
     hbuf = frames[1]
     if len(hbuf) > MAX_HEADER_BYTES:
         raise MalformedMessage("oversize", f"header of {len(hbuf)} bytes > {MAX_HEADER_BYTES}")
