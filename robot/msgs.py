@@ -638,15 +638,31 @@ def decode(frames: Sequence[Any]) -> tuple[str, Message]:
     if len(frames) < 2:
         raise MalformedMessage("truncated", f"{len(frames)} frame(s), need topic and header")
     f0 = frames[0]
+    t = type(f0)  # a received frame's own bytes are cheaper than its buffer's copy
+    key = f0 if t is bytes else f0.bytes if t is _Frame else bytes(f0)
+    known = _BY_TOPIC.get(key)
+    if known is None:
+        known = _topic_decoder(key)
+    return known[1](known[0], frames)
+
+
+_BY_TOPIC: dict[bytes, tuple[str, Any]] = {}  # topic as sent -> (topic, its type's decode)
+
+
+def _topic_decoder(key: bytes) -> tuple[str, Any]:
+    """The topic ``key`` names and its type's decode; raises for a topic no type has.
+    Cached, as the layouts are (bounded)."""
     try:
-        t = type(f0)  # a received frame's own bytes are cheaper than its buffer's copy
-        topic = (f0 if t is bytes else f0.bytes if t is _Frame else bytes(f0)).decode()
+        topic = key.decode()
     except UnicodeDecodeError as e:
         raise MalformedMessage("topic", "topic is not UTF-8") from e
     expected = TOPICS.get(topic) or topic_type(topic)
     if expected is None:
         raise MalformedMessage("unknown_topic", f"unknown topic {topic!r}")
-    return _DECODERS[expected](topic, frames)
+    if len(_BY_TOPIC) >= 256:  # a graph whose topics keep changing: keep the cache bounded
+        _BY_TOPIC.clear()
+    known = _BY_TOPIC[key] = (topic, _DECODERS[expected])
+    return known
 
 
 def _decode_any(topic: str, frames: Sequence[Any], expected: type) -> tuple[str, Message]:

@@ -196,3 +196,15 @@ def test_the_wire_bytes_do_not_depend_on_how_the_arrays_are_held(name: str, big:
     assert _wire(topic, as_lists) == wire
     assert _wire(topic, strided) == wire
     assert decode(wire) == (topic, msg)
+
+
+def test_a_graph_of_ever_new_topics_decodes_them_all_in_bounded_memory() -> None:
+    from robot import msgs
+
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    for i in range(600):
+        topic = f"camera/cam{i}"
+        frames = encode(topic, Image(camera=f"cam{i}", rgb=rgb, depth=np.zeros((0, 0), np.float32)))
+        got_topic, got = decode(frames)
+        assert got_topic == topic and got.camera == f"cam{i}"
+    assert len(msgs._BY_TOPIC) <= 256
