@@ -61,13 +61,17 @@ def _topic_for(cls: type) -> str:
     raise KeyError(cls)
 
 
+def _sample(name: str, big: bool):
+    """A random message of type ``name`` (seeded by the name) and a topic carrying it."""
+    cls = message_types()[name]
+    return _topic_for(cls), _random_message(cls, np.random.default_rng(abs(hash(name)) % 2**32), big)
+
+
 @pytest.mark.parametrize("name", sorted(message_types()))
 @pytest.mark.parametrize("big", [False, True])
 def test_every_message_round_trips_exactly(name: str, big: bool) -> None:
-    cls = message_types()[name]
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
-    msg = _random_message(cls, rng, big)
-    topic = _topic_for(cls)
+    topic, msg = _sample(name, big)
+    cls = type(msg)
     frames = encode(topic, msg)
     # through real ZeroMQ frames, not just Python objects
     got_topic, got = decode([zmq.Frame(memoryview(f).tobytes()) for f in frames])
@@ -153,9 +157,7 @@ def test_strided_arrays_small_and_large_round_trip() -> None:
 def test_encoded_frames_decode_as_they_are(name: str, big: bool) -> None:
     # encode's frames may be arrays themselves (a lone small array is buffer 0, a large
     # one its own buffer); decode takes them without a trip through bytes
-    cls = message_types()[name]
-    msg = _random_message(cls, np.random.default_rng(abs(hash(name)) % 2**32), big)
-    topic = _topic_for(cls)
+    topic, msg = _sample(name, big)
     assert decode(encode(topic, msg)) == (topic, msg)
 
 
@@ -185,10 +187,8 @@ def _wire(topic: str, msg) -> list[bytes]:
 def test_the_wire_bytes_do_not_depend_on_how_the_arrays_are_held(name: str, big: bool) -> None:
     # each type's own encoder takes contiguous arrays of the declared dtype; lists and
     # strided views go the general way. Both must put the same bytes on the wire.
-    cls = message_types()[name]
-    msg = _random_message(cls, np.random.default_rng(abs(hash(name)) % 2**32), big)
-    topic = _topic_for(cls)
-    arrays = [f.name for f in dataclasses.fields(cls) if "array" in f.metadata]
+    topic, msg = _sample(name, big)
+    arrays = [f.name for f in dataclasses.fields(msg) if "array" in f.metadata]
     wire = _wire(topic, msg)
     as_lists = msg.replace(**{n: getattr(msg, n).tolist() for n in arrays})
     strided = msg.replace(**{n: np.stack([getattr(msg, n)] * 2, -1)[..., 0] for n in arrays})
