@@ -193,7 +193,7 @@ def bench_bus(cfg: Any) -> list[dict[str, Any]]:
         f"both ends on cores {list(cfg.cpus)}" if cfg.cpus else "both ends placed by the OS") + (
         ", both awake (wait=spin)" if cfg.wait == "spin" else "") + (
         f", idle cores wake within {cfg.cpu_latency_us} us" if cfg.cpu_latency_us >= 0 else "")
-    _plot(rows, Path(cfg.out).with_suffix(".png") if cfg.out else Path("bench_bus.png"), where)
+    _plot(rows, Path(cfg.out).with_suffix(".png") if cfg.out else Path("runs/bench/bus.png"), where)
     for r in rows:
         del r["_ours"], r["_raw"]
     return rows
