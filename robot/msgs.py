@@ -218,8 +218,9 @@ def _encoder(spec: _TypeSpec) -> Any:
             pieces.append(f"a{i}")
             pad = ""
             if itemsize % 8:  # each array's end padded to 8 bytes, as _encode_any does
-                pieces.append(f"_PADS[n{i} & 7]")
-                pad = f" + (-n{i} & 7)"
+                body.append(f"p{i} = -n{i} & 7")
+                pieces.append(f"_PAD[p{i}]")
+                pad = f" + p{i}"
             body.append(f"o{i + 1} = {f'o{i} + ' if i else ''}n{i}{pad}")
         body.append(f"header = {header.format(', '.join(metas), ',' if k == 1 else '')}")
         # one array holding all of buffer 0 (a camera frame) is buffer 0 itself
@@ -622,8 +623,7 @@ def _encode_any(topic: str, msg: Message) -> list[Any]:
 
 
 PACK_BYTES = 16 * 1024
-_PAD = {n: bytes(n) for n in range(1, 8)}
-_PADS = tuple(bytes(-n % 8) for n in range(8))  # an array's nbytes % 8 -> its padding
+_PAD = tuple(bytes(n) for n in range(8))  # padding of n bytes
 
 
 def decode(frames: Sequence[Any]) -> tuple[str, Message]:
