@@ -1,10 +1,10 @@
 """Frames to latents with the world model's encoder, and hot-swappable models.
 
-:func:`load_model` reads a world-model checkpoint (``policies.checkpoint``) and checks its
+:func:`load_model` reads a world-model checkpoint (``reflexarc.policies.checkpoint``) and checks its
 SHA-256 when one is given. :class:`FrameEncoder` turns a batch of camera frames into
 latents with one forward pass, resizing frames whose size differs from the model's.
 :class:`ModelSlot` holds the current model and loads a replacement in a background
-thread when new weights are announced (``robot.msgs.Weights``): the node that owns the
+thread when new weights are announced (``reflexarc.runtime.msgs.Weights``): the node that owns the
 slot keeps using the old model until :meth:`ModelSlot.poll` hands over the new one,
 between two steps, so no frame waits for a load and no frame is half-encoded by two
 models. The perception node and the planner node both use it.
@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from policies.checkpoint import CheckpointError, load_checkpoint
-from policies.world_model import WorldModel
-from robot.errors import ReflexarcError
-from robot.msgs import Weights
+from reflexarc.policies.checkpoint import CheckpointError, load_checkpoint
+from reflexarc.policies.world_model import WorldModel
+from reflexarc.runtime.errors import ReflexarcError
+from reflexarc.runtime.msgs import Weights
 
 
 class EncodingError(ReflexarcError):
@@ -54,7 +54,7 @@ def load_model(path: str | Path, sha256: str = "", device: str = "cpu") -> Loade
     """Load the checkpoint at ``path`` (directory or ``model.safetensors``), in eval mode.
 
     ``sha256``: expected digest of the weights file ("" skips the check). Raises
-    :class:`~policies.checkpoint.CheckpointError` when the file is missing, corrupt,
+    :class:`~reflexarc.policies.checkpoint.CheckpointError` when the file is missing, corrupt,
     of another format, or its digest differs.
     """
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ The planner uses it to read the hand position a goal image shows, which gives it
 smooth pull toward the goal from far away, where latent distances to the goal are flat
 (the frames look equally unlike the goal); near the goal the latent cost decides.
 
-    python -m perception.hand policies/checkpoints/push-mujoco data/push-mujoco \\
+    python -m reflexarc.perception.hand policies/checkpoints/push-mujoco data/push-mujoco \\
         perception/probes/push-mujoco.npz
 
 A probe belongs to one checkpoint: it stores the checkpoint's SHA-256 and is not used
@@ -28,9 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from perception.encoding import FrameEncoder, load_model
-from robot.episode import Episode, list_episodes
-from robot.errors import ReflexarcError
+from reflexarc.perception.encoding import FrameEncoder, load_model
+from reflexarc.policies.checkpoint import shipped
+from reflexarc.runtime.episode import Episode, list_episodes
+from reflexarc.runtime.errors import ReflexarcError
+
+#: The hand probes the project ships, installed with the package.
+PROBES_DIR = Path(__file__).resolve().parent / "probes"
+
+
+def probe_path(path: str | Path) -> Path:
+    """A probe file, or the shipped probe of that name (``push-mujoco``)."""
+    return shipped(path if str(path).endswith(".npz") else f"{path}.npz", PROBES_DIR)
 
 
 class ProbeError(ReflexarcError):
@@ -72,6 +81,8 @@ class HandProbe:
 
     @classmethod
     def load(cls, path: str | Path) -> HandProbe:
+        """Load a probe file, or a shipped probe by name (``push-mujoco``)."""
+        path = probe_path(path)
         try:
             with np.load(path, allow_pickle=False) as d:
                 meta = json.loads(str(d["meta"]))
@@ -117,7 +128,7 @@ def fit_hand_probe(
 ) -> HandProbe:
     """Fit a probe for ``checkpoint`` on the episodes under ``episodes`` (the first
     ``max_episodes``; the last ``holdout`` share of them measures its error)."""
-    from sim.kinematics import ArmKinematics
+    from reflexarc.sim.kinematics import ArmKinematics
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     loaded = load_model(checkpoint)
@@ -146,7 +157,7 @@ def fit_hand_probe(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m perception.hand CHECKPOINT EPISODES OUT.npz [MAX_EPISODES]``."""
+    """``python -m reflexarc.perception.hand CHECKPOINT EPISODES OUT.npz [MAX_EPISODES]``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (3, 4):
         print(main.__doc__, file=sys.stderr)

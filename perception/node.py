@@ -3,14 +3,14 @@
 One step (DESIGN.md, "perception" row):
 
 1. **Weights.** A ``weights`` message starts loading the announced checkpoint in a
-   background thread (:class:`perception.encoding.ModelSlot`); meanwhile frames keep
+   background thread (:class:`reflexarc.perception.encoding.ModelSlot`); meanwhile frames keep
    being encoded with the current model. The new model is swapped in at the start of a
    step, between frames, once it is loaded (in lockstep the step that receives the
    message waits for the load, so runs stay deterministic). A failed load keeps the
    current model and is counted.
 2. **Frames.** Every frame new since the previous step on ``camera/<name>`` (all
    cameras, or those in ``cameras``) is encoded, all in one batch: one forward pass.
-3. **Latents.** Each frame gives a :class:`~robot.msgs.Latent` on ``latent/<name>``
+3. **Latents.** Each frame gives a :class:`~reflexarc.runtime.msgs.Latent` on ``latent/<name>``
    carrying the frame's stamp (so frame-to-command latency stays measurable), the model
    version that encoded it and ``encode_us``: the time of the batch that encoded it.
 
@@ -18,7 +18,7 @@ Goals are not encoded here: the planner holds the goal image and encodes it with
 copy of the model. A goal latent is only meaningful together with the model version that
 made it, and after a weights swap the planner must re-encode the goal anyway, so keeping
 image, latent and version in one process avoids a second goal topic and any race
-between two swaps. See :mod:`planner.node`.
+between two swaps. See :mod:`reflexarc.planner.node`.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from perception.encoding import EncodingError, FrameEncoder, ModelSlot, load_model
-from policies.checkpoint import CheckpointError, weights_path
-from robot.config import bounded, choice
-from robot.errors import ConfigError
-from robot.msgs import Image, Latent
-from robot.node import Inbox, Node, NodeContext, Outputs
-from robot.stats import Ring
+from reflexarc.perception.encoding import EncodingError, FrameEncoder, ModelSlot, load_model
+from reflexarc.policies.checkpoint import CheckpointError, weights_path
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import Image, Latent
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.stats import Ring
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from robot.episode import Episode
+from reflexarc.runtime.episode import Episode
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +154,11 @@ def reference_rows(summary: dict[str, Any], policies: tuple[str, ...] = ("expert
     """The run's success beside reference policies on the same task, backend and seeds.
 
     The first row is the pixel loop (from ``summary``); then one row per policy in
-    ``policies``, played in the task's gymnasium env (:func:`robot.evaluate.evaluate_policy`:
+    ``policies``, played in the task's gymnasium env (:func:`reflexarc.tools.evaluate.evaluate_policy`:
     the scripted expert uses privileged state, random samples the action space). Steps
     to success count at the envs' ``control_hz``. [] when the summary has no episodes.
     """
-    from robot.evaluate import evaluate_policy
+    from reflexarc.tools.evaluate import evaluate_policy
 
     results = list(summary.get("episode_results") or [])
     task, backend = str(summary.get("task", "")), str(summary.get("backend", ""))

@@ -3,7 +3,7 @@
 Each iteration keeps the ``elites`` lowest-cost samples and refits the sampling
 Gaussian to them (per step and action dimension): mean = elite mean, std = elite std,
 clamped to ``[min_std, noise_std]``. The current mean is always one of the samples, so
-the best cost seen never gets worse across iterations. See :mod:`planner.mpc` for the
+the best cost seen never gets worse across iterations. See :mod:`reflexarc.planner.mpc` for the
 cost, bounds, warm start and goals.
 """
 
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from planner.mpc import SamplingConfig, SamplingPlanner
-from robot.config import register
+from reflexarc.planner.mpc import SamplingConfig, SamplingPlanner
+from reflexarc.runtime.config import register
 
 
 @dataclass
 class CEMConfig(SamplingConfig):
-    """CEM settings: the shared :class:`~planner.mpc.SamplingConfig` fields."""
+    """CEM settings: the shared :class:`~reflexarc.planner.mpc.SamplingConfig` fields."""
 
 
 class CEMPlanner(SamplingPlanner):

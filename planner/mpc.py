@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planner.protocol import LatentModel
-from robot.config import bounded, choice, from_mapping, validate
-from robot.errors import ConfigError, ReflexarcError
+from reflexarc.planner.protocol import LatentModel
+from reflexarc.runtime.config import bounded, choice, from_mapping, validate
+from reflexarc.runtime.errors import ConfigError, ReflexarcError
 
 EE_ACTION_LOW = (-0.05, -0.05, -0.05, -1.0)
 """Default lower bounds of an end-effector action (dx, dy, dz [m/step], gripper)."""
@@ -428,8 +428,8 @@ def make_planner(
 ) -> SamplingPlanner:
     """Build a planner by name (``cem`` | ``mppi``) from its config dataclass or a plain
     mapping of its fields (node arguments; validated, ConfigError naming the key)."""
-    from planner.cem import CEMPlanner
-    from planner.mppi import MPPIPlanner
+    from reflexarc.planner.cem import CEMPlanner
+    from reflexarc.planner.mppi import MPPIPlanner
 
     classes: dict[str, type[SamplingPlanner]] = {"cem": CEMPlanner, "mppi": MPPIPlanner}
     if kind not in classes:

@@ -5,7 +5,7 @@ Each iteration takes the ``elites`` lowest-cost samples and weights them by
 [0, 1] (best 0, worst 1), so ``temperature`` is unit-free: 0.1 gives the best elite
 e^10 times the weight of the worst. The new mean is the weighted mean; the new std the
 weighted std, clamped to ``[min_std, noise_std]`` (``min_std == noise_std`` is classic
-MPPI with fixed exploration noise). See :mod:`planner.mpc` for the cost, bounds, warm
+MPPI with fixed exploration noise). See :mod:`reflexarc.planner.mpc` for the cost, bounds, warm
 start and goals.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from planner.mpc import SamplingConfig, SamplingPlanner
-from robot.config import bounded, register
+from reflexarc.planner.mpc import SamplingConfig, SamplingPlanner
+from reflexarc.runtime.config import bounded, register
 
 
 @dataclass

@@ -1,14 +1,14 @@
 """The planner node: latent MPC from pixels toward a goal image (DESIGN.md, "planner" row).
 
 Inputs: ``latent/<camera>`` (the newest latent of one camera, from the perception node),
-``goal`` (a :class:`~robot.msgs.Goal` with an image, e.g. the sim's imagined goal, or a
+``goal`` (a :class:`~reflexarc.runtime.msgs.Goal` with an image, e.g. the sim's imagined goal, or a
 latent), ``joint_state`` (for the end-effector position), ``weights`` (hot swap).
 Output: ``plan``, end-effector setpoints over time for the controller.
 
 One step:
 
 1. **Weights.** New weights load in a background thread
-   (:class:`perception.encoding.ModelSlot`); the loaded model becomes a second "brain"
+   (:class:`reflexarc.perception.encoding.ModelSlot`); the loaded model becomes a second "brain"
    (model + planner + goal latent). Each latent is planned with the brain whose model
    version encoded it, so the perception node and the planner may swap at different
    steps without ever mixing latent spaces; the older brain is dropped once latents of
@@ -23,7 +23,7 @@ One step:
    **Stages.** A goal may come with ``subgoals``, images of the states on the way to it
    (the sim imagines a push as: hand above the pre-push point behind the block, hand
    down there, block at the target with the hand behind it, and first the hand lifted
-   where it is if it is down by the block; :mod:`sim.subgoals`). The
+   where it is if it is down by the block; :mod:`reflexarc.sim.subgoals`). The
    planner plans toward one stage image at a time and takes the next once the newest
    latent shows the stage reached: the hand the probe reads from the latent is within
    ``stage_hand_m`` of the hand it reads from the stage's image (the same probe on both
@@ -34,12 +34,12 @@ One step:
    (``final_stage_max_dz``), so it slides the block along the table rather than lifting
    over it, and slowly enough that the block stops near the target.
 3. **End effector.** The hand position comes from proprioception: forward kinematics of
-   the measured joint positions (:class:`sim.kinematics.ArmKinematics`; the privileged
-   ``scene_state`` is never used). As in the envs' tracker (:mod:`sim.ee_control`), a
+   the measured joint positions (:class:`reflexarc.sim.kinematics.ArmKinematics`; the privileged
+   ``scene_state`` is never used). As in the envs' tracker (:mod:`reflexarc.sim.ee_control`), a
    plan starts from where the previous plan commands the hand now, kept within
    ``windup`` of the measured hand, so displacements add up as the world model learnt.
 4. **Solve.** On each new latent (taken after the goal's stamp) CEM or MPPI
-   (:mod:`planner.mpc`) searches ``horizon`` end-effector actions, warm-started and
+   (:mod:`reflexarc.planner.mpc`) searches ``horizon`` end-effector actions, warm-started and
    shifted by the control periods elapsed, with :class:`HandBox` keeping the predicted
    hand where the world model has seen it. In realtime the solve runs in a worker thread,
    so the loop keeps its rate (``solve: inline`` runs it in the step, as the ``pixels``
@@ -68,21 +68,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from perception.encoding import FrameEncoder, LoadedModel, ModelSlot, load_model
-from perception.hand import HandProbe, ProbeError
-from planner.cem import CEMConfig
-from planner.mpc import PlannerError, SamplingPlanner, StaleGoalError, make_planner
-from planner.mppi import MPPIConfig
-from policies.checkpoint import CheckpointError, weights_path
-from robot.config import bounded, choice
-from robot.errors import ConfigError
-from robot.msgs import Goal, JointState, Latent, Plan, empty, frame_ready_ns
-from robot.node import Inbox, Node, NodeContext, Outputs
-from robot.stats import Ring
+from reflexarc.perception.encoding import FrameEncoder, LoadedModel, ModelSlot, load_model
+from reflexarc.perception.hand import HandProbe, ProbeError, probe_path
+from reflexarc.planner.cem import CEMConfig
+from reflexarc.planner.mpc import PlannerError, SamplingPlanner, StaleGoalError, make_planner
+from reflexarc.planner.mppi import MPPIConfig
+from reflexarc.policies.checkpoint import CheckpointError, weights_path
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import Goal, JointState, Latent, Plan, empty, frame_ready_ns
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.stats import Ring
 
 log = logging.getLogger(__name__)
 
-#: Hand pointing down (sim.kinematics.R_DOWN: a half turn about x), quaternion wxyz.
+#: Hand pointing down (reflexarc.sim.kinematics.R_DOWN: a half turn about x), quaternion wxyz.
 QUAT_DOWN = np.array([0.0, 1.0, 0.0, 0.0])
 #: End-effector workspace box (CONTRACTS.md), metres.
 WORKSPACE_LO = (0.25, -0.35, 0.0)
@@ -141,7 +141,7 @@ class HandBox:
     ``weight * sum_k (distance outside the box)^2`` (m^2): it keeps the search where the
     world model has seen the arm (its exploration data) instead of letting it chase
     latent errors out of the workspace. When ``goal`` is set (the hand position a goal
-    image shows, read by a :class:`perception.hand.HandProbe`), sequences also pay
+    image shows, read by a :class:`reflexarc.perception.hand.HandProbe`), sequences also pay
     ``prior_weight * sum_k max(0, |hand_k - goal| - radius)^2``: a smooth pull from far
     away, where latent distances to the goal are flat. The probe's reading can be off by
     several centimetres (more where its data were thin), so the pull lets go once the
@@ -345,7 +345,7 @@ class PlannerNode(Node):
                 raise ConfigError(
                     "checkpoint", f"{self.checkpoint!r} is not a checkpoint file or directory"
                 )
-            if self.hand_probe and not Path(self.hand_probe).is_file():
+            if self.hand_probe and not probe_path(self.hand_probe).is_file():
                 raise ConfigError("hand_probe", f"{self.hand_probe!r} is not a file")
             if self.goal_image and not Path(self.goal_image).is_file():
                 raise ConfigError("goal_image", f"{self.goal_image!r} is not a file")
@@ -379,7 +379,7 @@ class PlannerNode(Node):
 
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:
         super().__init__(ctx, cfg)
-        from sim.kinematics import ArmKinematics
+        from reflexarc.sim.kinematics import ArmKinematics
 
         torch.set_num_threads(cfg.threads)
         self.kin = ArmKinematics()

@@ -1,7 +1,7 @@
 """World-model checkpoints: safetensors weights + the config that made them + a version.
 
 A checkpoint is one self-contained ``model.safetensors`` file: the tensors of
-:class:`~policies.world_model.WorldModel` (online encoder, EMA target encoder, predictor)
+:class:`~reflexarc.policies.world_model.WorldModel` (online encoder, EMA target encoder, predictor)
 and, in the safetensors metadata, ``format``, ``format_version``, ``version`` (the model
 version, increasing with every published update) and ``config`` (JSON: the model config
 and the training config). A ``config.json`` with the same content is written beside it
@@ -26,9 +26,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from policies.world_model import ModelConfig, WorldModel
-from robot.config import from_mapping
-from robot.errors import ReflexarcError
+from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ReflexarcError
 
 FORMAT = "reflexarc-world-model"
 FORMAT_VERSION = 1
@@ -51,9 +51,26 @@ class CheckpointInfo:
     sha256: str
 
 
+#: The checkpoints the project ships, installed with the package.
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def shipped(path: str | Path, folder: Path) -> Path:
+    """``path`` as given when it exists or names a folder; else the shipped file of that name
+    in ``folder`` if there is one (so ``push-mujoco`` works from any working directory)."""
+    p = Path(path).expanduser()
+    if p.exists() or len(p.parts) != 1:
+        return p
+    return folder / p if (folder / p).exists() else p
+
+
 def weights_path(path: str | Path) -> Path:
-    """A checkpoint directory or weights file -> the weights file."""
-    p = Path(path)
+    """A checkpoint directory or weights file, or the name of a shipped checkpoint
+    (``push-mujoco``) -> the weights file."""
+    return _weights_file(shipped(path, SHIPPED_DIR))
+
+
+def _weights_file(p: Path) -> Path:
     return p / WEIGHTS_FILE if p.is_dir() or not p.suffix else p
 
 
@@ -96,7 +113,7 @@ def save_checkpoint(
     ``path`` is a directory (``model.safetensors`` and ``config.json`` go in it) or a
     ``.safetensors`` file (``config.json`` goes beside it).
     """
-    wpath = weights_path(path)
+    wpath = _weights_file(Path(path))  # never a shipped checkpoint by name
     full = {"model": dataclasses.asdict(model.cfg)}
     full.update({k: _plain(v) for k, v in (config or {}).items() if k != "model"})
     meta = {

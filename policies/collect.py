@@ -30,10 +30,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robot.config import bounded, choice, register
-from robot.episode import EpisodeWriter
-from robot.errors import ConfigError
-from robot.msgs import EEAction, Image, JointState, SceneState, empty
+from reflexarc.runtime.config import bounded, choice, register
+from reflexarc.runtime.episode import EpisodeWriter
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import EEAction, Image, JointState, SceneState, empty
 
 
 @dataclass
@@ -156,7 +156,7 @@ class Explorer:
 
 
 class _ExpertAgent:
-    """The scene's scripted expert (sim.experts) behind the explorer's interface."""
+    """The scene's scripted expert (reflexarc.sim.experts) behind the explorer's interface."""
 
     mode = "expert"
 
@@ -174,8 +174,8 @@ class _ExpertAgent:
 def _load_expert(env_id: str) -> Any:
     """``factory(max_delta) -> _ExpertAgent`` for the scene's task, or None if it has none."""
     try:
-        import sim
-        from sim.experts import make_expert
+        from reflexarc import sim
+        from reflexarc.sim.experts import make_expert
     except ImportError:
         return None
     tasks = {v: k for k, v in getattr(sim, "ENV_IDS", {}).items()}
@@ -187,9 +187,9 @@ def _load_expert(env_id: str) -> Any:
 def _make_env(cfg: CollectConfig) -> Any:
     def thunk() -> gym.Env:
         if cfg.backend == "toy" or cfg.env.startswith("reflexarc/Toy"):
-            import policies.toy  # noqa: F401  (registers the toy scene)
+            import reflexarc.policies.toy  # noqa: F401  (registers the toy scene)
         else:
-            import sim  # noqa: F401  (registers the scenes)
+            from reflexarc import sim  # noqa: F401  (registers the scenes)
         return gym.make(cfg.env, backend=cfg.backend, image_size=cfg.image_size)
 
     return thunk
@@ -278,7 +278,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     n_envs = max(1, min(n_envs, len(todo))) if todo else 1
     expert_factory = _load_expert(cfg.env) if cfg.expert_ratio > 0 else None
     if cfg.expert_ratio > 0 and expert_factory is None:
-        raise ConfigError("expert_ratio", f"no scripted expert for {cfg.env} (sim.experts.make_expert); use 0")
+        raise ConfigError("expert_ratio", f"no scripted expert for {cfg.env} (reflexarc.sim.experts.make_expert); use 0")
     steps_done = 0
     written = 0
     if todo:

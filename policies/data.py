@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robot.episode import Episode, list_episodes
-from robot.errors import ReflexarcError
+from reflexarc.runtime.episode import Episode, list_episodes
+from reflexarc.runtime.errors import ReflexarcError
 
 
 class DataError(ReflexarcError):

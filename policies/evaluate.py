@@ -7,7 +7,7 @@
 - A linear probe (ridge, closed form) from z to the end-effector position (x, y, z) and
   to the pushed block's position (x, y; the block rests on the table, so its z does not
   vary), fitted on training episodes and scored (R^2, mean over outputs) on held-out ones.
-- Per-dimension latent std (collapse check: :func:`policies.world_model.is_collapsed`).
+- Per-dimension latent std (collapse check: :func:`reflexarc.policies.world_model.is_collapsed`).
 
 ``evaluate_model(cfg)`` is what ``reflexarc eval model=...`` calls (robot/evaluate.py).
 """
@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from policies.checkpoint import load_checkpoint
-from policies.data import EpisodeData, load_episodes, split_names
-from policies.world_model import WorldModel, is_collapsed, latent_std
-from robot.episode import list_episodes
-from robot.errors import ConfigError
+from reflexarc.policies.checkpoint import load_checkpoint
+from reflexarc.policies.data import EpisodeData, load_episodes, split_names
+from reflexarc.policies.world_model import WorldModel, is_collapsed, latent_std
+from reflexarc.runtime.episode import list_episodes
+from reflexarc.runtime.errors import ConfigError
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 Experience comes from episode files (``episodes``: a root that is rescanned, so episodes
 the recorder finishes are picked up) and/or from the live stream (``camera/<camera>``
-frames and ``ee_action`` commands, aligned by stamp as in :mod:`policies.data`). It goes
+frames and ``ee_action`` commands, aligned by stamp as in :mod:`reflexarc.policies.data`). It goes
 into a replay buffer of uint8 frames.
 
 Training runs (``train_in``) either in a background thread of the node's process
@@ -40,15 +40,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from policies.checkpoint import load_checkpoint, save_checkpoint
-from policies.data import load_episode
-from policies.train import OptimConfig, Trainer
-from policies.world_model import ModelConfig, WorldModel
-from robot.config import bounded, choice
-from robot.episode import list_episodes
-from robot.errors import NodeError
-from robot.msgs import Weights
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.policies.checkpoint import load_checkpoint, save_checkpoint
+from reflexarc.policies.data import load_episode
+from reflexarc.policies.train import OptimConfig, Trainer
+from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.episode import list_episodes
+from reflexarc.runtime.errors import NodeError
+from reflexarc.runtime.msgs import Weights
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 log = logging.getLogger(__name__)
 

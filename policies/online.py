@@ -3,7 +3,7 @@
 The demonstration of issue 5 ("online learning, measured"), in three parts:
 
 1. :class:`ExplorerNode`: the exploration policy of ``reflexarc collect``
-   (:class:`policies.collect.Explorer`: smooth, contact-seeking pushes and wandering) as
+   (:class:`reflexarc.policies.collect.Explorer`: smooth, contact-seeking pushes and wandering) as
    a graph node. It acts once on every new ``camera/<camera>`` frame, from the newest
    ``scene_state`` (privileged: hand and block positions), and publishes an
    ``ee_action`` stamped with the frame's stamp: the sim applies it right after that
@@ -14,7 +14,7 @@ The demonstration of issue 5 ("online learning, measured"), in three parts:
    stream, publishing a versioned checkpoint every ``publish_every`` updates.
 2. :func:`evaluate_versions`: every published version (and the starting model) scored
    on a fixed held-out set of block-scene episodes: the k-step latent prediction error,
-   normalised as in :mod:`policies.evaluate` (by the mean per-dimension latent variance
+   normalised as in :mod:`reflexarc.policies.evaluate` (by the mean per-dimension latent variance
    of the held-out frames, so versions with differently scaled latents compare), on the
    **block-moving** windows (the block's privileged position moves by more than
    ``move_m`` over the window's transitions) and on all windows, each against
@@ -29,11 +29,11 @@ The demonstration of issue 5 ("online learning, measured"), in three parts:
    deadlines, step time, jitter) in configs/graph/control_learner.yaml with the learner
    training and with it disabled.
 
-Commands (``python -m policies.online --help``)::
+Commands (``python -m reflexarc.policies.online --help``)::
 
-    python -m policies.online eval runs/learn/learner --data data/push-mujoco-heldout \\
+    python -m reflexarc.policies.online eval runs/learn/learner --data data/push-mujoco-heldout \\
         --init runs/empty-mujoco --out runs/learn/online
-    python -m policies.online control --seconds 60 --out runs/learn/control.json
+    python -m reflexarc.policies.online control --seconds 60 --out runs/learn/control.json
 """
 
 from __future__ import annotations
@@ -52,15 +52,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from policies.checkpoint import load_checkpoint
-from policies.collect import ExploreConfig, Explorer
-from policies.data import EpisodeData, load_episodes
-from policies.evaluate import encode_all, probe_r2, ridge_fit, ridge_predict
-from policies.world_model import WorldModel
-from robot.config import bounded
-from robot.errors import ConfigError
-from robot.msgs import EEAction, SceneState
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.policies.checkpoint import load_checkpoint
+from reflexarc.policies.collect import ExploreConfig, Explorer
+from reflexarc.policies.data import EpisodeData, load_episodes
+from reflexarc.policies.evaluate import encode_all, probe_r2, ridge_fit, ridge_predict
+from reflexarc.policies.world_model import WorldModel
+from reflexarc.runtime.config import bounded
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import EEAction, SceneState
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 # --------------------------------------------------------------------------------------
 # The exploring robot
@@ -320,7 +320,7 @@ def controller_figures(seconds: float = 60.0, run_root: str | Path = "runs/contr
     for learner in (True, False):
         run_dir = Path(run_root) / ("learner-on" if learner else "learner-off")
         load = os.getloadavg()
-        cmd = [sys.executable, "-m", "robot.cli", "run", f"graph={graph}", f"duration_s={seconds}",
+        cmd = [sys.executable, "-m", "reflexarc.runtime.cli", "run", f"graph={graph}", f"duration_s={seconds}",
                f"run_dir={run_dir}", f"graph.nodes.learner.enabled={str(learner).lower()}",
                *(extra or [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 180)
@@ -344,7 +344,7 @@ def controller_figures(seconds: float = 60.0, run_root: str | Path = "runs/contr
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m policies.online", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m reflexarc.policies.online", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("eval", help="score every published version on held-out block episodes")
     e.add_argument("learner_dir")

@@ -4,7 +4,7 @@ Top-down 2-D: a grey end effector (a disc whose radius grows with its height) mo
 commanded displacement; when it is low (z < ``contact_z``) and overlaps the red block, the
 block is pushed out of the overlap along the push direction. Rendered with numpy alone.
 Same observation, action and info conventions as ``reflexarc/PandaPush-v0`` (see
-.notes/CONTRACTS.md), so :mod:`policies.collect` and :mod:`policies.train` run on it
+.notes/CONTRACTS.md), so :mod:`reflexarc.policies.collect` and :mod:`reflexarc.policies.train` run on it
 unchanged. Registered as ``reflexarc/ToyPush-v0`` when this module is imported.
 """
 

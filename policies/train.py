@@ -1,7 +1,7 @@
 """``reflexarc train``: self-supervised world-model training from episode files.
 
 Loads every episode under ``data`` into memory once (uint8 frames), holds out a
-deterministic fraction of episodes, and trains :class:`~policies.world_model.WorldModel`
+deterministic fraction of episodes, and trains :class:`~reflexarc.policies.world_model.WorldModel`
 with the JEPA loss (H-step latent rollout against the EMA target encoder, VICReg terms).
 CPU by default, CUDA when present (``device=auto``); deterministic for a seed on CPU.
 Writes into ``run_dir``: ``model.safetensors`` + ``config.json`` (checkpoint, atomically),
@@ -22,12 +22,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from policies.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from policies.data import EpisodeData, load_episodes, split_names
-from policies.evaluate import evaluate, plot_evaluation
-from policies.world_model import ModelConfig, WorldModel, world_model_loss
-from robot.config import bounded, choice, register
-from robot.errors import ConfigError
+from reflexarc.policies.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from reflexarc.policies.data import EpisodeData, load_episodes, split_names
+from reflexarc.policies.evaluate import evaluate, plot_evaluation
+from reflexarc.policies.world_model import ModelConfig, WorldModel, world_model_loss
+from reflexarc.runtime.config import bounded, choice, register
+from reflexarc.runtime.errors import ConfigError
 
 
 @dataclass

@@ -3,7 +3,7 @@
 An encoder maps a 64x64 RGB frame (optionally with proprioception) to a latent ``z`` (D,).
 A predictor maps ``(z, a)`` to the next latent, where ``a`` = (dx, dy, dz, gripper) is an
 end-effector displacement, so the model does not depend on the robot's kinematics.
-Training (:mod:`policies.train`) rolls the predictor H steps from the encoder's latent of
+Training (:mod:`reflexarc.policies.train`) rolls the predictor H steps from the encoder's latent of
 the first frame and regresses the EMA target encoder's latents of the next H frames, with
 VICReg variance/covariance terms against collapse. No pixels are reconstructed, and no
 reward or label is used.
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robot.config import bounded, choice
-from robot.errors import ConfigError
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.errors import ConfigError
 
 
 @dataclass

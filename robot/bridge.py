@@ -1,13 +1,13 @@
 """The bridge: a real arm in the graph, with the same topics as the sim node.
 
 Each tick (the driver's rate, 1 kHz for a Panda) the bridge reads the arm's newest
-measurement from its :class:`robot.drivers.Driver` and publishes it as ``joint_state``
+measurement from its :class:`reflexarc.robot.drivers.Driver` and publishes it as ``joint_state``
 (stamped with the measurement time), and sends the newest ``joint_command`` of the
 graph to the arm. Cameras attached to the driver (optional ``read_images()``) are
 published as ``camera/<name>`` at ``camera_hz``. A controller, planner or recorder
 cannot tell the bridge from the sim node.
 
-Safety at the hardware end (the controller has its own, :mod:`robot.safety`):
+Safety at the hardware end (the controller has its own, :mod:`reflexarc.robot.safety`):
 
 - **Authenticated peers only.** The bridge refuses to start when the graph's bus is
   bound beyond this host (``transport=tcp`` on a non-loopback ``host``) without CURVE
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robot.config import bounded
-from robot.drivers import Driver, DriverError, load_driver
-from robot.errors import ConfigError, ReflexarcError
-from robot.msgs import EStop, Image, JointCommand, JointState, empty
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.robot.drivers import Driver, DriverError, load_driver
+from reflexarc.runtime.config import bounded
+from reflexarc.runtime.errors import ConfigError, ReflexarcError
+from reflexarc.runtime.msgs import EStop, Image, JointCommand, JointState, empty
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 if TYPE_CHECKING:
     pass
@@ -77,7 +77,7 @@ def check_exposure(bus: dict[str, Any]) -> None:
 class BridgeConfig:
     """Arguments of :class:`BridgeNode` (``graph.nodes.<bridge>.args``)."""
 
-    driver: str = "robot.drivers.pretend:PretendDriver"  # "package.module:Class"
+    driver: str = "reflexarc.robot.drivers.pretend:PretendDriver"  # "package.module:Class"
     driver_args: dict[str, Any] = field(default_factory=dict)
     command_timeout_s: float = bounded(0.05, 0.001, 10.0)  # silent graph -> stop the arm
     camera_hz: float = bounded(30.0, 0.0, 1000.0)  # drivers with read_images(); 0: none

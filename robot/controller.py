@@ -6,7 +6,7 @@ One tick (DESIGN.md, "controller" row):
    linearly interpolated, the last one held past the plan's end. A new plan is blended
    in over ``blend_s`` from the old setpoint, extrapolated at its velocity, with a
    smoothstep weight (position and velocity continuous).
-2. **Clip** the setpoint into the workspace box (:mod:`robot.safety`), then **shape** it
+2. **Clip** the setpoint into the workspace box (:mod:`reflexarc.robot.safety`), then **shape** it
    (:class:`SetpointShaper`): at most ``max_speed``, ``max_accel``, ``max_rot_speed``;
    a plan within those passes unchanged, a step becomes a motion that stops on target.
 3. **Differential IK** (damped least squares on MuJoCo's model of the same robot:
@@ -26,7 +26,7 @@ One tick (DESIGN.md, "controller" row):
    :class:`JointCommand` (``position``/``velocity`` carry ``q_r``/``dq_r``). The plan's
    gripper command passes through.
 
-The safety layer (:mod:`robot.safety`) picks the mode: ``running`` (track), ``holding``
+The safety layer (:mod:`reflexarc.robot.safety`) picks the mode: ``running`` (track), ``holding``
 (no fresh plan, or a measured overspeed: brake the setpoint at ``max_accel`` and hold
 where it stops), ``estop`` (latched: the same stop), ``fault`` (the joint state went
 silent: safe stop, a position-mode hold at the last measured pose, latched),
@@ -57,22 +57,22 @@ from typing import Any, NamedTuple
 import mujoco
 import numpy as np
 
-from robot.config import bounded, choice
-from robot.errors import ConfigError, ReflexarcError
-from robot.msgs import JointCommand, JointState, Plan, frame_ready_ns
-from robot.node import Inbox, Node, NodeContext, Outputs
-from robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervisor
-from robot.stats import Ring
+from reflexarc.robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervisor
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.errors import ConfigError, ReflexarcError
+from reflexarc.runtime.msgs import JointCommand, JointState, Plan, frame_ready_ns
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.stats import Ring
 
 log = logging.getLogger(__name__)
 
-#: Joint impedance defaults, N m/rad and N m s/rad: the scenes' joint PD (sim.assets.KP,
+#: Joint impedance defaults, N m/rad and N m s/rad: the scenes' joint PD (reflexarc.sim.assets.KP,
 #: KD: critically damped at 25 rad/s for the Panda's joint inertias).
 DEFAULT_KP = (1100.0, 1400.0, 1050.0, 1100.0, 500.0, 450.0, 375.0)
 DEFAULT_KD = (85.0, 110.0, 85.0, 85.0, 40.0, 37.0, 30.0)
-#: Rest posture of the null-space pull (sim.assets.HOME_Q: hand down, EE at (0.4, 0, 0.3)).
+#: Rest posture of the null-space pull (reflexarc.sim.assets.HOME_Q: hand down, EE at (0.4, 0, 0.3)).
 DEFAULT_REST = (0.0, -0.4207, 0.0, -2.5762, 0.0, 2.1555, 0.7854)
-FINGER_MAX = 0.04  # m, one finger's travel (sim.assets.FINGER_MAX)
+FINGER_MAX = 0.04  # m, one finger's travel (reflexarc.sim.assets.FINGER_MAX)
 
 
 class ControllerError(ReflexarcError):
@@ -296,14 +296,14 @@ class ArmModel:
 
     Args:
         model: a model whose first 7 dofs are the arm and next 2 the fingers, with the
-            EE site ``site`` (default: :func:`sim.mujoco_scene.panda_model`).
+            EE site ``site`` (default: :func:`reflexarc.sim.mujoco_scene.panda_model`).
         site: name of the end-effector site.
     """
 
     def __init__(self, model: mujoco.MjModel | None = None, site: str | None = None) -> None:
         if model is None or site is None:
-            from sim.assets import EE_SITE
-            from sim.mujoco_scene import panda_model
+            from reflexarc.sim.assets import EE_SITE
+            from reflexarc.sim.mujoco_scene import panda_model
 
             model = panda_model() if model is None else model
             site = site or EE_SITE

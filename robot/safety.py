@@ -14,7 +14,7 @@ Two parts, both plain objects driven by the controller once per tick (no I/O):
   velocity limits, the torque under the effort and effort-rate limits; it also checks
   the measured joint state against the limits.
 
-Every intervention is a :class:`robot.msgs.SafetyEvent` (published on ``safety`` by the
+Every intervention is a :class:`reflexarc.runtime.msgs.SafetyEvent` (published on ``safety`` by the
 controller) and is counted. A limit that clips on many consecutive ticks is one event
 (it is re-armed once it has not clipped for ``rearm_s``); ``ticks`` counts every tick
 that clipped. Timeouts, e-stops and resets are one event each.
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from robot.config import bounded
-from robot.errors import ConfigError
-from robot.msgs import EStop, SafetyEvent
+from reflexarc.runtime.config import bounded
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import EStop, SafetyEvent
 
 # Franka Emika Panda, published limits ("Robot and interface specifications", Franka
 # Control Interface documentation): joint space, per joint 1..7.

@@ -1,7 +1,7 @@
 """Scenes: the Franka Panda on a table with coloured blocks, in MuJoCo and PyBullet.
 
 Importing ``sim`` registers the gymnasium ids :data:`ENV_IDS` (kwargs ``backend``,
-``image_size`` ... see :class:`sim.envs.PandaEnv`). The simulators are imported lazily,
+``image_size`` ... see :class:`reflexarc.sim.envs.PandaEnv`). The simulators are imported lazily,
 when a scene is built.
 """
 
@@ -12,7 +12,7 @@ import sys
 
 from gymnasium.envs.registration import register, registry
 
-from sim.assets import has_display
+from reflexarc.sim.assets import has_display
 
 # Headless machines render MuJoCo through EGL; mujoco reads this when it is imported.
 if "mujoco" not in sys.modules and not has_display():
@@ -29,7 +29,7 @@ for _task, _id in ENV_IDS.items():
     if _id not in registry:
         register(
             id=_id,
-            entry_point="sim.envs:PandaEnv",
+            entry_point="reflexarc.sim.envs:PandaEnv",
             kwargs={"task": _task},
             max_episode_steps=MAX_EPISODE_STEPS[_task],
         )
@@ -40,7 +40,7 @@ EMPTY_ENV_ID = "reflexarc/PandaEmpty-v0"
 if EMPTY_ENV_ID not in registry:
     register(
         id=EMPTY_ENV_ID,
-        entry_point="sim.envs:PandaEnv",
+        entry_point="reflexarc.sim.envs:PandaEnv",
         kwargs={"task": "reach", "objects": []},
         max_episode_steps=MAX_EPISODE_STEPS["push"],
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot.errors import ReflexarcError
+from reflexarc.runtime.errors import ReflexarcError
 
 
 class SceneError(ReflexarcError):

@@ -1,7 +1,7 @@
 """The built-in joint controller that tracks end-effector displacement actions.
 
-Shared by the gymnasium envs (:class:`sim.envs.PandaEnv`, one action per ``env.step``)
-and the graph's sim node (:class:`sim.node.SimNode`, ``command=ee_action``: one
+Shared by the gymnasium envs (:class:`reflexarc.sim.envs.PandaEnv`, one action per ``env.step``)
+and the graph's sim node (:class:`reflexarc.sim.node.SimNode`, ``command=ee_action``: one
 EEAction per control period, physics ticking in between).
 
 An action (dx, dy, dz, gripper) moves the commanded hand position by the displacement.
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.assets import WORKSPACE, SceneError
-from sim.kinematics import R_DOWN, ArmKinematics
+from reflexarc.sim.assets import WORKSPACE, SceneError
+from reflexarc.sim.kinematics import R_DOWN, ArmKinematics
 
 REST_GAIN = 0.002  # IK's null-space pull toward home per iteration: slow, so no joint races
 WINDUP = 0.03  # m: how far the commanded hand position may lead the measured one

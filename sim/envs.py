@@ -4,7 +4,7 @@
 
 Action (4,): end-effector displacement (dx, dy, dz) in metres, within +-``max_delta``,
 and the gripper in [-1 close, 1 open]. A built-in joint controller tracks it
-(:class:`sim.ee_control.EETracker`, shared with the graph's sim node): the
+(:class:`reflexarc.sim.ee_control.EETracker`, shared with the graph's sim node): the
 commanded hand position moves by the displacement (kept within 3 cm of the measured
 hand, and inside the workspace box), damped least squares IK turns it into joint
 positions with the hand pointing down, and the joint command ramps there linearly over
@@ -26,11 +26,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.assets import CAMERAS, JOINT_LIMITS, SceneError
-from sim.ee_control import EETracker
-from sim.kinematics import ArmKinematics
-from sim.scene import Scene, SceneConfig, has_display, make_scene
-from sim.tasks import TASKS, make_task
+from reflexarc.sim.assets import CAMERAS, JOINT_LIMITS, SceneError
+from reflexarc.sim.ee_control import EETracker
+from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.sim.scene import Scene, SceneConfig, has_display, make_scene
+from reflexarc.sim.tasks import TASKS, make_task
 
 PROPRIO_DIM = 11
 # ee position (within the arm's reach), gripper opening, joint positions (limits + margin)
@@ -151,7 +151,7 @@ class PandaEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        # the built-in joint controller (sim.ee_control): IK toward the commanded hand
+        # the built-in joint controller (reflexarc.sim.ee_control): IK toward the commanded hand
         # position + delta, then a joint ramp over the control period in `chunks` pieces
         ee, _ = self.scene.ee_pose()
         self.tracker.act(action, ee)

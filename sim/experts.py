@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sim.assets import BLOCK_SIZE, SceneError
+from reflexarc.sim.assets import BLOCK_SIZE, SceneError
 
 LIFT_Z = 0.12  # carrying height of the end effector, m
 OPEN, CLOSE = 1.0, -1.0

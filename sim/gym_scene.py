@@ -24,8 +24,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.assets import SceneError
-from sim.scene import JointSample, Scene
+from reflexarc.sim.assets import SceneError
+from reflexarc.sim.scene import JointSample, Scene
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
-from sim.assets import EE_SITE, FINGER_MAX, HOME_Q, JOINT_LIMITS, SceneError
+from reflexarc.sim.assets import EE_SITE, FINGER_MAX, HOME_Q, JOINT_LIMITS, SceneError
 
 #: End effector pointing down, fingers closing along world y (the home orientation).
 R_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
@@ -38,12 +38,12 @@ class ArmKinematics:
 
     Args:
         model: a model whose first 9 qpos are the Panda's (default: the robot alone,
-            :func:`sim.mujoco_scene.panda_model`).
+            :func:`reflexarc.sim.mujoco_scene.panda_model`).
     """
 
     def __init__(self, model: mujoco.MjModel | None = None) -> None:
         if model is None:
-            from sim.mujoco_scene import panda_model
+            from reflexarc.sim.mujoco_scene import panda_model
 
             model = panda_model()
         self.model = model

@@ -21,7 +21,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from sim.assets import (
+from reflexarc.sim.assets import (
     ARM_JOINTS,
     BLOCK_COLORS,
     BLOCK_MASS,
@@ -48,7 +48,7 @@ from sim.assets import (
     gripper_target,
     panda_urdf,
 )
-from sim.scene import (
+from reflexarc.sim.scene import (
     JointSample,
     Scene,
     SceneConfig,
@@ -223,7 +223,7 @@ def panda_model(physics_hz: int = 500, scene: SceneConfig | None = None) -> mujo
     """An ``MjModel`` of the Panda alone (or of the scene ``scene`` when given).
 
     The robot's qpos/qvel are the first 9 entries (7 arm joints, 2 fingers, each finger
-    at half the gripper opening). The end-effector site is :data:`sim.assets.EE_SITE`
+    at half the gripper opening). The end-effector site is :data:`reflexarc.sim.assets.EE_SITE`
     ("ee"). Arm actuators are in torque mode and gravity compensation is off, so
     ``mj_rne``/``qfrc_bias`` and ``mj_jacSite`` describe the plain rigid-body dynamics
     and kinematics that both backends simulate.

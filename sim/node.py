@@ -14,7 +14,7 @@ Commands (``command``):
   valid command has arrived for ``command_timeout_s``, the arm holds the position it
   had then (safe hold; ``state()`` says "holding") until commands come back.
 - ``ee_action``: ``ee_action`` (EEAction, 4 values) from a policy, tracked by the
-  gymnasium envs' built-in joint controller (:class:`sim.ee_control.EETracker`): each
+  gymnasium envs' built-in joint controller (:class:`reflexarc.sim.ee_control.EETracker`): each
   action's joint ramp runs over ``1 / action_hz`` s, then its end is held. Actions
   computed before the current episode began (older stamps) are dropped.
 
@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from robot.config import bounded, choice
-from robot.errors import ConfigError, NodeError
-from robot.msgs import (
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.errors import ConfigError, NodeError
+from reflexarc.runtime.msgs import (
     EEAction,
     Goal,
     Image,
@@ -60,9 +60,9 @@ from robot.msgs import (
     TaskSpec,
     empty,
 )
-from robot.node import Inbox, Node, NodeContext, Outputs
-from robot.stats import Ring
-from sim.assets import CAMERAS, SceneError, has_display
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.stats import Ring
+from reflexarc.sim.assets import CAMERAS, SceneError, has_display
 
 DEFAULT_EPISODE_STEPS_HZ = 10.0  # tasks' max_steps are counted at the envs' 10 Hz
 
@@ -177,10 +177,10 @@ class SimNode(Node):
 
     def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
         super().__init__(ctx, cfg)
-        from sim.ee_control import EETracker
-        from sim.kinematics import ArmKinematics
-        from sim.scene import SceneConfig, make_scene
-        from sim.tasks import make_task
+        from reflexarc.sim.ee_control import EETracker
+        from reflexarc.sim.kinematics import ArmKinematics
+        from reflexarc.sim.scene import SceneConfig, make_scene
+        from reflexarc.sim.tasks import make_task
 
         physics_hz = round(ctx.rate_hz)
         if abs(ctx.rate_hz - physics_hz) > 1e-9 or not 500 <= physics_hz <= 1000:
@@ -339,9 +339,9 @@ class SimNode(Node):
 
     def _imagine(self) -> tuple[np.ndarray, np.ndarray]:
         """The episode's goal image (H, W, 3) and, with ``subgoals``, the images of the
-        stages on the way to it (K, H, W, 3) (:mod:`sim.subgoals`; K = 0 for tasks
+        stages on the way to it (K, H, W, 3) (:mod:`reflexarc.sim.subgoals`; K = 0 for tasks
         without stages)."""
-        from sim.subgoals import goal_sequence
+        from reflexarc.sim.subgoals import goal_sequence
 
         cam, size = self.cfg.goal_camera, self.cfg.image_size
         if not self.cfg.subgoals:
@@ -464,7 +464,7 @@ class SimNode(Node):
 
     def _adopt(self, now_ns: int, spec: TaskSpec, out: list[tuple[str, Any]]) -> str:
         """Retarget the episode to ``spec`` and publish it as the goal; '' or the problem."""
-        from sim.tasks import TASKS, make_task
+        from reflexarc.sim.tasks import TASKS, make_task
 
         names = list(self.scene.object_names)
         target = np.asarray(spec.target_pos, dtype=float)

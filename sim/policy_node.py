@@ -2,7 +2,7 @@
 
 At its rate (the control rate, 10 Hz by default, as the envs' control step) it reads the
 newest ``scene_state`` (privileged: hand, blocks, target; simulation only), runs the
-task's scripted expert (:func:`sim.experts.make_expert`) or samples random actions, and
+task's scripted expert (:func:`reflexarc.sim.experts.make_expert`) or samples random actions, and
 publishes either
 
 - ``output: ee_action``: an EEAction (dx, dy, dz, gripper) for the sim node in
@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from robot.config import bounded, choice
-from robot.msgs import EEAction, Goal, Plan, SceneState
-from robot.node import Inbox, Node, NodeContext, Outputs
-from sim.experts import Expert, make_expert
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.msgs import EEAction, Goal, Plan, SceneState
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.sim.experts import Expert, make_expert
 
 
 @dataclass

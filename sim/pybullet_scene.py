@@ -22,7 +22,7 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
-from sim.assets import (
+from reflexarc.sim.assets import (
     BLOCK_COLORS,
     BLOCK_MASS,
     BLOCK_SIZE,
@@ -45,7 +45,7 @@ from sim.assets import (
     gripper_target,
     panda_urdf,
 )
-from sim.scene import (
+from reflexarc.sim.scene import (
     JointSample,
     Scene,
     SceneConfig,

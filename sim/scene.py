@@ -6,8 +6,8 @@ give privileged state (end-effector pose, object poses) for experts, success tes
 probes, and can save and restore their full state (used to render goal images without
 disturbing an episode).
 
-Backends: :class:`sim.mujoco_scene.MuJoCoScene`, :class:`sim.pybullet_scene.PyBulletScene`
-(the Panda, a table, 1-3 blocks) and :class:`sim.gym_scene.GymScene` (any gymnasium env
+Backends: :class:`reflexarc.sim.mujoco_scene.MuJoCoScene`, :class:`reflexarc.sim.pybullet_scene.PyBulletScene`
+(the Panda, a table, 1-3 blocks) and :class:`reflexarc.sim.gym_scene.GymScene` (any gymnasium env
 with Box spaces). :func:`make_scene` builds the first two from a :class:`SceneConfig`.
 """
 
@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from robot.config import bounded, choice
-from sim.assets import BLOCK_COLORS, BLOCK_SIZE, CAMERAS, SceneError, has_display
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.sim.assets import BLOCK_COLORS, BLOCK_SIZE, CAMERAS, SceneError, has_display
 
 
 class JointSample(NamedTuple):
@@ -51,7 +51,7 @@ class SceneConfig:
     gui: bool = False  # open the simulator's window (needs a display)
 
     def validate(self) -> None:
-        from robot.errors import ConfigError
+        from reflexarc.runtime.errors import ConfigError
 
         if len(self.objects) > 3 or len(set(self.objects)) != len(self.objects):
             raise ConfigError(
@@ -96,7 +96,7 @@ def position_setpoint(q: np.ndarray, dq: np.ndarray | None) -> np.ndarray:
     ``KP (q - q_meas) + KD (dq - dq_meas)``: both backends use it (MuJoCo's affine
     actuator bias then needs nothing else).
     """
-    from sim.assets import KD, KP
+    from reflexarc.sim.assets import KD, KP
 
     q = np.asarray(q, dtype=float)
     if q.shape != (7,) or not np.all(np.isfinite(q)):
@@ -158,7 +158,7 @@ class Scene(abc.ABC):
         gripper: float,
         velocity: np.ndarray | None = None,
     ) -> None:
-        """Apply a joint command as carried by ``robot.msgs.JointCommand``
+        """Apply a joint command as carried by ``reflexarc.runtime.msgs.JointCommand``
         (``velocity`` may be empty: no velocity feedforward)."""
         if mode == "torque":
             self.command_torque(effort, gripper)
@@ -256,7 +256,7 @@ def make_scene(cfg: SceneConfig | None = None, **overrides: Any) -> Scene:
     """Build the MuJoCo or PyBullet Panda scene described by ``cfg`` (and ``overrides``)."""
     from dataclasses import replace
 
-    from robot.config import validate
+    from reflexarc.runtime.config import validate
 
     cfg = replace(cfg or SceneConfig(), **overrides)
     validate(cfg)
@@ -266,9 +266,9 @@ def make_scene(cfg: SceneConfig | None = None, **overrides: Any) -> Scene:
             "use gui=False / render_mode='rgb_array' for headless runs"
         )
     if cfg.backend == "mujoco":
-        from sim.mujoco_scene import MuJoCoScene
+        from reflexarc.sim.mujoco_scene import MuJoCoScene
 
         return MuJoCoScene(cfg)
-    from sim.pybullet_scene import PyBulletScene
+    from reflexarc.sim.pybullet_scene import PyBulletScene
 
     return PyBulletScene(cfg)

@@ -21,7 +21,7 @@ has lain at rest away from where they show it, the sim node imagines the stages 
 from where it lies (``SimConfig.reimagine_rest_s``), as a person would look again and
 start over.
 
-The images are all the planner gets (:class:`robot.msgs.Goal`: ``subgoals`` holds the
+The images are all the planner gets (:class:`reflexarc.runtime.msgs.Goal`: ``subgoals`` holds the
 stages before the last, ``image`` the last); it moves on from one to the next when its
 own latent comes close to the current one (planner/node.py, "Stages"). Like every
 imagined goal, this needs the simulator's state (block and target positions) and exists
@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.experts import PushExpert
-from sim.scene import Scene
-from sim.tasks import Task
+from reflexarc.sim.experts import PushExpert
+from reflexarc.sim.scene import Scene
+from reflexarc.sim.tasks import Task
 
 # m: pre-push point behind the block centre. Wider than the expert's 6 cm (2.5 cm of
 # clearance between fingers and block): a hand placed from pixels lands a centimetre or

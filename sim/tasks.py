@@ -14,9 +14,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.assets import BLOCK_SIZE, HOME_Q, SPAWN, TARGETS, SceneError
-from sim.kinematics import ArmKinematics
-from sim.scene import Scene
+from reflexarc.sim.assets import BLOCK_SIZE, HOME_Q, SPAWN, TARGETS, SceneError
+from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.sim.scene import Scene
 
 HOME_EE = np.array([0.4, 0.0, 0.3])  # end-effector position at HOME_Q
 MIN_BLOCK_GAP = 0.08  # m between block centres at reset

@@ -18,21 +18,21 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 def reflexarc(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
     """Run ``reflexarc ARGS`` in a subprocess (the installed entry point's module)."""
     return subprocess.run(
-        [sys.executable, "-m", "robot.cli", *args],
+        [sys.executable, "-m", "reflexarc.runtime.cli", *args],
         capture_output=True, text=True, timeout=timeout, **kw,
     )
 
 
 def start_reflexarc(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "robot.cli", *args],
+        [sys.executable, "-m", "reflexarc.runtime.cli", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
 
 def cpu_latency_limit() -> int:
     """The kernel's CPU latency limit now (Linux PM QoS), in microseconds."""
-    from robot.config import CPU_LATENCY_DEV
+    from reflexarc.runtime.config import CPU_LATENCY_DEV
 
     with open(CPU_LATENCY_DEV, "rb") as f:
         return struct.unpack("i", f.read(4))[0]
@@ -61,7 +61,7 @@ def pub_sub(tmp_path: Path):
     process, closed after the test."""
     import zmq
 
-    from robot import bus as busmod
+    from reflexarc.runtime import bus as busmod
 
     cfg = busmod.BusConfig()
     ctx = zmq.Context()

@@ -1,6 +1,6 @@
 """Task instructions in plain language: a fast parser first, an LLM only when needed.
 
-    from planner.instruct import Instructor, SceneInfo
+    from reflexarc.planner.instruct import Instructor, SceneInfo
     spec = Instructor().understand("push the red block to the left", SceneInfo())
     spec.task, spec.object, spec.target, spec.target_pos, spec.source   # TaskSpec message
 
@@ -11,18 +11,18 @@ InstructGoalNode; imported on demand: it needs the node runtime), bench (fast-pa
 testing (a scripted chat-completions server).
 """
 
-from planner.instruct.errors import (
+from reflexarc.planner.instruct.errors import (
     InstructionError,
     InstructionRefused,
     InvalidInstruction,
     LLMError,
 )
-from planner.instruct.fast import FastParser, FastResult, normalise, normalised_text
-from planner.instruct.instructor import InstructConfig, Instructor
-from planner.instruct.llm import LLMClient, LLMConfig, Secret
-from planner.instruct.memory import InstructionMemory
-from planner.instruct.scene import SceneInfo, SceneObject
-from planner.instruct.spec import (
+from reflexarc.planner.instruct.fast import FastParser, FastResult, normalise, normalised_text
+from reflexarc.planner.instruct.instructor import InstructConfig, Instructor
+from reflexarc.planner.instruct.llm import LLMClient, LLMConfig, Secret
+from reflexarc.planner.instruct.memory import InstructionMemory
+from reflexarc.planner.instruct.scene import SceneInfo, SceneObject
+from reflexarc.planner.instruct.spec import (
     Intent,
     Resolved,
     Target,
@@ -32,7 +32,7 @@ from planner.instruct.spec import (
     spec_dict,
     task_spec,
 )
-from planner.instruct.verb import SayConfig, say_verb
+from reflexarc.planner.instruct.verb import SayConfig, say_verb
 
 __all__ = [
     "FastParser", "FastResult", "InstructConfig", "InstructionError", "InstructionMemory",

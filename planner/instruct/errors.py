@@ -1,8 +1,8 @@
-"""Exceptions of the instruct subpackage (all are :class:`robot.errors.ReflexarcError`)."""
+"""Exceptions of the instruct subpackage (all are :class:`reflexarc.runtime.errors.ReflexarcError`)."""
 
 from __future__ import annotations
 
-from robot.errors import ReflexarcError
+from reflexarc.runtime.errors import ReflexarcError
 
 
 class InstructionError(ReflexarcError):

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from planner.instruct.scene import COLOURS, SceneInfo
-from planner.instruct.spec import Intent, Target
+from reflexarc.planner.instruct.scene import COLOURS, SceneInfo
+from reflexarc.planner.instruct.spec import Intent, Target
 
 # --------------------------------------------------------------------------------------
 # Lexicon

@@ -22,15 +22,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from planner.instruct.errors import InvalidInstruction, LLMError
-from planner.instruct.fast import FastParser, FastResult, normalised_text
-from planner.instruct.llm import LLMClient, LLMConfig
-from planner.instruct.memory import DEFAULT_DIR, InstructionMemory
-from planner.instruct.prompt import clean, interpret_reply, messages, reply_schema
-from planner.instruct.scene import SceneInfo
-from planner.instruct.spec import Intent, refusal, resolve, task_spec
-from robot.config import bounded
-from robot.msgs import TaskSpec
+from reflexarc.planner.instruct.errors import InvalidInstruction, LLMError
+from reflexarc.planner.instruct.fast import FastParser, FastResult, normalised_text
+from reflexarc.planner.instruct.llm import LLMClient, LLMConfig
+from reflexarc.planner.instruct.memory import DEFAULT_DIR, InstructionMemory
+from reflexarc.planner.instruct.prompt import clean, interpret_reply, messages, reply_schema
+from reflexarc.planner.instruct.scene import SceneInfo
+from reflexarc.planner.instruct.spec import Intent, refusal, resolve, task_spec
+from reflexarc.runtime.config import bounded
+from reflexarc.runtime.msgs import TaskSpec
 
 MAX_CHARS = 500
 """Longer instructions are refused (they come from outside: the bus, a socket)."""
@@ -61,7 +61,7 @@ _UNSET = object()
 
 
 class Instructor:
-    """Turns instruction text into a validated :class:`robot.msgs.TaskSpec` for a scene.
+    """Turns instruction text into a validated :class:`reflexarc.runtime.msgs.TaskSpec` for a scene.
 
     ``llm`` and ``memory`` default to what ``cfg`` describes (the LLM from config or the
     environment; None when none is configured, and :attr:`llm_problem` says why); pass

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from planner.instruct.errors import LLMError
-from robot.config import bounded, choice
+from reflexarc.planner.instruct.errors import LLMError
+from reflexarc.runtime.config import bounded, choice
 
 ENV_BASE_URL = "REFLEXARC_LLM_BASE_URL"
 ENV_MODEL = "REFLEXARC_LLM_MODEL"

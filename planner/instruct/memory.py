@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner.instruct.errors import InvalidInstruction
-from planner.instruct.spec import Intent, Target
+from reflexarc.planner.instruct.errors import InvalidInstruction
+from reflexarc.planner.instruct.spec import Intent, Target
 
 log = logging.getLogger(__name__)
 

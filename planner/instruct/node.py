@@ -35,14 +35,14 @@ from typing import Any
 
 import zmq
 
-from planner.instruct.errors import InvalidInstruction
-from planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
-from planner.instruct.scene import SceneInfo
-from planner.instruct.spec import goal_from_spec, refusal, spec_dict
-from robot.config import bounded
-from robot.errors import ConfigError, MalformedMessage
-from robot.msgs import Instruction, SceneState, TaskSpec, decode, encode
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.planner.instruct.errors import InvalidInstruction
+from reflexarc.planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
+from reflexarc.planner.instruct.scene import SceneInfo
+from reflexarc.planner.instruct.spec import goal_from_spec, refusal, spec_dict
+from reflexarc.runtime.config import bounded
+from reflexarc.runtime.errors import ConfigError, MalformedMessage
+from reflexarc.runtime.msgs import Instruction, SceneState, TaskSpec, decode, encode
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 log = logging.getLogger(__name__)
 

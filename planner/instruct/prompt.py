@@ -3,7 +3,7 @@
 The schema enumerates the scene's objects, places, directions and relations, so a server
 that enforces ``response_format`` cannot even name anything else. A reply is still
 validated field by field here (servers differ in how strictly they enforce schemas), and
-then by :func:`planner.instruct.spec.resolve` against the workspace.
+then by :func:`reflexarc.planner.instruct.spec.resolve` against the workspace.
 """
 
 from __future__ import annotations
@@ -12,9 +12,16 @@ import math
 import re
 from typing import Any
 
-from planner.instruct.errors import InvalidInstruction
-from planner.instruct.scene import SceneInfo
-from planner.instruct.spec import DIRECTIONS, MAX_DISTANCE, RELATIONS, TASKS, Intent, Target
+from reflexarc.planner.instruct.errors import InvalidInstruction
+from reflexarc.planner.instruct.scene import SceneInfo
+from reflexarc.planner.instruct.spec import (
+    DIRECTIONS,
+    MAX_DISTANCE,
+    RELATIONS,
+    TASKS,
+    Intent,
+    Target,
+)
 
 REPLY_TARGET_TYPES = ("place", "direction", "relation", "position", "none")
 MAX_TEXT = 300

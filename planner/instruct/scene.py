@@ -1,6 +1,6 @@
 """What the instruct node knows about the scene: objects, where they are, where goals may go.
 
-:class:`SceneInfo` is filled from the simulator's :class:`robot.msgs.SceneState` (or built by
+:class:`SceneInfo` is filled from the simulator's :class:`reflexarc.runtime.msgs.SceneState` (or built by
 hand on a real robot). The default is the default table scene of CONTRACTS.md: three 5 cm
 blocks named by colour on a table whose top is z = 0, targets inside x in [0.35, 0.65],
 y in [-0.25, 0.25] (world frame = Panda base: x forward, y left, z up, metres).
@@ -16,8 +16,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from planner.instruct.errors import InvalidInstruction
-from robot.msgs import SceneState
+from reflexarc.planner.instruct.errors import InvalidInstruction
+from reflexarc.runtime.msgs import SceneState
 
 Vec3 = tuple[float, float, float]
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.instruct.errors import InvalidInstruction
-from planner.instruct.scene import SceneInfo, SceneObject, Vec3
-from robot.msgs import Goal, TaskSpec
+from reflexarc.planner.instruct.errors import InvalidInstruction
+from reflexarc.planner.instruct.scene import SceneInfo, SceneObject, Vec3
+from reflexarc.runtime.msgs import Goal, TaskSpec
 
 TASKS = ("reach", "push", "pick_place")
 DIRECTIONS: dict[str, Vec3] = {

@@ -18,7 +18,7 @@ from typing import Any
 
 
 def reply(**fields: Any) -> dict[str, Any]:
-    """A task-spec reply following :func:`planner.instruct.prompt.reply_schema`;
+    """A task-spec reply following :func:`reflexarc.planner.instruct.prompt.reply_schema`;
     unspecified fields empty."""
     base: dict[str, Any] = {
         "task": "none", "object": "", "target_type": "none", "place": "", "direction": "",

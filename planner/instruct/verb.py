@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from planner.instruct.errors import InstructionRefused
-from planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
-from planner.instruct.scene import SceneInfo
-from planner.instruct.spec import spec_dict
-from robot.config import bounded, register
-from robot.errors import ConfigError, ReflexarcError
+from reflexarc.planner.instruct.errors import InstructionRefused
+from reflexarc.planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
+from reflexarc.planner.instruct.scene import SceneInfo
+from reflexarc.planner.instruct.spec import spec_dict
+from reflexarc.runtime.config import bounded, register
+from reflexarc.runtime.errors import ConfigError, ReflexarcError
 
 
 @dataclass
@@ -59,7 +59,7 @@ def say_verb(cfg: SayConfig) -> None:
         finally:
             instructor.close()
     else:
-        from planner.instruct.node import ask  # needs zmq and the node runtime
+        from reflexarc.planner.instruct.node import ask  # needs zmq and the node runtime
 
         spec = ask(cfg.address, cfg.text, cfg.timeout_s)
         if spec is None:
@@ -70,7 +70,7 @@ def say_verb(cfg: SayConfig) -> None:
     summary = spec_dict(spec)
     print(json.dumps(summary), flush=True)
     if cfg.out:
-        from robot.cli import write_json
+        from reflexarc.runtime.cli import write_json
 
         write_json(cfg.out, summary)
     if spec.refusal:

@@ -1,6 +1,6 @@
-"""Hardware drivers for the bridge (:mod:`robot.bridge`): one small protocol per arm.
+"""Hardware drivers for the bridge (:mod:`reflexarc.robot.bridge`): one small protocol per arm.
 
-A driver connects the graph to one real arm (or to a stand-in: :mod:`robot.drivers.pretend`
+A driver connects the graph to one real arm (or to a stand-in: :mod:`reflexarc.robot.drivers.pretend`
 runs a simulator in another process, in real time, over its own socket). The bridge
 node calls it from its loop, one call per tick, so every method must return quickly
 (well under the bridge's period). See ``robot/drivers/README.md`` for writing one.
@@ -13,8 +13,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from robot.errors import ReflexarcError
-from robot.msgs import JointCommand
+from reflexarc.runtime.errors import ReflexarcError
+from reflexarc.runtime.msgs import JointCommand
 
 
 class DriverError(ReflexarcError):

@@ -15,7 +15,7 @@ float64 bytes):
 - driver -> arm: ``{"t": "cmd", "mode", "q", "dq", "tau", "g"}``, ``{"t": "stop"}``,
   ``{"t": "close"}``.
 
-Run it by hand with ``python -m robot.drivers.pretend --address ipc:///tmp/arm``.
+Run it by hand with ``python -m reflexarc.robot.drivers.pretend --address ipc:///tmp/arm``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import msgpack
 import numpy as np
 import zmq
 
-from robot.drivers import DriverError, DriverState
-from robot.msgs import JointCommand
+from reflexarc.robot.drivers import DriverError, DriverState
+from reflexarc.runtime.msgs import JointCommand
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class PretendDriver:
 
     def connect(self) -> None:
         cmd = [
-            sys.executable, "-m", "robot.drivers.pretend", "--address", self.address,
+            sys.executable, "-m", "reflexarc.robot.drivers.pretend", "--address", self.address,
             "--backend", self.backend, "--physics-hz", str(self.physics_hz),
             "--hold-after-s", str(self.hold_after_s), "--rt-priority", str(self.rt_priority),
             "--parent-pid", str(os.getpid()),
@@ -217,7 +217,7 @@ class PretendDriver:
 def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
           rt_priority: int = 0, parent_pid: int = 0) -> int:
     """Run the pretend arm until told to close, its parent dies, or SIGTERM/SIGINT."""
-    from sim.scene import make_scene
+    from reflexarc.sim.scene import make_scene
 
     stopping = False
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from policies.checkpoint import CheckpointInfo, save_checkpoint
-from policies.world_model import ModelConfig, WorldModel
+from reflexarc.policies.checkpoint import CheckpointInfo, save_checkpoint
+from reflexarc.policies.world_model import ModelConfig, WorldModel
 
 TINY = {"image_size": 32, "channels": [8, 8], "latent_dim": 8, "hidden_dim": 16,
         "predictor_layers": 1}

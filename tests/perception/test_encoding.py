@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from perception.encoding import EncodingError, FrameEncoder, ModelSlot, load_model
-from policies.checkpoint import CheckpointError, CheckpointInfo
-from robot.msgs import Weights
+from reflexarc.perception.encoding import EncodingError, FrameEncoder, ModelSlot, load_model
+from reflexarc.policies.checkpoint import CheckpointError, CheckpointInfo
+from reflexarc.runtime.msgs import Weights
 
 
 def frames(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
@@ -79,7 +79,7 @@ def test_a_newer_request_supersedes_one_still_loading(
 ) -> None:
     import threading
 
-    import perception.encoding as encoding
+    import reflexarc.perception.encoding as encoding
 
     gate = threading.Event()
     real = encoding.load_model

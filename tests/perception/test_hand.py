@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from perception.hand import HandProbe, ProbeError, fit_hand_probe, ridge
-from policies.checkpoint import CheckpointInfo, save_checkpoint
-from policies.world_model import ModelConfig, WorldModel
-from robot.episode import EpisodeWriter
-from robot.msgs import Image, JointState, empty
-from sim.assets import HOME_Q
+from reflexarc.perception.hand import HandProbe, ProbeError, fit_hand_probe, ridge
+from reflexarc.policies.checkpoint import CheckpointInfo, save_checkpoint
+from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.runtime.episode import EpisodeWriter
+from reflexarc.runtime.msgs import Image, JointState, empty
+from reflexarc.sim.assets import HOME_Q
 
 
 def test_ridge_recovers_a_linear_map() -> None:
@@ -30,8 +30,8 @@ def test_ridge_recovers_a_linear_map() -> None:
 def arm_episodes(root: Path, n: int = 4, frames: int = 25, size: int = 32) -> Path:
     """Episodes of the hand, pointing down, at random places of the workspace (where the
     world model's exploration data go), seen by the front camera."""
-    from sim.kinematics import ArmKinematics
-    from sim.scene import SceneConfig, make_scene
+    from reflexarc.sim.kinematics import ArmKinematics
+    from reflexarc.sim.scene import SceneConfig, make_scene
 
     rng = np.random.default_rng(1)
     kin = ArmKinematics()

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import perception.encoding as encoding
-from perception.node import PerceptionNode
-from policies.checkpoint import CheckpointInfo
-from robot.config import from_mapping
-from robot.errors import ConfigError
-from robot.msgs import Image, Latent, Weights, empty
-from robot.node import Inbox, NodeContext
+import reflexarc.perception.encoding as encoding
+from reflexarc.perception.node import PerceptionNode
+from reflexarc.policies.checkpoint import CheckpointInfo
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import Image, Latent, Weights, empty
+from reflexarc.runtime.node import Inbox, NodeContext
 
 
 def make_node(ckpt: CheckpointInfo, clock: str = "realtime", **args: object) -> PerceptionNode:

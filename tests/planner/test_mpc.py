@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from planner.bench import latent_reach_episode
-from planner.cem import CEMConfig, CEMPlanner
-from planner.mpc import (
+from reflexarc.planner.cem import CEMConfig, CEMPlanner
+from reflexarc.planner.mpc import (
     NoGoalError,
     PlannerError,
     SamplingConfig,
@@ -21,10 +20,11 @@ from planner.mpc import (
     _shift_in_place,
     make_planner,
 )
-from planner.mppi import MPPIConfig, MPPIPlanner
-from planner.protocol import LinearLatentModel
-from robot.config import from_mapping
-from robot.errors import ConfigError
+from reflexarc.planner.mppi import MPPIConfig, MPPIPlanner
+from reflexarc.planner.protocol import LinearLatentModel
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.tools.bench.plan import latent_reach_episode
 
 PLANNERS = {"cem": (CEMPlanner, CEMConfig), "mppi": (MPPIPlanner, MPPIConfig)}
 HALF = torch.tensor([0.05, 0.05, 0.05, 1.0], dtype=torch.float64)  # default bounds' half-range
@@ -137,7 +137,7 @@ def test_without_evaluate_the_actions_are_the_same_and_the_cost_is_the_best_samp
 def test_a_deadline_stops_refining_when_another_iteration_would_not_fit(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import planner.mpc as mpc
+    import reflexarc.planner.mpc as mpc
 
     prob = quadratic()
     clock = [0]  # a fake monotonic clock: each scoring of the samples takes 10 ms
@@ -239,7 +239,7 @@ def test_shift_drops_applied_steps_and_repeats_the_last() -> None:
 def test_warm_start_needs_fewer_iterations_on_the_shifted_problem(kind: str) -> None:
     """Solve, apply the first action, solve the shifted problem: one warm iteration beats
     three cold ones."""
-    from planner.bench import latent_reach_model
+    from reflexarc.tools.bench.plan import latent_reach_model
 
     model = latent_reach_model(latent_dim=32)
     E = model.B

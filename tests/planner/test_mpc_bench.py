@@ -7,14 +7,14 @@ from pathlib import Path
 
 import torch
 
-from planner.bench import (
+from reflexarc.planner.cem import CEMConfig
+from reflexarc.planner.mppi import MPPIConfig
+from reflexarc.planner.protocol import LatentModel
+from reflexarc.tools.bench.plan import (
     MLPPredictor,
     latent_reach_episode,
     success_vs_budget,
 )
-from planner.cem import CEMConfig
-from planner.mppi import MPPIConfig
-from planner.protocol import LatentModel
 from tests.conftest import reflexarc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

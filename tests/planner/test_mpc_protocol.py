@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from planner.protocol import LatentModel, LinearLatentModel, loop_rollout
+from reflexarc.planner.protocol import LatentModel, LinearLatentModel, loop_rollout
 
 
 def test_linear_model_matches_its_formula_and_satisfies_the_protocol() -> None:

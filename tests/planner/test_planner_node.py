@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.node import QUAT_DOWN, PlannerNode, plan_setpoints, sample_plan
-from policies.checkpoint import CheckpointInfo
-from robot.config import from_mapping
-from robot.errors import ConfigError
-from robot.msgs import Goal, JointState, Latent, Plan, Weights, empty
-from robot.node import Inbox, NodeContext
-from sim.assets import HOME_Q
+from reflexarc.planner.node import QUAT_DOWN, PlannerNode, plan_setpoints, sample_plan
+from reflexarc.policies.checkpoint import CheckpointInfo
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import Goal, JointState, Latent, Plan, Weights, empty
+from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.sim.assets import HOME_Q
 from tests.perception.conftest import tiny_checkpoint
 
 HOME_EE = np.array([0.4, 0.0, 0.3])  # FK of HOME_Q
@@ -238,7 +238,7 @@ def test_solve_time_is_reported(ckpt: CheckpointInfo) -> None:
 def test_hand_box_cost_grows_outside_the_box() -> None:
     import torch
 
-    from planner.node import HandBox
+    from reflexarc.planner.node import HandBox
 
     box = HandBox(np.array([0.3, -0.3, 0.0]), np.array([0.7, 0.3, 0.35]), 1e4, torch.device("cpu"))
     box.base = torch.tensor([0.68, 0.0, 0.2])
@@ -250,7 +250,7 @@ def test_hand_box_cost_grows_outside_the_box() -> None:
 
 
 def test_plans_keep_the_hand_in_the_box(ckpt: CheckpointInfo) -> None:
-    from sim.kinematics import ArmKinematics
+    from reflexarc.sim.kinematics import ArmKinematics
 
     q = ArmKinematics().solve(np.array([0.69, 0.0, 0.2])).q
     node = make_node(ckpt, hand_box_weight=1e6, cem={**SMALL, "samples": 64, "iterations": 3})
@@ -264,7 +264,7 @@ def test_plans_keep_the_hand_in_the_box(ckpt: CheckpointInfo) -> None:
 
 def test_hand_probe_pulls_plans_toward_the_goal_hand(ckpt: CheckpointInfo, tmp_path: Path
                                                       ) -> None:
-    from perception.hand import HandProbe
+    from reflexarc.perception.hand import HandProbe
 
     target = np.array([0.6, 0.15, 0.2])
     weights = np.zeros((9, 3))
@@ -290,7 +290,7 @@ def test_hand_probe_pulls_plans_toward_the_goal_hand(ckpt: CheckpointInfo, tmp_p
 def test_hand_pull_lets_go_near_the_goal_hand_and_takes_hold_far_from_it() -> None:
     import torch
 
-    from planner.node import HandBox
+    from reflexarc.planner.node import HandBox
 
     box = HandBox(np.array([0.3, -0.3, 0.0]), np.array([0.7, 0.3, 0.35]), 0.0,
                   torch.device("cpu"), prior_weight=100.0, radius=0.05)
@@ -312,7 +312,7 @@ def test_hand_pull_lets_go_when_the_hand_stalls_outside_its_radius() -> None:
     """A probe reading off by more than the radius must not pin the hand on its sphere."""
     import torch
 
-    from planner.node import HandBox
+    from reflexarc.planner.node import HandBox
 
     box = HandBox(np.array([0.3, -0.3, 0.0]), np.array([0.7, 0.3, 0.35]), 0.0,
                   torch.device("cpu"), prior_weight=100.0, radius=0.05, stall_s=0.5)
@@ -340,8 +340,8 @@ def test_fine_pull_reads_the_goal_hand_relative_to_the_measured_hand(
     only once the pull toward the probe's own reading has let go."""
     import torch
 
-    from perception.hand import HandProbe
-    from planner.node import HandBox
+    from reflexarc.perception.hand import HandProbe
+    from reflexarc.planner.node import HandBox
 
     weights = np.zeros((9, 3))
     weights[0] = [0.02, 0.0, 0.0]  # this probe reads x from z[0], with an offset

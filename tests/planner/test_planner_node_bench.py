@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.bench import pixel_episode_fn, plot_success, success_vs_budget
-from planner.mppi import MPPIConfig
+from reflexarc.planner.mppi import MPPIConfig
+from reflexarc.tools.bench.plan import pixel_episode_fn, plot_success, success_vs_budget
 from tests.perception.conftest import tiny_checkpoint
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.node import PlannerNode
-from policies.checkpoint import CheckpointInfo
-from robot.msgs import Goal, Latent, empty
+from reflexarc.planner.node import PlannerNode
+from reflexarc.policies.checkpoint import CheckpointInfo
+from reflexarc.runtime.msgs import Goal, Latent, empty
 from tests.perception.conftest import tiny_checkpoint
 from tests.planner.test_planner_node import MS, Feed, make_node, state
 

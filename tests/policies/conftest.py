@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.collect import CollectConfig, collect
+from reflexarc.policies.collect import CollectConfig, collect
 
 
 def toy_collect_config(root: Path, episodes: int = 6, steps: int = 12) -> CollectConfig:

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from policies.checkpoint import (
+from reflexarc.policies.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-from policies.world_model import ModelConfig, WorldModel
+from reflexarc.policies.world_model import ModelConfig, WorldModel
 
 
 def tiny() -> WorldModel:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policies.collect import ExploreConfig, Explorer, collect
-from policies.data import load_episode, load_episodes, split_names
-from robot.episode import Episode, EpisodeWriter, list_episodes
-from robot.msgs import EEAction, Image
+from reflexarc.policies.collect import ExploreConfig, Explorer, collect
+from reflexarc.policies.data import load_episode, load_episodes, split_names
+from reflexarc.runtime.episode import Episode, EpisodeWriter, list_episodes
+from reflexarc.runtime.msgs import EEAction, Image
 from tests.policies.conftest import toy_collect_config
 
 

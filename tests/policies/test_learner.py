@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policies.checkpoint import load_checkpoint, save_checkpoint
-from policies.learner import LearnerConfig, LearnerNode, ReplayBuffer
-from policies.train import OptimConfig
-from policies.world_model import ModelConfig, WorldModel
-from robot.msgs import EEAction, Image, Weights
-from robot.node import Inbox, NodeContext
+from reflexarc.policies.checkpoint import load_checkpoint, save_checkpoint
+from reflexarc.policies.learner import LearnerConfig, LearnerNode, ReplayBuffer
+from reflexarc.policies.train import OptimConfig
+from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.runtime.msgs import EEAction, Image, Weights
+from reflexarc.runtime.node import Inbox, NodeContext
 
 TINY = ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32)
 
@@ -87,8 +87,8 @@ def test_learner_config_from_graph_args(tmp_path: Path) -> None:
     """Graph YAML args validate into the node's Config before any process starts."""
     import pytest
 
-    from robot.config import from_mapping
-    from robot.errors import ConfigError
+    from reflexarc.runtime.config import from_mapping
+    from reflexarc.runtime.errors import ConfigError
 
     cfg = from_mapping(LearnerConfig, {"out_dir": str(tmp_path), "optim": {"horizon": 4},
                                        "publish_every": 10})

@@ -1,6 +1,6 @@
 """The learner in a running graph: real processes, sockets and MuJoCo (configs/graph/learn.yaml).
 
-The sim explores the block scene (policies.online.ExplorerNode), the learner trains on
+The sim explores the block scene (reflexarc.policies.online.ExplorerNode), the learner trains on
 the stream in its background thread and publishes versions, and perception hot-swaps
 each one between frames.
 """
@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from policies.checkpoint import load_checkpoint, save_checkpoint
-from policies.world_model import ModelConfig, WorldModel
+from reflexarc.policies.checkpoint import load_checkpoint, save_checkpoint
+from reflexarc.policies.world_model import ModelConfig, WorldModel
 from tests.conftest import start_reflexarc, wait_for_file
 
 TINY = ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32)

@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policies.checkpoint import save_checkpoint
-from policies.data import EpisodeData
-from policies.online import ExplorerNode, ExplorerNodeConfig, block_moving, evaluate_versions
-from policies.world_model import ModelConfig, WorldModel
-from robot.msgs import Image, SceneState, empty
-from robot.node import Inbox, NodeContext
+from reflexarc.policies.checkpoint import save_checkpoint
+from reflexarc.policies.data import EpisodeData
+from reflexarc.policies.online import (
+    ExplorerNode,
+    ExplorerNodeConfig,
+    block_moving,
+    evaluate_versions,
+)
+from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.runtime.msgs import Image, SceneState, empty
+from reflexarc.runtime.node import Inbox, NodeContext
 
 MS = 1_000_000
 
@@ -74,8 +79,8 @@ def test_published_versions_are_scored_in_order(tmp_path: Path) -> None:
     for v in (2, 3):
         save_checkpoint(tmp_path / "live" / f"v{v:06d}", WorldModel(cfg), version=v,
                         config={"learner": {"experience_s": 30.0 * (v - 1), "updates": 10 * v}})
-    from robot.episode import EpisodeWriter
-    from robot.msgs import EEAction
+    from reflexarc.runtime.episode import EpisodeWriter
+    from reflexarc.runtime.msgs import EEAction
 
     root = tmp_path / "heldout"
     rng = np.random.default_rng(0)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from policies.checkpoint import load_checkpoint
-from policies.evaluate import evaluate_model, probe_r2, r2_score, ridge_fit, ridge_predict
-from policies.train import OptimConfig, TrainConfig, train
-from policies.world_model import ModelConfig
-from robot.errors import ConfigError
+from reflexarc.policies.checkpoint import load_checkpoint
+from reflexarc.policies.evaluate import evaluate_model, probe_r2, r2_score, ridge_fit, ridge_predict
+from reflexarc.policies.train import OptimConfig, TrainConfig, train
+from reflexarc.policies.world_model import ModelConfig
+from reflexarc.runtime.errors import ConfigError
 
 
 def tiny_config(data: Path, run_dir: Path, **kw: object) -> TrainConfig:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from planner.protocol import LatentModel
-from policies.data import load_episodes
-from policies.train import OptimConfig, Trainer
-from policies.world_model import (
+from reflexarc.planner.protocol import LatentModel
+from reflexarc.policies.data import load_episodes
+from reflexarc.policies.train import OptimConfig, Trainer
+from reflexarc.policies.world_model import (
     ModelConfig,
     WorldModel,
     covariance_loss,

@@ -1,4 +1,4 @@
-"""robot.bench_bus: every row measured over real sockets, ours beside raw pyzmq."""
+"""reflexarc.tools.bench.bus: every row measured over real sockets, ours beside raw pyzmq."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from robot import config
-from robot.bench import BenchConfig
-from robot.bench_bus import bench_bus
-from robot.config import CPU_LATENCY_DEV
-from robot.errors import ConfigError
-from robot.node import cpu_latency
+from reflexarc.runtime import config
+from reflexarc.runtime.config import CPU_LATENCY_DEV
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.node import cpu_latency
+from reflexarc.tools.bench import BenchConfig
+from reflexarc.tools.bench.bus import bench_bus
 from tests.conftest import cpu_latency_limit, reflexarc
 
 

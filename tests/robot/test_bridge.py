@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot.bridge import BridgeError, BridgeNode, check_exposure, loopback
-from robot.controller import ArmModel
-from robot.drivers import Driver, DriverError, DriverState, load_driver
-from robot.drivers.pretend import PretendDriver
-from robot.episode import Episode
-from robot.msgs import EStop, JointCommand
-from robot.node import Inbox, NodeContext
+from reflexarc.robot.bridge import BridgeError, BridgeNode, check_exposure, loopback
+from reflexarc.robot.controller import ArmModel
+from reflexarc.robot.drivers import Driver, DriverError, DriverState, load_driver
+from reflexarc.robot.drivers.pretend import PretendDriver
+from reflexarc.runtime.episode import Episode
+from reflexarc.runtime.msgs import EStop, JointCommand
+from reflexarc.runtime.node import Inbox, NodeContext
 from tests.conftest import reflexarc
 
 MS = 1_000_000
@@ -133,12 +133,12 @@ def test_bridge_drops_malformed_commands() -> None:
 
 def test_drivers_are_loaded_by_name_and_checked() -> None:
     assert isinstance(FakeArm(), Driver)
-    d = load_driver("robot.drivers.pretend:PretendDriver", {"backend": "pybullet"})
+    d = load_driver("reflexarc.robot.drivers.pretend:PretendDriver", {"backend": "pybullet"})
     assert isinstance(d, PretendDriver)
     with pytest.raises(DriverError, match="cannot import"):
-        load_driver("robot.drivers.nothing:Arm")
+        load_driver("reflexarc.robot.drivers.nothing:Arm")
     with pytest.raises(DriverError, match="bad arguments"):
-        load_driver("robot.drivers.pretend:PretendDriver", {"wheels": 4})
+        load_driver("reflexarc.robot.drivers.pretend:PretendDriver", {"wheels": 4})
     with pytest.raises(DriverError, match="local"):
         PretendDriver(address="tcp://0.0.0.0:5555")
 

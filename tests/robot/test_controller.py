@@ -14,8 +14,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from robot.config import from_mapping
-from robot.controller import (
+from reflexarc.robot.controller import (
     ArmModel,
     ControllerNode,
     PlanSampler,
@@ -24,9 +23,10 @@ from robot.controller import (
     check_plan,
     mat_to_quat,
 )
-from robot.msgs import EStop, JointState, Plan
-from robot.node import Inbox, NodeContext
-from robot.safety import PANDA_TAU_MAX, WORKSPACE, Mode
+from reflexarc.robot.safety import PANDA_TAU_MAX, WORKSPACE, Mode
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.msgs import EStop, JointState, Plan
+from reflexarc.runtime.node import Inbox, NodeContext
 
 MS = 1_000_000
 DOWN = mat_to_quat(np.array([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]]))
@@ -133,7 +133,7 @@ class Rig:
     """The controller and a MuJoCo scene at 1 kHz, commands applied one tick late."""
 
     def __init__(self, backend: str = "mujoco", clock: str = "realtime", **args) -> None:
-        from sim.scene import make_scene
+        from reflexarc.sim.scene import make_scene
 
         self.scene = make_scene(backend=backend, objects=[], cameras=[], physics_hz=1000)
         self.ctrl = ControllerNode(NodeContext(name="controller", rate_hz=1000.0, clock=clock),

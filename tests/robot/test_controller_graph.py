@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robot import bus as busmod
-from robot.controller import ArmModel
-from robot.episode import Episode
+from reflexarc.robot.controller import ArmModel
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.episode import Episode
 from tests.conftest import start_reflexarc, wait_for_file
 
 

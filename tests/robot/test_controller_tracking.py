@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from robot.bench_control import (
+from reflexarc.tools.bench.control import (
     CIRCLE,
     STEP,
     circle_metrics,

@@ -14,11 +14,11 @@ import pytest
 import zmq
 import zmq.auth
 
-from robot import bus as busmod
-from robot.msgs import JointState, decode, encode
-from robot.node import NodeSpec, spec_json
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.msgs import JointState, decode, encode
+from reflexarc.runtime.node import NodeSpec, spec_json
 
-NODE_MAIN = "import sys; from robot.node import main; sys.exit(main(sys.argv[1:]))"
+NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _free_port() -> int:
@@ -34,7 +34,7 @@ def keys(tmp_path: Path) -> Path:
 
 def _echo_node(tmp_path: Path, keys: Path, addrs: dict[str, str]) -> subprocess.Popen:
     spec = NodeSpec(
-        name="echo", target="robot.testnodes:Echo", rate_hz=100, args={}, seed=0,
+        name="echo", target="reflexarc.runtime.testnodes:Echo", rate_hz=100, args={}, seed=0,
         clock="realtime", addresses=addrs, run_dir=str(tmp_path),
         bus={"transport": "tcp", "curve": True, "keys_dir": str(keys)},
     )

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from robot.cli import main
-from robot.config import load
-from robot.errors import ConfigError
-from robot.evaluate import EvalConfig, eval_verb
+from reflexarc.runtime.cli import main
+from reflexarc.runtime.config import load
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.tools.evaluate import EvalConfig, eval_verb
 
 
 def test_expert_eval_through_the_cli_writes_json(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_expert_eval_through_the_cli_writes_json(tmp_path: Path) -> None:
 
 
 def test_all_tasks_and_backends_give_one_row_each() -> None:
-    import robot.evaluate  # noqa: F401  (registers eval_schema)
+    import reflexarc.tools.evaluate  # noqa: F401  (registers eval_schema)
 
     cfg = load(
         "eval",
@@ -49,7 +49,7 @@ def test_all_tasks_and_backends_give_one_row_each() -> None:
 
 
 def test_a_model_is_evaluated_by_policies_evaluate(monkeypatch: pytest.MonkeyPatch) -> None:
-    import policies.evaluate
+    import reflexarc.policies.evaluate
 
     seen = {}
 
@@ -57,13 +57,13 @@ def test_a_model_is_evaluated_by_policies_evaluate(monkeypatch: pytest.MonkeyPat
         seen["model"] = cfg.model
         return {"ok": True}
 
-    monkeypatch.setattr(policies.evaluate, "evaluate_model", fake)
+    monkeypatch.setattr(reflexarc.policies.evaluate, "evaluate_model", fake)
     assert eval_verb(EvalConfig(model="runs/wm.safetensors")) == {"ok": True}
     assert seen["model"] == "runs/wm.safetensors"
 
 
 def test_bad_values_are_config_errors() -> None:
-    import robot.evaluate  # noqa: F401
+    import reflexarc.tools.evaluate  # noqa: F401
 
     with pytest.raises(ConfigError, match="policy"):
         load("eval", ["policy=planner"])

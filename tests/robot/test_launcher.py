@@ -12,11 +12,11 @@ import numpy as np
 import psutil
 import pytest
 
-from robot import config
-from robot.config import CPU_LATENCY_DEV
-from robot.episode import Episode
-from robot.errors import ConfigError
-from robot.launcher import RunConfig
+from reflexarc.runtime import config
+from reflexarc.runtime.config import CPU_LATENCY_DEV
+from reflexarc.runtime.episode import Episode
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.launcher import RunConfig
 from tests.conftest import cpu_latency_limit, reflexarc, start_reflexarc, wait_for_file
 
 HB_HZ = 10.0
@@ -186,13 +186,13 @@ def test_a_node_runs_at_its_configured_priority(tmp_path: Path) -> None:
 def test_a_node_can_be_added_from_the_command_line(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     res = reflexarc("run", "graph=counter", "duration_s=3",
-                    "+graph.nodes.tap={target:robot.testnodes:Sink,rate_hz:20}",
+                    "+graph.nodes.tap={target:reflexarc.runtime.testnodes:Sink,rate_hz:20}",
                     "graph.nodes.echo.nice=2", f"run_dir={tmp_path / 'run'}", f"out={out}")
     assert res.returncode == 0, res.stderr
     summary = json.loads(out.read_text())
     assert next(r for r in summary["nodes"] if r["node"] == "tap")["target_hz"] == 20
     assert summary["node_figures"]["tap"]["received"]["joint_state"] > 0
-    bad = reflexarc("run", "graph=counter", "+graph.nodes.tap={target:robot.testnodes:Sink,hz:20}")
+    bad = reflexarc("run", "graph=counter", "+graph.nodes.tap={target:reflexarc.runtime.testnodes:Sink,hz:20}")
     assert bad.returncode != 0 and "graph.nodes.tap.hz" in bad.stderr
 
 
@@ -201,7 +201,7 @@ def test_a_message_it_wakes_on_steps_a_node_between_its_ticks(tmp_path: Path) ->
     for target in ("Echo", "WakingEcho"):
         out = tmp_path / f"{target}.json"
         res = reflexarc("run", "graph=counter", "duration_s=2", "graph.nodes.echo.rate_hz=1",
-                        f"graph.nodes.echo.target=robot.testnodes:{target}",
+                        f"graph.nodes.echo.target=reflexarc.runtime.testnodes:{target}",
                         f"run_dir={tmp_path / target}", f"out={out}")
         assert res.returncode == 0, res.stderr
         figures = json.loads(out.read_text())["node_figures"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import zmq
 
-from robot.errors import MalformedMessage
-from robot.msgs import (
+from reflexarc.runtime.errors import MalformedMessage
+from reflexarc.runtime.msgs import (
     SCHEMA_VERSION,
     TOPIC_PREFIXES,
     TOPICS,
@@ -199,7 +199,7 @@ def test_the_wire_bytes_do_not_depend_on_how_the_arrays_are_held(name: str, big:
 
 
 def test_a_graph_of_ever_new_topics_decodes_them_all_in_bounded_memory() -> None:
-    from robot import msgs
+    from reflexarc.runtime import msgs
 
     rgb = np.zeros((2, 2, 3), np.uint8)
     for i in range(600):

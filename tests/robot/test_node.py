@@ -15,13 +15,13 @@ import msgpack
 import numpy as np
 import zmq
 
-from robot import bus as busmod
-from robot import node as nodemod
-from robot.msgs import JointState, decode, encode
-from robot.node import Inbox, NodeContext, NodeSpec, spec_json
-from robot.testnodes import Echo
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime import node as nodemod
+from reflexarc.runtime.msgs import JointState, decode, encode
+from reflexarc.runtime.node import Inbox, NodeContext, NodeSpec, spec_json
+from reflexarc.runtime.testnodes import Echo
 
-NODE_MAIN = "import sys; from robot.node import main; sys.exit(main(sys.argv[1:]))"
+NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _good(seq: int) -> list:
@@ -58,7 +58,7 @@ def test_echo_step_is_pure_logic() -> None:
 def test_malformed_messages_are_dropped_counted_and_the_node_keeps_serving(tmp_path: Path) -> None:
     addrs = {"echo": f"ipc://{tmp_path}/echo.pub", "injector": f"ipc://{tmp_path}/inj.pub"}
     spec = NodeSpec(
-        name="echo", target="robot.testnodes:Echo", rate_hz=200, args={}, seed=0,
+        name="echo", target="reflexarc.runtime.testnodes:Echo", rate_hz=200, args={}, seed=0,
         clock="realtime", bus={}, addresses=addrs, heartbeat_hz=20, run_dir=str(tmp_path),
     )
     ctx = zmq.Context()
@@ -102,7 +102,7 @@ def test_malformed_messages_are_dropped_counted_and_the_node_keeps_serving(tmp_p
 def test_sigterm_stops_a_node_cleanly_with_a_summary(tmp_path: Path) -> None:
     addrs = {"source": f"ipc://{tmp_path}/s.pub"}
     spec = NodeSpec(
-        name="source", target="robot.testnodes:Source", rate_hz=500, args={}, seed=0,
+        name="source", target="reflexarc.runtime.testnodes:Source", rate_hz=500, args={}, seed=0,
         clock="realtime", bus={}, addresses=addrs, run_dir=str(tmp_path),
     )
     ctx = zmq.Context()
@@ -128,8 +128,8 @@ def test_sigterm_stops_a_node_cleanly_with_a_summary(tmp_path: Path) -> None:
 def test_bus_config_rejects_curve_without_keys() -> None:
     import pytest
 
-    from robot.config import from_mapping
-    from robot.errors import ConfigError
+    from reflexarc.runtime.config import from_mapping
+    from reflexarc.runtime.errors import ConfigError
 
     with pytest.raises(ConfigError, match="bus.keys_dir"):
         from_mapping(busmod.BusConfig, {"transport": "tcp", "curve": True}, prefix="bus.")
@@ -140,7 +140,7 @@ def test_a_priority_the_user_may_not_take_is_a_warning_not_a_failure(monkeypatch
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "nice", refuse)  # as for a user without CAP_SYS_NICE
-    spec = NodeSpec(name="planner", target="robot.testnodes:Echo", rate_hz=10.0, args={},
+    spec = NodeSpec(name="planner", target="reflexarc.runtime.testnodes:Echo", rate_hz=10.0, args={},
                     seed=0, clock="realtime", bus={}, addresses={}, nice=-10)
     before = os.getpriority(os.PRIO_PROCESS, 0)
     with caplog.at_level("WARNING"):

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from robot import bus as busmod
-from robot.episode import Episode
-from robot.msgs import decode
-from robot.recorder import ReplayConfig, replay
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.episode import Episode
+from reflexarc.runtime.msgs import decode
+from reflexarc.runtime.recorder import ReplayConfig, replay
 from tests.conftest import reflexarc, start_reflexarc, wait_for_file
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot.config import from_mapping
-from robot.errors import ConfigError
-from robot.msgs import EStop
-from robot.safety import (
+from reflexarc.robot.safety import (
     PANDA_DDQ_MAX,
     PANDA_DQ_MAX,
     PANDA_Q_MAX,
@@ -20,6 +17,9 @@ from robot.safety import (
     SafetyConfig,
     Supervisor,
 )
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import EStop
 
 MS = 1_000_000
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import sim  # noqa: F401  (sets MUJOCO_GL=egl headless and registers the envs)
-from sim.scene import Scene, make_scene
+from reflexarc import sim  # noqa: F401  (sets MUJOCO_GL=egl headless and registers the envs)
+from reflexarc.sim.scene import Scene, make_scene
 
 BACKENDS = ("mujoco", "pybullet")
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import sim
-from sim.assets import WORKSPACE, SceneError, has_display
-from sim.envs import PROPRIO_DIM, PandaEnv
+from reflexarc import sim
+from reflexarc.sim.assets import WORKSPACE, SceneError, has_display
+from reflexarc.sim.envs import PROPRIO_DIM, PandaEnv
 
 IDS = list(sim.ENV_IDS.values())
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sim
-from robot.evaluate import evaluate_policy
-from sim.experts import make_expert, move
+from reflexarc import sim
+from reflexarc.sim.experts import make_expert, move
+from reflexarc.tools.evaluate import evaluate_policy
 
 
 @pytest.mark.parametrize("task", list(sim.ENV_IDS))

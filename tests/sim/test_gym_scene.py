@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from sim.assets import SceneError
-from sim.gym_scene import GymScene
+from reflexarc.sim.assets import SceneError
+from reflexarc.sim.gym_scene import GymScene
 
 
 def test_wraps_a_stock_mujoco_env_and_steps_it_with_frames() -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.assets import HOME_Q
-from sim.kinematics import ArmKinematics
-from sim.scene import Scene, make_scene
+from reflexarc.sim.assets import HOME_Q
+from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.sim.scene import Scene, make_scene
 
 AMP = np.array([0.6, 0.4, 0.5, 0.5, 0.8, 0.5, 1.0])  # rad
 FREQ = np.array([0.5, 0.7, 0.4, 0.6, 0.9, 0.8, 1.1])  # Hz; the wrist motors saturate at times

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot.errors import ConfigError
-from sim.assets import CAMERAS, EE_SITE, HOME_Q, TORQUE_LIMITS, SceneError, has_display
-from sim.kinematics import ArmKinematics
-from sim.mujoco_scene import panda_model
-from sim.scene import Scene, make_scene
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.sim.assets import CAMERAS, EE_SITE, HOME_Q, TORQUE_LIMITS, SceneError, has_display
+from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.sim.mujoco_scene import panda_model
+from reflexarc.sim.scene import Scene, make_scene
 
 
 def test_reset_puts_the_arm_at_rest_at_home(scene: Scene) -> None:

@@ -1,10 +1,10 @@
-"""sim.bench: rows for each backend and resolution, plausible figures."""
+"""reflexarc.tools.bench.sim: rows for each backend and resolution, plausible figures."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sim.bench import BACKENDS, RESOLUTIONS, bench_sim
+from reflexarc.tools.bench.sim import BACKENDS, RESOLUTIONS, bench_sim
 
 
 def test_quick_bench_reports_every_backend_and_resolution() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.assets import HOME_Q, JOINT_LIMITS, WORKSPACE, SceneError
-from sim.kinematics import R_DOWN, ArmKinematics, rotation_error
+from reflexarc.sim.assets import HOME_Q, JOINT_LIMITS, WORKSPACE, SceneError
+from reflexarc.sim.kinematics import R_DOWN, ArmKinematics, rotation_error
 
 
 @pytest.fixture(scope="module")

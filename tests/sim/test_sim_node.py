@@ -8,14 +8,23 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import sim
-from robot.config import from_mapping
-from robot.errors import ConfigError
-from robot.msgs import EEAction, Goal, Image, JointCommand, JointState, Plan, SceneState, empty
-from robot.node import Inbox, NodeContext
-from sim.experts import make_expert
-from sim.node import SimConfig, SimNode
-from sim.policy_node import PolicyConfig, PolicyNode
+from reflexarc import sim
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import (
+    EEAction,
+    Goal,
+    Image,
+    JointCommand,
+    JointState,
+    Plan,
+    SceneState,
+    empty,
+)
+from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.sim.experts import make_expert
+from reflexarc.sim.node import SimConfig, SimNode
+from reflexarc.sim.policy_node import PolicyConfig, PolicyNode
 
 RATE = 500
 DT_NS = 1_000_000_000 // RATE

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from sim.kinematics import ArmKinematics
-from sim.scene import Scene, make_scene
-from sim.subgoals import (
+from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.subgoals import (
     ABOVE_Z,
     PUSH_CONTACT,
     PUSH_STANDOFF,
@@ -18,7 +18,7 @@ from sim.subgoals import (
     goal_sequence,
     push_stages,
 )
-from sim.tasks import make_task
+from reflexarc.sim.tasks import make_task
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from sim.assets import SPAWN, TARGETS, SceneError
-from sim.kinematics import ArmKinematics
-from sim.scene import Scene, make_scene
-from sim.tasks import TASKS, Task, make_task
+from reflexarc.sim.assets import SPAWN, TARGETS, SceneError
+from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.tasks import TASKS, Task, make_task
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.instruct.bench import measure_hang
+from reflexarc.tools.bench.instruct import measure_hang
 
 
 def test_the_controller_keeps_commanding_while_the_llm_call_hangs(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.instruct.bench import bench_fast
-from planner.instruct.fast import FastParser, normalise
-from planner.instruct.instructor import InstructConfig, Instructor
-from planner.instruct.scene import SceneInfo, SceneObject
+from reflexarc.planner.instruct.fast import FastParser, normalise
+from reflexarc.planner.instruct.instructor import InstructConfig, Instructor
+from reflexarc.planner.instruct.scene import SceneInfo, SceneObject
+from reflexarc.tools.bench.instruct import bench_fast
 
 CORPUS = json.loads((Path(__file__).parent / "instruct_corpus.json").read_text())
 THRESHOLD = InstructConfig().threshold

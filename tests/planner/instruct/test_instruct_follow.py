@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from robot.config import from_mapping
-from robot.msgs import EEAction, Goal, SceneState, TaskSpec
-from robot.node import Inbox, NodeContext
-from sim.node import SimConfig, SimNode
-from sim.policy_node import PolicyConfig, PolicyNode
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.msgs import EEAction, Goal, SceneState, TaskSpec
+from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.sim.node import SimConfig, SimNode
+from reflexarc.sim.policy_node import PolicyConfig, PolicyNode
 
 DT_NS = 2_000_000  # 500 Hz
 

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from planner.instruct.errors import LLMError
-from planner.instruct.instructor import InstructConfig, Instructor
-from planner.instruct.llm import LLMClient, LLMConfig, Secret
-from planner.instruct.memory import InstructionMemory
-from planner.instruct.scene import SceneInfo
-from planner.instruct.testing import ChatServer, completion, reply
+from reflexarc.planner.instruct.errors import LLMError
+from reflexarc.planner.instruct.instructor import InstructConfig, Instructor
+from reflexarc.planner.instruct.llm import LLMClient, LLMConfig, Secret
+from reflexarc.planner.instruct.memory import InstructionMemory
+from reflexarc.planner.instruct.scene import SceneInfo
+from reflexarc.planner.instruct.testing import ChatServer, completion, reply
 
 KEY = "sk-test-0123456789abcdef"
 SCENE = SceneInfo()
@@ -209,7 +209,7 @@ def test_memory_file_survives_damage(tmp_path: Path) -> None:
 
 def _say(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "robot.cli", "say", *args], cwd=ROOT, env=env,
+        [sys.executable, "-m", "reflexarc.runtime.cli", "say", *args], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=60,
     )
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.instruct.llm import LLMConfig
-from planner.instruct.node import InstructGoalNode, InstructNode, ask
-from planner.instruct.testing import ChatServer, reply
-from robot import bus as busmod
-from robot.config import from_mapping
-from robot.errors import ConfigError
-from robot.msgs import Goal, Instruction, SceneState, TaskSpec
-from robot.node import Inbox, NodeContext, NodeSpec, spec_json
+from reflexarc.planner.instruct.llm import LLMConfig
+from reflexarc.planner.instruct.node import InstructGoalNode, InstructNode, ask
+from reflexarc.planner.instruct.testing import ChatServer, reply
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import Goal, Instruction, SceneState, TaskSpec
+from reflexarc.runtime.node import Inbox, NodeContext, NodeSpec, spec_json
 
 ROOT = Path(__file__).resolve().parents[3]
 SCENE_STATE = SceneState(
@@ -123,18 +123,18 @@ def test_listen_must_be_local() -> None:
 
 
 def test_the_node_in_its_process_answers_say_and_publishes(tmp_path: Path) -> None:
-    """The real runtime (robot.node main), real sockets: `reflexarc say` (no dry run) ->
+    """The real runtime (reflexarc.runtime.node main), real sockets: `reflexarc say` (no dry run) ->
     the node -> TaskSpec + Goal on the graph's bus and as the reply."""
     listen = f"ipc://{tmp_path}/say.sock"
     pub = f"ipc://{tmp_path}/instruct.pub"
     spec = NodeSpec(
-        name="instruct", target="planner.instruct.node:InstructGoalNode", rate_hz=50.0,
+        name="instruct", target="reflexarc.planner.instruct.node:InstructGoalNode", rate_hz=50.0,
         args={"listen": listen, "use_default_scene": True, "cache_dir": str(tmp_path / "mem")},
         seed=0, clock="realtime", bus={"transport": "ipc", "ipc_dir": str(tmp_path)},
         addresses={"instruct": pub},
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REFLEXARC_LLM", "OPENAI"))}
-    proc = subprocess.Popen([sys.executable, "-c", "from robot.node import main; main()", spec_json(spec)],
+    proc = subprocess.Popen([sys.executable, "-c", "from reflexarc.runtime.node import main; main()", spec_json(spec)],
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     zctx = busmod.context()
     sub = busmod.Subscriber(zctx, [pub], ["task_spec", "goal", "heartbeat"], busmod.BusConfig(),
@@ -145,7 +145,7 @@ def test_the_node_in_its_process_answers_say_and_publishes(tmp_path: Path) -> No
             assert time.monotonic() < deadline and proc.poll() is None, "the node did not start"
             sub.wait(0.1)
         said = subprocess.run(
-            [sys.executable, "-m", "robot.cli", "say", "nudge the green block a bit towards the robot",
+            [sys.executable, "-m", "reflexarc.runtime.cli", "say", "nudge the green block a bit towards the robot",
              f"address={listen}", "timeout_s=20"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )

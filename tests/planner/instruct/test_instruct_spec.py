@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from planner.instruct.errors import InvalidInstruction
-from planner.instruct.scene import SceneInfo, SceneObject
-from planner.instruct.spec import (
+from reflexarc.planner.instruct.errors import InvalidInstruction
+from reflexarc.planner.instruct.scene import SceneInfo, SceneObject
+from reflexarc.planner.instruct.spec import (
     DIRECTIONS,
     TABLE_DIRECTIONS,
     Intent,
@@ -20,7 +20,7 @@ from planner.instruct.spec import (
     resolve,
     task_spec,
 )
-from robot.msgs import SceneState, decode, encode
+from reflexarc.runtime.msgs import SceneState, decode, encode
 
 SCENE = SceneInfo()
 

@@ -1,7 +1,7 @@
 """``reflexarc bench instruct``: the fast path's latency, and the 1 kHz controller while an
 LLM call hangs.
 
-- **Fast path** (row ``fast_path``; also ``python -m planner.instruct.bench``): times
+- **Fast path** (row ``fast_path``; also ``python -m reflexarc.tools.bench.instruct``): times
   :meth:`Instructor.quick` (parse + resolve + TaskSpec, memory disabled) over a set of
   instructions, each repeated, one call per sample (``time.perf_counter_ns``); its p50/p99
   go in the step columns.
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from planner.instruct.instructor import InstructConfig, Instructor
-from planner.instruct.scene import SceneInfo
-from planner.instruct.testing import ChatServer, reply
+from reflexarc.planner.instruct.instructor import InstructConfig, Instructor
+from reflexarc.planner.instruct.scene import SceneInfo
+from reflexarc.planner.instruct.testing import ChatServer, reply
 
 SAMPLE = (
     "push the red block to the left",
@@ -97,12 +97,12 @@ def control_nodes(backend: str, instruct: dict[str, Any] | None, rt_priority: in
     """The measured graph: ``bench control``'s (no camera, no recorder; the controller
     SCHED_FIFO at ``rt_priority`` if > 0), plus an instruct node with ``instruct`` as its
     arguments (None: none)."""
-    from robot.bench_control import control_graph
+    from reflexarc.tools.bench.control import control_graph
 
     nodes = control_graph(backend, camera_hz=0.0, rt_priority=rt_priority)
     nodes.pop("recorder", None)
     if instruct is not None:
-        nodes["instruct"] = {"target": "planner.instruct.node:InstructNode", "rate_hz": 20,
+        nodes["instruct"] = {"target": "reflexarc.planner.instruct.node:InstructNode", "rate_hz": 20,
                              "args": {"listen": "", "memory": False, **instruct}}
     return nodes
 
@@ -137,7 +137,7 @@ class _Probe(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from robot.controller import set_realtime
+        from reflexarc.robot.controller import set_realtime
 
         with self.launcher.listen(["heartbeat", "joint_command", "task_spec"], "bench-probe") as sub:
             running = False
@@ -232,8 +232,8 @@ def _run(nodes: dict[str, Any], phases: Sequence[Phase], run_dir: Path,
     with ``rt_priority`` the controller and the sim run SCHED_FIFO from when every node is
     up (set by pid, as ``chrt`` would): a real-time controller beside a sim starved by the
     other nodes' start-up trips its state watchdog (a latched fault)."""
-    from robot.config import from_mapping
-    from robot.launcher import Launcher, RunConfig
+    from reflexarc.runtime.config import from_mapping
+    from reflexarc.runtime.launcher import Launcher, RunConfig
 
     cfg = from_mapping(RunConfig, {"graph": {"nodes": nodes}, "run_dir": str(run_dir),
                                    # a starved process on a loaded machine is not hung:
@@ -279,7 +279,7 @@ def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
     """The control graph with an instruct node: rows ``instruct_idle``, ``llm_hangs``
     (an escalating instruction sent, the LLM server holding the request) and
     ``after_answer`` (the server released, the node's spec published)."""
-    from planner.instruct.node import ask
+    from reflexarc.planner.instruct.node import ask
 
     release = threading.Event()
     answer: Any = reply(refusal="the bench released the held call")

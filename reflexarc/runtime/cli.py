@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robot.errors import ConfigError, ReflexarcError
+from reflexarc.runtime.errors import ConfigError, ReflexarcError
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,15 @@ class Verb:
 
 
 VERBS: dict[str, Verb] = {
-    "run": Verb("robot.launcher:run_verb", "run the configured node graph (default: the main job)"),
-    "record": Verb("robot.recorder:record_verb", "run the graph and record every topic to episode files"),
-    "replay": Verb("robot.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
-    "bench": Verb("robot.bench:bench_verb", "measure: bus | sim | control | plan", "what"),
-    "keys": Verb("robot.bus:keys_verb", "make CURVE keys for a graph across hosts", "dir"),
-    "collect": Verb("policies.collect:collect_verb", "collect exploration episodes for world-model training"),
-    "train": Verb("policies.train:train_verb", "train the latent world model from episode files"),
-    "eval": Verb("robot.evaluate:eval_verb", "evaluate a policy on a task, or a world model on episodes"),
-    "say": Verb("planner.instruct:say_verb", "turn a plain-language instruction into a task spec", "text"),
+    "run": Verb("reflexarc.runtime.launcher:run_verb", "run the configured node graph (default: the main job)"),
+    "record": Verb("reflexarc.runtime.recorder:record_verb", "run the graph and record every topic to episode files"),
+    "replay": Verb("reflexarc.runtime.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
+    "bench": Verb("reflexarc.tools.bench:bench_verb", "measure: bus | sim | control | plan", "what"),
+    "keys": Verb("reflexarc.runtime.bus:keys_verb", "make CURVE keys for a graph across hosts", "dir"),
+    "collect": Verb("reflexarc.policies.collect:collect_verb", "collect exploration episodes for world-model training"),
+    "train": Verb("reflexarc.policies.train:train_verb", "train the latent world model from episode files"),
+    "eval": Verb("reflexarc.tools.evaluate:eval_verb", "evaluate a policy on a task, or a world model on episodes"),
+    "say": Verb("reflexarc.planner.instruct:say_verb", "turn a plain-language instruction into a task spec", "text"),
 }
 
 
@@ -53,7 +53,7 @@ def _function(verb: Verb) -> Any:
 def _config_help(name: str) -> str:
     from omegaconf import OmegaConf
 
-    from robot.config import allowed_values, load
+    from reflexarc.runtime.config import allowed_values, load
 
     _function(VERBS[name])
     cfg = load(name, check=False)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append(f"{verb.positional}='{value}'")
             else:
                 raise ConfigError(arg, f"'reflexarc {name}' takes only key=value overrides")
-        from robot.config import load
+        from reflexarc.runtime.config import load
 
         fn = _function(verb)
         cfg = load(name, overrides)

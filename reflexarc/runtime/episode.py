@@ -31,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from robot.msgs import Message, message_types
+from reflexarc.runtime.msgs import Message, message_types
 
 FORMAT = "reflexarc-episode"
 VERSION = 1

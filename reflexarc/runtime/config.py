@@ -23,9 +23,11 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from robot.errors import ConfigError
+import reflexarc.configs
+from reflexarc.runtime.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: The shipped configs, found through their package (in a checkout and in a wheel alike).
+CONFIG_DIR = Path(reflexarc.configs.__file__).resolve().parent
 T = TypeVar("T")
 
 

@@ -27,10 +27,17 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from robot import bus as busmod
-from robot.config import bounded, check_cpu_latency, check_cpus, choice, from_mapping, register
-from robot.errors import ConfigError, NodeError
-from robot.node import NodeSpec, cpu_latency, import_target, spec_json
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.config import (
+    bounded,
+    check_cpu_latency,
+    check_cpus,
+    choice,
+    from_mapping,
+    register,
+)
+from reflexarc.runtime.errors import ConfigError, NodeError
+from reflexarc.runtime.node import NodeSpec, cpu_latency, import_target, spec_json
 
 log = logging.getLogger("reflexarc.launcher")
 
@@ -172,7 +179,7 @@ class Launcher:
                     f"{e.rate_hz} Hz is above the lockstep tick rate base_hz={self.cfg.base_hz}",
                 )
         return NodeEntry(
-            target="robot.clock:LockstepClock",
+            target="reflexarc.runtime.clock:LockstepClock",
             rate_hz=1.0,
             args={
                 "base_hz": self.cfg.base_hz,
@@ -424,7 +431,7 @@ class Launcher:
         }
 
 
-_NODE_MAIN = "import sys; from robot.node import main; sys.exit(main(sys.argv[1:]))"
+_NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"
 _LOOP_KEYS = {"ticks", "jitter_p50_us", "step_p50_us", "drops_by_kind", "node"}
 
 

@@ -1,7 +1,7 @@
 """Bus latency: our typed messages against raw pyzmq bytes of the same size, same run.
 
 A sender process publishes, at ``rate_hz``, alternately one of our messages (through
-:class:`robot.bus.Publisher`) and one raw single-frame byte message of the same total
+:class:`reflexarc.runtime.bus.Publisher`) and one raw single-frame byte message of the same total
 size on a second socket pair; a receiver process takes both (ours fully decoded, arrays
 zero-copy) and records one-way latency from the send stamp (``time.monotonic_ns``, one
 clock for both processes), taken as ``publish`` is called: both paths are timed from
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import zmq
 
-from robot import bus as busmod
-from robot.msgs import Image, JointState, Message, empty, encode
-from robot.node import AUTO_SPIN_US, cpu_latency
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.msgs import Image, JointState, Message, empty, encode
+from reflexarc.runtime.node import AUTO_SPIN_US, cpu_latency
 
 
 def _sample(kind: str) -> tuple[str, Message]:

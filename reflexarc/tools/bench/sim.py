@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.scene import Scene, make_scene
+from reflexarc.sim.scene import Scene, make_scene
 
 BACKENDS = ("mujoco", "pybullet")
 RESOLUTIONS = (64, 128, 224)

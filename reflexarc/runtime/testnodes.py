@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from robot.config import bounded
-from robot.msgs import JointCommand, JointState
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.config import bounded
+from reflexarc.runtime.msgs import JointCommand, JointState
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 
 class Source(Node):

@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 import zmq
 
-from robot.errors import MalformedMessage
+from reflexarc.runtime.errors import MalformedMessage
 
 SCHEMA_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024

@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from robot.config import bounded
-from robot.msgs import Tick
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.config import bounded
+from reflexarc.runtime.msgs import Tick
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 if TYPE_CHECKING:
-    from robot.node import Runtime
+    from reflexarc.runtime.node import Runtime
 
 
 class LockstepClock(Node):

@@ -33,9 +33,9 @@ import zmq.auth
 from zmq import EVENTS, POLLIN, SNDMORE
 from zmq.auth.thread import ThreadAuthenticator
 
-from robot.config import bounded, choice, register
-from robot.errors import ConfigError, MalformedMessage
-from robot.msgs import Message, decode, encode
+from reflexarc.runtime.config import bounded, choice, register
+from reflexarc.runtime.errors import ConfigError, MalformedMessage
+from reflexarc.runtime.msgs import Message, decode, encode
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,13 @@
 
     reflexarc eval policy=expert task=pick_place backend=pybullet episodes=50 out=eval.json
     reflexarc eval policy=random task=all backend=all episodes=20
-    reflexarc eval model=runs/wm/latest.safetensors        # policies.evaluate:evaluate_model
+    reflexarc eval model=runs/wm/latest.safetensors        # reflexarc.policies.evaluate:evaluate_model
 
 A policy run plays ``episodes`` seeded episodes (seeds ``seed``, ``seed + 1``, ...) of
 each selected task and backend, each until its first success or its step limit, and
 reports one row per (task, backend): success rate, mean steps to success, mean final
 task distance. ``expert`` is the task's scripted expert (privileged state, see
-sim.experts); ``random`` samples the action space, as a reference row.
+reflexarc.sim.experts); ``random`` samples the action space, as a reference row.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from robot.config import bounded, choice, register
+from reflexarc.runtime.config import bounded, choice, register
 
 TASK_NAMES = ("reach", "push", "pick_place")
 BACKENDS = ("mujoco", "pybullet")
@@ -35,7 +35,7 @@ class EvalConfig:
     image_size: int = bounded(64, 16, 512)
     max_steps: int = bounded(0, 0, 100_000)  # step limit per episode; 0 = the task's default
     out: str = ""  # JSON file of the summary
-    model: str = ""  # a world-model checkpoint: evaluate it instead (policies.evaluate)
+    model: str = ""  # a world-model checkpoint: evaluate it instead (reflexarc.policies.evaluate)
     data: str = ""  # model: episode folder (default: the checkpoint's training data)
     horizon: int = bounded(0, 0, 1000)  # model: prediction horizon (0: the checkpoint's)
 
@@ -59,8 +59,8 @@ def evaluate_policy(
     """
     import gymnasium as gym
 
-    import sim
-    from sim.experts import make_expert
+    from reflexarc import sim
+    from reflexarc.sim.experts import make_expert
 
     kwargs: dict[str, Any] = {"backend": backend, "image_size": image_size}
     if max_steps:
@@ -103,7 +103,7 @@ def evaluate_policy(
 def eval_verb(cfg: EvalConfig) -> dict[str, Any] | list[dict[str, Any]]:
     """Evaluate ``cfg.model`` (a world model) when set, else ``cfg.policy`` on the tasks."""
     if cfg.model:
-        from policies.evaluate import evaluate_model
+        from reflexarc.policies.evaluate import evaluate_model
 
         return evaluate_model(cfg)
     tasks = TASK_NAMES if cfg.task == "all" else (cfg.task,)

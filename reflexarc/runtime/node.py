@@ -43,11 +43,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from robot import bus as busmod
-from robot import config
-from robot.config import from_mapping
-from robot.errors import NodeError
-from robot.msgs import INFRA_TOPICS, Ack, Heartbeat, Message, Tick
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime import config
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import NodeError
+from reflexarc.runtime.msgs import INFRA_TOPICS, Ack, Heartbeat, Message, Tick
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def import_target(target: str) -> type[Node]:
     except (ImportError, AttributeError) as e:
         raise NodeError(f"cannot import node target {target!r}: {e}") from None
     if not (isinstance(cls, type) and issubclass(cls, Node)):
-        raise NodeError(f"node target {target!r} is not a robot.node.Node subclass")
+        raise NodeError(f"node target {target!r} is not a reflexarc.runtime.node.Node subclass")
     return cls
 
 
@@ -553,7 +553,7 @@ class Runtime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Process entry (the launcher runs ``from robot.node import main; main([SPEC_JSON])``)."""
+    """Process entry (the launcher runs ``from reflexarc.runtime.node import main; main([SPEC_JSON])``)."""
     argv = sys.argv[1:] if argv is None else argv
     _die_with_parent()
     spec = NodeSpec(**json.loads(argv[0]))

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robot import bus as busmod
-from robot.config import bounded, register
-from robot.episode import Episode, EpisodeWriter
-from robot.errors import ConfigError
-from robot.launcher import NodeEntry, RunConfig
-from robot.msgs import INFRA_TOPICS
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.config import bounded, register
+from reflexarc.runtime.episode import Episode, EpisodeWriter
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.launcher import NodeEntry, RunConfig
+from reflexarc.runtime.msgs import INFRA_TOPICS
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 
 class Recorder(Node):
@@ -75,12 +75,12 @@ register("record_schema", RecordConfig)
 
 def record_verb(cfg: RecordConfig) -> dict[str, Any]:
     nodes = dict(cfg.graph.nodes)
-    if not any(e.target == "robot.recorder:Recorder" for e in nodes.values() if e.enabled):
+    if not any(e.target == "reflexarc.runtime.recorder:Recorder" for e in nodes.values() if e.enabled):
         nodes["recorder"] = NodeEntry(
-            target="robot.recorder:Recorder", rate_hz=cfg.recorder_hz, args={"path": cfg.path}
+            target="reflexarc.runtime.recorder:Recorder", rate_hz=cfg.recorder_hz, args={"path": cfg.path}
         )
     cfg.graph.nodes = nodes
-    from robot.launcher import run_verb
+    from reflexarc.runtime.launcher import run_verb
 
     return run_verb(cfg)
 

@@ -4,7 +4,7 @@ Two parts:
 
 - **Realtime graph** (rows ``part=graph``): the whole graph runs in realtime -- sim
   (``command: joint``, physics 1 kHz, push task), controller (1 kHz), recorder, and the
-  scripted expert publishing Plans (``sim.policy_node`` with ``output: plan``, 10 Hz).
+  scripted expert publishing Plans (``reflexarc.sim.policy_node`` with ``output: plan``, 10 Hz).
   A probe listening to the heartbeats opens a window once the controller runs and
   closes it ``seconds`` later; over it: achieved rate, share of missed deadlines,
   jitter and step time p50/p99 (the runtime's figures); from the controller's summary:
@@ -38,11 +38,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from robot.config import bounded, choice
-from robot.controller import ArmModel, ControllerNode, set_realtime
-from robot.errors import ConfigError
-from robot.msgs import JointState, Plan
-from robot.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.robot.controller import ArmModel, ControllerNode, set_realtime
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import JointState, Plan
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,8 @@ def closed_loop(
     and the controller; the controller's command is applied ``delay_ticks`` ticks later
     (as it would be over the bus); the physics steps ``physics_hz / 1000`` times.
     """
-    from robot.config import from_mapping
-    from sim.scene import make_scene
+    from reflexarc.runtime.config import from_mapping
+    from reflexarc.sim.scene import make_scene
 
     if physics_hz not in (500, 1000):
         raise ConfigError("physics_hz", f"got {physics_hz}; allowed: 500, 1000")
@@ -335,15 +335,15 @@ def control_graph(
     """Nodes of the measured graph: sim (joint commands), controller, expert planner
     (plans), recorder -- as in configs/graph/control.yaml."""
     return {
-        "sim": {"target": "sim.node:SimNode", "rate_hz": sim_hz,
+        "sim": {"target": "reflexarc.sim.node:SimNode", "rate_hz": sim_hz,
                 "args": {"task": task, "backend": backend, "command": "joint", "episodes": 0,
                          "camera_hz": camera_hz, "publish_goal": camera_hz > 0,
                          "cameras": ["front"], "state_hz": 100.0}},
-        "controller": {"target": "robot.controller:ControllerNode", "rate_hz": 1000,
+        "controller": {"target": "reflexarc.robot.controller:ControllerNode", "rate_hz": 1000,
                        "args": {"rt_priority": rt_priority}},
-        "expert": {"target": "sim.policy_node:PolicyNode", "rate_hz": 10,
+        "expert": {"target": "reflexarc.sim.policy_node:PolicyNode", "rate_hz": 10,
                    "args": {"task": task, "output": "plan"}},
-        "recorder": {"target": "robot.recorder:Recorder", "rate_hz": 100},
+        "recorder": {"target": "reflexarc.runtime.recorder:Recorder", "rate_hz": 100},
     }
 
 
@@ -432,8 +432,8 @@ def run_graph(
     controller has run ``seconds`` past its start-up (its window figures are returned
     too); else for ``seconds`` from launch. ``rt`` puts nodes under SCHED_FIFO (by pid,
     when their first heartbeat comes)."""
-    from robot.config import from_mapping
-    from robot.launcher import Launcher, RunConfig
+    from reflexarc.runtime.config import from_mapping
+    from reflexarc.runtime.launcher import Launcher, RunConfig
 
     cfg = from_mapping(RunConfig, {"graph": {"nodes": nodes}, "run_dir": str(run_dir),
                                    "duration_s": 0.0 if window else seconds})

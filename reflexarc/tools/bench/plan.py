@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from planner.cem import CEMConfig, CEMPlanner
-from planner.mpc import SamplingConfig, SamplingPlanner, resolve_device
-from planner.mppi import MPPIConfig, MPPIPlanner
-from planner.protocol import LinearLatentModel
+from reflexarc.planner.cem import CEMConfig, CEMPlanner
+from reflexarc.planner.mpc import SamplingConfig, SamplingPlanner, resolve_device
+from reflexarc.planner.mppi import MPPIConfig, MPPIPlanner
+from reflexarc.planner.protocol import LinearLatentModel
 
 PLANNERS: dict[str, tuple[type[SamplingPlanner], type[SamplingConfig]]] = {
     "cem": (CEMPlanner, CEMConfig),
@@ -52,7 +52,7 @@ DEFAULT_PLOT = Path("runs/bench/plan.png")
 class MLPPredictor(nn.Module):
     """World-model-sized stand-in: ``z' = z + MLP([z, a])``, D = 128, hidden 256 x 2.
 
-    Implements the :class:`~planner.protocol.LatentModel` verbs; ``encode`` is a linear
+    Implements the :class:`~reflexarc.planner.protocol.LatentModel` verbs; ``encode`` is a linear
     map from a (B, O) observation vector, enough for the bench.
     """
 
@@ -380,10 +380,10 @@ def pixel_episode_fn(task: str, backend: str, checkpoint: str) -> EpisodeFn:
     """
     import gymnasium as gym
 
-    import sim
-    from perception.encoding import FrameEncoder, load_model
-    from planner.mpc import make_planner
-    from planner.node import HandBox, PlannerNode
+    from reflexarc import sim
+    from reflexarc.perception.encoding import FrameEncoder, load_model
+    from reflexarc.planner.mpc import make_planner
+    from reflexarc.planner.node import HandBox, PlannerNode
 
     loaded = load_model(checkpoint)
     encoder = FrameEncoder(loaded)

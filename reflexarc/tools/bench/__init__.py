@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from robot.config import bounded, check_cpu_latency, check_cpus, choice, register
-from robot.errors import ConfigError
+from reflexarc.runtime.config import bounded, check_cpu_latency, check_cpus, choice, register
+from reflexarc.runtime.errors import ConfigError
 
 
 @dataclass
@@ -74,11 +74,11 @@ _USED_BY = {  # keys only some benches read: set for another, they would do noth
 register("bench_schema", BenchConfig)
 
 _BENCHES = {
-    "bus": "robot.bench_bus:bench_bus",
-    "sim": "sim.bench:bench_sim",
-    "control": "robot.bench_control:bench_control",
-    "plan": "planner.bench:bench_plan",
-    "instruct": "planner.instruct.bench:bench_instruct",
+    "bus": "reflexarc.tools.bench.bus:bench_bus",
+    "sim": "reflexarc.tools.bench.sim:bench_sim",
+    "control": "reflexarc.tools.bench.control:bench_control",
+    "plan": "reflexarc.tools.bench.plan:bench_plan",
+    "instruct": "reflexarc.tools.bench.instruct:bench_instruct",
 }
 
 
