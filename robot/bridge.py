@@ -12,8 +12,14 @@ Safety at the hardware end (the controller has its own, :mod:`reflexarc.robot.sa
 - **Authenticated peers only.** The bridge refuses to start when the graph's bus is
   bound beyond this host (``transport=tcp`` on a non-loopback ``host``) without CURVE
   (``bus.curve=true``): nobody without the graph's keys may command the arm.
-- **Silent graph -> stop.** No valid ``joint_command`` for ``command_timeout_s``: the
-  arm is stopped (``driver.stop()``: it holds where it is) until commands come again.
+- **Silent graph -> stop.** No valid ``joint_command`` for ``command_timeout_s`` (10 ms):
+  the arm is stopped (``driver.stop()``: it holds where it is) until commands come again.
+- **A second check, independent of the controller** (:class:`reflexarc.robot.guard.CommandGuard`):
+  torques clipped to the effort limits and their rate of change to the torque-rate limits,
+  damped near the position limits; position targets clipped into the limits and moving at
+  most ``guard.speed_share`` of the velocity limits; a measured joint faster than
+  ``guard.stop_share`` of its limit stops the arm for ``overspeed_hold_s``. Every measured
+  sample beyond a limit is counted (``beyond_limits``, ``max_speed_share`` in the summary).
 - **E-stop.** ``EStop(engage=True)`` stops the arm and latches: commands are ignored
   until ``EStop(engage=False)``.
 - Malformed commands (wrong mode, shape, non-finite values) are dropped and counted.
@@ -24,6 +30,7 @@ the controller (one publisher per topic).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -32,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reflexarc.robot.drivers import Driver, DriverError, load_driver
+from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, panda_limits
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
 from reflexarc.runtime.msgs import EStop, Image, JointCommand, JointState, empty
@@ -79,7 +87,9 @@ class BridgeConfig:
 
     driver: str = "reflexarc.robot.drivers.pretend:PretendDriver"  # "package.module:Class"
     driver_args: dict[str, Any] = field(default_factory=dict)
-    command_timeout_s: float = bounded(0.05, 0.001, 10.0)  # silent graph -> stop the arm
+    command_timeout_s: float = bounded(0.01, 0.001, 10.0)  # silent graph -> stop the arm
+    overspeed_hold_s: float = bounded(0.2, 0.0, 10.0)  # commands ignored after an overspeed stop
+    guard: GuardConfig = field(default_factory=GuardConfig)
     camera_hz: float = bounded(30.0, 0.0, 1000.0)  # drivers with read_images(); 0: none
     n_joints: int = bounded(7, 1, 64)
 
@@ -107,8 +117,18 @@ class BridgeNode(Node):
         self.state_stamp = -1
         self.next_frame_ns = 0
         self.read_images = getattr(self.driver, "read_images", None)
+        limits = panda_limits()
+        if limits.n != cfg.n_joints:
+            raise ConfigError(f"graph.nodes.{ctx.name}.args.n_joints",
+                              f"the arm's limits are for {limits.n} joints, not {cfg.n_joints}")
+        self.guard = CommandGuard(limits, cfg.guard)
+        self.measured = LimitCounter(limits)
+        self.q: np.ndarray | None = None  # newest measured position and velocity
+        self.dq: np.ndarray | None = None
+        self.overspeed_until_ns = 0
         self.counts = {"states": 0, "commands": 0, "rejected": 0, "silent_stops": 0,
-                       "estops": 0, "resets": 0, "ignored_in_estop": 0, "frames": 0}
+                       "estops": 0, "resets": 0, "ignored_in_estop": 0, "frames": 0,
+                       "ignored_after_overspeed": 0}
 
     def connect(self) -> None:
         if not self.connected:
@@ -125,10 +145,19 @@ class BridgeNode(Node):
         if s is not None and s.stamp_ns != self.state_stamp:
             self.state_stamp = s.stamp_ns
             self.counts["states"] += 1
+            self.q, self.dq = np.asarray(s.position, float), np.asarray(s.velocity, float)
+            effort = np.asarray(s.effort, float)
+            self.measured.add(self.q, self.dq, effort)
             out.append(("joint_state", JointState(
-                stamp_ns=s.stamp_ns, position=np.asarray(s.position, float),
-                velocity=np.asarray(s.velocity, float), effort=np.asarray(s.effort, float),
+                stamp_ns=s.stamp_ns, position=self.q, velocity=self.dq, effort=effort,
                 gripper=float(s.gripper))))
+            if self.guard.overspeed(self.dq):  # whatever was commanded: stop, then hold
+                if self.commanding or now_ns >= self.overspeed_until_ns:
+                    log.warning("%s: joint speed %s rad/s over %.0f %% of the limit: arm stopped",
+                                self.ctx.name, np.round(self.dq, 2).tolist(),
+                                100 * self.cfg.guard.stop_share)
+                self._stop()
+                self.overspeed_until_ns = now_ns + int(self.cfg.overspeed_hold_s * 1e9)
         for e in inbox.new("estop"):
             self._estop(e)
         cmd = inbox.latest("joint_command")
@@ -136,8 +165,7 @@ class BridgeNode(Node):
             self.cmd_seq = cmd.seq
             self._command(cmd, now_ns)
         if self.commanding and self.last_cmd_ns is not None and now_ns - self.last_cmd_ns > self.timeout_ns:
-            self.driver.stop()
-            self.commanding = False
+            self._stop()
             self.counts["silent_stops"] += 1
             log.warning("%s: no joint_command for %.0f ms: arm stopped", self.ctx.name,
                         (now_ns - self.last_cmd_ns) / 1e6)
@@ -172,7 +200,16 @@ class BridgeNode(Node):
         if self.estop:
             self.counts["ignored_in_estop"] += 1
             return
-        self.driver.write_command(cmd)
+        if now_ns < self.overspeed_until_ns:
+            self.counts["ignored_after_overspeed"] += 1
+            return
+        if cmd.mode == "torque":
+            safe = dataclasses.replace(cmd, effort=self.guard.torque(cmd.effort, self.q, self.dq, now_ns))
+        else:
+            vel = self.guard.velocity(cmd.velocity) if cmd.velocity.size else cmd.velocity
+            safe = dataclasses.replace(cmd, position=self.guard.position(cmd.position, self.q, now_ns),
+                                       velocity=vel)
+        self.driver.write_command(safe)
         self.counts["commands"] += 1
         self.last_cmd_ns = now_ns
         self.commanding = True
@@ -183,12 +220,17 @@ class BridgeNode(Node):
                 self.counts["estops"] += 1
                 log.warning("%s: e-stop (%s): arm stopped", self.ctx.name, e.reason or "engaged")
             self.estop = True
-            self.driver.stop()
-            self.commanding = False
+            self._stop()
         elif self.estop:
             self.estop = False
             self.counts["resets"] += 1
             log.warning("%s: e-stop reset", self.ctx.name)
+
+    def _stop(self) -> None:
+        """Stop the arm (it holds where it is); the guard's rate limits start over."""
+        self.driver.stop()
+        self.commanding = False
+        self.guard.reset()
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -202,7 +244,8 @@ class BridgeNode(Node):
         shutdown: the arm is stopped and the driver closed first, so they are final."""
         self.close()
         figures = getattr(self.driver, "figures", None)
-        return {**self.counts, **(figures() if callable(figures) else {})}
+        return {**self.counts, "guard": dict(self.guard.counts), **self.measured.summary(),
+                **(figures() if callable(figures) else {})}
 
     def close(self) -> None:
         """Stop the arm and close the driver (idempotent)."""

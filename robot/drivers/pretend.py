@@ -5,7 +5,10 @@ own clock runs the physics at ``physics_hz`` against the wall clock, streams a s
 message every step and applies the newest command it has received, whatever the graph
 does. Like a real arm's controller box, it protects itself: with no command for
 ``hold_after_s`` (or on ``stop``) it holds its position with its own joint PD and
-gravity compensation until commands come again.
+gravity compensation until commands come again; it clips every command to its joint
+limits (:class:`reflexarc.robot.guard.CommandGuard`), and a frame it cannot read (not
+msgpack, not a map, wrong fields) is counted and dropped while it keeps holding. It
+counts every measured sample beyond a joint limit (``beyond_limits`` in its figures).
 
 Wire format (ZeroMQ PAIR, one msgpack map per message, arrays as raw little-endian
 float64 bytes):
@@ -50,6 +53,41 @@ def _arr(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype=_F8)
 
 
+def _unpack(frame: bytes) -> dict[str, Any] | None:
+    """A received frame as a msgpack map with a string ``t``, or None if it is not one."""
+    try:
+        msg = msgpack.unpackb(frame)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
+        return None
+    return msg
+
+
+def _command_arrays(msg: dict[str, Any], n: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Mode, q, dq, tau (n,) and gripper of a ``cmd`` message; ValueError if malformed."""
+    mode = msg.get("mode")
+    if mode not in ("torque", "position"):
+        raise ValueError(f"mode {mode!r}")
+    arrays = []
+    for key in ("q", "dq", "tau"):
+        b = msg.get(key)
+        if not isinstance(b, bytes) or len(b) not in (0, 8 * n):
+            raise ValueError(f"{key} must be 0 or {n} float64 values")
+        a = _arr(b)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{key} is not finite")
+        arrays.append(a)
+    q, dq, tau = arrays
+    used = tau if mode == "torque" else q
+    if used.size != n:
+        raise ValueError(f"{mode} mode needs {n} values in {'tau' if mode == 'torque' else 'q'}")
+    g = msg.get("g", 1.0)
+    if not isinstance(g, int | float) or not np.isfinite(g):
+        raise ValueError("gripper is not a finite number")
+    return mode, q, dq, tau, float(np.clip(g, -1.0, 1.0))
+
+
 def _local(address: str) -> bool:
     """True for ipc:// and loopback tcp:// addresses."""
     if address.startswith(("ipc://", "inproc://")):
@@ -78,7 +116,7 @@ class PretendDriver:
         backend: str = "mujoco",
         physics_hz: int = 1000,
         address: str = "",
-        hold_after_s: float = 0.05,
+        hold_after_s: float = 0.01,
         start_timeout_s: float = 60.0,
         rt_priority: int = 0,
     ) -> None:
@@ -101,6 +139,7 @@ class PretendDriver:
         self.hello: dict[str, Any] = {}
         self.bye: dict[str, Any] = {}
         self.states = 0
+        self.bad_frames = 0
         self._closed = False
 
     # -- Driver protocol ----------------------------------------------------------------
@@ -124,8 +163,8 @@ class PretendDriver:
             if self.proc.poll() is not None:
                 raise DriverError(f"the pretend arm exited at start (code {self.proc.returncode})")
             if self.sock.poll(100):
-                msg = msgpack.unpackb(self.sock.recv())
-                if msg.get("t") == "hello":
+                msg = _unpack(self.sock.recv())
+                if msg is not None and msg.get("t") == "hello":
                     self.hello = msg
                     return
         self.close()
@@ -136,7 +175,10 @@ class PretendDriver:
         sock = self._socket()
         newest = None
         while sock.poll(0):
-            msg = msgpack.unpackb(sock.recv())
+            msg = _unpack(sock.recv())
+            if msg is None:
+                self.bad_frames += 1
+                continue
             t = msg.get("t")
             if t == "state":
                 newest = msg
@@ -172,8 +214,8 @@ class PretendDriver:
                 deadline = time.monotonic() + 2.0
                 while not self.bye and time.monotonic() < deadline:
                     if self.sock.poll(50):
-                        msg = msgpack.unpackb(self.sock.recv())
-                        if msg.get("t") == "bye":
+                        msg = _unpack(self.sock.recv())
+                        if msg is not None and msg.get("t") == "bye":
                             self.bye = msg
             except zmq.ZMQError:
                 pass
@@ -205,7 +247,7 @@ class PretendDriver:
     def figures(self) -> dict[str, Any]:
         """The arm process's pid and its own loop figures (after close)."""
         return {"arm_pid": self.hello.get("pid"), "arm_backend": self.backend,
-                "arm_states_read": self.states, **{f"arm_{k}": v for k, v in self.bye.items()
+                "arm_states_read": self.states, "bad_frames_from_arm": self.bad_frames, **{f"arm_{k}": v for k, v in self.bye.items()
                                                     if k != "t"}}
 
 
@@ -217,6 +259,7 @@ class PretendDriver:
 def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
           rt_priority: int = 0, parent_pid: int = 0) -> int:
     """Run the pretend arm until told to close, its parent dies, or SIGTERM/SIGINT."""
+    from reflexarc.robot.guard import CommandGuard, LimitCounter, panda_limits
     from reflexarc.sim.scene import make_scene
 
     stopping = False
@@ -241,7 +284,10 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
     period = 1_000_000_000 // physics_hz
     hold_ns = int(hold_after_s * 1e9)
     sock.send(msgpack.packb({"t": "hello", "pid": os.getpid(), "n": 7, "physics_hz": physics_hz}))
-    steps = late = dropped = holds = rejected = 0
+    steps = late = dropped = holds = rejected = bad_frames = 0
+    limits = panda_limits()
+    guard = CommandGuard(limits)  # the arm's own limits, whatever the bridge sent
+    counter = LimitCounter(limits)
     last_cmd: int | None = None
     holding = True  # reset() holds the arm with a position command
     next_ns = time.monotonic_ns()
@@ -258,35 +304,57 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
                 late += 1
             newest = None
             while sock.poll(0):
-                msg = msgpack.unpackb(sock.recv())
-                t = msg.get("t")
+                msg = _unpack(sock.recv())
+                if msg is None:  # not a msgpack map: counted, dropped; the arm keeps holding
+                    bad_frames += 1
+                    if bad_frames == 1:
+                        log.warning("pretend arm: dropped a frame that is not a msgpack map")
+                    continue
+                t = msg["t"]
                 if t == "cmd":
                     newest = msg
                 elif t == "stop":
                     newest = None
                     scene.command_position(scene.joint_state().q)
+                    guard.reset()
                     holding, last_cmd = True, None
                     holds += 1
                 elif t == "close":
                     stopping = True
+                else:
+                    bad_frames += 1
             if stopping:
                 break
+            js = scene.joint_state()
             if newest is not None:
                 try:
-                    q, dq, tau = _arr(newest["q"]), _arr(newest["dq"]), _arr(newest["tau"])
-                    scene.apply(newest["mode"], q, tau, float(newest["g"]), dq)
-                    last_cmd, holding = now, False
-                except Exception as e:  # a bad command must not bring the arm down
+                    mode, q, dq, tau, g = _command_arrays(newest, 7)
+                except ValueError as e:  # a bad command must not bring the arm down
                     rejected += 1
                     if rejected == 1:
                         log.warning("pretend arm: rejected a command: %s", e)
-            elif not holding and last_cmd is not None and now - last_cmd > hold_ns:
-                scene.command_position(scene.joint_state().q)  # communication lost: hold
+                else:
+                    if mode == "torque":
+                        tau = guard.torque(tau, js.q, js.dq, now)
+                    else:
+                        q = guard.position(q, js.q, now)
+                        dq = guard.velocity(dq) if dq.size else dq
+                    scene.apply(mode, q, tau, g, dq)
+                    last_cmd, holding = now, False
+            if not holding and last_cmd is not None and now - last_cmd > hold_ns:
+                scene.command_position(js.q)  # communication lost: hold
+                guard.reset()
                 holding = True
+                holds += 1
+            if guard.overspeed(js.dq) and not holding:  # the arm's own reflex
+                scene.command_position(js.q)
+                guard.reset()
+                holding, last_cmd = True, None
                 holds += 1
             scene.step(1)
             steps += 1
             s = scene.joint_state()
+            counter.add(s.q, s.dq, s.tau)
             state = {"t": "state", "stamp": time.monotonic_ns(), "q": s.q.tobytes(),
                      "dq": s.dq.tobytes(), "tau": s.tau.tobytes(), "g": float(s.gripper)}
             try:
@@ -302,7 +370,8 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
         elapsed = time.monotonic() - t_start
         bye = {"t": "bye", "steps": steps, "rate_hz": steps / elapsed if elapsed > 0 else 0.0,
                "late_steps": late, "dropped_states": dropped, "holds": holds,
-               "rejected": rejected}
+               "rejected": rejected, "bad_frames": bad_frames, "guard": guard.counts,
+               **counter.summary()}
         try:
             sock.send(msgpack.packb(bye), zmq.NOBLOCK)
             time.sleep(0.05)
@@ -324,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", required=True)
     p.add_argument("--backend", default="mujoco", choices=("mujoco", "pybullet"))
     p.add_argument("--physics-hz", type=int, default=1000, choices=(500, 1000))
-    p.add_argument("--hold-after-s", type=float, default=0.05)
+    p.add_argument("--hold-after-s", type=float, default=0.01)
     p.add_argument("--rt-priority", type=int, default=0)
     p.add_argument("--parent-pid", type=int, default=0)
     a = p.parse_args(argv)
