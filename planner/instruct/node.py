@@ -41,8 +41,9 @@ from reflexarc.planner.instruct.scene import SceneInfo
 from reflexarc.planner.instruct.spec import goal_from_spec, refusal, spec_dict
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError, MalformedMessage
-from reflexarc.runtime.msgs import Instruction, SceneState, TaskSpec, decode, encode
+from reflexarc.runtime.msgs import Instruction, SceneState, TaskSpec
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.wire import decode, encode
 
 log = logging.getLogger(__name__)
 

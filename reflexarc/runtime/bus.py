@@ -35,7 +35,8 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from reflexarc.runtime.config import bounded, choice, register
 from reflexarc.runtime.errors import ConfigError, MalformedMessage
-from reflexarc.runtime.msgs import Message, decode, encode
+from reflexarc.runtime.msgs import Message
+from reflexarc.runtime.wire import decode, encode
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ import zmq
 import zmq.auth
 
 from reflexarc.runtime import bus as busmod
-from reflexarc.runtime.msgs import JointState, decode, encode
+from reflexarc.runtime.msgs import JointState
 from reflexarc.runtime.node import NodeSpec, spec_json
+from reflexarc.runtime.wire import decode, encode
 
 NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"
 

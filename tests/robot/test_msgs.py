@@ -16,10 +16,9 @@ from reflexarc.runtime.msgs import (
     TOPICS,
     Image,
     JointState,
-    decode,
-    encode,
     message_types,
 )
+from reflexarc.runtime.wire import PACK_BYTES, decode, encode
 
 
 def _random_message(cls: type, rng: np.random.Generator, big: bool = False):
@@ -148,6 +147,7 @@ def test_strided_arrays_small_and_large_round_trip() -> None:
     depth = rng.random((4, 6), dtype=np.float32).T  # small, Fortran order
     msg = Image(camera="front", rgb=rgb, depth=depth)
     assert not rgb.flags.c_contiguous and not depth.flags.c_contiguous
+    assert rgb.nbytes >= PACK_BYTES > depth.nbytes  # one large buffer, one packed
     _, got = decode([zmq.Frame(memoryview(f).tobytes()) for f in encode("camera/front", msg)])
     assert got == msg
 
@@ -199,7 +199,7 @@ def test_the_wire_bytes_do_not_depend_on_how_the_arrays_are_held(name: str, big:
 
 
 def test_a_graph_of_ever_new_topics_decodes_them_all_in_bounded_memory() -> None:
-    from reflexarc.runtime import msgs
+    from reflexarc.runtime import wire
 
     rgb = np.zeros((2, 2, 3), np.uint8)
     for i in range(600):
@@ -207,4 +207,4 @@ def test_a_graph_of_ever_new_topics_decodes_them_all_in_bounded_memory() -> None
         frames = encode(topic, Image(camera=f"cam{i}", rgb=rgb, depth=np.zeros((0, 0), np.float32)))
         got_topic, got = decode(frames)
         assert got_topic == topic and got.camera == f"cam{i}"
-    assert len(msgs._BY_TOPIC) <= 256
+    assert len(wire._BY_TOPIC) <= 256

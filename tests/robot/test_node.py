@@ -17,9 +17,10 @@ import zmq
 
 from reflexarc.runtime import bus as busmod
 from reflexarc.runtime import node as nodemod
-from reflexarc.runtime.msgs import JointState, decode, encode
+from reflexarc.runtime.msgs import JointState
 from reflexarc.runtime.node import Inbox, NodeContext, NodeSpec, spec_json
 from reflexarc.runtime.testnodes import Echo
+from reflexarc.runtime.wire import decode, encode
 
 NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"
 

@@ -12,8 +12,8 @@ import zmq
 
 from reflexarc.runtime import bus as busmod
 from reflexarc.runtime.episode import Episode
-from reflexarc.runtime.msgs import decode
 from reflexarc.runtime.recorder import ReplayConfig, replay
+from reflexarc.runtime.wire import decode
 from tests.conftest import reflexarc, start_reflexarc, wait_for_file
 
 

@@ -37,8 +37,9 @@ import numpy as np
 import zmq
 
 from reflexarc.runtime import bus as busmod
-from reflexarc.runtime.msgs import Image, JointState, Message, empty, encode
+from reflexarc.runtime.msgs import Image, JointState, Message, empty
 from reflexarc.runtime.node import AUTO_SPIN_US, cpu_latency
+from reflexarc.runtime.wire import encode
 
 
 def _sample(kind: str) -> tuple[str, Message]:

@@ -20,7 +20,8 @@ from reflexarc.planner.instruct.spec import (
     resolve,
     task_spec,
 )
-from reflexarc.runtime.msgs import SceneState, decode, encode
+from reflexarc.runtime.msgs import SceneState
+from reflexarc.runtime.wire import decode, encode
 
 SCENE = SceneInfo()
 
