@@ -1,6 +1,6 @@
 """The perception node: camera frames in, latents out, at camera rate.
 
-One step (DESIGN.md, "perception" row):
+One step (the perception node in docs/architecture.md, "The nodes"):
 
 1. **Weights.** A ``weights`` message starts loading the announced checkpoint in a
    background thread (:class:`reflexarc.perception.encoding.ModelSlot`); meanwhile frames keep

@@ -1,4 +1,4 @@
-"""The planner node: latent MPC from pixels toward a goal image (DESIGN.md, "planner" row).
+"""The planner node: latent MPC from pixels toward a goal image (docs/architecture.md, "The nodes").
 
 Inputs: ``latent/<camera>`` (the newest latent of one camera, from the perception node),
 ``goal`` (a :class:`~reflexarc.runtime.msgs.Goal` with an image, e.g. the sim's imagined goal, or a

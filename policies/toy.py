@@ -3,8 +3,8 @@
 Top-down 2-D: a grey end effector (a disc whose radius grows with its height) moves by the
 commanded displacement; when it is low (z < ``contact_z``) and overlaps the red block, the
 block is pushed out of the overlap along the push direction. Rendered with numpy alone.
-Same observation, action and info conventions as ``reflexarc/PandaPush-v0`` (see
-.notes/CONTRACTS.md), so :mod:`reflexarc.policies.collect` and :mod:`reflexarc.policies.train` run on it
+Same observation, action and info conventions as ``reflexarc/PandaPush-v0`` (docs/architecture.md,
+"Conventions"), so :mod:`reflexarc.policies.collect` and :mod:`reflexarc.policies.train` run on it
 unchanged. Registered as ``reflexarc/ToyPush-v0`` when this module is imported.
 """
 

@@ -1,6 +1,6 @@
 """The low-level controller: tracks Plans at 1 kHz with joint impedance.
 
-One tick (DESIGN.md, "controller" row):
+One tick (the controller in docs/architecture.md, "The nodes"):
 
 1. **Sample** the plan at ``now`` (:class:`PlanSampler`): EE setpoints over time,
    linearly interpolated, the last one held past the plan's end. A new plan is blended

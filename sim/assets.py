@@ -5,7 +5,7 @@ wheel (``pybullet_data/franka_panda``). Nothing is downloaded: the path is resol
 run time and the URDF text is patched in memory (absolute mesh paths, MuJoCo compiler
 options, optionally the simplified collision meshes for rendering too).
 
-Conventions (see .notes/CONTRACTS.md): world frame = Panda base frame, x forward,
+Conventions (docs/architecture.md, "Conventions"): world frame = Panda base frame, x forward,
 y left, z up, metres; the table top is z = 0.
 """
 

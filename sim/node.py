@@ -1,4 +1,4 @@
-"""The sim node: a simulated Panda scene in the graph (DESIGN.md, row "sim").
+"""The sim node: a simulated Panda scene in the graph (docs/architecture.md, "The nodes").
 
 Every tick (the node's rate, 500-1000 Hz, is the physics rate: one tick advances the
 physics by ``1 / rate_hz`` s) it applies the newest command, steps the scene and

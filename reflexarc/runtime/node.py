@@ -1,6 +1,6 @@
 """The node runtime: one node, one OS process, one loop.
 
-A node has three parts (STYLE.md): construction (``__init__``: allocate, validate),
+A node has three parts (docs/architecture.md, "One tick of a node"): construction (``__init__``: allocate, validate),
 ``step(now_ns, inbox) -> outputs`` (the logic, no I/O, testable with plain objects), and
 the loop, which lives here and is the same for every node: sockets, rate, deadline
 accounting, heartbeats, drop counting, lockstep ticks and clean shutdown on
@@ -14,7 +14,7 @@ Loop figures, published in every Heartbeat and in the node's final summary:
 - step time (p50/p99, microseconds),
 - dropped messages (malformed or unknown), counted per kind.
 
-Lockstep (DESIGN.md "Time"): the clock node publishes ``Tick(tick, stamp_ns=sim time,
+Lockstep (docs/architecture.md, "Time"): the clock node publishes ``Tick(tick, stamp_ns=sim time,
 required)``; a node due at that tick first receives every message up to
 ``required[topic]`` on the topics it subscribes to, steps with the simulated time,
 publishes, then acknowledges with ``Ack(published)``. What each node sees is then

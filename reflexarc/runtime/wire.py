@@ -124,11 +124,10 @@ def _encoder(spec: _TypeSpec) -> Any:
     writes ``__init__``.
 
     Between messages a graph's caches go cold, and then every bytecode the general loop
-    runs costs: on the 2-core CI VM, 1 ms asleep between calls, this straight-line
-    version took a JointState in 16-22 us p50 against 23-33 us. It covers the usual
-    message, every array native, of its declared dimensions and under PACK_BYTES;
-    anything else goes to :func:`_encode_any`, and the bytes on the wire are the same
-    either way.
+    runs costs, so straight-line code is markedly faster (docs/benchmarks.md, "The wire
+    codec"). It covers the usual message, every array native, of its declared dimensions
+    and under PACK_BYTES; anything else goes to :func:`_encode_any`, and the bytes on the
+    wire are the same either way.
     """
     k = len(spec.fast_arrays)
     header = "_packb(_H(SCHEMA_VERSION, _NAME, msg.seq, msg.stamp_ns, _F(msg), ({}{})))"
@@ -171,8 +170,7 @@ def _decoder(spec: _TypeSpec, cls: type) -> Any:
 
     It takes the usual message, whose array layout was validated before and is all in
     buffer 0; anything else, a malformed message included, goes to :func:`_decode_any`,
-    which raises the error or decodes it the same. Measured as :func:`_encoder` was, a
-    JointState took 23-26 us p50 against 29-33 us.
+    which raises the error or decodes it the same.
     """
     k = len(spec.fast_arrays)
     slow = "return _decode_any(topic, frames, _T)"
