@@ -11,8 +11,13 @@ Commands (``command``):
 - ``joint``: ``joint_command`` (JointCommand) from a controller, applied as the message
   says: ``torque`` (raw torques; the controller compensates gravity) or ``position``
   (the scene's joint PD with gravity compensation, velocity as feedforward). When no
-  valid command has arrived for ``command_timeout_s``, the arm holds the position it
-  had then (safe hold; ``state()`` says "holding") until commands come back.
+  valid command has arrived for ``command_timeout_s`` (10 ms), the arm holds the position
+  it had then (safe hold; ``state()`` says "holding") until commands come back. Like a
+  real arm's controller box, the sim checks every command against the joint limits
+  (:class:`reflexarc.robot.guard.CommandGuard`: torques clipped, damped near the position
+  limits; position targets clipped and rate limited) and holds for ``overspeed_hold_s``
+  when a joint moves faster than 95 % of its limit. Every published joint state past a
+  limit is counted (``beyond_limits``, ``max_speed_share`` in the summary).
 - ``ee_action``: ``ee_action`` (EEAction, 4 values) from a policy, tracked by the
   gymnasium envs' built-in joint controller (:class:`reflexarc.sim.ee_control.EETracker`): each
   action's joint ramp runs over ``1 / action_hz`` s, then its end is held. Actions
@@ -48,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, panda_limits
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, NodeError
 from reflexarc.runtime.msgs import (
@@ -103,7 +109,11 @@ class SimConfig:
     reimagine_still_s: float = bounded(4.0, 0.0, None)
     action_hz: float = bounded(10.0, 0.1, 1000.0)  # ee_action: rate of the action stream
     max_delta: float = bounded(0.05, 1e-4, 0.2)  # ee_action: largest displacement per action, m
-    command_timeout_s: float = bounded(0.1, 0.001, None)  # joint: safe hold after this
+    # joint: hold the position after this long without a valid command, as a real arm's
+    # communication watchdog does: a lost controller may not leave the arm under its last
+    # torque for longer
+    command_timeout_s: float = bounded(0.01, 0.001, None)
+    overspeed_hold_s: float = bounded(0.2, 0.0, 10.0)  # joint: commands ignored after an overspeed
     catch_up_steps: int = bounded(4, 0, 100)  # realtime: extra physics steps after a late tick
     viewer: bool = False  # MuJoCo's passive viewer / PyBullet's GUI (needs a display)
     viewer_hz: float = bounded(30.0, 1.0, 240.0)
@@ -241,6 +251,12 @@ class SimNode(Node):
         self.holding = False
         self.holds = 0
         self.hold_steps = 0
+        limits = panda_limits()
+        # the arm's own check of joint commands; the torque rate is the controller's to shape
+        self.guard = CommandGuard(limits, GuardConfig(torque_rate=False))
+        self.beyond = LimitCounter(limits)
+        self.overspeed_until_ns = 0
+        self.overspeed_holds = 0
         self.rejected: dict[str, int] = {}
         self.stale_actions = 0
         # timing
@@ -520,7 +536,9 @@ class SimNode(Node):
             return self._take_action(inbox.new("ee_action"))
         got = False
         for cmd in reversed(inbox.new("joint_command")):
-            if self._apply_joint(cmd):
+            if now_ns < self.overspeed_until_ns:
+                break  # the overspeed reflex holds
+            if self._apply_joint(cmd, now_ns):
                 got = True
                 self.last_cmd_ns = now_ns
                 break
@@ -531,14 +549,23 @@ class SimNode(Node):
         ):
             self.holding = True
             self.holds += 1
+            self.guard.reset()
             self.scene.command_position(self.scene.joint_state().q)  # safe hold, gripper kept
             self.log.warning("%s: no joint_command for %.3f s: holding position",
                              self.ctx.name, self.cfg.command_timeout_s)
         return got
 
-    def _apply_joint(self, cmd: JointCommand) -> bool:
+    def _apply_joint(self, cmd: JointCommand, now_ns: int) -> bool:
         try:
-            self.scene.apply(cmd.mode, cmd.position, cmd.effort, cmd.gripper, cmd.velocity)
+            position, effort, velocity = cmd.position, cmd.effort, cmd.velocity
+            js = self.scene.joint_state()  # malformed values pass to the scene, which rejects them
+            if cmd.mode == "torque" and effort.shape == (7,) and np.all(np.isfinite(effort)):
+                effort = self.guard.torque(effort, js.q, js.dq, now_ns)
+            elif cmd.mode == "position" and position.shape == (7,) and np.all(np.isfinite(position)):
+                position = self.guard.position(position, js.q, now_ns)
+                if velocity.shape == (7,):
+                    velocity = self.guard.velocity(velocity)
+            self.scene.apply(cmd.mode, position, effort, cmd.gripper, velocity)
         except (SceneError, ValueError, TypeError) as e:
             self._reject("joint_command", e)
             return False
@@ -590,7 +617,20 @@ class SimNode(Node):
     # ---- messages ------------------------------------------------------------------------
 
     def _joint_state(self, now_ns: int) -> JointState:
+        """The measured joint state, counted against the limits; a joint faster than the
+        guard's ``stop_share`` of its limit makes the arm hold (joint commands)."""
         js = self.scene.joint_state()
+        self.beyond.add(js.q, js.dq, js.tau)
+        if self.cfg.command == "joint" and self.guard.overspeed(js.dq):
+            if now_ns >= self.overspeed_until_ns:
+                self.overspeed_holds += 1
+                share = np.abs(js.dq) / self.guard.lim.dq_max
+                self.log.warning("%s: joint %d at %.0f %% of its speed limit (%s): holding position",
+                                 self.ctx.name, int(np.argmax(share)) + 1, 100 * share.max(),
+                                 "holding" if self.holding else "commanded")
+            self.overspeed_until_ns = now_ns + int(1e9 * self.cfg.overspeed_hold_s)
+            self.guard.reset()
+            self.scene.command_position(js.q)
         return JointState(stamp_ns=now_ns, position=js.q, velocity=js.dq, effort=js.tau,
                           gripper=js.gripper)
 
@@ -664,6 +704,9 @@ class SimNode(Node):
             "render_ms_p99": render[1],
             "holds": self.holds,
             "hold_s": self.hold_steps * self.scene.dt,
+            "overspeed_holds": self.overspeed_holds,
+            "guard": dict(self.guard.counts),
+            **self.beyond.summary(),
             "stale_actions": self.stale_actions,
             "reimagined": self.reimagined,  # staged goals imagined anew mid-episode
             "rejected": sum(self.rejected.values()),

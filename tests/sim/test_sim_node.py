@@ -343,3 +343,21 @@ def test_push_stages_are_imagined_anew_when_the_block_is_never_engaged() -> None
         np.testing.assert_array_equal(goals[1][1].subgoals, goals[0][1].subgoals)  # same scene
     finally:
         node.close()
+
+
+def test_joint_commands_are_held_to_the_arms_limits_and_overspeed_holds() -> None:
+    node = make_sim(command="joint", camera_hz=0, publish_goal=False)  # holds after 10 ms
+    try:
+        huge = JointCommand(stamp_ns=0, mode="torque", position=np.zeros(7), velocity=empty("f8", 0),
+                            effort=np.full(7, 1e6), gripper=1.0)
+        out = run(node, 300, start=0, feed=lambda k, box: box.put("joint_command", huge, k))
+        s = node.summary()
+        assert s["guard"]["torque_clipped"] > 0 and s["overspeed_holds"] >= 1
+        assert s["limit_samples"] == 300 and s["beyond_limits"]["torque"] == 0
+        # the reflex catches the joint within a tick or two of 95 % of its limit
+        assert s["max_speed_share"] < 1.3, s
+        # commands stop: the arm holds within 5 ticks (10 ms) and comes to rest
+        out = run(node, 200, start=300)
+        assert node.holds >= 1 and np.abs(_js(out, 499).velocity).max() < 0.05
+    finally:
+        node.close()
