@@ -14,22 +14,27 @@ the blocks at random heights), both with Ornstein-Uhlenbeck noise on the displac
 and a gripper that occasionally toggles. A fraction ``expert_ratio`` of the episodes
 runs the scene's scripted expert instead, when the scene has one.
 
-Resumable: episode i is ``<root>/ep-<i:06d>``, fully determined by (seed, i), written
-into ``<root>/.staging`` and moved into place when complete; existing ones are skipped.
+Resumable: episode i is ``<root>/ep-<i:06d>``, fully determined by (seed, i) whatever
+the batching or the number of workers, built in a staging directory and moved into place
+when complete (:mod:`reflexarc.policies.store`); existing ones are skipped. ``root`` is a
+local path or any fsspec URL.
+
+Executors: ``local`` (the vector envs above, on this machine) or ``ray``
+(:mod:`reflexarc.policies.collect_ray`: simulator workers as Ray actors, on a local Ray
+instance or a cluster; ``pip install reflexarc[ray]``). docs/scale.md shows both.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from reflexarc.policies.store import EpisodeStore, episode_name
 from reflexarc.runtime.config import bounded, choice, register
 from reflexarc.runtime.episode import EpisodeWriter
 from reflexarc.runtime.errors import ConfigError
@@ -55,6 +60,20 @@ class ExploreConfig:
 
 
 @dataclass
+class RayConfig:
+    """``executor=ray``: where the Ray workers run and how failures are handled."""
+
+    address: str = "local"  # local: a Ray instance of this machine; auto: the running cluster; or ray://host:port
+    num_workers: int = bounded(2, 1, 100_000)  # simulator actors
+    num_cpus: int = bounded(0, 0, 100_000)  # address=local: CPUs Ray may use (0: all)
+    cpus_per_worker: float = bounded(1.0, 0.0, 256.0)
+    max_retries: int = bounded(3, 0, 1000)  # attempts after the first, per episode
+    # fault drill: after this many episodes are written, kill one busy worker (0: never);
+    # its episode is retried on a fresh worker (docs/scale.md)
+    kill_after: int = bounded(0, 0, None)
+
+
+@dataclass
 class CollectConfig:
     """``reflexarc collect`` (configs/collect.yaml)."""
 
@@ -62,7 +81,7 @@ class CollectConfig:
     backend: str = choice("mujoco", "pybullet", "toy")
     image_size: int = bounded(64, 16, 512)
     camera: str = "front"
-    root: str = "data/push-mujoco"  # episode directories go here
+    root: str = "data/push-mujoco"  # episode directories go here: a path or an fsspec URL
     out: str = ""  # summary JSON (written by the CLI)
     episodes: int = bounded(400, 1, None)
     steps: int = bounded(60, 1, None)  # control steps per episode (env may end it sooner)
@@ -72,6 +91,8 @@ class CollectConfig:
     vector: str = choice("async", "sync")
     expert_ratio: float = bounded(0.2, 0.0, 1.0)  # scripted expert episodes
     explore: ExploreConfig = field(default_factory=ExploreConfig)
+    executor: str = choice("local", "local", "ray")
+    ray: RayConfig = field(default_factory=RayConfig)
     seed: int = 0
     progress: bool = True
 
@@ -255,30 +276,46 @@ class _EpisodeBuffer:
                                                 action=np.asarray(action, np.float32))))
         self.t += 1
 
-    def write(self, root: Path) -> Path:
-        staging = root / ".staging" / f"ep-{self.index:06d}"
-        if staging.exists():
-            shutil.rmtree(staging)
+    def write(self, store: EpisodeStore) -> bool:
+        """Write the episode into ``store`` (False: it was there already)."""
+        name = episode_name(self.index)
+        staging = store.staging(name)
         with EpisodeWriter(staging, self.meta, part_seconds=1e9) as w:
             for topic, msg in self.rows:
                 w.write(topic, msg, recv_ns=msg.stamp_ns)
-        final = root / f"ep-{self.index:06d}"
-        os.replace(staging, final)
-        return final
+        return store.commit(staging, name)
 
 
 def collect(cfg: CollectConfig) -> dict[str, Any]:
-    """Collect ``cfg.episodes`` episodes under ``cfg.root``, skipping those already there."""
+    """Collect ``cfg.episodes`` episodes into ``cfg.root``, skipping those already there."""
     t0 = time.perf_counter()
-    root = Path(cfg.root)
-    root.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in range(cfg.episodes) if not (root / f"ep-{i:06d}").is_dir()]
+    store = EpisodeStore(cfg.root)
+    have = set(store.names())
+    todo = [i for i in range(cfg.episodes) if episode_name(i) not in have]
     skipped = cfg.episodes - len(todo)
-    n_envs = cfg.num_envs or os.cpu_count() or 1
-    n_envs = max(1, min(n_envs, len(todo))) if todo else 1
     expert_factory = _load_expert(cfg.env) if cfg.expert_ratio > 0 else None
     if cfg.expert_ratio > 0 and expert_factory is None:
         raise ConfigError("expert_ratio", f"no scripted expert for {cfg.env} (reflexarc.sim.experts.make_expert); use 0")
+    if cfg.executor == "ray":
+        from reflexarc.policies.collect_ray import collect_on_ray
+
+        extra = collect_on_ray(cfg, store, todo)
+    else:
+        extra = _collect_local(cfg, store, todo, expert_factory)
+    store.clean_staging()
+    wall = time.perf_counter() - t0
+    steps_done = extra.pop("steps")
+    return {
+        "root": cfg.root, "env": cfg.env, "backend": cfg.backend, "executor": cfg.executor,
+        "written": extra.pop("written"), "skipped": skipped, "steps": steps_done, **extra,
+        "wall_s": round(wall, 1), "steps_per_s": round(steps_done / wall, 1) if wall > 0 else 0.0,
+    }
+
+
+def _collect_local(cfg: CollectConfig, store: EpisodeStore, todo: list[int], expert_factory: Any) -> dict[str, Any]:
+    """The episodes ``todo`` on this machine, ``num_envs`` vector envs at a time."""
+    n_envs = cfg.num_envs or os.cpu_count() or 1
+    n_envs = max(1, min(n_envs, len(todo))) if todo else 1
     steps_done = 0
     written = 0
     if todo:
@@ -292,29 +329,24 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         try:
             for b in range(0, len(todo), n_envs):
                 batch = todo[b : b + n_envs]
-                steps_done += _run_batch(cfg, envs, batch, n_envs, root, expert_factory)
-                written += len(batch)
+                steps, new = _run_batch(cfg, envs, batch, n_envs, store, expert_factory)
+                steps_done += steps
+                written += new
                 if bar is not None:
                     bar.update(len(batch))
         finally:
             if bar is not None:
                 bar.close()
             envs.close()
-    staging = root / ".staging"
-    if staging.is_dir() and not any(staging.iterdir()):
-        staging.rmdir()
-    wall = time.perf_counter() - t0
-    return {
-        "root": str(root), "env": cfg.env, "backend": cfg.backend, "written": written,
-        "skipped": skipped, "steps": steps_done, "num_envs": n_envs, "wall_s": round(wall, 1),
-        "steps_per_s": round(steps_done / wall, 1) if wall > 0 else 0.0,
-    }
+    return {"written": written, "steps": steps_done, "num_envs": n_envs}
 
 
 def _run_batch(
-    cfg: CollectConfig, envs: Any, batch: list[int], n_envs: int, root: Path, expert_factory: Any
-) -> int:
-    """Run one episode per env for the indices in ``batch`` (extra envs run unrecorded)."""
+    cfg: CollectConfig, envs: Any, batch: list[int], n_envs: int, store: EpisodeStore, expert_factory: Any
+) -> tuple[int, int]:
+    """Run one episode per env for the indices in ``batch`` (extra envs run unrecorded).
+
+    Returns (steps, episodes newly written)."""
     dt_ns = int(round(1e9 / cfg.control_hz))
     indices = batch + [batch[-1]] * (n_envs - len(batch))  # padding envs repeat the last one
     seeds = [episode_seed(cfg.seed, i) for i in indices]
@@ -355,9 +387,8 @@ def _run_batch(
                 bufs[k].done = True
         if all(b.done for b in bufs):
             break
-    for k in range(len(batch)):
-        bufs[k].write(root)
-    return steps
+    written = sum(bufs[k].write(store) for k in range(len(batch)))
+    return steps, written
 
 
 def collect_verb(cfg: CollectConfig) -> dict[str, Any]:

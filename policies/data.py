@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reflexarc.policies.store import is_url, local_root
 from reflexarc.runtime.episode import Episode, list_episodes
 from reflexarc.runtime.errors import ReflexarcError
 
@@ -173,7 +174,10 @@ def load_episodes(
     action_dim: int = 4, with_proprio: bool = False, max_episodes: int = 0,
     object_name: str = "",
 ) -> EpisodeData:
-    """Read episodes (a root directory of episode dirs, or a list of dirs) into memory."""
+    """Read episodes (a root directory of episode dirs or an episode store's fsspec URL,
+    or a list of dirs) into memory."""
+    if isinstance(root, str | Path) and is_url(root):
+        root = local_root(root)  # an fsspec URL: read from a local copy
     paths = list_episodes(root) if isinstance(root, str | Path) else list(root)
     if max_episodes > 0:
         paths = paths[:max_episodes]

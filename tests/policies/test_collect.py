@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from reflexarc.policies.collect import ExploreConfig, Explorer, collect
 from reflexarc.policies.data import load_episode, load_episodes, split_names
 from reflexarc.runtime.episode import Episode, EpisodeWriter, list_episodes
+from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import EEAction, Image
 from tests.policies.conftest import toy_collect_config
 
@@ -96,3 +99,20 @@ def test_split_is_stable_when_episodes_are_added() -> None:
     train2, val2 = split_names(names + [f"ep-{i:06d}" for i in range(50, 80)], 0.2)
     assert set(val) <= set(val2) and set(train) <= set(train2)
     assert 3 <= len(val) <= 20 and not set(train) & set(val)
+
+
+def test_executor_ray_without_ray_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name: str, *a: object, **k: object) -> object:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ConfigError, match=r"reflexarc\[ray\]"):
+        collect(dataclasses.replace(toy_collect_config(tmp_path / "x"), executor="ray"))

@@ -1,0 +1,169 @@
+"""``reflexarc collect executor=ray``: simulator workers as Ray actors.
+
+Each worker (:class:`CollectWorker`, one Ray actor) holds one environment and runs whole
+episodes by index; it writes each finished episode straight into the episode store
+(:mod:`reflexarc.policies.store`: a path every worker sees, or an fsspec URL such as
+``s3://bucket/episodes``). Episode i depends only on (seed, i) (:func:`episode_seed`,
+the same per-episode random streams as the local executor), so a seed gives the same
+episodes whatever the number of workers, and the same as ``executor=local``.
+
+The driver keeps every worker busy with one episode at a time and waits for results. When
+a worker dies (its process crashed, its node was lost, or it was killed), its episode is
+put back at the head of the queue and a fresh worker takes the dead one's place; an
+episode is given up after ``ray.max_retries`` further attempts (:class:`CollectError`).
+A dead worker never committed its episode (commit is the last, atomic step) and a second
+commit of a name is refused, so nothing is lost or written twice. Progress is a tqdm bar
+and a log line per failure; the summary lists every failure.
+
+``ray.address``: ``local`` starts (or reuses) a Ray instance on this machine; ``auto``
+joins the cluster this machine belongs to; anything else is passed to ``ray.init``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections import Counter, deque
+from typing import Any
+
+from reflexarc.policies.collect import CollectConfig, _load_expert, _make_env, _run_batch
+from reflexarc.policies.store import EpisodeStore, episode_name
+from reflexarc.runtime.errors import ConfigError, ReflexarcError
+
+log = logging.getLogger(__name__)
+
+
+class CollectError(ReflexarcError):
+    """An episode failed on every attempt."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "executor", "executor=ray needs Ray: pip install 'reflexarc[ray]' (or use executor=local)"
+        ) from None
+    return ray
+
+
+class CollectWorker:
+    """One simulator: runs episodes by index and commits them to the store (a Ray actor)."""
+
+    def __init__(self, cfg: CollectConfig) -> None:
+        import gymnasium as gym
+
+        self.cfg = cfg
+        self.store = EpisodeStore(cfg.root)
+        self.envs = gym.vector.SyncVectorEnv([_make_env(cfg)])
+        self.expert_factory = _load_expert(cfg.env) if cfg.expert_ratio > 0 else None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, index: int) -> dict[str, Any]:
+        """Episode ``index``: {index, steps, written (False: already in the store), pid, s}."""
+        t = time.perf_counter()
+        if self.store.has(episode_name(index)):
+            return {"index": index, "steps": 0, "written": False, "pid": os.getpid(), "s": 0.0}
+        steps, written = _run_batch(self.cfg, self.envs, [index], 1, self.store, self.expert_factory)
+        return {"index": index, "steps": steps, "written": bool(written), "pid": os.getpid(),
+                "s": time.perf_counter() - t}
+
+
+def init_ray(cfg: CollectConfig) -> bool:
+    """Connect to Ray as ``cfg.ray.address`` says; True when this call started it."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    rc = cfg.ray
+    if rc.address == "local":
+        kw: dict[str, Any] = {"num_cpus": rc.num_cpus} if rc.num_cpus else {}
+        ray.init(include_dashboard=False, log_to_driver=False, **kw)
+    else:
+        ray.init(address=rc.address, log_to_driver=False)
+    return True
+
+
+def collect_on_ray(cfg: CollectConfig, store: EpisodeStore, todo: list[int]) -> dict[str, Any]:
+    """Run the episodes ``todo`` on ``cfg.ray.num_workers`` actors; the executor's summary."""
+    ray = _ray()
+    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+    rc = cfg.ray
+    started = init_ray(cfg)
+    actor = ray.remote(num_cpus=rc.cpus_per_worker, max_restarts=0, max_task_retries=0)(CollectWorker)
+    # workers see the store by its root; the local staging (.staging under a local root)
+    # must be on a file system every worker shares with the driver
+    worker_cfg = dataclasses.replace(cfg, progress=False)
+    n_workers = max(1, min(rc.num_workers, len(todo))) if todo else 0
+    workers = [actor.remote(worker_cfg) for _ in range(n_workers)]
+    queue: deque[int] = deque(todo)
+    pending: dict[Any, tuple[int, int]] = {}  # ref -> (worker slot, episode index)
+    attempts: Counter[int] = Counter()
+    failures: list[dict[str, Any]] = []
+    steps = killed = finished = 0
+    again = 0  # attempts that found their episode already committed (by a worker that died after)
+    bar = None
+    if cfg.progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"collect (ray, {n_workers} workers)", unit="ep", dynamic_ncols=True)
+
+    def submit(slot: int) -> None:
+        i = queue.popleft()
+        pending[workers[slot].run.remote(i)] = (slot, i)
+
+    try:
+        for slot in range(n_workers):
+            if queue:
+                submit(slot)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            slot, i = pending.pop(ref)
+            try:
+                r = ray.get(ref)
+            except (RayActorError, WorkerCrashedError, RayTaskError) as e:
+                attempts[i] += 1
+                kind = "worker died" if isinstance(e, RayActorError | WorkerCrashedError) else "error"
+                failures.append({"episode": i, "attempt": attempts[i], "kind": kind,
+                                 "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+                log.warning("collect: episode %d attempt %d failed (%s); %s", i, attempts[i], kind,
+                            "retrying" if attempts[i] <= rc.max_retries else "giving up")
+                if attempts[i] > rc.max_retries:
+                    raise CollectError(
+                        f"episode {i} failed {attempts[i]} times (ray.max_retries={rc.max_retries}); "
+                        f"last: {failures[-1]['error']}"
+                    ) from e
+                queue.appendleft(i)
+                if kind == "worker died":  # a fresh worker takes the dead one's place
+                    ray.kill(workers[slot])
+                    workers[slot] = actor.remote(worker_cfg)
+            else:
+                steps += r["steps"]
+                finished += 1
+                again += int(not r["written"])
+                if bar is not None:
+                    bar.update(1)
+                if rc.kill_after and not killed and finished >= rc.kill_after and pending:
+                    # the fault drill: kill a worker in the middle of an episode
+                    victim, episode = next(iter(pending.values()))
+                    log.warning("collect: drill: killing worker %d during episode %d", victim, episode)
+                    ray.kill(workers[victim], no_restart=True)
+                    killed += 1
+            if queue:
+                submit(slot)
+    finally:
+        if bar is not None:
+            bar.close()
+        for w in workers:
+            ray.kill(w)
+        if started:
+            ray.shutdown()
+    have = set(store.names())
+    written = sum(episode_name(i) in have for i in todo)
+    return {"written": written, "steps": steps, "num_workers": n_workers, "failures": failures,
+            "retried": len(failures), "found_committed": again, "killed": killed}
