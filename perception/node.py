@@ -13,12 +13,14 @@ One step (the perception node in docs/architecture.md, "The nodes"):
 3. **Latents.** Each frame gives a :class:`~reflexarc.runtime.msgs.Latent` on ``latent/<name>``
    carrying the frame's stamp (so frame-to-command latency stays measurable), the model
    version that encoded it and ``encode_us``: the time of the batch that encoded it.
+4. **Objects.** For each camera with a calibration file (``calibration``: camera ->
+   file or shipped name), the newest frame's coloured blocks are found and placed in the
+   robot's base frame (:mod:`reflexarc.perception.objects`) and published as
+   :class:`~reflexarc.runtime.msgs.Objects` on ``objects/<name>`` with the frame's stamp,
+   after the latents (the plan waits for those).
 
-Goals are not encoded here: the planner holds the goal image and encodes it with its own
-copy of the model. A goal latent is only meaningful together with the model version that
-made it, and after a weights swap the planner must re-encode the goal anyway, so keeping
-image, latent and version in one process avoids a second goal topic and any race
-between two swaps. See :mod:`reflexarc.planner.node`.
+Goals are not encoded here yet: the planner holds the goal image and encodes it with its
+own copy of the model (:mod:`reflexarc.planner.node`). docs/senses.md says where this goes.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from reflexarc.perception.calibration import CalibrationError, CameraCalibration
 from reflexarc.perception.encoding import EncodingError, FrameEncoder, ModelSlot, load_model
+from reflexarc.perception.objects import DetectorConfig, ObjectDetector
 from reflexarc.policies.checkpoint import CheckpointError, weights_path
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
-from reflexarc.runtime.msgs import Image, Latent
+from reflexarc.runtime.msgs import Image, Latent, Objects
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 from reflexarc.runtime.stats import Ring
 
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 
 CAMERA_PREFIX = "camera/"
 LATENT_PREFIX = "latent/"
+OBJECTS_PREFIX = "objects/"
 
 
 class PerceptionNode(Node):
@@ -56,8 +61,17 @@ class PerceptionNode(Node):
         threads: int = bounded(1, 1, 64)  # torch CPU threads (the node shares the machine)
         max_batch: int = bounded(16, 1, 1024)  # frames per camera per step; older ones skipped
         swap: str = choice("auto", "background", "wait")  # auto: wait in lockstep
+        # camera -> its calibration file (or a shipped name, sim-front-mujoco): the blocks
+        # in that camera's frames are found and published on objects/<camera>
+        calibration: dict[str, str] = field(default_factory=dict)
+        detector: DetectorConfig = field(default_factory=DetectorConfig)
 
         def validate(self) -> None:
+            for cam, name in self.calibration.items():
+                try:
+                    CameraCalibration.load(name)
+                except CalibrationError as e:
+                    raise ConfigError(f"calibration.{cam}", str(e)) from None
             if not self.checkpoint:
                 raise ConfigError("checkpoint", "give the world-model checkpoint to encode with")
             if not weights_path(self.checkpoint).is_file():
@@ -67,7 +81,7 @@ class PerceptionNode(Node):
 
     subscribes = {CAMERA_PREFIX: "all", "weights": "all"}
     wakes_on = (CAMERA_PREFIX,)  # realtime: encode a frame the moment it arrives
-    publishes = (LATENT_PREFIX,)
+    publishes = (LATENT_PREFIX, OBJECTS_PREFIX)
 
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:
         super().__init__(ctx, cfg)
@@ -80,6 +94,10 @@ class PerceptionNode(Node):
         self.slot = ModelSlot(cfg.device)
         self.wait_swap = cfg.swap == "wait" or (cfg.swap == "auto" and ctx.clock == "lockstep")
         self.cameras = set(cfg.cameras)
+        self.detectors = {cam: ObjectDetector(CameraCalibration.load(name), cfg.detector)
+                          for cam, name in cfg.calibration.items()}
+        self.detect_ms = Ring()  # per frame
+        self.detected: dict[str, int] = {}  # frames in which each object was found
         # figures
         self.frames = 0  # frames received on the cameras we encode
         self.encoded = 0
@@ -120,7 +138,33 @@ class PerceptionNode(Node):
             frames.extend(new)
         if not frames:
             return ()
-        return self._encode(frames)
+        return [*self._encode(frames), *self._detect(frames)]
+
+    def _detect(self, frames: list[Image]) -> list[tuple[str, Objects]]:
+        """The objects in the newest frame of each calibrated camera."""
+        newest: dict[str, Image] = {}
+        for f in frames:
+            if f.camera in self.detectors:
+                newest[f.camera] = f
+        out = []
+        for cam, f in newest.items():
+            rgb = np.asarray(f.rgb)
+            if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+                continue  # counted by _encode
+            t0 = time.perf_counter_ns()
+            depth = np.asarray(f.depth) if np.size(f.depth) else None
+            found = self.detectors[cam].detect(rgb, depth)
+            took_us = (time.perf_counter_ns() - t0) / 1e3
+            self.detect_ms.add(took_us / 1e3)
+            for d in found:
+                self.detected[d.name] = self.detected.get(d.name, 0) + 1
+            out.append((OBJECTS_PREFIX + cam, Objects(
+                stamp_ns=f.stamp_ns, camera=cam, names=",".join(d.name for d in found),
+                position=np.array([d.position for d in found], dtype=np.float64).reshape(-1, 3),
+                confidence=np.array([d.confidence for d in found], dtype=np.float32),
+                detect_us=took_us, render_us=f.render_us,
+            )))
+        return out
 
     def _maybe_swap(self) -> None:
         if self.slot.failures > self.failures_logged:
@@ -185,7 +229,11 @@ class PerceptionNode(Node):
         b50, b99 = self.encode_ms.percentiles([50, 99])
         f50, f99 = self.frame_ms.percentiles([50, 99])
         a50, a99 = self.frame_age_ms.percentiles([50, 99])
+        d50, d99 = self.detect_ms.percentiles([50, 99])
         return {
+            "detect_ms_p50": d50,
+            "detect_ms_p99": d99,
+            "detected": dict(self.detected),
             "frames": self.frames,
             "encoded": self.encoded,
             "skipped": self.skipped,

@@ -261,6 +261,28 @@ class Latent(_Base):
 
 
 @message
+class Objects(_Base):
+    """The objects perception found in one camera frame, in the robot's base frame.
+
+    ``stamp_ns`` is the frame's stamp. ``names`` are comma-separated (a block's colour),
+    one per row of ``position`` (k, 3) m and ``confidence`` (k,) in [0, 1]; an object not
+    seen in the frame is not listed.
+    """
+
+    camera: str = ""
+    names: str = ""
+    position: np.ndarray = array("f8", 2)  # (k, 3)
+    confidence: np.ndarray = array("f4", 1)  # (k,)
+    detect_us: float = 0.0
+    render_us: float = 0.0  # the source frame's (Image.render_us)
+
+    def as_dict(self) -> dict[str, tuple[np.ndarray, float]]:
+        """name -> (position (3,), confidence)."""
+        names = self.names.split(",") if self.names else []
+        return {n: (self.position[i], float(self.confidence[i])) for i, n in enumerate(names)}
+
+
+@message
 class Plan(_Base):
     """End-effector setpoints over time, indexed from ``t0_ns`` in steps of ``dt_ns``.
 
@@ -393,8 +415,9 @@ TOPICS: dict[str, type] = {
 }
 """Exact topic name -> message type."""
 
-TOPIC_PREFIXES: dict[str, type] = {"camera/": Image, "latent/": Latent}
-"""Topic families: ``camera/<name>`` -> Image, ``latent/<camera>`` -> Latent."""
+TOPIC_PREFIXES: dict[str, type] = {"camera/": Image, "latent/": Latent, "objects/": Objects}
+"""Topic families: ``camera/<name>`` -> Image, ``latent/<camera>`` -> Latent,
+``objects/<camera>`` -> Objects."""
 
 INFRA_TOPICS = frozenset({"heartbeat", "tick", "ack"})
 """Topics about the graph itself; not recorded by default."""

@@ -136,3 +136,33 @@ def test_checkpoint_is_validated_before_start(tmp_path) -> None:
         from_mapping(PerceptionNode.Config, {})
     with pytest.raises(ConfigError, match="not a checkpoint"):
         from_mapping(PerceptionNode.Config, {"checkpoint": str(tmp_path / "nope")})
+
+
+def test_calibrated_cameras_publish_the_blocks_they_see_with_the_frames_stamp(
+        ckpt_v1: CheckpointInfo) -> None:
+    from reflexarc.runtime.msgs import Objects
+    from reflexarc.sim.scene import SceneConfig, make_scene
+    from reflexarc.sim.tasks import make_task
+
+    with make_scene(SceneConfig(backend="mujoco", objects=["red", "blue"])) as scene:
+        make_task("push").reset(scene, np.random.default_rng(1))
+        rgb = scene.render("front", 64)
+        truth = scene.object_poses()[:, :3]
+    node, inbox = make_node(ckpt_v1, calibration={"front": "sim-front-mujoco"}), Inbox()
+    img = Image(seq=0, stamp_ns=7_000, camera="front", rgb=rgb, depth=empty("f4", 0, 0),
+                render_us=50.0)
+    out = run_step(node, inbox, [("camera/front", img), ("camera/wrist", frame("wrist", 0))],
+                   now=9_000)
+    assert [t for t, _ in out] == ["latent/front", "latent/wrist", "objects/front"]
+    objs = out[-1][1]
+    assert isinstance(objs, Objects) and objs.stamp_ns == 7_000 and objs.render_us == 50.0
+    seen = objs.as_dict()
+    assert sorted(seen) == ["blue", "red"]
+    for i, name in enumerate(("red", "blue")):
+        assert np.linalg.norm(seen[name][0] - truth[i]) < 0.015
+    assert node.summary()["detected"] == {"red": 1, "blue": 1}
+
+
+def test_a_missing_calibration_file_is_a_config_error(ckpt_v1: CheckpointInfo) -> None:
+    with pytest.raises(ConfigError, match="calibration.front"):
+        make_node(ckpt_v1, calibration={"front": "nowhere"})
