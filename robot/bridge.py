@@ -21,7 +21,8 @@ Safety at the hardware end (the controller has its own, :mod:`reflexarc.robot.sa
   ``guard.stop_share`` of its limit stops the arm for ``overspeed_hold_s``. Every measured
   sample beyond a limit is counted (``beyond_limits``, ``max_speed_share`` in the summary).
 - **E-stop.** ``EStop(engage=True)`` stops the arm and latches: commands are ignored
-  until ``EStop(engage=False)``.
+  until an ``EStop(engage=False)`` signed by the operator (``operator_key``,
+  :mod:`reflexarc.robot.authority`); other releases are refused and counted.
 - Malformed commands (wrong mode, shape, non-finite values) are dropped and counted.
 
 Interventions are counted in the summary and logged; the ``safety`` topic belongs to
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from reflexarc.robot.authority import AuthorityError, ReleaseCheck
 from reflexarc.robot.drivers import Driver, DriverError, load_driver
 from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, panda_limits
 from reflexarc.runtime.config import bounded
@@ -90,6 +92,14 @@ class BridgeConfig:
     command_timeout_s: float = bounded(0.01, 0.001, 10.0)  # silent graph -> stop the arm
     overspeed_hold_s: float = bounded(0.2, 0.0, 10.0)  # commands ignored after an overspeed stop
     guard: GuardConfig = field(default_factory=GuardConfig)
+    operator_key: str = ""  # public key releases must be signed with (docs/safety.md); "": none
+
+    def validate(self) -> None:
+        if self.operator_key:
+            try:
+                ReleaseCheck(self.operator_key)
+            except (AuthorityError, ValueError) as e:
+                raise ConfigError("operator_key", f"{e} (a public key file or 64 hex digits)") from None
     camera_hz: float = bounded(30.0, 0.0, 1000.0)  # drivers with read_images(); 0: none
     n_joints: int = bounded(7, 1, 64)
 
@@ -126,9 +136,10 @@ class BridgeNode(Node):
         self.q: np.ndarray | None = None  # newest measured position and velocity
         self.dq: np.ndarray | None = None
         self.overspeed_until_ns = 0
+        self.releases = ReleaseCheck(cfg.operator_key, realtime=True)
         self.counts = {"states": 0, "commands": 0, "rejected": 0, "silent_stops": 0,
                        "estops": 0, "resets": 0, "ignored_in_estop": 0, "frames": 0,
-                       "ignored_after_overspeed": 0}
+                       "ignored_after_overspeed": 0, "releases_refused": 0}
 
     def connect(self) -> None:
         if not self.connected:
@@ -159,7 +170,7 @@ class BridgeNode(Node):
                 self._stop()
                 self.overspeed_until_ns = now_ns + int(self.cfg.overspeed_hold_s * 1e9)
         for e in inbox.new("estop"):
-            self._estop(e)
+            self._estop(e, now_ns)
         cmd = inbox.latest("joint_command")
         if cmd is not None and cmd.seq != self.cmd_seq:
             self.cmd_seq = cmd.seq
@@ -214,7 +225,7 @@ class BridgeNode(Node):
         self.last_cmd_ns = now_ns
         self.commanding = True
 
-    def _estop(self, e: EStop) -> None:
+    def _estop(self, e: EStop, now_ns: int) -> None:
         if e.engage:
             if not self.estop:
                 self.counts["estops"] += 1
@@ -222,6 +233,11 @@ class BridgeNode(Node):
             self.estop = True
             self._stop()
         elif self.estop:
+            why = self.releases(e, now_ns)
+            if why:
+                self.counts["releases_refused"] += 1
+                log.warning("%s: e-stop release refused: %s", self.ctx.name, why)
+                return
             self.estop = False
             self.counts["resets"] += 1
             log.warning("%s: e-stop reset", self.ctx.name)

@@ -431,7 +431,7 @@ class ControllerNode(Node):
         self.rest = np.asarray(cfg.rest, dtype=float)
         self.dt_nom = 1.0 / ctx.rate_hz
         self.events = EventLog(ctx.name, cfg.safety.rearm_s)
-        self.supervisor = Supervisor(cfg.safety, self.events)
+        self.supervisor = Supervisor(cfg.safety, self.events, realtime=ctx.clock == "realtime")
         self.limits = Limits(cfg.safety, self.events)
         self.sampler = PlanSampler(cfg.blend_s)
         self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed,

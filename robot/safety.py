@@ -6,8 +6,9 @@ Two parts, both plain objects driven by the controller once per tick (no I/O):
   no JointState yet -> ``waiting``; a fresh Plan -> ``running``; no fresh Plan within
   ``plan_timeout_s`` -> ``holding`` (hold the current pose); no JointState within
   ``state_timeout_s`` -> ``fault`` (safe stop, latched); an engaged EStop -> ``estop``
-  (latched). Both latches are released only by an explicit ``EStop(engage=False)``, and
-  a fault only while the state stream is fresh again. After a release the controller
+  (latched). Both latches are released only by an explicit ``EStop(engage=False)`` signed
+  by the operator (:mod:`reflexarc.robot.authority`; any other release is refused and
+  counted as ``release_refused``), and a fault only while the state stream is fresh again. After a release the controller
   holds until a Plan arrives that is newer than the release.
 - :class:`Limits` clips what the controller commands: the EE setpoint into the workspace
   box, the joint reference into the position limits (less a margin) and under the
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from reflexarc.robot.authority import AuthorityError, ReleaseCheck
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import EStop, SafetyEvent
@@ -61,6 +63,7 @@ KINDS = (
     "reset",
     "invalid_plan",
     "state_jump",
+    "release_refused",
 )
 """Kinds of SafetyEvent this module emits."""
 
@@ -82,6 +85,9 @@ class SafetyConfig:
     # into a growing oscillation (see robot/bench_control.py figures)
     torque_rate: float = bounded(0.0, 0.0, None)
     rearm_s: float = bounded(0.05, 0.0, 10.0)  # a limit clipping again after this is a new event
+    # the operator's public key (a file, or 64 hex digits) that e-stop releases must be
+    # signed with (docs/safety.md); "": every release refused
+    operator_key: str = ""
 
     def validate(self) -> None:
         lo, hi = np.asarray(self.workspace_lo, float), np.asarray(self.workspace_hi, float)
@@ -89,6 +95,11 @@ class SafetyConfig:
             raise ConfigError("workspace_lo", "workspace_lo and workspace_hi are 3 values (x, y, z)")
         if not np.all(lo < hi):
             raise ConfigError("workspace_hi", f"must be above workspace_lo {lo.tolist()} on every axis")
+        if self.operator_key:
+            try:
+                ReleaseCheck(self.operator_key)
+            except (AuthorityError, ValueError) as e:
+                raise ConfigError("operator_key", f"{e} (a public key file or 64 hex digits)") from None
 
 
 class Mode(str, enum.Enum):
@@ -143,9 +154,10 @@ class EventLog:
 class Supervisor:
     """Watchdogs and e-stop latch: the controller's mode for each tick (module docstring)."""
 
-    def __init__(self, cfg: SafetyConfig, log: EventLog) -> None:
+    def __init__(self, cfg: SafetyConfig, log: EventLog, realtime: bool = True) -> None:
         self.cfg = cfg
         self.log = log
+        self.releases = ReleaseCheck(cfg.operator_key, realtime=realtime)
         self.plan_timeout_ns = int(cfg.plan_timeout_s * 1e9)
         self.state_timeout_ns = int(cfg.state_timeout_s * 1e9)
         self.last_state_ns: int | None = None  # when the newest JointState arrived
@@ -174,6 +186,10 @@ class Supervisor:
                     self.log.once("estop", now_ns, m.reason or "engaged")
                 self.estop = True
             elif self.estop or self.fault:
+                why = self.releases(m, now_ns)
+                if why:
+                    self.log.once("release_refused", now_ns, why)
+                    continue
                 fresh = self._state_fresh(now_ns)
                 released = ["estop"] if self.estop else []
                 self.estop = False

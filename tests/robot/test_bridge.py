@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reflexarc.robot.authority import Operator
 from reflexarc.robot.bridge import BridgeError, BridgeNode, check_exposure, loopback
 from reflexarc.robot.controller import ArmModel
 from reflexarc.robot.drivers import Driver, DriverError, DriverState, load_driver
@@ -55,10 +56,14 @@ def _cmd(seq: int, **kw) -> JointCommand:
     return JointCommand(seq=seq, stamp_ns=0, **fields)
 
 
+OPERATOR = Operator.generate()
+
+
 def _bridge(timeout_s: float = 0.05) -> tuple[BridgeNode, FakeArm, Inbox]:
     arm = FakeArm()
     node = BridgeNode(NodeContext(name="bridge", rate_hz=1000.0),
-                      BridgeNode.Config(command_timeout_s=timeout_s), driver=arm)
+                      BridgeNode.Config(command_timeout_s=timeout_s, operator_key=OPERATOR.public_hex()),
+                      driver=arm)
     return node, arm, Inbox()
 
 
@@ -109,7 +114,11 @@ def test_bridge_estop_latches_until_reset() -> None:
         node.step(k * MS, inbox)
         inbox.clear_new()
     assert len(arm.written) == 1  # ignored while latched
-    inbox.put("estop", EStop(engage=False), 50 * MS)
+    inbox.put("estop", EStop(engage=False), 49 * MS)  # not from the operator: refused
+    node.step(49 * MS, inbox)
+    inbox.clear_new()
+    assert node.state() == "fault" and node.counts["releases_refused"] == 1
+    inbox.put("estop", OPERATOR.release(50 * MS), 50 * MS)
     inbox.put("joint_command", _cmd(50), 50 * MS)
     node.step(50 * MS, inbox)
     assert len(arm.written) == 2 and node.state() == "running"

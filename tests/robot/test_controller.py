@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from reflexarc.robot.authority import Operator
 from reflexarc.robot.controller import (
     ArmModel,
     ControllerNode,
@@ -129,6 +130,9 @@ def test_shaper_passes_a_slow_motion_and_limits_a_step() -> None:
 # --------------------------------------------------------------------------------------
 
 
+OPERATOR = Operator.generate()
+
+
 class Rig:
     """The controller and a MuJoCo scene at 1 kHz, commands applied one tick late."""
 
@@ -233,7 +237,7 @@ def test_plan_watchdog_holds_within_one_tick_and_the_arm_stops(rig) -> None:
 
 
 def test_silent_state_stream_leads_to_a_safe_stop_and_fault(rig) -> None:
-    r = rig(safety={"state_timeout_s": 0.02})
+    r = rig(safety={"state_timeout_s": 0.02, "operator_key": OPERATOR.public_hex()})
     r.run(100)
     before = r.ee()
     r.run(19, state=False)  # 19 ms without a state: still fine
@@ -249,12 +253,12 @@ def test_silent_state_stream_leads_to_a_safe_stop_and_fault(rig) -> None:
     assert np.linalg.norm(r.ee() - before) < 1e-3  # not falling
     r.run(50)  # the stream comes back: the fault stays latched until a reset
     assert r.ctrl.mode == Mode.FAULT
-    r.tick(estops=[EStop(engage=False)])
+    r.tick(estops=[OPERATOR.release(r.now)])
     assert r.ctrl.mode == Mode.HOLDING and r.commands[-1].mode == "torque"
 
 
 def test_estop_latches_mid_motion_and_only_a_reset_releases(rig) -> None:
-    r = rig(safety={"plan_timeout_s": 10.0})
+    r = rig(safety={"plan_timeout_s": 10.0, "operator_key": OPERATOR.public_hex()})
     p0 = r.ee()
     r.run(20)
     target = p0 + np.array([0.0, 0.15, 0.0])
@@ -270,7 +274,7 @@ def test_estop_latches_mid_motion_and_only_a_reset_releases(rig) -> None:
     assert r.ctrl.mode == Mode.ESTOP
     assert np.linalg.norm(stopped - target) > 0.03  # it did not go on to the target
     assert np.abs(r.scene.joint_state().dq).max() < 1e-3
-    r.tick(estops=[EStop(engage=False)])
+    r.tick(estops=[OPERATOR.release(r.now)])
     r.run(200)
     assert r.ctrl.mode == Mode.HOLDING  # released, but the old plan does not resume
     assert np.linalg.norm(r.ee() - stopped) < 2e-4

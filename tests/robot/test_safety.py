@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reflexarc.robot.authority import Operator
 from reflexarc.robot.safety import (
     PANDA_DDQ_MAX,
     PANDA_DQ_MAX,
@@ -24,8 +25,11 @@ from reflexarc.runtime.msgs import EStop
 MS = 1_000_000
 
 
-def _supervisor(**kw: float) -> tuple[Supervisor, EventLog]:
-    cfg = SafetyConfig(**kw)  # type: ignore[arg-type]
+OPERATOR = Operator.generate()
+
+
+def _supervisor(**kw: float | str) -> tuple[Supervisor, EventLog]:
+    cfg = SafetyConfig(**{"operator_key": OPERATOR.public_hex(), **kw})  # type: ignore[arg-type]
     log = EventLog("controller", cfg.rearm_s)
     return Supervisor(cfg, log), log
 
@@ -76,11 +80,11 @@ def test_reset_releases_a_fault_only_while_the_state_is_fresh() -> None:
     sup, log = _supervisor(state_timeout_s=0.05)
     sup.state_arrived(0)
     assert sup.update(100 * MS) == Mode.FAULT
-    sup.estops([EStop(engage=False)], 110 * MS)  # state still silent: fault kept
+    sup.estops([OPERATOR.release(110 * MS)], 110 * MS)  # state still silent: fault kept
     assert sup.update(110 * MS) == Mode.FAULT
     log.take()
     sup.state_arrived(120 * MS)
-    sup.estops([EStop(engage=False)], 120 * MS)
+    sup.estops([OPERATOR.release(120 * MS)], 120 * MS)
     assert sup.update(120 * MS) == Mode.HOLDING  # released, holds until a new plan
     (ev,) = log.take()
     assert ev.kind == "reset" and "fault" in ev.detail
@@ -98,7 +102,7 @@ def test_estop_latches_until_an_explicit_reset() -> None:
         sup.estops([EStop(engage=True)], k * MS)  # re-engaging is no new event
         assert sup.update(k * MS) == Mode.ESTOP
     assert _kinds(log) == ["estop"]
-    sup.estops([EStop(engage=False)], 300 * MS)
+    sup.estops([OPERATOR.release(300 * MS)], 300 * MS)
     sup.state_arrived(300 * MS)
     # released, but the plan from before the reset does not resume: hold until a new one
     assert sup.update(300 * MS) == Mode.HOLDING
@@ -111,7 +115,7 @@ def test_a_reset_without_a_latch_does_nothing() -> None:
     sup, log = _supervisor()
     sup.state_arrived(0)
     sup.plan_arrived(0)
-    sup.estops([EStop(engage=False)], 0)
+    sup.estops([OPERATOR.release(0)], 0)
     assert sup.update(0) == Mode.RUNNING and _kinds(log) == []
 
 
@@ -191,3 +195,65 @@ def test_config_validates_the_workspace() -> None:
         from_mapping(SafetyConfig, {"workspace_lo": [0.0, 0.0, 0.0], "workspace_hi": [1.0, -1.0, 1.0]})
     with pytest.raises(ConfigError, match="plan_timeout_s"):
         from_mapping(SafetyConfig, {"plan_timeout_s": 0.0})
+
+
+def test_only_a_release_signed_by_the_operator_releases_an_estop() -> None:
+    sup, log = _supervisor()
+    sup.state_arrived(0)
+    sup.estops([EStop(engage=True)], 0)
+    forger = Operator.generate()
+    t = 8 * 10**9
+    tries = [
+        EStop(engage=False),  # any node on the bus
+        EStop(engage=False, reason=f"operator-release {t} " + "00" * 64),
+        forger.release(t),  # signed, by the wrong key
+        OPERATOR.release(t - 7 * 10**9),  # signed, but 7 s old
+    ]
+    for e in tries:
+        sup.state_arrived(t)
+        sup.estops([e], t)
+        assert sup.update(t) == Mode.ESTOP
+    kinds = [(ev.kind, ev.detail) for ev in log.take()]
+    assert kinds == [("estop", "engaged"), ("release_refused", "unsigned release (not from the operator)"),
+                     ("release_refused", "bad signature"), ("release_refused", "bad signature"),
+                     ("release_refused", "stale release")]
+    ok = OPERATOR.release(t + MS)
+    sup.state_arrived(t + MS)
+    sup.estops([ok], t + MS)
+    assert sup.update(t + MS) == Mode.HOLDING
+    sup.estops([EStop(engage=True)], t + 2 * MS)
+    sup.estops([ok], t + 3 * MS)  # the same release again: a replay
+    assert sup.update(t + 3 * MS) == Mode.ESTOP
+    assert log.take()[-1].detail == "replayed release"
+    assert sup.releases.refused == 5
+
+
+def test_without_an_operator_key_no_release_is_honoured() -> None:
+    sup, log = _supervisor(operator_key="")
+    sup.state_arrived(0)
+    sup.estops([EStop(engage=True)], 0)
+    sup.estops([OPERATOR.release(1 * MS)], 1 * MS)
+    assert sup.update(1 * MS) == Mode.ESTOP
+    assert "no operator key" in log.take()[-1].detail
+
+
+def test_operator_keys_are_made_private_and_checked(tmp_path) -> None:
+    from reflexarc.robot.authority import AuthorityError, make_operator_key
+    from reflexarc.runtime.errors import ConfigError
+
+    public = make_operator_key(tmp_path / "op")
+    secret = tmp_path / "op" / "operator.key_secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    op = Operator.load(tmp_path / "op")
+    sup, _ = _supervisor(operator_key=str(public))
+    sup.state_arrived(0)
+    sup.estops([EStop(engage=True)], 0)
+    sup.estops([op.release(1 * MS)], 1 * MS)
+    assert sup.update(1 * MS) == Mode.HOLDING
+    with pytest.raises(AuthorityError, match="exists"):
+        make_operator_key(tmp_path / "op")
+    secret.chmod(0o644)
+    with pytest.raises(AuthorityError, match="other users"):
+        Operator.load(secret)
+    with pytest.raises(ConfigError, match="operator_key"):
+        SafetyConfig(operator_key=str(tmp_path / "missing.key")).validate()
