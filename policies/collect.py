@@ -1,7 +1,7 @@
 """``reflexarc collect``: exploration episodes for world-model training.
 
 Runs ``num_envs`` copies of a gymnasium scene in parallel (AsyncVectorEnv: one process
-per env) and records each episode in the recorder's format (robot/episode.py) with the
+per env) and records each episode in the recorder's format (reflexarc/runtime/episode.py) with the
 topics ``camera/<camera>`` (Image), ``joint_state`` (JointState), ``ee_action``
 (EEAction) and ``scene_state`` (SceneState). The frame, state and the action chosen from
 them share one stamp (step * control period), so frame j and action j form transition

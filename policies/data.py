@@ -1,6 +1,6 @@
 """Episode files -> in-memory tensors, and batched window sampling for world-model training.
 
-Every episode is read once (robot/episode.py format): frames of ``camera/<camera>`` become
+Every episode is read once (reflexarc/runtime/episode.py format): frames of ``camera/<camera>`` become
 one uint8 tensor (N, 3, S, S) over all episodes; ``ee_action`` messages are aligned to the
 frames by stamp (the action applied after frame j is the sum of the displacements stamped
 in [stamp_j, stamp_j+1), gripper = the last one); ``scene_state`` gives the privileged

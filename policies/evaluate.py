@@ -9,7 +9,7 @@
   vary), fitted on training episodes and scored (R^2, mean over outputs) on held-out ones.
 - Per-dimension latent std (collapse check: :func:`reflexarc.policies.world_model.is_collapsed`).
 
-``evaluate_model(cfg)`` is what ``reflexarc eval model=...`` calls (robot/evaluate.py).
+``evaluate_model(cfg)`` is what ``reflexarc eval model=...`` calls (reflexarc/tools/evaluate.py).
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ class SafetyConfig:
     overspeed_hold: bool = True  # a measured joint speed over its limit -> hold the pose
     # N m/s (Panda: 1000); 0: none. Off by default: a slew-limited torque inside the
     # high-gain impedance loop turns a large error (a reset, a contact, a late state)
-    # into a growing oscillation (see robot/bench_control.py figures)
+    # into a growing oscillation (``reflexarc bench control`` shows it)
     torque_rate: float = bounded(0.0, 0.0, None)
     rearm_s: float = bounded(0.05, 0.0, 10.0)  # a limit clipping again after this is a new event
     # the operator's public key (a file, or 64 hex digits) that e-stop releases must be

@@ -1,7 +1,7 @@
 """The recorder node and ``reflexarc record`` / ``reflexarc replay``.
 
 The recorder subscribes to every topic and writes each message to an episode
-(robot/episode.py: HDF5 parts closed every second, so a SIGKILL loses at most the last
+(reflexarc/runtime/episode.py: HDF5 parts closed every second, so a SIGKILL loses at most the last
 second). Replay republishes an episode's messages on their topics, with the original
 timing (``speed=1``), faster or slower, or as fast as possible (``speed=0``).
 """

@@ -301,7 +301,7 @@ def success_vs_budget(
 
     The hook for the real tasks: pass an episode function that builds the world model,
     the scene and the planner from the given config and runs one closed-loop episode
-    (``robot/evaluate.py`` owns those). Seeds are ``0 .. episodes - 1`` for every setting.
+    (``reflexarc/tools/evaluate.py`` owns those). Seeds are ``0 .. episodes - 1`` for every setting.
     """
     rows = []
     for name, pcfg in settings:
