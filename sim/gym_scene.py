@@ -71,6 +71,7 @@ class GymScene(Scene):
         )
         self.episodes = 0  # episodes finished (terminated or truncated) since construction
         self.last_reward = 0.0
+        self.last_terminated = False  # the last episode ended by termination, not truncation
         self._action = np.clip(np.zeros_like(self._low), self._low, self._high)
         self._steps = 0
         self._obs = np.zeros(int(np.prod(env.observation_space.shape)))
@@ -112,6 +113,7 @@ class GymScene(Scene):
             self._steps += 1
             if terminated or truncated:
                 self.episodes += 1
+                self.last_terminated = bool(terminated)
                 self.seed += 1
                 obs, _ = self.env.reset(seed=self.seed)
             self._obs = np.asarray(obs, dtype=np.float64).reshape(-1)

@@ -181,6 +181,15 @@ class SimNode(Node):
     publishes = ("joint_state", "scene_state", "goal", "camera/")
 
     @classmethod
+    def select_class(cls, args: dict[str, Any]) -> type[Node]:
+        """``backend: gym`` runs a gymnasium env instead (:mod:`reflexarc.sim.gym_node`)."""
+        if args.get("backend") == "gym":
+            from reflexarc.sim.gym_node import GymSimNode
+
+            return GymSimNode
+        return cls
+
+    @classmethod
     def publishes_for(cls, cfg: SimConfig) -> tuple[str, ...]:
         """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
         return tuple(

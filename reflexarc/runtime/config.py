@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,9 +156,19 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
     dict of dataclasses.
     """
     overrides, additions = _split_additions(list(overrides))
+    overrides, graph_file = _graph_file(overrides)
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name=name, overrides=overrides)
+        with tempfile.TemporaryDirectory(prefix="reflexarc-graph-") as tmp:
+            if graph_file is not None:
+                # the file becomes the graph group's option GRAPH_FROM_FILE in a second
+                # search path, so it composes exactly as a shipped graph does (${task}...)
+                (Path(tmp) / "graph").mkdir()
+                (Path(tmp) / "graph" / f"{GRAPH_FROM_FILE}.yaml").write_text(
+                    graph_file.read_text())
+                overrides = [f"hydra.searchpath=[file://{tmp}]", f"graph={GRAPH_FROM_FILE}",
+                             *overrides]
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose(config_name=name, overrides=overrides)
         if additions:
             # hydra composes in struct mode (no new keys); a typed dict still checks the
             # new entries against its dataclass
@@ -177,9 +188,69 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
         if e.__cause__ is not None:
             reason = f"{reason}: {_reason(e.__cause__)}"
         raise ConfigError(key, reason) from None
+    if graph_file is not None:
+        _resolve_graph_paths(obj.graph, graph_file.parent)
     if check:
         validate(obj)
     return obj
+
+
+#: the name a graph file (``graph=path/to/graph.yaml``) composes under
+GRAPH_FROM_FILE = "from_file"
+
+
+def graph_names() -> dict[str, str]:
+    """The shipped graphs (``configs/graph/*.yaml``) by name, each with its first comment
+    line: what it runs."""
+    out = {}
+    for path in sorted((CONFIG_DIR / "graph").glob("*.yaml")):
+        words: list[str] = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#") or line.startswith("#  "):  # the end, or examples
+                break
+            words.append(line.lstrip("#").strip())
+        text = " ".join(words)
+        end = text.find(". ")
+        text = (text if end < 0 else text[:end]).rstrip(".:")
+        out[path.stem] = text if len(text) <= 120 else text[:117].rstrip() + "..."
+    return out
+
+
+def _graph_file(overrides: list[str]) -> tuple[list[str], Path | None]:
+    """Take out a ``graph=`` override that names a YAML file rather than a shipped graph."""
+    for i, override in enumerate(overrides):
+        key, sep, value = override.partition("=")
+        value = value.strip().strip("'\"")
+        if key.strip() != "graph" or not sep:
+            continue
+        if not (value.endswith((".yaml", ".yml")) or os.sep in value):
+            return overrides, None
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError("graph", f"no graph file {str(path)!r}; allowed: a YAML file "
+                              f"or a shipped graph ({', '.join(graph_names())})")
+        return overrides[:i] + overrides[i + 1:], path.resolve()
+    return overrides, None
+
+
+def _resolve_graph_paths(graph: Any, folder: Path) -> None:
+    """A graph file's relative paths are the file's: every node argument that starts with
+    ``./`` or ``../`` is made absolute against ``folder``, and so is each entry of
+    ``pythonpath``; the file's folder itself joins ``pythonpath`` (its nodes' modules)."""
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(("./", "../")):
+            return str((folder / value).resolve())
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return value
+
+    for entry in graph.nodes.values():
+        entry.args = resolve(entry.args)
+    paths = [str((folder / p).resolve()) for p in getattr(graph, "pythonpath", [])]
+    if hasattr(graph, "pythonpath"):
+        graph.pythonpath = list(dict.fromkeys([str(folder), *paths]))
 
 
 _ADD_NODE = "graph.nodes."

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from reflexarc.runtime.config import (
     register,
 )
 from reflexarc.runtime.errors import ConfigError, NodeError
-from reflexarc.runtime.node import NodeSpec, cpu_latency, import_target, spec_json
+from reflexarc.runtime.node import NodeSpec, cpu_latency, node_class, spec_json
 
 log = logging.getLogger("reflexarc.launcher")
 
@@ -73,6 +74,10 @@ class GraphConfig:
     # "package.module:function", called as function(run_dir, summary) after the run; the
     # dict it returns (figures, paths of videos and plots) joins the summary's top level
     report: str = ""
+    # folders put on the Python path (here and in every node process) before targets are
+    # imported: a node may then live in any module there. A graph file's own folder is
+    # added by itself (docs/python-api.md)
+    pythonpath: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -129,7 +134,9 @@ class _Proc:
 class Launcher:
     """Start, watch and stop one graph of node processes."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, peers: tuple[str, ...] = ()) -> None:
+        """``peers``: names that get a bus address but no process (a script publishing
+        into the graph from the launcher's process: :mod:`reflexarc.runtime.api`)."""
         self.cfg = cfg
         self.run_id = uuid.uuid4().hex[:8]
         self.run_dir = Path(cfg.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{self.run_id}")
@@ -142,10 +149,13 @@ class Launcher:
             raise ConfigError("graph.nodes", "the graph has no enabled node")
         if cfg.clock == "lockstep":
             nodes = {**nodes, "clock": self._clock_entry(nodes)}
+        for folder in reversed(cfg.graph.pythonpath):
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
         self._validate(nodes)
         if cfg.graph.report:
             self._report_fn()
-        self.addresses = busmod.addresses(cfg.bus, list(nodes), self.run_id)
+        self.addresses = busmod.addresses(cfg.bus, [*nodes, *peers], self.run_id)
         bus_dict = {k: getattr(cfg.bus, k) for k in cfg.bus.__dataclass_fields__}
         self.procs = {
             name: _Proc(
@@ -193,7 +203,7 @@ class Launcher:
         owners: dict[str, str] = {}
         for name, e in nodes.items():
             try:
-                cls = import_target(e.target)
+                cls = node_class(e.target, e.args)
             except NodeError as err:
                 raise ConfigError(f"graph.nodes.{name}.target", str(err)) from None
             args = from_mapping(cls.Config, e.args, prefix=f"graph.nodes.{name}.args.")
@@ -213,9 +223,14 @@ class Launcher:
 
     def _spawn(self, name: str) -> None:
         p = self.procs[name]
+        env = None
+        if self.cfg.graph.pythonpath:
+            path = [*self.cfg.graph.pythonpath, *filter(None, [os.environ.get("PYTHONPATH")])]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         p.popen = subprocess.Popen(
             [sys.executable, "-c", _NODE_MAIN, spec_json(p.spec)],
             stdin=subprocess.DEVNULL,
+            env=env,
         )
         p.started = time.monotonic()
         self._write_pids()
@@ -245,7 +260,9 @@ class Launcher:
             **extra,
         }
         self.events.append(ev)
-        log.warning("%s: %s %s", node, what, extra or "")
+        # a node that finished its work ends a normal run: news, not a warning
+        level = logging.INFO if what == "finished" else logging.WARNING
+        log.log(level, "%s: %s %s", node, what, extra or "")
 
     @contextmanager
     def listen(self, topics: list[str], name: str) -> Iterator[busmod.Subscriber]:
@@ -281,7 +298,11 @@ class Launcher:
         (self.run_dir / "config.json").write_text(
             json.dumps({n: p.spec.__dict__ for n, p in self.procs.items()}, indent=1, default=str)
         )
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # signal handlers can only be set from the main thread; a script's handle runs
+        # the launcher in another one and stops it with stop()
+        main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+               if main}
         try:
             with cpu_latency(self.cfg.cpu_latency_us), self.listen(["heartbeat"], "launcher") as sub:
                 self.t0 = time.monotonic()

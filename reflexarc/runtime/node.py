@@ -211,8 +211,16 @@ def import_target(target: str) -> type[Node]:
     return cls
 
 
+def node_class(target: str, args: dict[str, Any]) -> type[Node]:
+    """The class that runs ``target`` with ``args``: the target's own, or the one its
+    ``select_class(args)`` classmethod picks (the sim node picks the gym sim for backend=gym)."""
+    cls = import_target(target)
+    select = getattr(cls, "select_class", None)
+    return select(args) if select is not None else cls
+
+
 def build_node(spec: NodeSpec) -> Node:
-    cls = import_target(spec.target)
+    cls = node_class(spec.target, spec.args)
     cfg = from_mapping(cls.Config, spec.args, prefix=f"graph.nodes.{spec.name}.args.")
     ctx = NodeContext(
         name=spec.name,
