@@ -1,6 +1,6 @@
 """Scenes: the Franka Panda on a table with coloured blocks, in MuJoCo and PyBullet.
 
-Importing ``sim`` registers the gymnasium ids :data:`ENV_IDS` (kwargs ``backend``,
+Importing ``reflexarc.sim`` registers the gymnasium ids :data:`ENV_IDS` (kwargs ``backend``,
 ``image_size`` ... see :class:`reflexarc.sim.envs.PandaEnv`). The simulators are imported lazily,
 when a scene is built.
 """

@@ -1,6 +1,6 @@
 """The evaluator: the only node of an acting graph that reads privileged simulator state.
 
-DESIGN.md's rule of the senses (docs/senses.md): no node that perceives, plans or acts
+The rule of the senses (docs/architecture.md; docs/senses.md): no node that perceives, plans or acts
 reads the simulator's truth. Scoring needs it, so scoring happens here, beside the graph,
 never inside it. The evaluator subscribes to the sim's privileged ``scene_state`` and to
 what perception published, and reports how far perception was from the truth:
