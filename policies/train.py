@@ -6,6 +6,12 @@ with the JEPA loss (H-step latent rollout against the EMA target encoder, VICReg
 CPU by default, CUDA when present (``device=auto``); deterministic for a seed on CPU.
 Writes into ``run_dir``: ``model.safetensors`` + ``config.json`` (checkpoint, atomically),
 ``history.json``, ``loss.png``, ``eval.json`` and ``eval.png`` (held-out evaluation).
+``data`` is a directory or an episode store's fsspec URL (:mod:`reflexarc.policies.store`).
+
+Under ``torchrun --nproc_per_node=N`` the same command trains data-parallel
+(:mod:`reflexarc.policies.distributed`: gloo on CPU, NCCL on CUDA): ``optim.batch_size``
+stays the global batch, the model matches the single process's for the same seed (up to
+floating-point sums), and rank 0 alone writes the checkpoint, figures and summary.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from reflexarc.policies import distributed
 from reflexarc.policies.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -30,7 +37,7 @@ from reflexarc.policies.checkpoint import (
 )
 from reflexarc.policies.data import EpisodeData, load_episodes, split_names
 from reflexarc.policies.evaluate import evaluate, plot_evaluation
-from reflexarc.policies.world_model import ModelConfig, WorldModel, world_model_loss
+from reflexarc.policies.world_model import ModelConfig, WorldModel, jepa_loss, world_model_loss
 from reflexarc.runtime.config import bounded, choice, register
 from reflexarc.runtime.errors import ConfigError
 
@@ -93,11 +100,17 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     """Optimiser, schedule and EMA around a model; one :meth:`step` per batch of windows.
 
-    Used by ``reflexarc train`` and by the learner node (policies/learner.py).
+    Used by ``reflexarc train`` and by the learner node (policies/learner.py). With
+    ``parallel`` (a torchrun process), :meth:`step` takes this rank's share of the global
+    batch and makes the update of the whole batch (:mod:`reflexarc.policies.distributed`).
     """
 
-    def __init__(self, model: WorldModel, cfg: OptimConfig, total_steps: int = 0) -> None:
+    def __init__(
+        self, model: WorldModel, cfg: OptimConfig, total_steps: int = 0,
+        parallel: distributed.Parallel | None = None,
+    ) -> None:
         self.model = model
+        self.ddp = distributed.wrap(model, parallel) if parallel is not None else None
         self.cfg = cfg
         self.total_steps = total_steps  # 0: constant learning rate after warm-up
         params = [p for p in model.parameters() if p.requires_grad]
@@ -123,10 +136,15 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.steps_done)
         self.model.train()
-        losses = world_model_loss(
-            self.model, images, actions, proprio, var_coef=c.var_coef, cov_coef=c.cov_coef,
-            target_std=c.target_std, discount=c.discount,
-        )
+        if self.ddp is not None:
+            z0, preds, targets = (distributed.gather(t) for t in self.ddp(images, actions, proprio))
+            losses = jepa_loss(z0, preds, targets, var_coef=c.var_coef, cov_coef=c.cov_coef,
+                               target_std=c.target_std, discount=c.discount)
+        else:
+            losses = world_model_loss(
+                self.model, images, actions, proprio, var_coef=c.var_coef, cov_coef=c.cov_coef,
+                target_std=c.target_std, discount=c.discount,
+            )
         self.opt.zero_grad(set_to_none=True)
         losses.total.backward()
         if c.grad_clip > 0:
@@ -201,11 +219,23 @@ def _next_version(cfg: TrainConfig) -> tuple[int, WorldModel | None]:
 
 
 def train(cfg: TrainConfig, data: EpisodeData | None = None) -> dict[str, Any]:
-    """Train from ``cfg.data`` (or preloaded ``data``); returns the summary."""
+    """Train from ``cfg.data`` (or preloaded ``data``); returns the summary.
+
+    Under torchrun every rank returns it; only rank 0's has ``checkpoint`` set and wrote
+    files."""
+    par = distributed.setup(cfg.device, cfg.optim.batch_size)
+    try:
+        return _train(cfg, data, par)
+    finally:
+        distributed.teardown(par)
+
+
+def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel | None) -> dict[str, Any]:
     t_start = time.perf_counter()
+    main = par is None or par.main
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = par.device if par is not None else resolve_device(cfg.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.seed)
@@ -235,7 +265,7 @@ def train(cfg: TrainConfig, data: EpisodeData | None = None) -> dict[str, Any]:
             train_data = dataclasses.replace(train_data, frames=train_data.frames.to(device),
                                              actions=train_data.actions.to(device))
             starts = starts.to(device)
-    trainer = Trainer(model, cfg.optim, total_steps=cfg.steps)
+    trainer = Trainer(model, cfg.optim, total_steps=cfg.steps, parallel=par)
     gen = torch.Generator(device=starts.device).manual_seed(cfg.seed)
 
     val_starts = None
@@ -258,16 +288,21 @@ def train(cfg: TrainConfig, data: EpisodeData | None = None) -> dict[str, Any]:
         "command": " ".join(sys.argv),
     }
 
+    if par is not None:
+        saved["parallel"] = {"world_size": par.world_size, "backend": par.backend}
+
     def checkpoint() -> Any:
         return save_checkpoint(run_dir, model, version, {**saved, "steps": trainer.steps_done})
 
     bar = None
-    if cfg.progress:
+    if cfg.progress and main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, desc="train", unit="step", dynamic_ncols=True)
     for step in range(cfg.steps):
         idx = starts[torch.randint(len(starts), (cfg.optim.batch_size,), generator=gen, device=starts.device)]
+        if par is not None:  # every rank draws the global batch; each trains on its slice
+            idx = par.shard(idx)
         images, actions, proprio = train_data.windows(idx, horizon, device)
         acc += trainer.step(images, actions, proprio)
         acc_n += 1
@@ -281,7 +316,7 @@ def train(cfg: TrainConfig, data: EpisodeData | None = None) -> dict[str, Any]:
             acc_n = 0
             if bar is not None:
                 bar.set_postfix(loss=f"{mean[0]:.4f}", pred=f"{mean[1]:.4f}", var=f"{mean[2]:.3f}")
-        if val_starts is not None and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
+        if main and val_starts is not None and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
             v = _quick_val(model, val_data, val_starts, horizon)
             history["val_step"].append(step + 1)
             history["val_pred_H"].append(v["val_pred_H"])
@@ -293,6 +328,10 @@ def train(cfg: TrainConfig, data: EpisodeData | None = None) -> dict[str, Any]:
     if bar is not None:
         bar.close()
     t_trained = time.perf_counter()
+    if not main:
+        return {"rank": par.rank if par else 0, "steps": trainer.steps_done, "checkpoint": None,
+                "train_s": round(t_trained - t_loaded, 1),
+                "final_loss": history["total"][-1] if history["total"] else float("nan")}
 
     info = checkpoint()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -304,6 +343,7 @@ def train(cfg: TrainConfig, data: EpisodeData | None = None) -> dict[str, Any]:
         "version": info.version,
         "sha256": info.sha256,
         "device": str(device),
+        "processes": par.world_size if par is not None else 1,
         "steps": trainer.steps_done,
         "episodes": len(data.names),
         "train_episodes": len(train_names),
@@ -329,6 +369,7 @@ def _to_cpu(d: EpisodeData) -> EpisodeData:
     return dataclasses.replace(d, frames=d.frames.cpu(), actions=d.actions.cpu())
 
 
-def train_verb(cfg: TrainConfig) -> dict[str, Any]:
-    """``reflexarc train [key=value ...]``."""
-    return train(cfg)
+def train_verb(cfg: TrainConfig) -> dict[str, Any] | None:
+    """``reflexarc train [key=value ...]`` (under torchrun, rank 0 reports)."""
+    summary = train(cfg)
+    return summary if summary.get("checkpoint") is not None else None

@@ -212,6 +212,53 @@ def covariance_loss(z: Tensor) -> Tensor:
     return off.pow(2).sum() / d
 
 
+def jepa_latents(
+    model: WorldModel, images: Tensor, actions: Tensor, proprio: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """What the JEPA loss compares, on a batch of windows.
+
+    images (B, H+1, S, S, 3) or (B, H+1, 3, S, S) uint8; actions (B, H, A); proprio
+    (B, H+1, P) or None. Returns z0 (B, D) (online encoder, frame 0), preds (B, H, D)
+    (the predictor's H-step rollout from z0) and targets (B, H, D) (EMA target encoder,
+    frames 1..H, no gradient).
+    """
+    b, h1 = images.shape[:2]
+    horizon = h1 - 1
+    obs0: Tensor | dict[str, Tensor] = images[:, 0]
+    obs_next: Tensor | dict[str, Tensor] = images[:, 1:].flatten(0, 1)
+    if proprio is not None:
+        obs0 = {"image": images[:, 0], "proprio": proprio[:, 0]}
+        obs_next = {"image": images[:, 1:].flatten(0, 1), "proprio": proprio[:, 1:].flatten(0, 1)}
+    z0 = model.encode(obs0)  # (B, D)
+    with torch.no_grad():
+        targets = model.encode_target(obs_next).view(b, horizon, -1)  # (B, H, D)
+    preds = model.rollout(z0, actions.to(z0.device))  # (B, H, D)
+    return z0, preds, targets
+
+
+def jepa_loss(
+    z0: Tensor,
+    preds: Tensor,
+    targets: Tensor,
+    *,
+    var_coef: float = 1.0,
+    cov_coef: float = 0.04,
+    target_std: float = 1.0,
+    discount: float = 1.0,
+) -> Losses:
+    """The loss terms from :func:`jepa_latents`' outputs (a whole batch: the VICReg terms
+    are batch statistics, so data-parallel training gathers every rank's latents first)."""
+    horizon = preds.shape[1]
+    w = discount ** torch.arange(horizon, device=z0.device, dtype=z0.dtype)
+    w = w / w.sum()
+    per_step = (preds - targets).pow(2).mean(dim=(0, 2))  # (H,)
+    pred = (per_step * w).sum()
+    var = variance_loss(z0, target_std)
+    cov = covariance_loss(z0)
+    total = pred + var_coef * var + cov_coef * cov
+    return Losses(total=total, pred=pred, var=var, cov=cov)
+
+
 def world_model_loss(
     model: WorldModel,
     images: Tensor,
@@ -230,25 +277,9 @@ def world_model_loss(
     H steps, the EMA target encoder embeds frames 1..H (stop-gradient). ``discount``
     weighs step k by discount^(k-1) (normalised). VICReg terms on the online latents.
     """
-    b, h1 = images.shape[:2]
-    horizon = h1 - 1
-    obs0: Tensor | dict[str, Tensor] = images[:, 0]
-    obs_next: Tensor | dict[str, Tensor] = images[:, 1:].flatten(0, 1)
-    if proprio is not None:
-        obs0 = {"image": images[:, 0], "proprio": proprio[:, 0]}
-        obs_next = {"image": images[:, 1:].flatten(0, 1), "proprio": proprio[:, 1:].flatten(0, 1)}
-    z0 = model.encode(obs0)  # (B, D)
-    with torch.no_grad():
-        targets = model.encode_target(obs_next).view(b, horizon, -1)  # (B, H, D)
-    preds = model.rollout(z0, actions.to(z0.device))  # (B, H, D)
-    w = discount ** torch.arange(horizon, device=z0.device, dtype=z0.dtype)
-    w = w / w.sum()
-    per_step = (preds - targets).pow(2).mean(dim=(0, 2))  # (H,)
-    pred = (per_step * w).sum()
-    var = variance_loss(z0, target_std)
-    cov = covariance_loss(z0)
-    total = pred + var_coef * var + cov_coef * cov
-    return Losses(total=total, pred=pred, var=var, cov=cov)
+    z0, preds, targets = jepa_latents(model, images, actions, proprio)
+    return jepa_loss(z0, preds, targets, var_coef=var_coef, cov_coef=cov_coef,
+                     target_std=target_std, discount=discount)
 
 
 def latent_std(z: Tensor) -> Tensor:
