@@ -95,6 +95,10 @@ class SimConfig:
     # a scene_state at the stamp of every camera frame as well (sim/evaluator.py)
     frame_state: bool = False
     publish_goal: bool = True
+    # the goal carries images the scene imagines of the goal state (and its stages) with its
+    # renderer: privileged, for the reference graphs (docs/senses.md). False: the goal says
+    # only the task, the block's name and the target, as a person would
+    goal_images: bool = True
     # imagine the stages a task passes through (a push: behind the block, then through;
     # sim/subgoals.py) and send their images with the goal as Goal.subgoals
     subgoals: bool = True
@@ -131,7 +135,7 @@ class SimConfig:
         for cam in self.cameras:
             if cam not in CAMERAS:
                 raise ConfigError("cameras", f"got {cam!r}; allowed: {', '.join(CAMERAS)}")
-        if self.publish_goal and self.goal_camera not in self.cameras:
+        if self.publish_goal and self.goal_images and self.goal_camera not in self.cameras:
             raise ConfigError(
                 "goal_camera", f"{self.goal_camera!r} is not in cameras {self.cameras}"
             )
@@ -190,6 +194,18 @@ class SimNode(Node):
         return cls
 
     @classmethod
+    def subscribes_for(cls, cfg: SimConfig) -> dict[str, str]:
+        """Topics subscribed to with ``cfg``."""
+        return {**cls.subscribes, "task_spec": "all"} if cfg.follow_spec else dict(cls.subscribes)
+
+    @classmethod
+    def privileged_for(cls, cfg: SimConfig) -> tuple[str, ...]:
+        """Topics that carry the simulator's truth with ``cfg`` (reflexarc.tools.senses):
+        ``scene_state``, and ``goal`` when the scene imagines its images."""
+        goal = (cfg.publish_goal or cfg.follow_spec) and cfg.goal_images
+        return ("scene_state", "goal") if goal else ("scene_state",)
+
+    @classmethod
     def publishes_for(cls, cfg: SimConfig) -> tuple[str, ...]:
         """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
         return tuple(
@@ -237,8 +253,7 @@ class SimNode(Node):
             1e9 * (cfg.episode_s or self.task.max_steps / DEFAULT_EPISODE_STEPS_HZ)
         )
         self.lockstep = ctx.clock == "lockstep"
-        if cfg.follow_spec:
-            self.subscribes = {**type(self).subscribes, "task_spec": "all"}
+        self.subscribes = self.subscribes_for(cfg)
         self.spec: TaskSpec | None = None  # follow_spec: the episode's adopted task spec
         self.start_objects = np.zeros((0, 3))  # (k, 3) block positions at the episode's start
         self.specs_stale = 0
@@ -376,6 +391,8 @@ class SimNode(Node):
         from reflexarc.sim.subgoals import goal_sequence
 
         cam, size = self.cfg.goal_camera, self.cfg.image_size
+        if not self.cfg.goal_images:
+            return empty("u1", 0, 0, 3), empty("u1", 0, 0, 0, 3)
         if not self.cfg.subgoals:
             return self.task.goal_image(self.scene, cam, size), empty("u1", 0, 0, 0, 3)
         images = goal_sequence(self.task, self.scene, cam, size)
@@ -404,7 +421,7 @@ class SimNode(Node):
                 target=self.task.target.copy(),
                 image=self.goal_image,
                 z=empty("f4", 0),
-                source="imagined",
+                source="imagined" if self.goal_image.size else "task",
                 subgoals=self.subgoal_images,
             )
             self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
@@ -518,7 +535,7 @@ class SimNode(Node):
         self.spec = spec
         image = (
             self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
-            if self.cfg.publish_goal else np.zeros((0, 0, 3), np.uint8)
+            if self.cfg.publish_goal and self.cfg.goal_images else np.zeros((0, 0, 3), np.uint8)
         )
         self.goal = Goal(stamp_ns=now_ns, task=spec.task, object=spec.object,
                          target=self.task.target.copy(), image=image, z=empty("f4", 0),

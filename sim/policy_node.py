@@ -61,6 +61,11 @@ class PolicyNode(Node):
     publishes = ("ee_action", "plan")
 
     @classmethod
+    def subscribes_for(cls, cfg: PolicyConfig) -> dict[str, str]:
+        """Topics subscribed to with ``cfg``."""
+        return {**cls.subscribes, "goal": "latest"} if cfg.follow_goal else dict(cls.subscribes)
+
+    @classmethod
     def publishes_for(cls, cfg: PolicyConfig) -> tuple[str, ...]:
         """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
         return (cfg.output,)
@@ -70,8 +75,7 @@ class PolicyNode(Node):
         self.expert: Expert | None = (
             make_expert(cfg.task, cfg.max_delta) if cfg.policy == "expert" else None
         )
-        if cfg.follow_goal:
-            self.subscribes = {**type(self).subscribes, "goal": "latest"}
+        self.subscribes = self.subscribes_for(cfg)
         self.goal_key: tuple[int, int] | None = None  # (episode, goal stamp) being followed
         self.rng = ctx.rng
         self.dt_ns = int(round(1e9 / ctx.rate_hz))

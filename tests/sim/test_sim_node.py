@@ -361,3 +361,18 @@ def test_joint_commands_are_held_to_the_arms_limits_and_overspeed_holds() -> Non
         assert node.holds >= 1 and np.abs(_js(out, 499).velocity).max() < 0.05
     finally:
         node.close()
+
+
+def test_a_goal_without_images_says_the_task_block_and_target_and_nothing_imagined() -> None:
+    node = make_sim(objects=["red", "green"], camera_hz=10, goal_images=False, frame_state=True)
+    try:
+        out = run(node, 60)
+    finally:
+        node.close()
+    (k, goal), = on(out, "goal")
+    assert k == 0 and goal.source == "task" and goal.task == "push" and goal.object == "red"
+    assert goal.image.size == 0 and goal.subgoals.size == 0
+    np.testing.assert_array_equal(goal.target, node.task.target)
+    # frame_state: the truth at every frame's stamp, for the evaluator
+    states = {m.stamp_ns for _, m in on(out, "scene_state")}
+    assert {m.stamp_ns for _, m in on(out, "camera/front")} <= states
