@@ -28,7 +28,7 @@ VERBS: dict[str, Verb] = {
     "run": Verb("reflexarc.runtime.launcher:run_verb", "run the configured node graph (default: the main job)"),
     "record": Verb("reflexarc.runtime.recorder:record_verb", "run the graph and record every topic to episode files"),
     "replay": Verb("reflexarc.runtime.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
-    "bench": Verb("reflexarc.tools.bench:bench_verb", "measure: bus | sim | control | plan", "what"),
+    "bench": Verb("reflexarc.tools.bench:bench_verb", "measure: bus | sim | control | plan | instruct", "what"),
     "keys": Verb("reflexarc.runtime.bus:keys_verb", "make CURVE keys for a graph across hosts", "dir"),
     "collect": Verb("reflexarc.policies.collect:collect_verb", "collect exploration episodes for world-model training"),
     "train": Verb("reflexarc.policies.train:train_verb", "train the latent world model from episode files"),
