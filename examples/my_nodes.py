@@ -47,3 +47,34 @@ class Balance(Node):
 
     def summary(self) -> dict[str, Any]:
         return {"actions": self.actions}
+
+
+class JointWatch(Node):
+    """Watches ``joint_state`` and reports, in the run's node figures, how many states it
+    saw, the fastest joint speed and the total joint travel of the first ``joints``."""
+
+    @dataclass
+    class Config:
+        joints: int = 7
+
+    subscribes = {"joint_state": "all"}
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.states = 0
+        self.max_speed = 0.0
+        self.travel = 0.0
+        self.last: np.ndarray | None = None
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        for state in inbox.new("joint_state"):
+            q = np.asarray(state.position[: self.cfg.joints])
+            self.states += 1
+            self.max_speed = max(self.max_speed, float(np.abs(state.velocity[: self.cfg.joints]).max()))
+            if self.last is not None:
+                self.travel += float(np.abs(q - self.last).sum())
+            self.last = q
+        return ()
+
+    def summary(self) -> dict[str, Any]:
+        return {"states": self.states, "max_speed": self.max_speed, "travel": self.travel}
