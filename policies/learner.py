@@ -14,6 +14,13 @@ on the realtime clock and ``step`` in lockstep. The node's process runs at OS ni
 ``nice`` with ``threads`` torch threads, so on a small machine it takes the CPU only
 when the control nodes leave it idle.
 
+Several streams at once (``sources``): besides its own graph's, the node subscribes to
+the camera and action streams of other graphs (other sims or robots, over TCP with CURVE:
+each source names the publishing nodes' addresses and that graph's key directory). Each
+source fills its own replay ring, aligned on its own stamps (the clocks of two machines
+never mix), and training draws windows uniformly over all rings. docs/scale.md shows a
+learner fed by two graphs.
+
 Every ``publish_every`` updates the model is written atomically (temporary file +
 os.replace) as version ``v`` to ``out_dir/v<v:06d>/model.safetensors`` (the newest
 ``keep_versions`` are kept; 0 keeps all) and to ``out_dir/model.safetensors`` (the
@@ -44,9 +51,10 @@ from reflexarc.policies.checkpoint import load_checkpoint, save_checkpoint
 from reflexarc.policies.data import load_episode
 from reflexarc.policies.train import OptimConfig, Trainer
 from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.runtime import bus as busmod
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.episode import list_episodes
-from reflexarc.runtime.errors import NodeError
+from reflexarc.runtime.errors import ConfigError, NodeError
 from reflexarc.runtime.msgs import Weights
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
@@ -116,6 +124,63 @@ class ReplayBuffer:
 
 
 @dataclass
+class StreamSource:
+    """Another graph whose experience the learner takes (``sources`` entry)."""
+
+    name: str = ""  # how the summary and checkpoints name it
+    # PUB addresses of that graph's nodes publishing camera/<camera> and ee_action
+    # (tcp://host:port; its bus.base_port + the node's index in its graph)
+    connect: list[str] = field(default_factory=list)
+    keys_dir: str = ""  # that graph's CURVE keys (reflexarc keys); "" = no CURVE
+
+    def validate(self) -> None:
+        if not self.name:
+            raise ConfigError("name", "a stream source needs a name")
+        if not self.connect:
+            raise ConfigError("connect", f"source {self.name!r} has no address; give tcp://host:port of its sim and explorer nodes")
+        for a in self.connect:
+            if not a.startswith(("tcp://", "ipc://")):
+                raise ConfigError("connect", f"source {self.name!r}: {a!r} is not tcp://host:port or ipc://path")
+
+
+class ClientKeys:
+    """CURVE client keys of a source graph (``keys_dir`` made by ``reflexarc keys``).
+
+    Only the client side: a subscriber needs no authenticator of its own, and ZeroMQ
+    allows one authenticator per context (the node's runtime may hold it)."""
+
+    def __init__(self, keys_dir: str) -> None:
+        import zmq.auth
+
+        self.enabled = bool(keys_dir)
+        if not self.enabled:
+            return
+        keys = Path(keys_dir)
+        try:
+            self.server_public, _ = zmq.auth.load_certificate(keys / "server.key")
+            self.client_public, self.client_secret = zmq.auth.load_certificate(keys / "client.key_secret")
+        except (OSError, ValueError) as e:
+            raise ConfigError("sources.keys_dir", f"cannot load CURVE keys from {keys}: {e}") from None
+
+    def client(self, sock: Any) -> None:
+        if self.enabled:
+            sock.curve_secretkey = self.client_secret
+            sock.curve_publickey = self.client_public
+            sock.curve_serverkey = self.server_public
+
+
+class StreamState:
+    """One stream's replay ring and the alignment of its frames with its actions."""
+
+    def __init__(self, buffer: ReplayBuffer) -> None:
+        self.buffer = buffer
+        self.last_frame_stamp: int | None = None
+        self.pending_actions: list[tuple[int, np.ndarray]] = []
+        self.transitions = 0
+        self.stream_ns = 0
+
+
+@dataclass
 class LearnerConfig:
     """Arguments of the learner node (graph YAML ``args``)."""
 
@@ -127,6 +192,7 @@ class LearnerConfig:
     episodes: str = ""  # root of episode directories to learn from ("" = none)
     rescan_s: float = bounded(30.0, 0.0, None)  # how often to look for new episodes
     stream: bool = True  # learn from camera/<camera> + ee_action messages too
+    sources: list[StreamSource] = field(default_factory=list)  # other graphs' streams
     camera: str = "front"
     buffer_frames: int = bounded(50000, 16, None)
     min_windows: int = bounded(256, 1, None)  # wait for this much experience
@@ -187,18 +253,32 @@ class LearnerNode(Node):
         self.model = model.train()
         self.trainer = Trainer(self.model, cfg.optim)
         mc = self.model.cfg
-        self.buffer = ReplayBuffer(cfg.buffer_frames, mc.image_size, mc.action_dim)
+        names = [s.name for s in cfg.sources]
+        if len(set(names)) != len(names) or "local" in names:
+            raise ConfigError("sources", f"source names must be unique and not 'local'; got {names}")
+        # the capacity is shared: this graph's ring (and episode files) and one per source
+        cap = max(16, cfg.buffer_frames // (1 + len(cfg.sources)))
+        self.buffer = ReplayBuffer(cap, mc.image_size, mc.action_dim)
+        self.streams = {"local": StreamState(self.buffer)}
+        for src in cfg.sources:
+            self.streams[src.name] = StreamState(ReplayBuffer(cap, mc.image_size, mc.action_dim))
+        self.zctx: Any = None
+        self.source_subs: dict[str, busmod.Subscriber] = {}
+        if cfg.sources:
+            self.zctx = busmod.context()
+            for src in cfg.sources:
+                bcfg = busmod.BusConfig(transport="tcp")
+                self.source_subs[src.name] = busmod.Subscriber(
+                    self.zctx, src.connect, [f"camera/{cfg.camera}", "ee_action"], bcfg,
+                    ClientKeys(src.keys_dir), f"{ctx.name}<-{src.name}")  # type: ignore[arg-type]
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.out_dir = Path(cfg.out_dir)
         self.seen_episodes: set[str] = set()
         self.next_scan_ns: int | None = None
-        self.last_frame_stamp: int | None = None
-        self.pending_actions: list[tuple[int, np.ndarray]] = []
         self.updates = 0
         self.last_loss: Tensor | None = None
         self.published = 0
-        self.transitions = 0  # linked frame pairs ever added (files and stream)
-        self.stream_ns = 0  # time spanned by linked stream frames (experience, graph clock)
+        self.file_transitions = 0  # linked frame pairs added from episode files
         self.train_s = 0.0  # time inside training updates
         self.t0 = time.monotonic()
         self.threaded = cfg.train_in == "thread" or (cfg.train_in == "auto" and ctx.clock != "lockstep")
@@ -228,37 +308,60 @@ class LearnerNode(Node):
             d = load_episode(path, self.buffer.image_size, cfg.camera, self.model.cfg.action_dim)
             with self.lock:
                 self.buffer.add_episode(d["rgb"], d["actions"], d["valid"])
-                self.transitions += int(np.count_nonzero(d["valid"]))
+                self.file_transitions += int(np.count_nonzero(d["valid"]))
             self.seen_episodes.add(path.name)
 
+    @property
+    def transitions(self) -> int:
+        """Linked frame pairs ever added (files and every stream)."""
+        return self.file_transitions + sum(st.transitions for st in self.streams.values())
+
+    @property
+    def stream_ns(self) -> int:
+        """Time spanned by linked stream frames, summed over streams (each on its own clock)."""
+        return sum(st.stream_ns for st in self.streams.values())
+
+    @property
+    def frames_added(self) -> int:
+        return sum(st.buffer.added for st in self.streams.values())
+
     def _ingest_stream(self, inbox: Inbox) -> None:
-        cfg = self.cfg
-        for msg in inbox.new("ee_action"):
-            self.pending_actions.append((msg.stamp_ns, np.asarray(msg.action, np.float32)))
-        frames = sorted(inbox.new(f"camera/{cfg.camera}"), key=lambda m: m.stamp_ns)
-        for img in frames:
+        self._ingest(self.streams["local"], inbox.new(f"camera/{self.cfg.camera}"), inbox.new("ee_action"))
+
+    def _ingest_sources(self) -> None:
+        cam = f"camera/{self.cfg.camera}"
+        for name, sub in self.source_subs.items():
+            got = sub.drain()
+            self._ingest(self.streams[name], [m for t, m, _ in got if t == cam],
+                         [m for t, m, _ in got if t == "ee_action"])
+
+    def _ingest(self, st: StreamState, frames: list[Any], actions: list[Any]) -> None:
+        """Frames and actions of one stream into its ring, linked by their stamps."""
+        for msg in actions:
+            st.pending_actions.append((msg.stamp_ns, np.asarray(msg.action, np.float32)))
+        for img in sorted(frames, key=lambda m: m.stamp_ns):
             rgb = np.asarray(img.rgb)
-            if rgb.shape[:2] != (self.buffer.image_size, self.buffer.image_size):
+            buf = st.buffer
+            if rgb.shape[:2] != (buf.image_size, buf.image_size):
                 import cv2
 
-                s = self.buffer.image_size
-                rgb = cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA)
+                rgb = cv2.resize(rgb, (buf.image_size, buf.image_size), interpolation=cv2.INTER_AREA)
             before = None
-            if self.last_frame_stamp is not None:
-                lo, hi = self.last_frame_stamp, img.stamp_ns
-                acts = [a for s, a in self.pending_actions if lo <= s < hi]
+            if st.last_frame_stamp is not None:
+                lo, hi = st.last_frame_stamp, img.stamp_ns
+                acts = [a for s, a in st.pending_actions if lo <= s < hi]
                 if acts:
                     before = np.array(acts[-1], np.float32)
                     before[:3] = np.sum([a[:3] for a in acts], axis=0)
             with self.lock:
-                if self.last_frame_stamp is None:
-                    self.buffer.break_link()
-                self.buffer.add_frame(rgb, before)
-                if before is not None and self.last_frame_stamp is not None:
-                    self.transitions += 1
-                    self.stream_ns += img.stamp_ns - self.last_frame_stamp
-            self.last_frame_stamp = img.stamp_ns
-            self.pending_actions = [(s, a) for s, a in self.pending_actions if s >= img.stamp_ns]
+                if st.last_frame_stamp is None:
+                    buf.break_link()
+                buf.add_frame(rgb, before)
+                if before is not None and st.last_frame_stamp is not None:
+                    st.transitions += 1
+                    st.stream_ns += img.stamp_ns - st.last_frame_stamp
+            st.last_frame_stamp = img.stamp_ns
+            st.pending_actions = [(s, a) for s, a in st.pending_actions if s >= img.stamp_ns]
 
     # ---- training ------------------------------------------------------------------------
 
@@ -267,20 +370,37 @@ class LearnerNode(Node):
         h = self.cfg.optim.horizon
         pick = torch.randint(len(starts), (self.cfg.optim.batch_size,), generator=self.gen)
         with self.lock:
-            images, actions = self.buffer.windows(starts[pick], h, self.device)
+            images, actions = self._windows(starts[pick], h)
         t = time.perf_counter()
         self.last_loss = self.trainer.step(images, actions)[0]
         self.train_s += time.perf_counter() - t
         self.updates += 1
 
     def _starts(self) -> Tensor:
+        """(M,) window starts over every ring: ring k's slot i is k * capacity + i."""
         with self.lock:
-            return self.buffer.window_starts(self.cfg.optim.horizon)
+            h = self.cfg.optim.horizon
+            if len(self.streams) == 1:
+                return self.buffer.window_starts(h)
+            return torch.cat([k * st.buffer.capacity + st.buffer.window_starts(h)
+                              for k, st in enumerate(self.streams.values())])
+
+    def _windows(self, starts: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
+        """images (B, H+1, 3, S, S), actions (B, H, A) at global ``starts`` (see _starts)."""
+        if len(self.streams) == 1:
+            return self.buffer.windows(starts, horizon, self.device)
+        cap = self.buffer.capacity
+        ring = starts // cap
+        parts = [(ring == k).nonzero().flatten() for k in range(len(self.streams))]
+        got = [st.buffer.windows(starts[i] % cap, horizon, self.device)
+               for st, i in zip(self.streams.values(), parts, strict=True)]
+        order = torch.cat(parts).argsort()  # back to the sampled order
+        return torch.cat([g[0] for g in got])[order], torch.cat([g[1] for g in got])[order]
 
     def _capped(self) -> bool:
         """Whether the replay ratio cap (``max_updates_per_frame``) stops updates for now."""
         cap = self.cfg.max_updates_per_frame
-        return bool(cap) and self.updates >= cap * self.buffer.added
+        return bool(cap) and self.updates >= cap * self.frames_added
 
     def _train_loop(self) -> None:
         """The background trainer (``train_in=thread``): update, publish, until stopped."""
@@ -313,6 +433,7 @@ class LearnerNode(Node):
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         if self.cfg.stream:
             self._ingest_stream(inbox)
+        self._ingest_sources()
         if self.threaded:
             return self._step_threaded()
         self._scan(now_ns)
@@ -349,13 +470,14 @@ class LearnerNode(Node):
         self.version += 1
         config = {k: v for k, v in self.train_config.items() if k not in ("model", "learner")}
         with self.lock:
-            frames, transitions, stream_ns = self.buffer.added, self.transitions, self.stream_ns
+            frames, transitions, stream_ns = self.frames_added, self.transitions, self.stream_ns
         config["learner"] = {
             "updates": self.updates, "frames_seen": frames, "transitions": transitions,
             "experience_s": stream_ns / 1e9, "wall_s": time.monotonic() - self.t0,
             "train_s": self.train_s, "init_version": self.init_version,
             "loss": float("nan") if self.last_loss is None else float(self.last_loss),
             "episodes": sorted(self.seen_episodes),
+            "streams": {n: st.buffer.added for n, st in self.streams.items()},
         }
         vdir = self.out_dir / f"v{self.version:06d}"
         info = save_checkpoint(vdir, self.model, self.version, config)
@@ -378,7 +500,8 @@ class LearnerNode(Node):
         # first, so no version is published after the figures are taken
         self._stop_trainer()
         return {"updates": self.updates, "version": self.version, "published": self.published,
-                "frames": self.buffer.added, "transitions": self.transitions,
+                "frames": self.frames_added, "transitions": self.transitions,
+                "stream_frames": {n: st.buffer.added for n, st in self.streams.items()},
                 "experience_s": round(self.stream_ns / 1e9, 2),
                 "episodes": len(self.seen_episodes), "train_s": round(self.train_s, 2),
                 "train_in": "thread" if self.threaded else "step", "nice": self.niceness,
@@ -387,6 +510,12 @@ class LearnerNode(Node):
 
     def close(self) -> None:
         self._stop_trainer()
+        for sub in self.source_subs.values():
+            sub.close()
+        self.source_subs.clear()
+        if self.zctx is not None:
+            self.zctx.term()
+            self.zctx = None
 
     def _stop_trainer(self) -> None:
         self.stop.set()
