@@ -17,7 +17,7 @@ from reflexarc.runtime.errors import ConfigError
 
 @dataclass
 class BenchConfig:
-    what: str = choice("bus", "bus", "sim", "control", "plan", "instruct")
+    what: str = choice("bus", "bus", "sim", "control", "plan", "instruct", "faults")
     out: str = ""  # JSON rows; PNG plots are written beside it
     quick: bool = False  # a small, fast run (used by the tests)
     messages: int = bounded(3000, 10, 1_000_000)  # bus: messages per row
@@ -39,6 +39,8 @@ class BenchConfig:
     threads: int = bounded(1, 1, 256)  # plan: torch intra-op threads (1 is fastest for small batches)
     model: str = ""  # plan: a world-model checkpoint: also success vs budget from pixels
     episodes: int = bounded(10, 1, 100_000)  # plan with model: episodes per setting and task
+    graphs: list[str] = field(default_factory=list)  # faults: control, pixels, bridge; empty: all
+    cases: list[str] = field(default_factory=list)  # faults: only these (kill:controller...)
 
     def validate(self) -> None:
         defaults = BenchConfig()
@@ -55,6 +57,9 @@ class BenchConfig:
                               "would starve the sender on its one core; allowed: 'block', or "
                               "'spin' with two cores or more")
         check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
+        for g in self.graphs:
+            if g not in ("control", "pixels", "bridge"):
+                raise ConfigError("graphs", f"got {g!r}; allowed: control, pixels, bridge")
 
 
 _USED_BY = {  # keys only some benches read: set for another, they would do nothing
@@ -64,7 +69,9 @@ _USED_BY = {  # keys only some benches read: set for another, they would do noth
     "wait": ("bus",),
     "cpu_latency_us": ("bus",),
     "seconds": ("control", "instruct"),
-    "backend": ("control", "instruct", "plan"),
+    "backend": ("control", "instruct", "plan", "faults"),
+    "graphs": ("faults",),
+    "cases": ("faults",),
     "device": ("plan",),
     "threads": ("plan",),
     "model": ("plan",),
@@ -79,6 +86,7 @@ _BENCHES = {
     "control": "reflexarc.tools.bench.control:bench_control",
     "plan": "reflexarc.tools.bench.plan:bench_plan",
     "instruct": "reflexarc.tools.bench.instruct:bench_instruct",
+    "faults": "reflexarc.tools.bench.faults:bench_faults",
 }
 
 
