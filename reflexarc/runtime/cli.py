@@ -50,20 +50,59 @@ def _function(verb: Verb) -> Any:
     return getattr(importlib.import_module(module), fn)
 
 
-def _config_help(name: str) -> str:
+def _config_help(name: str, overrides: list[str]) -> str:
+    """A verb's keys, one line each: value, what it is, what is allowed; for a verb that
+    runs a graph, the shipped graphs and the arguments of the chosen graph's nodes."""
+    from reflexarc.runtime.config import describe, graph_names, load
+
+    verb = VERBS[name]
+    _function(verb)
+    cfg = load(name, overrides, check=False)
+    positional = f"[{verb.positional}] " if verb.positional else ""
+    lines = [f"reflexarc {name}: {verb.help}", f"usage: reflexarc {name} {positional}[key=value ...]",
+             "", "keys (key=value):"]
+    lines += _columns(describe(cfg, skip=("graph",)))
+    graph = getattr(cfg, "graph", None)
+    if graph is not None and hasattr(graph, "nodes"):
+        lines += ["", "graphs (graph=NAME, or graph=path/to/graph.yaml: docs/python-api.md):"]
+        names = graph_names()
+        width = max(map(len, names))
+        lines += [f"  {n:<{width}}  {what}" for n, what in names.items()]
+        lines += ["", "nodes of this graph (graph.nodes.NAME.rate_hz=..., "
+                  "graph.nodes.NAME.args.KEY=...):"]
+        for node, entry in graph.nodes.items():
+            state = "" if entry.enabled else " (disabled)"
+            lines.append(f"  {node}: {entry.target} at {entry.rate_hz:g} Hz{state}")
+            lines += _columns(_node_args(node, entry), indent=4)
+        from reflexarc.runtime.launcher import NodeEntry
+
+        lines += ["", "every node also takes (graph.nodes.NAME.KEY=...):"]
+        lines += _columns(describe(NodeEntry(target=""), skip=("target", "args")))
+    return "\n".join(lines)
+
+
+def _node_args(node: str, entry: Any) -> list[tuple[str, str, str]]:
+    """(key, value, what) of a node's arguments, from its class's Config."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    from reflexarc.runtime.config import allowed_values, load
+    from reflexarc.runtime.config import describe
+    from reflexarc.runtime.node import node_class
 
-    _function(VERBS[name])
-    cfg = load(name, check=False)
-    text = f"config of 'reflexarc {name}' (override with key=value):\n\n"
-    text += OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    rules = allowed_values(cfg)
-    if rules:
-        width = max(len(k) for k, _ in rules)
-        text += "\nallowed values:\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rules)
-    return text
+    try:
+        cls = node_class(entry.target, entry.args)
+        args = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), entry.args))
+    except (ReflexarcError, OmegaConfBaseException) as e:
+        return [(f"graph.nodes.{node}.args", "?", f"cannot show: {e}")]
+    return describe(args, prefix=f"graph.nodes.{node}.args.")
+
+
+def _columns(rows: list[tuple[str, str, str]], indent: int = 2) -> list[str]:
+    if not rows:
+        return []
+    kw = max(len(k) for k, _, _ in rows)
+    vw = max(len(v) for _, v, _ in rows)
+    return [f"{' ' * indent}{k:<{kw}}  {v:<{vw}}  {w}".rstrip() for k, v, w in rows]
 
 
 def print_summary(summary: Any, title: str) -> None:
@@ -146,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reflexarc: unknown verb {name!r}; verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
     try:
-        if "-h" in rest or "--help" in rest:
-            print(_config_help(name))
-            return 0
+        helping = "-h" in rest or "--help" in rest
+        rest = [a for a in rest if a not in ("-h", "--help")]
         overrides = []
         for arg in rest:
             if arg.startswith(("+", "~")):
@@ -162,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append(f"{verb.positional}='{value}'")
             else:
                 raise ConfigError(arg, f"'reflexarc {name}' takes only key=value overrides")
+        if helping:
+            print(_config_help(name, overrides))
+            return 0
         from reflexarc.runtime.config import load
 
         fn = _function(verb)

@@ -12,7 +12,9 @@ full key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import re
 import tempfile
 from dataclasses import field
 from pathlib import Path
@@ -100,6 +102,92 @@ def validate(obj: Any, prefix: str = "") -> None:
             hook()
         except ConfigError as e:
             raise ConfigError(f"{prefix}{e.key}", e.problem) from None
+
+
+def field_docs(schema: type) -> dict[str, str]:
+    """Field name -> what it is, from the dataclass's source: the comment at the end of the
+    field's line, else the comment lines right above it (first sentence). For ``--help``."""
+    out: dict[str, str] = {}
+    for cls in reversed(schema.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            lines = inspect.getsource(cls).splitlines()
+        except (OSError, TypeError):
+            continue
+        start = next((i + 1 for i, ln in enumerate(lines) if ln.lstrip().startswith("class ")), 1)
+        body = [ln for ln in lines[start:] if ln.strip()]
+        indent = len(body[0]) - len(body[0].lstrip()) if body else 4
+        above: list[str] = []
+        for line in lines[start:]:
+            stripped = line.strip()
+            if stripped.startswith("#") and len(line) - len(line.lstrip()) == indent:
+                above.append(stripped.lstrip("#").strip())
+                continue
+            m = _FIELD_LINE.match(line)
+            if m is None or len(m.group(1)) != indent:
+                above = [] if not stripped or len(line) - len(line.lstrip()) <= indent else above
+                continue
+            trailing = _trailing_comment(line)
+            text = trailing or " ".join(above)
+            above = []
+            if text:
+                out[m.group(2)] = _first_sentence(text)
+    return out
+
+
+_SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z(])")
+_FIELD_LINE = re.compile(r"^(\s*)([A-Za-z_]\w*)\s*:\s*[^=]")
+
+
+def _trailing_comment(line: str) -> str:
+    """The ``# comment`` ending a line of code (a '#' inside a string does not count)."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return line[i + 1:].strip()
+    return ""
+
+
+def _first_sentence(text: str, limit: int = 110) -> str:
+    end = _SENTENCE_END.search(text)
+    text = text if end is None else text[: end.start() + 1]
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def describe(obj: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
+    """(key, value, "what it is; what is allowed") for every field of a config object,
+    nested dataclasses flattened (``bus.transport``); keys in ``skip`` are left out."""
+    out: list[tuple[str, str, str]] = []
+    if not dataclasses.is_dataclass(obj):
+        return out
+    docs = field_docs(type(obj))
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}{f.name}"
+        if key in skip:
+            continue
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out += describe(value, key + ".", skip)
+            continue
+        what = docs.get(f.name, "")
+        if "choices" in f.metadata:
+            what += f" [{', '.join(map(str, f.metadata['choices']))}]"
+        if "range" in f.metadata:
+            lo, hi = f.metadata["range"]
+            what += f" [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        out.append((key, _short(value), what.strip()))
+    return out
+
+
+def _short(value: Any, limit: int = 28) -> str:
+    text = repr(value) if isinstance(value, str) and not value else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _key_of(e: OmegaConfBaseException) -> str:

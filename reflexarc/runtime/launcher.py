@@ -48,11 +48,11 @@ class NodeEntry:
     """One node of the graph."""
 
     target: str = MISSING  # "package.module:Class"
-    rate_hz: float = bounded(10.0, 0.01, 20_000.0)
+    rate_hz: float = bounded(10.0, 0.01, 20_000.0)  # ticks per second (the sim's: its physics rate)
     args: dict[str, Any] = field(default_factory=dict)
-    on_death: str = choice("stop", "stop", "restart")
-    max_restarts: int = bounded(3, 0, 1000)
-    enabled: bool = True
+    on_death: str = choice("stop", "stop", "restart")  # when its process dies: stop the graph, or restart it
+    max_restarts: int = bounded(3, 0, 1000)  # restart: at most this many times
+    enabled: bool = True  # false: leave the node out of the run
     # CPU cores the node's process may run on (Linux sched_setaffinity); empty: any. On a
     # small machine, keeping the 1 kHz loops off the cores of the perception -> planner
     # chain stops them from delaying each other's wake-ups
@@ -84,32 +84,32 @@ class GraphConfig:
 class RunConfig:
     """``reflexarc run``: which graph, which clock, for how long."""
 
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    clock: str = choice("realtime", "realtime", "lockstep")
+    graph: GraphConfig = field(default_factory=GraphConfig)  # graph=NAME (configs/graph/) or graph=FILE.yaml
+    clock: str = choice("realtime", "realtime", "lockstep")  # lockstep: deterministic, as fast as it goes
     duration_s: float = bounded(0.0, 0.0, None)  # 0: until a node finishes, or Ctrl-C
     base_hz: float = bounded(1000.0, 1.0, 100_000.0)  # lockstep tick rate
-    seed: int = 0
-    heartbeat_hz: float = bounded(10.0, 0.5, 200.0)
-    startup_timeout_s: float = bounded(60.0, 1.0, None)
+    seed: int = 0  # episode k of the sim is reset with seed + k
+    heartbeat_hz: float = bounded(10.0, 0.5, 200.0)  # how often each node says it is alive
+    startup_timeout_s: float = bounded(60.0, 1.0, None)  # a node silent this long after start is hung
     # a live process silent this long (and at least 3 heartbeat periods) is hung: killed and
     # its death policy applied. An exited process is noticed at once, whatever this is.
     silent_timeout_s: float = bounded(1.0, 0.01, None)
-    stop_timeout_s: float = bounded(5.0, 0.1, 60.0)
-    bus: busmod.BusConfig = field(default_factory=busmod.BusConfig)
+    stop_timeout_s: float = bounded(5.0, 0.1, 60.0)  # a stopping node is killed after this
+    bus: busmod.BusConfig = field(default_factory=busmod.BusConfig)  # sockets: ipc or tcp, CURVE
     # the kernel's CPU latency limit held while the graph runs (Linux PM QoS, needs
     # root), in microseconds: idle cores then wake within it (0: they poll instead of
     # halting, so a message wakes its node sooner, dearly so in a VM). -1: leave it alone
     cpu_latency_us: int = bounded(-1, -1, 2_000_000_000)
     run_dir: str = ""  # default: runs/<time>-<id>
-    out: str = ""
+    out: str = ""  # also write the summary to this JSON file
     # scene-level choices that graph configs reference by interpolation (${task}...)
-    task: str = choice("push", "reach", "push", "pick_place", "instruction")
-    backend: str = choice("mujoco", "mujoco", "pybullet")
-    episodes: int = bounded(1, 1, 100_000)
-    policy: str = "expert"
-    instruction: str = ""
-    viewer: bool = False
-    image_size: int = bounded(64, 16, 512)
+    task: str = choice("push", "reach", "push", "pick_place", "instruction")  # the scene's task
+    backend: str = choice("mujoco", "mujoco", "pybullet")  # the simulator
+    episodes: int = bounded(1, 1, 100_000)  # episodes the sim runs before the run ends
+    policy: str = "expert"  # graph=expert: expert or random actions
+    instruction: str = ""  # graph=instruction: the instruction in plain language
+    viewer: bool = False  # open the simulator's window (needs a display)
+    image_size: int = bounded(64, 16, 512)  # camera frames, pixels a side
 
     def validate(self) -> None:
         check_cpu_latency("cpu_latency_us", self.cpu_latency_us)

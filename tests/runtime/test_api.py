@@ -156,3 +156,17 @@ def test_a_script_publishes_into_a_running_graph_and_subscribes_to_it(tmp_path: 
     result = running.result
     assert result is not None and result.ok and result.ended_by == "stopped by the script"
     assert result.nodes["echo"].exit_code == 0
+
+
+def test_run_help_describes_every_key_and_lists_the_graphs() -> None:
+    res = reflexarc_cli("run", "graph=counter", "--help")
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    keys = text.split("keys (key=value):\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    for line in keys:  # key, value, then what it is (or what is allowed)
+        if not line.split()[0].startswith("bus."):
+            assert len(line.split(None, 2)) == 3, line
+    graphs = text.split("graphs (", 1)[1].split("\n\n", 1)[0]
+    for name in ("pixels", "expert", "gym", "counter", "empty"):
+        assert f"\n  {name} " in graphs
+    assert "graph.nodes.echo.args.gain" in text and "source: reflexarc.runtime.testnodes:Source" in text
