@@ -19,6 +19,7 @@ does the blocking third; :meth:`Instructor.understand` does all three.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,8 +36,10 @@ from reflexarc.runtime.msgs import TaskSpec
 MAX_CHARS = 500
 """Longer instructions are refused (they come from outside: the bus, a socket)."""
 
-DEFAULT_ADDRESS = "tcp://127.0.0.1:47090"
-"""Where the instruct node takes instructions from ``reflexarc say`` (REQ/REP, local only)."""
+DEFAULT_ADDRESS = f"ipc://{tempfile.gettempdir()}/reflexarc-{os.getuid()}/instruct.sock"
+"""Where the instruct node takes instructions from ``reflexarc say`` (REQ/REP): an ipc
+socket in a directory only this user may enter (made 0700 by the node), the socket file
+itself 0600. Over tcp the socket must be CURVE-authenticated (docs/safety.md)."""
 
 
 @dataclass

@@ -25,12 +25,14 @@ and memory are).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -48,6 +50,20 @@ from reflexarc.runtime.wire import decode, encode
 log = logging.getLogger(__name__)
 
 _LOCAL = ("ipc://", "inproc://", "tcp://127.0.0.1:", "tcp://localhost:")
+
+
+def _private_ipc(address: str) -> None:
+    """Make the directory of an ipc socket path private to this user (0700), refusing
+    one that other users can enter or that another user owns."""
+    if not address.startswith("ipc://"):
+        return
+    d = Path(address[len("ipc://"):]).parent
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid != os.getuid():
+        raise ConfigError("listen", f"the socket's directory {d} belongs to another user")
+    if st.st_mode & 0o077 and d == Path(DEFAULT_ADDRESS[len("ipc://"):]).parent:
+        d.chmod(0o700)  # ours, made with a loose umask
 
 
 class _Reply:
@@ -79,7 +95,10 @@ class InstructNode(Node):
     @dataclass
     class Config(InstructConfig):
         instruction: str = ""  # understood once at start
-        listen: str = DEFAULT_ADDRESS  # REP socket for `reflexarc say` ("" = none); local only
+        # REP socket for `reflexarc say` ("" = none): ipc (a private directory, the socket
+        # 0600), or tcp on this host with CURVE (curve_keys_dir, keys from `reflexarc keys`)
+        listen: str = DEFAULT_ADDRESS
+        curve_keys_dir: str = ""
         scene_timeout_s: float = bounded(5.0, 0.0, 600.0)
         use_default_scene: bool = False  # without scene_state: the default SceneInfo
         every_episode: bool = True  # `instruction` again at each new scene_state episode
@@ -90,6 +109,12 @@ class InstructNode(Node):
                     "listen",
                     f"got {self.listen!r}; instructions are taken on local addresses only "
                     "(ipc://..., tcp://127.0.0.1:PORT): an unauthenticated peer must not command the robot",
+                )
+            if self.listen.startswith("tcp://") and not self.curve_keys_dir:
+                raise ConfigError(
+                    "curve_keys_dir",
+                    f"listen={self.listen!r} takes tasks from any local user without it; give "
+                    "CURVE keys (`reflexarc keys DIR`) or listen on ipc:// (the default)",
                 )
 
     subscribes = {"instruction": "all", "scene_state": "latest"}
@@ -218,12 +243,18 @@ class InstructNode(Node):
         zctx = zmq.Context()
         sock = zctx.socket(zmq.REP)
         sock.linger = 0
+        security = _security(zctx, self.cfg.curve_keys_dir)
+        security.server(sock)
         try:
+            _private_ipc(address)
             sock.bind(address)
-        except zmq.ZMQError as e:
+            if address.startswith("ipc://"):
+                os.chmod(address[len("ipc://"):], 0o600)  # this user only may connect
+        except (zmq.ZMQError, ConfigError, OSError) as e:
             self._bind_error = str(e)
             self._bound.set()
             sock.close()
+            security.close()
             zctx.term()
             return
         self._bound.set()
@@ -248,6 +279,7 @@ class InstructNode(Node):
                 sock.send_multipart(encode("task_spec", spec))
         finally:
             sock.close()
+            security.close()
             zctx.term()
 
     # ------------------------------------------------------------------ shutdown
@@ -277,12 +309,23 @@ class InstructGoalNode(InstructNode):
     publishes = ("task_spec", "goal")
 
 
-def ask(address: str, text: str, timeout_s: float = 10.0) -> TaskSpec | None:
-    """Send ``text`` to the instruct node listening at ``address``; its TaskSpec, or None
-    if no node answered within ``timeout_s``."""
+def _security(zctx: zmq.Context, keys_dir: str) -> Any:
+    from reflexarc.runtime.bus import BusConfig, Security
+
+    if not keys_dir:
+        return Security(zctx, BusConfig())
+    return Security(zctx, BusConfig(transport="tcp", curve=True, keys_dir=keys_dir))
+
+
+def ask(address: str, text: str, timeout_s: float = 10.0, curve_keys_dir: str = "") -> TaskSpec | None:
+    """Send ``text`` to the instruct node listening at ``address`` (over tcp with the
+    CURVE keys in ``curve_keys_dir``); its TaskSpec, or None if no node answered within
+    ``timeout_s``."""
     zctx = zmq.Context()
     sock = zctx.socket(zmq.REQ)
     sock.linger = 0
+    security = _security(zctx, curve_keys_dir)
+    security.client(sock)
     try:
         sock.connect(address)
         sock.send_multipart(encode("instruction", Instruction(stamp_ns=time.monotonic_ns(), text=text)))
@@ -294,4 +337,5 @@ def ask(address: str, text: str, timeout_s: float = 10.0) -> TaskSpec | None:
         return msg
     finally:
         sock.close()
+        security.close()
         zctx.term()

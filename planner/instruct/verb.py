@@ -29,6 +29,7 @@ class SayConfig(InstructConfig):
     dry_run: bool = False  # understand it here and print the spec; send nothing
     objects: list[str] = field(default_factory=lambda: ["red", "green", "blue"])  # dry-run scene
     address: str = DEFAULT_ADDRESS  # the running graph's instruct node
+    curve_keys_dir: str = ""  # tcp: the CURVE keys the node was given (docs/safety.md)
     timeout_s: float = bounded(10.0, 0.1, 600.0)  # wait for the node's answer
     out: str = ""  # also write the spec as JSON to this file
 
@@ -61,7 +62,7 @@ def say_verb(cfg: SayConfig) -> None:
     else:
         from reflexarc.planner.instruct.node import ask  # needs zmq and the node runtime
 
-        spec = ask(cfg.address, cfg.text, cfg.timeout_s)
+        spec = ask(cfg.address, cfg.text, cfg.timeout_s, cfg.curve_keys_dir)
         if spec is None:
             raise ReflexarcError(
                 f"no instruct node answered at {cfg.address} within {cfg.timeout_s:g} s: is a graph "

@@ -117,9 +117,44 @@ def test_the_llm_runs_in_a_worker_and_never_blocks_step(tmp_path: Path) -> None:
         node.close()
 
 
-def test_listen_must_be_local() -> None:
+def test_listen_must_be_local_and_tcp_authenticated() -> None:
     with pytest.raises(ConfigError, match="listen.*local addresses only"):
         from_mapping(InstructNode.Config, {"listen": "tcp://0.0.0.0:47090"})
+    with pytest.raises(ConfigError, match="curve_keys_dir"):
+        from_mapping(InstructNode.Config, {"listen": "tcp://127.0.0.1:47090"})
+    assert InstructNode.Config().listen.startswith("ipc://")  # the default
+
+
+def test_requests_come_only_from_this_user_or_a_curve_key_holder(tmp_path: Path) -> None:
+    from reflexarc.runtime.bus import make_keys
+
+    listen = f"ipc://{tmp_path}/priv/say.sock"
+    node = make(listen=listen, use_default_scene=True)
+    try:
+        assert os.stat(f"{tmp_path}/priv/say.sock").st_mode & 0o777 == 0o600
+    finally:
+        node.close()
+    keys = make_keys(tmp_path / "keys")
+    port = 47000 + os.getpid() % 900
+    node = make(listen=f"tcp://127.0.0.1:{port}", curve_keys_dir=str(keys), use_default_scene=True)
+    try:
+        assert ask(f"tcp://127.0.0.1:{port}", "push the red block to the left", timeout_s=1.0) is None
+        worker = threading.Thread(target=_steps, args=(node, 3.0), daemon=True)
+        worker.start()
+        spec = ask(f"tcp://127.0.0.1:{port}", "push the red block to the left", timeout_s=10.0,
+                   curve_keys_dir=str(keys))
+        worker.join()
+        assert spec is not None and spec.task == "push" and not spec.refusal
+    finally:
+        node.close()
+
+
+def _steps(node: InstructNode, seconds: float) -> None:
+    inbox = Inbox()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        node.step(time.monotonic_ns(), inbox)
+        time.sleep(0.01)
 
 
 def test_the_node_in_its_process_answers_say_and_publishes(tmp_path: Path) -> None:
