@@ -20,8 +20,10 @@ docs/safety.md. Make a key pair with ``reflexarc operator-key dir=DIR`` and rele
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -148,3 +150,43 @@ class ReleaseCheck:
 
 def _is_hex_key(s: str) -> bool:
     return len(s) == 64 and all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+# --------------------------------------------------------------------------------------
+# Request sockets that only the operator reaches
+# --------------------------------------------------------------------------------------
+
+
+def private_dir() -> Path:
+    """``$TMPDIR/reflexarc-<uid>``: where this user's request sockets live (made 0700)."""
+    return Path(tempfile.gettempdir()) / f"reflexarc-{os.getuid()}"
+
+
+def private_ipc(address: str) -> None:
+    """Before binding ``address``: an ipc socket's directory is made (0700) and must
+    belong to this user; the default directory is tightened to 0700 if it is loose.
+    Bind, then :func:`seal_ipc` the socket file."""
+    if not address.startswith("ipc://"):
+        return
+    d = Path(address[len("ipc://"):]).parent
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid != os.getuid():
+        raise AuthorityError(f"the socket's directory {d} belongs to another user")
+    if st.st_mode & 0o077 and d == private_dir():
+        d.chmod(0o700)
+
+
+def seal_ipc(address: str) -> None:
+    """After binding: only this user may connect to an ipc socket (file mode 0600)."""
+    if address.startswith("ipc://"):
+        os.chmod(address[len("ipc://"):], 0o600)
+
+
+def request_security(zctx: Any, keys_dir: str) -> Any:
+    """CURVE set-up for a request socket (keys from ``reflexarc keys``); none without keys."""
+    from reflexarc.runtime.bus import BusConfig, Security
+
+    if not keys_dir:
+        return Security(zctx, BusConfig())
+    return Security(zctx, BusConfig(transport="tcp", curve=True, keys_dir=keys_dir))

@@ -19,7 +19,6 @@ does the blocking third; :meth:`Instructor.understand` does all three.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,13 +29,14 @@ from reflexarc.planner.instruct.memory import DEFAULT_DIR, InstructionMemory
 from reflexarc.planner.instruct.prompt import clean, interpret_reply, messages, reply_schema
 from reflexarc.planner.instruct.scene import SceneInfo
 from reflexarc.planner.instruct.spec import Intent, refusal, resolve, task_spec
+from reflexarc.robot.authority import private_dir
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.msgs import TaskSpec
 
 MAX_CHARS = 500
 """Longer instructions are refused (they come from outside: the bus, a socket)."""
 
-DEFAULT_ADDRESS = f"ipc://{tempfile.gettempdir()}/reflexarc-{os.getuid()}/instruct.sock"
+DEFAULT_ADDRESS = f"ipc://{private_dir()}/instruct.sock"
 """Where the instruct node takes instructions from ``reflexarc say`` (REQ/REP): an ipc
 socket in a directory only this user may enter (made 0700 by the node), the socket file
 itself 0600. Over tcp the socket must be CURVE-authenticated (docs/safety.md)."""

@@ -25,14 +25,12 @@ and memory are).
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -41,6 +39,7 @@ from reflexarc.planner.instruct.errors import InvalidInstruction
 from reflexarc.planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfig, Instructor
 from reflexarc.planner.instruct.scene import SceneInfo
 from reflexarc.planner.instruct.spec import goal_from_spec, refusal, spec_dict
+from reflexarc.robot.authority import AuthorityError, private_ipc, request_security, seal_ipc
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError, MalformedMessage
 from reflexarc.runtime.msgs import Instruction, SceneState, TaskSpec
@@ -51,19 +50,6 @@ log = logging.getLogger(__name__)
 
 _LOCAL = ("ipc://", "inproc://", "tcp://127.0.0.1:", "tcp://localhost:")
 
-
-def _private_ipc(address: str) -> None:
-    """Make the directory of an ipc socket path private to this user (0700), refusing
-    one that other users can enter or that another user owns."""
-    if not address.startswith("ipc://"):
-        return
-    d = Path(address[len("ipc://"):]).parent
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = d.stat()
-    if st.st_uid != os.getuid():
-        raise ConfigError("listen", f"the socket's directory {d} belongs to another user")
-    if st.st_mode & 0o077 and d == Path(DEFAULT_ADDRESS[len("ipc://"):]).parent:
-        d.chmod(0o700)  # ours, made with a loose umask
 
 
 class _Reply:
@@ -243,14 +229,13 @@ class InstructNode(Node):
         zctx = zmq.Context()
         sock = zctx.socket(zmq.REP)
         sock.linger = 0
-        security = _security(zctx, self.cfg.curve_keys_dir)
+        security = request_security(zctx, self.cfg.curve_keys_dir)
         security.server(sock)
         try:
-            _private_ipc(address)
+            private_ipc(address)
             sock.bind(address)
-            if address.startswith("ipc://"):
-                os.chmod(address[len("ipc://"):], 0o600)  # this user only may connect
-        except (zmq.ZMQError, ConfigError, OSError) as e:
+            seal_ipc(address)  # this user only may connect
+        except (zmq.ZMQError, AuthorityError, OSError) as e:
             self._bind_error = str(e)
             self._bound.set()
             sock.close()
@@ -309,14 +294,6 @@ class InstructGoalNode(InstructNode):
     publishes = ("task_spec", "goal")
 
 
-def _security(zctx: zmq.Context, keys_dir: str) -> Any:
-    from reflexarc.runtime.bus import BusConfig, Security
-
-    if not keys_dir:
-        return Security(zctx, BusConfig())
-    return Security(zctx, BusConfig(transport="tcp", curve=True, keys_dir=keys_dir))
-
-
 def ask(address: str, text: str, timeout_s: float = 10.0, curve_keys_dir: str = "") -> TaskSpec | None:
     """Send ``text`` to the instruct node listening at ``address`` (over tcp with the
     CURVE keys in ``curve_keys_dir``); its TaskSpec, or None if no node answered within
@@ -324,7 +301,7 @@ def ask(address: str, text: str, timeout_s: float = 10.0, curve_keys_dir: str = 
     zctx = zmq.Context()
     sock = zctx.socket(zmq.REQ)
     sock.linger = 0
-    security = _security(zctx, curve_keys_dir)
+    security = request_security(zctx, curve_keys_dir)
     security.client(sock)
     try:
         sock.connect(address)

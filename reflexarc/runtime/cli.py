@@ -30,6 +30,7 @@ VERBS: dict[str, Verb] = {
     "replay": Verb("reflexarc.runtime.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
     "bench": Verb("reflexarc.tools.bench:bench_verb", "measure: bus | sim | control | plan | instruct", "what"),
     "keys": Verb("reflexarc.runtime.bus:keys_verb", "make CURVE keys for a graph across hosts", "dir"),
+    "estop": Verb("reflexarc.robot.operator:estop_verb", "e-stop: engage | release (signed) | keygen", "action"),
     "collect": Verb("reflexarc.policies.collect:collect_verb", "collect exploration episodes for world-model training"),
     "train": Verb("reflexarc.policies.train:train_verb", "train the latent world model from episode files"),
     "eval": Verb("reflexarc.tools.evaluate:eval_verb", "evaluate a policy on a task, or a world model on episodes"),
