@@ -6,7 +6,7 @@ writes into the run directory
 
 - ``episode-<k>.mp4``: the camera frames of one episode (the first, unless asked
   otherwise) beside the goal image, with the time and the task distance written on
-  each frame (OpenCV ``VideoWriter``, mp4v);
+  each frame (H.264, which browsers play: runtime/video.py);
 - ``pixels.png``: task distance over time for every episode, time to success per
   episode, planner solve time and frame-to-plan latency, and every node's achieved rate
   against its target with its missed deadlines.
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from reflexarc.runtime.episode import Episode
+from reflexarc.runtime.video import H264Writer
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +72,15 @@ def write_video(path: Path, frames: list[np.ndarray], goal: np.ndarray | None,
     g = big(goal) if goal is not None and goal.size else np.zeros_like(first)
     if g.shape != first.shape:
         g = cv2.resize(g, (w, h), interpolation=cv2.INTER_NEAREST)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (2 * w, h + 24))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {path}")
-    try:
+    with H264Writer(path, fps) as writer:
         for rgb, text in zip(frames, captions, strict=True):
             canvas = np.zeros((h + 24, 2 * w, 3), np.uint8)
             canvas[24:, :w] = big(rgb)
             canvas[24:, w:] = g
-            bgr = np.ascontiguousarray(canvas[:, :, ::-1])
-            cv2.putText(bgr, text, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
-            cv2.putText(bgr, "goal", (w + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+            cv2.putText(canvas, text, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+            cv2.putText(canvas, "goal", (w + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (255, 255, 255), 1)
-            writer.write(bgr)
-    finally:
-        writer.release()
+            writer.write(canvas)
     return path
 
 

@@ -47,8 +47,10 @@ with the wall clock; what cannot be caught up is counted (``steps_dropped``).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,6 +147,17 @@ class SimConfig:
                 "viewer=true opens a window and needs a display (DISPLAY/WAYLAND_DISPLAY is "
                 "not set); run headless with viewer=false",
             )
+
+
+def _calibration(camera: str, backend: str, size: int) -> dict[str, Any]:
+    """A camera's calibration (sim/calibration.py); one riding on a link: its field of view."""
+    from reflexarc.sim.calibration import camera_calibration
+
+    spec = CAMERAS[camera]
+    if spec.body is None:
+        return camera_calibration(camera, backend, size)
+    return {"camera": camera, "width": size, "height": size, "fovy_deg": spec.fovy,
+            "parent": spec.body}
 
 
 @dataclass
@@ -245,6 +258,10 @@ class SimNode(Node):
                 gui=cfg.viewer,
             )
         )
+        if ctx.run_dir:  # the cameras' calibration, for the recorder's episode metadata
+            Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
+            (Path(ctx.run_dir) / "cameras.json").write_text(json.dumps(
+                {c: _calibration(c, cfg.backend, cfg.image_size) for c in cfg.cameras}, indent=1))
         self.kin = ArmKinematics()
         self.task = make_task(cfg.task, self.kin)
         self.ramp_steps = round(physics_hz / cfg.action_hz)

@@ -22,6 +22,7 @@ class Verb:
     target: str  # "module:function"
     help: str
     positional: str | None = None  # config key that a bare positional argument sets
+    many: bool = False  # the positional key is a list: every bare argument joins it
 
 
 VERBS: dict[str, Verb] = {
@@ -35,6 +36,8 @@ VERBS: dict[str, Verb] = {
     "train": Verb("reflexarc.policies.train:train_verb", "train the latent world model from episode files"),
     "eval": Verb("reflexarc.tools.evaluate:eval_verb", "evaluate a policy on a task, or a world model on episodes"),
     "say": Verb("reflexarc.planner.instruct:say_verb", "turn a plain-language instruction into a task spec", "text"),
+    "export": Verb("reflexarc.tools.export:export_verb", "write episodes as a LeRobot dataset, MCAP or rerun .rrd", "episodes", many=True),
+    "view": Verb("reflexarc.tools.export:view_verb", "open an episode in the rerun viewer (headless: write its .rrd)", "path"),
 }
 
 
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         helping = "-h" in rest or "--help" in rest
         rest = [a for a in rest if a not in ("-h", "--help")]
         overrides = []
+        many: list[str] = []
         for arg in rest:
             if arg.startswith(("+", "~")):
                 overrides.append(arg)
@@ -198,9 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append(f"++{arg}" if ".args." in arg.split("=", 1)[0] else arg)
             elif verb.positional is not None:
                 value = arg.replace("'", "\\'")
-                overrides.append(f"{verb.positional}='{value}'")
+                if verb.many:
+                    many.append(f"'{value}'")
+                else:
+                    overrides.append(f"{verb.positional}='{value}'")
             else:
                 raise ConfigError(arg, f"'reflexarc {name}' takes only key=value overrides")
+        if many:
+            overrides.append(f"{verb.positional}=[{','.join(many)}]")
         if helping:
             print(_config_help(name, overrides))
             return 0
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary is not None:
         print_summary(summary, f"reflexarc {name}")
         out = getattr(cfg, "out", "")
-        if out:
+        if out and not getattr(cfg, "OUT_IS_DATA", False):  # export: out= is the data
             write_json(out, summary)
             print(f"wrote {out}")
     ok = not (isinstance(summary, dict) and summary.get("ok") is False)

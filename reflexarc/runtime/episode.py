@@ -14,8 +14,16 @@ message field, first axis = message index:
                                     shape differs, the field is stored flattened as
                                     ``<field>.ragged`` (vlen) with ``<field>.shape``
 
+Numeric datasets (camera frames, goal images, joint states...) are stored gzip-compressed
+at level 1, which costs little CPU: a 64x64 frame shrinks about 4x, and the unfilled end
+of each part's last chunk costs nothing. HDF5 readers decompress transparently.
+
 File attributes: ``format = "reflexarc-episode"``, ``version``, ``part``, and on part 0
-``meta`` (JSON: config, seed, scene...). Standard HDF5: h5py, MATLAB, HDFView read it.
+``meta`` (JSON: what was known when recording started: task, backend, robot, the run's
+config, the project's version). When the recording ends, ``meta.json`` beside the parts
+adds what is known only then (camera calibration, messages and rate per topic);
+:attr:`Episode.meta` merges both (docs/data.md). Standard HDF5: h5py, MATLAB, HDFView
+read it.
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ from reflexarc.runtime.msgs import Message, message_types
 
 FORMAT = "reflexarc-episode"
 VERSION = 1
+META_FILE = "meta.json"
 _STR = h5py.string_dtype("utf-8")
+_GZIP: dict[str, Any] = {"compression": "gzip", "compression_opts": 1}
 
 
 def _group_name(topic: str) -> str:
@@ -164,7 +174,7 @@ def _append_column(group: h5py.Group, name: str, values: list[Any]) -> None:
                 chunk_rows = max(1, min(256, (1 << 20) // max(1, data[0].nbytes)))
                 group.create_dataset(
                     name, data=data, maxshape=(None, *(d or None for d in first.shape)),
-                    chunks=(chunk_rows, *(max(1, d) for d in first.shape)),
+                    chunks=(chunk_rows, *(max(1, d) for d in first.shape)), **_GZIP,
                 )
                 return
             if ds.shape[1:] == first.shape:
@@ -184,7 +194,8 @@ def _append_column(group: h5py.Group, name: str, values: list[Any]) -> None:
         dtype = data.dtype
     ds = group.get(name)
     if ds is None:
-        group.create_dataset(name, data=data, dtype=dtype, maxshape=(None,), chunks=(1024,))
+        group.create_dataset(name, data=data, dtype=dtype, maxshape=(None,), chunks=(1024,),
+                             **_GZIP)
         if isinstance(first, dict):
             group[name].attrs["json"] = True
     else:
@@ -227,8 +238,13 @@ class Episode:
 
     @property
     def meta(self) -> dict[str, Any]:
+        """Part 0's ``meta``, updated with ``meta.json`` when the recording ended cleanly."""
         with h5py.File(self.parts[0], "r") as f:
-            return json.loads(f.attrs.get("meta", "{}"))
+            meta = json.loads(f.attrs.get("meta", "{}"))
+        end = self.parts[0].parent / META_FILE
+        if end.is_file():
+            meta.update(json.loads(end.read_text()))
+        return meta
 
     def topics(self) -> dict[str, str]:
         """topic -> message type name, over all parts."""
@@ -290,6 +306,15 @@ class Episode:
         out = [(t, topic, m) for topic in self.topics() for t, m in self.messages(topic)]
         out.sort(key=lambda x: x[0])
         return out
+
+
+def write_meta(path: str | Path, meta: dict[str, Any]) -> Path:
+    """Write an episode's closing metadata (``meta.json``), whole or not at all."""
+    out = Path(path) / META_FILE
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    tmp.rename(out)
+    return out
 
 
 def _item(v: Any) -> Any:

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,12 @@ from reflexarc.runtime.errors import ConfigError, NodeError
 from reflexarc.runtime.node import NodeSpec, cpu_latency, node_class, spec_json
 
 log = logging.getLogger("reflexarc.launcher")
+
+
+def _version() -> str:
+    from reflexarc import __version__
+
+    return __version__
 
 
 @dataclass
@@ -298,6 +304,10 @@ class Launcher:
         (self.run_dir / "config.json").write_text(
             json.dumps({n: p.spec.__dict__ for n, p in self.procs.items()}, indent=1, default=str)
         )
+        # the run's whole config and the project's version, for the recorder's episode meta
+        (self.run_dir / "run.json").write_text(json.dumps(
+            {"version": _version(), "config": asdict(self.cfg)}, indent=1, default=str
+        ))
         # signal handlers can only be set from the main thread; a script's handle runs
         # the launcher in another one and stops it with stop()
         main = threading.current_thread() is threading.main_thread()

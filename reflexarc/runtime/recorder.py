@@ -1,13 +1,18 @@
 """The recorder node and ``reflexarc record`` / ``reflexarc replay``.
 
 The recorder subscribes to every topic and writes each message to an episode
-(reflexarc/runtime/episode.py: HDF5 parts closed every second, so a SIGKILL loses at most the last
-second). Replay republishes an episode's messages on their topics, with the original
+(reflexarc/runtime/episode.py: HDF5 parts closed every second, so a SIGKILL loses at most the
+last second). The episode's metadata names the task, backend and robot, and holds the run's
+whole config and the project's version (from the launcher's ``run.json``); when the
+recording ends, ``meta.json`` adds the cameras' calibration (the scene's ``cameras.json``)
+and each topic's message count and rate (docs/data.md). Replay republishes an episode's
+messages on their topics, with the original
 timing (``speed=1``), faster or slower, or as fast as possible (``speed=0``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +20,7 @@ from typing import Any
 
 from reflexarc.runtime import bus as busmod
 from reflexarc.runtime.config import bounded, register
-from reflexarc.runtime.episode import Episode, EpisodeWriter
+from reflexarc.runtime.episode import Episode, EpisodeWriter, write_meta
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.launcher import NodeEntry, RunConfig
 from reflexarc.runtime.msgs import INFRA_TOPICS
@@ -37,11 +42,14 @@ class Recorder(Node):
         super().__init__(ctx, cfg)
         path = cfg.path or str(Path(ctx.run_dir or ".") / "episode")
         self.writer = EpisodeWriter(
-            path, meta={"node": ctx.name, "seed": ctx.seed, "clock": ctx.clock},
+            path, meta={"node": ctx.name, "seed": ctx.seed, "clock": ctx.clock,
+                        **run_meta(ctx.run_dir)},
             part_seconds=cfg.part_seconds,
         )
         self.count = 0
         self.last_rotate = time.monotonic()
+        # topic -> [messages, first stamp_ns, last stamp_ns], for each topic's rate
+        self.seen: dict[str, list[int]] = {}
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         for topic in inbox.topics():
@@ -50,6 +58,12 @@ class Recorder(Node):
             for msg in inbox.new(topic):
                 self.writer.write(topic, msg)
                 self.count += 1
+                seen = self.seen.get(topic)
+                if seen is None:
+                    self.seen[topic] = [1, msg.stamp_ns, msg.stamp_ns]
+                else:
+                    seen[0] += 1
+                    seen[2] = msg.stamp_ns
         if time.monotonic() - self.last_rotate >= min(1.0, self.cfg.part_seconds):
             self.writer.maybe_rotate()
             self.last_rotate = time.monotonic()
@@ -60,6 +74,39 @@ class Recorder(Node):
 
     def close(self) -> None:
         self.writer.close()
+        if self.writer.messages_written:
+            write_meta(self.writer.path, self.closing_meta())
+
+    def closing_meta(self) -> dict[str, Any]:
+        """What is known once recording ends: per-topic counts and rates, calibration."""
+        topics = {
+            topic: {"messages": n, "hz": (n - 1) * 1e9 / (last - first) if last > first else 0.0}
+            for topic, (n, first, last) in sorted(self.seen.items())
+        }
+        meta: dict[str, Any] = {"topics": topics}
+        cameras = Path(self.ctx.run_dir or ".") / "cameras.json"
+        if self.ctx.run_dir and cameras.is_file():
+            meta["cameras"] = json.loads(cameras.read_text())
+        return meta
+
+
+def run_meta(run_dir: str) -> dict[str, Any]:
+    """Task, backend, robot, the run's config and version, from the launcher's ``run.json``.
+
+    Empty when the recorder runs outside a launched graph (no ``run.json``).
+    """
+    path = Path(run_dir) / "run.json" if run_dir else None
+    if path is None or not path.is_file():
+        return {}
+    run = json.loads(path.read_text())
+    config = run.get("config", {})
+    return {
+        "task": config.get("task", ""),
+        "backend": config.get("backend", ""),
+        "robot": config.get("robot", "panda"),
+        "version": run.get("version", ""),
+        "config": config,
+    }
 
 
 @dataclass
