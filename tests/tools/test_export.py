@@ -107,3 +107,38 @@ def test_cli_export_takes_several_episodes_and_view_writes_the_rrd_headless(
     assert read_rrd(tmp_path / "ep.rrd")["/camera/front"] == 20
     assert main(["export", str(tmp_path / "nothing"), "format=rerun"]) == 2
     assert "is not an episode" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_recorded_pixels_run_carries_its_metadata_and_exports(tmp_path: Path) -> None:
+    from reflexarc.runtime.episode import Episode
+    from reflexarc.runtime.frames import frame_table
+    from reflexarc.runtime.video import read_video
+    from tests.conftest import reflexarc
+
+    run_dir = tmp_path / "run"
+    done = reflexarc("run", "graph=pixels", "task=reach", "episodes=1", "clock=lockstep",
+                     f"run_dir={run_dir}", timeout=280)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ep = Episode(run_dir / "episode")
+    meta = ep.meta
+    assert (meta["task"], meta["backend"], meta["robot"]) == ("reach", "mujoco", "panda")
+    assert meta["version"] and meta["config"]["graph"]["nodes"]["sim"]["args"]["task"] == "reach"
+    front = meta["cameras"]["front"]
+    assert front["width"] == 64 and np.asarray(front["K"]).shape == (3, 3)
+    assert meta["topics"]["camera/front"]["hz"] == pytest.approx(30, rel=0.05)
+    assert meta["topics"]["joint_state"]["hz"] == pytest.approx(1000, rel=0.05)
+    table = frame_table(ep)
+    assert len(table) == meta["topics"]["camera/front"]["messages"]
+    assert table.success[-1]  # the sim's result: the reach succeeded
+    _, info = read_video(run_dir / "episode-0.mp4")  # the report's video plays in browsers
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    ds = read_lerobot(export([str(run_dir / "episode")], "lerobot", tmp_path / "ds")["out"])
+    assert ds["total_frames"] == len(table) and ds["info"]["fps"] == 30
+    assert ds["tasks"].column("__index_level_0__").to_pylist() == ["reach"]
+    mcap = read_mcap(export([str(run_dir / "episode")], "mcap", tmp_path / "e.mcap")["out"])
+    assert mcap["counts"]["/camera/front"] == len(table)
+    assert mcap["counts"]["/joint_state"] == meta["topics"]["joint_state"]["messages"]
+    rows = read_rrd(export([str(run_dir / "episode")], "rerun", tmp_path / "e.rrd")["out"])
+    assert rows["/camera/front"] == len(table)
+    assert rows["/world/plan"] == meta["topics"]["plan"]["messages"]
