@@ -35,6 +35,7 @@ from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import Image, JointCommand, JointState, empty
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.progress import eta_text
 from reflexarc.sim.assets import SceneError
 
 
@@ -89,6 +90,7 @@ class GymSimNode(Node):
 
     def __init__(self, ctx: NodeContext, cfg: GymSimConfig) -> None:
         super().__init__(ctx, cfg)
+        self.started_wall = time.monotonic()  # for the episode lines' ETA
         import gymnasium as gym
 
         from reflexarc.sim.gym_scene import GymScene
@@ -173,9 +175,14 @@ class GymSimNode(Node):
             duration_s=(now_ns - self.episode_start_ns) / 1e9,
         )
         self.results.append(result)
-        self.log.info("episode %d (seed %d): return %.3g in %d steps (%s)", k, result.seed,
+        progress = ""
+        if self.cfg.episodes:
+            elapsed = time.monotonic() - self.started_wall
+            eta = eta_text(k + 1, self.cfg.episodes, elapsed)
+            progress = f", {k + 1}/{self.cfg.episodes} episodes, {elapsed:.1f} s{', ' + eta if eta else ''}"
+        self.log.info("episode %d (seed %d): return %.3g in %d steps (%s%s)", k, result.seed,
                       result.episode_return, result.steps,
-                      "terminated" if terminated else "truncated")
+                      "terminated" if terminated else "truncated", progress)
         self.episode_return, self.episode_steps = 0.0, 0
         self.episode_start_ns = now_ns
 

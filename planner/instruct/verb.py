@@ -1,8 +1,8 @@
 """``reflexarc say "push the red block to the left"``: an instruction into a task spec.
 
 ``dry_run=true`` understands the instruction here, in the default scene (objects
-``objects``), prints the spec as JSON (task, object, target, target_pos, confidence,
-source = fast | llm | memory, refusal) and sends nothing. Without it, the instruction goes
+``objects``), prints the spec as a table (task, object, target, target_pos, confidence,
+source = fast | llm | memory, refusal; as JSON with ``out=FILE``) and sends nothing. Without it, the instruction goes
 to the instruct node of a running graph (``address``, REQ/REP), which understands it in
 the live scene, publishes the TaskSpec (and Goal) into the graph and answers with the
 spec, printed the same way.
@@ -10,7 +10,6 @@ spec, printed the same way.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from reflexarc.planner.instruct.errors import InstructionRefused
@@ -44,10 +43,10 @@ register("say_schema", SayConfig)
 
 
 def say_verb(cfg: SayConfig) -> None:
-    """Understand ``cfg.text``; print the spec as JSON (and write it to ``cfg.out``).
+    """Understand ``cfg.text``; print the spec as a table (and write it to ``cfg.out`` as JSON).
 
     Raises InstructionRefused (exit status 1) when the instruction is refused, after
-    printing the JSON with the refusal; ReflexarcError when no graph answers.
+    printing the spec with the refusal; ReflexarcError when no graph answers.
     """
     if not cfg.text.strip():
         raise ConfigError("text", 'an instruction is required: reflexarc say "push the red block to the left"')
@@ -68,11 +67,11 @@ def say_verb(cfg: SayConfig) -> None:
                 f"no instruct node answered at {cfg.address} within {cfg.timeout_s:g} s: is a graph "
                 "with an instruct node running? (dry_run=true understands it here without sending)"
             )
-    summary = spec_dict(spec)
-    print(json.dumps(summary), flush=True)
-    if cfg.out:
-        from reflexarc.runtime.cli import write_json
+    from reflexarc.runtime.cli import print_summary, write_json
 
+    summary = spec_dict(spec)
+    print_summary(summary, "reflexarc say")
+    if cfg.out:
         write_json(cfg.out, summary)
     if spec.refusal:
         raise InstructionRefused(f"refused: {spec.refusal}")

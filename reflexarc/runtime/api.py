@@ -505,3 +505,4 @@ def _default_logging() -> None:
     """The launcher's news at INFO, its warnings as the CLI shows them."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[launcher] %(levelname)s %(message)s")
+        logging.getLogger("OpenGL").setLevel(logging.WARNING)

@@ -469,4 +469,5 @@ _LOOP_KEYS = {"ticks", "jitter_p50_us", "step_p50_us", "drops_by_kind", "node"}
 def run_verb(cfg: RunConfig) -> dict[str, Any]:
     """``reflexarc run``."""
     logging.basicConfig(level=logging.INFO, format="[launcher] %(levelname)s %(message)s")
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # its import notes, not the run's
     return Launcher(cfg).run()

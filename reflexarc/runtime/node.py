@@ -568,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"[{spec.name}] %(levelname)s %(message)s", stream=sys.stderr
     )
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # its import notes, not the node's
     if spec.cpus:
         os.sched_setaffinity(0, spec.cpus)
     _set_nice(spec)  # first, so that every thread the node starts inherits it

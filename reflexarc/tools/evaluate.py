@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from reflexarc.runtime.config import bounded, choice, register
+from reflexarc.runtime.progress import Progress
 
 TASK_NAMES = ("reach", "push", "pick_place")
 BACKENDS = ("mujoco", "pybullet")
@@ -51,8 +52,11 @@ def evaluate_policy(
     seed: int = 0,
     image_size: int = 64,
     max_steps: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Play ``episodes`` seeded episodes of ``policy`` on one task and backend.
+
+    ``progress``: a progress line with an ETA on stderr (reflexarc.runtime.progress).
 
     Returns a row: task, backend, policy, episodes, success_rate, mean_steps_to_success
     (None when nothing succeeded), mean_final_distance (m), seconds.
@@ -71,6 +75,7 @@ def evaluate_policy(
     successes: list[int] = []  # steps to success of the successful episodes
     distances: list[float] = []
     t0 = time.perf_counter()
+    bar = Progress(f"eval {policy} {task} {backend}", episodes) if progress else None
     try:
         for episode in range(episodes):
             _, info = env.reset(seed=seed + episode)
@@ -86,6 +91,8 @@ def evaluate_policy(
                     break
                 done = terminated or truncated
             distances.append(float(info["distance"]))
+            if bar is not None:
+                bar.update(episode + 1, f"success {len(successes)}/{episode + 1}")
     finally:
         env.close()
     return {
@@ -109,7 +116,8 @@ def eval_verb(cfg: EvalConfig) -> dict[str, Any] | list[dict[str, Any]]:
     tasks = TASK_NAMES if cfg.task == "all" else (cfg.task,)
     backends = BACKENDS if cfg.backend == "all" else (cfg.backend,)
     rows = [
-        evaluate_policy(t, b, cfg.policy, cfg.episodes, cfg.seed, cfg.image_size, cfg.max_steps)
+        evaluate_policy(t, b, cfg.policy, cfg.episodes, cfg.seed, cfg.image_size, cfg.max_steps,
+                        progress=True)
         for t in tasks
         for b in backends
     ]

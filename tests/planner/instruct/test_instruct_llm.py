@@ -219,11 +219,12 @@ def test_say_cli_escalates_then_remembers(serve: Any, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REFLEXARC_LLM", "OPENAI"))}
     env.update({"REFLEXARC_LLM_BASE_URL": server.url, "REFLEXARC_LLM_MODEL": "m",
                 "REFLEXARC_LLM_API_KEY": KEY})
-    first = _say(TEXT, "dry_run=true", f"cache_dir={tmp_path}", env=env)
+    first = _say(TEXT, "dry_run=true", f"cache_dir={tmp_path}", f"out={tmp_path / '1.json'}", env=env)
     assert first.returncode == 0, first.stderr
-    out = json.loads(first.stdout)
+    out = json.loads((tmp_path / "1.json").read_text())
     assert (out["task"], out["object"], out["target"], out["source"]) == ("push", "blue", "place:left", "llm")
     assert out["target_pos"] == [0.5, 0.2, 0.025] and out["confidence"] == 0.9
-    second = _say(TEXT, "dry_run=true", f"cache_dir={tmp_path}", env=env)
-    assert json.loads(second.stdout)["source"] == "memory" and len(server.requests) == 1
+    second = _say(TEXT, "dry_run=true", f"cache_dir={tmp_path}", f"out={tmp_path / '2.json'}", env=env)
+    assert json.loads((tmp_path / "2.json").read_text())["source"] == "memory"
+    assert len(server.requests) == 1
     assert KEY not in first.stdout + first.stderr + second.stdout + second.stderr

@@ -181,11 +181,12 @@ def test_the_node_in_its_process_answers_say_and_publishes(tmp_path: Path) -> No
             sub.wait(0.1)
         said = subprocess.run(
             [sys.executable, "-m", "reflexarc.runtime.cli", "say", "nudge the green block a bit towards the robot",
-             f"address={listen}", "timeout_s=20"],
+             f"address={listen}", "timeout_s=20", f"out={tmp_path / 'said.json'}"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )
         assert said.returncode == 0, said.stderr
-        answer = json.loads(said.stdout)
+        assert "reflexarc say" in said.stdout and "green" in said.stdout  # the table
+        answer = json.loads((tmp_path / "said.json").read_text())
         assert (answer["task"], answer["object"], answer["target"]) == ("push", "green", "direction:backward:0.050")
         got: dict[str, object] = {}
         while len(got) < 2 and time.monotonic() < deadline:
