@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,8 @@ def write_json(path: str | Path, summary: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.getcwd() not in sys.path:  # as `python -m` does: node targets from the working dir
+        sys.path.insert(0, os.getcwd())
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from reflexarc.tools.bench.sim import BACKENDS, RESOLUTIONS, bench_sim
 
 
-def test_quick_bench_reports_every_backend_and_resolution() -> None:
-    rows = bench_sim(SimpleNamespace(what="sim", out="", quick=True))
+def test_quick_bench_reports_every_backend_and_resolution(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sim.json"
+    rows = bench_sim(SimpleNamespace(what="sim", out=str(out), quick=True))
+    assert out.with_suffix(".png").stat().st_size > 10_000  # the plot, beside the JSON
+    progress = capsys.readouterr().err.splitlines()
+    assert progress[-1].startswith(f"bench sim: {len(rows)}/{len(rows)} cases")
     assert [(r["backend"], r["resolution"]) for r in rows] == [
         (b, s) for b in BACKENDS for s in RESOLUTIONS
     ]
