@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ class BusConfig:
     transport: str = choice("ipc", "ipc", "tcp")
     ipc_dir: str = ""  # default: a fresh directory under the system temp dir
     host: str = "127.0.0.1"  # tcp: address to bind and to reach nodes on
+    # tcp, a graph split over machines: host name -> its address; a node whose ``host``
+    # names one binds and is reached there (docs/scale.md, "A graph across hosts")
+    hosts: dict[str, str] = field(default_factory=dict)
     base_port: int = bounded(47100, 1024, 65000)  # tcp: node i binds base_port + i
     curve: bool = False  # CURVE authentication and encryption (tcp)
     keys_dir: str = ""  # see module docstring
@@ -61,13 +64,20 @@ class BusConfig:
             raise ConfigError("curve", "CURVE applies to transport=tcp only")
 
 
-def addresses(cfg: BusConfig, names: list[str], run_id: str) -> dict[str, str]:
-    """The PUB address of each node, in graph order."""
+def addresses(
+    cfg: BusConfig, names: list[str], run_id: str, placement: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The PUB address of each node, in graph order. ``placement``: node -> host name
+    (a key of ``cfg.hosts``) for the nodes that run on another machine's address."""
     if cfg.transport == "ipc":
         base = Path(cfg.ipc_dir or tempfile.gettempdir()) / f"reflexarc-{run_id}"
         base.mkdir(parents=True, exist_ok=True)
         return {n: f"ipc://{base}/{n}.pub" for n in names}
-    return {n: f"tcp://{cfg.host}:{cfg.base_port + i}" for i, n in enumerate(names)}
+    where = placement or {}
+    return {
+        n: f"tcp://{cfg.hosts[where[n]] if where.get(n) else cfg.host}:{cfg.base_port + i}"
+        for i, n in enumerate(names)
+    }
 
 
 def cleanup_ipc(addrs: dict[str, str]) -> None:

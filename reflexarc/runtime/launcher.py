@@ -72,6 +72,9 @@ class NodeEntry:
     # ahead of the sim and the recorder shortens its wake-ups. Below 0 needs
     # CAP_SYS_NICE (root); without it the node warns and keeps the launcher's
     nice: int = bounded(0, -39, 39)
+    # the machine that runs this node, by a name of ``bus.hosts``, when the graph is split
+    # over several launchers (``host=``); ignored when one launcher runs the whole graph
+    host: str = ""
 
 
 @dataclass
@@ -116,9 +119,20 @@ class RunConfig:
     instruction: str = ""  # graph=instruction: the instruction in plain language
     viewer: bool = False  # open the simulator's window (needs a display)
     image_size: int = bounded(64, 16, 512)  # camera frames, pixels a side
+    # a graph split over machines: the name (in bus.hosts) of this launcher's machine. It
+    # starts the nodes placed here (graph.nodes.<n>.host) and reaches the others at their
+    # host's address; "" runs every node here (docs/scale.md, "A graph across hosts")
+    host: str = ""
 
     def validate(self) -> None:
         check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
+        if self.host:
+            if self.bus.transport != "tcp":
+                raise ConfigError("bus.transport", f"host={self.host}: a graph across hosts needs tcp")
+            if self.host not in self.bus.hosts:
+                raise ConfigError("host", f"{self.host!r} is not a name of bus.hosts ({', '.join(self.bus.hosts) or 'none'})")
+            if self.clock == "lockstep":
+                raise ConfigError("clock", "a graph across hosts runs on the realtime clock; lockstep is for one launcher")
 
 
 register("run_schema", RunConfig)
@@ -161,7 +175,9 @@ class Launcher:
         self._validate(nodes)
         if cfg.graph.report:
             self._report_fn()
-        self.addresses = busmod.addresses(cfg.bus, [*nodes, *peers], self.run_id)
+        placement = self._placement(nodes)
+        self.addresses = busmod.addresses(cfg.bus, [*nodes, *peers], self.run_id, placement)
+        self.remote = sorted(n for n, h in placement.items() if h != cfg.host)
         bus_dict = {k: getattr(cfg.bus, k) for k in cfg.bus.__dataclass_fields__}
         self.procs = {
             name: _Proc(
@@ -185,7 +201,21 @@ class Launcher:
                 ),
             )
             for name, e in nodes.items()
+            if name not in self.remote
         }
+
+    def _placement(self, nodes: dict[str, NodeEntry]) -> dict[str, str]:
+        """Node -> host name when the graph is split (``host`` set); else empty."""
+        if not self.cfg.host:
+            return {}
+        names = ", ".join(self.cfg.bus.hosts)
+        for name, e in nodes.items():
+            if e.host not in self.cfg.bus.hosts:
+                raise ConfigError(
+                    f"graph.nodes.{name}.host",
+                    f"{e.host!r}: the graph runs split over hosts ({names}); say which one runs {name}",
+                )
+        return {name: e.host for name, e in nodes.items()}
 
     def _clock_entry(self, nodes: dict[str, NodeEntry]) -> NodeEntry:
         for name, e in nodes.items():
