@@ -408,6 +408,16 @@ class ControllerNode(Node):
         accel_ff_s: float = bounded(0.02, 0.0, 1.0)  # inertia: acceleration feedforward,
         # low-passed with this time constant (s); 0: none
         jump_rad: float = bounded(0.1, 0.001, None)  # a state this far from the last: start over
+        # m/s^2: how hard the setpoint brakes when holding begins (no fresh plan, e-stop,
+        # overspeed); the Panda's EE may decelerate at 13
+        brake_accel: float = bounded(8.0, 0.1, 13.0)
+        # inertia: no joint is driven faster than this share of its velocity limit (the
+        # commanded joint acceleration is capped so the speed reaches it within speed_horizon_s)
+        speed_guard: float = bounded(0.9, 0.1, 1.0)
+        speed_horizon_s: float = bounded(0.02, 0.001, 1.0)
+        # rad: the reference stays within this of the measured pose per joint (after the
+        # plant held the arm, the controller does not yank it back to a reference that ran on)
+        track_max_rad: float = bounded(0.15, 0.01, 10.0)
         rt_priority: int = bounded(0, 0, 99)  # > 0: run the node's process SCHED_FIFO
         safety: SafetyConfig = field(default_factory=SafetyConfig)
 
@@ -436,6 +446,7 @@ class ControllerNode(Node):
         self.sampler = PlanSampler(cfg.blend_s)
         self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed,
                                      (self.limits.ws_lo, self.limits.ws_hi))
+        self.v_guard = self.limits.dq_max / cfg.safety.velocity_scale * cfg.speed_guard  # rad/s
         self.eye6 = np.eye(6) * cfg.damping**2
         self.eye7 = np.eye(7)
         self.weights = np.array([1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight])
@@ -573,6 +584,7 @@ class ControllerNode(Node):
         sp = self.shaper(Setpoint(pos, target.quat, target.gripper), dt)
         q_next = self._ik(sp, dt, null=mode == Mode.RUNNING)
         q_next = self.limits.reference(self.q_r, self.dq_r, q_next, dt, now_ns)
+        np.clip(q_next, q - self.cfg.track_max_rad, q + self.cfg.track_max_rad, out=q_next)
         dq_next = (q_next - self.q_r) / dt
         if self.cfg.accel_ff_s > 0:  # low-passed: finite differences of IK steps are noisy
             alpha = dt / (self.cfg.accel_ff_s + dt)
@@ -593,6 +605,9 @@ class ControllerNode(Node):
         if self.cfg.impedance == "inertia":
             w = self.cfg.omega
             acc = w * w * (self.q_r - q) + 2.0 * self.cfg.zeta * w * (self.dq_r - dq) + self.ddq_r
+            # a speed barrier: no joint accelerated past speed_guard of its limit
+            np.clip(acc, (-self.v_guard - dq) / self.cfg.speed_horizon_s,
+                    (self.v_guard - dq) / self.cfg.speed_horizon_s, out=acc)
             tau = self.arm.mass() @ acc + bias
         else:
             tau = self.kp * (self.q_r - q) + self.kd * (self.dq_r - dq) + bias
@@ -640,7 +655,10 @@ class ControllerNode(Node):
             if pending is not None:  # a plan that came before the first state
                 self.sampler.set_plan(pending, self.prev_ns or 0, start, self.target_vel)
         elif mode in (Mode.HOLDING, Mode.ESTOP):  # brake the setpoint, hold where it stops
+            self.shaper.amax = self.cfg.brake_accel
             self.sampler.hold(self.shaper.stopping_point(self._gripper(opening)))
+        if mode == Mode.RUNNING:
+            self.shaper.amax = self.cfg.max_accel
 
     def _ik(self, sp: Setpoint, dt: float, null: bool) -> np.ndarray:
         """One damped-least-squares step of the reference toward ``sp`` (with the null-space

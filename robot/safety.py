@@ -72,7 +72,8 @@ KINDS = (
 class SafetyConfig:
     """Limits and timeouts of the safety layer (defaults: the Panda and the scene box)."""
 
-    plan_timeout_s: float = bounded(0.5, 0.001, 60.0)  # no fresh Plan -> hold the pose
+    # no fresh Plan for this long (its age, whatever is left of it) -> brake and hold
+    plan_timeout_s: float = bounded(0.3, 0.001, 60.0)
     state_timeout_s: float = bounded(0.1, 0.001, 10.0)  # no JointState -> safe stop, fault
     workspace_lo: list[float] = field(default_factory=lambda: WORKSPACE[:, 0].tolist())
     workspace_hi: list[float] = field(default_factory=lambda: WORKSPACE[:, 1].tolist())

@@ -366,3 +366,40 @@ def test_a_teleported_arm_is_held_where_it_lands(rig) -> None:
     assert "state_jump" in [e.kind for e in r.events]
     assert np.linalg.norm(r.ee() - landed) < 1e-3
     assert np.abs(np.array([c.effort for c in r.commands[-400:]])).max() < 40.0  # no kick
+
+
+def test_hold_brakes_hard_when_plans_stop_at_speed(rig) -> None:
+    """Plans at 0.4 m/s stop coming: once the watchdog fires the arm stops within 2 mm
+    (braking at 2 m/s^2, the setpoint's acceleration limit, it took 4 mm)."""
+    r = rig(safety={"plan_timeout_s": 0.1})
+    p0 = r.ee()
+    r.run(50)
+    for i in range(60):
+        t = i * 0.01
+        traj = p0 + np.outer(np.minimum(t + np.arange(11) * 0.01, 0.5), [0.0, -0.4, 0.0])
+        r.tick(plans=[_plan(traj, t0_ns=r.now, dt_ns=10 * MS, stamp_ns=r.now)])
+        r.run(9)
+        if i == 40:
+            moving = np.linalg.norm(r.ee() - p0)
+    assert moving > 0.1
+    r.run(102)
+    assert r.ctrl.mode == Mode.HOLDING
+    fired = r.ee()
+    r.run(600)
+    assert np.linalg.norm(r.ee() - fired) < 2e-3, np.linalg.norm(r.ee() - fired)
+
+
+def test_no_joint_is_driven_past_its_velocity_limit(rig) -> None:
+    """A far step (the shaper lets the EE go at 1.7 m/s): measured joint speeds stay
+    within the speed guard of their limits."""
+    from reflexarc.robot.safety import PANDA_DQ_MAX
+
+    r = rig(max_speed=1.7, max_accel=13.0, safety={"plan_timeout_s": 10.0, "velocity_scale": 1.0})
+    p0 = r.ee()
+    r.run(20)
+    r.tick(plans=[_plan(p0 + np.array([0.15, -0.3, 0.1]))])
+    peak = 0.0
+    for _ in range(1500):
+        r.tick()
+        peak = max(peak, float(np.max(np.abs(r.scene.joint_state().dq) / PANDA_DQ_MAX)))
+    assert 0.3 < peak <= 0.95, peak
