@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
+import gc
 import json
 import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +53,43 @@ def wait_for_file(path: Path, timeout: float = 60.0) -> dict:
     raise TimeoutError(f"{path} did not appear within {timeout} s")
 
 
+EXIT_GRACE_S = 60.0  # how long the end of a test run may take after its last test
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Collect what the tests left behind while a watchdog can still act: a ZeroMQ context
+    left open is destroyed by the garbage collector, and that waits for every socket a
+    leaked thread still holds. Rather than hang, the run prints every stack and ends."""
+
+    def watchdog() -> None:
+        time.sleep(EXIT_GRACE_S)
+        print(f"\ntest run still ending after {EXIT_GRACE_S} s; stacks:", file=sys.stderr)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(3)
+
+    threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
+    gc.collect()
+
+
+LEAK_JOIN_S = 5.0  # how long a test's threads get to end after it
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Every thread a test starts must end with it: one left running keeps sockets (and
+    their ZeroMQ context) open and can hang the run at exit."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + LEAK_JOIN_S
+    leaked = []
+    for t in set(threading.enumerate()) - before:
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            leaked.append(t.name)
+    if leaked:
+        pytest.fail(f"threads still running {LEAK_JOIN_S} s after the test: {sorted(leaked)}")
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
@@ -65,6 +105,7 @@ def pub_sub(tmp_path: Path):
 
     cfg = busmod.BusConfig()
     ctx = zmq.Context()
+    ctx.linger = 0  # closing never waits on a peer that is gone
     sec = busmod.Security(ctx, cfg)
     made: list = []
 

@@ -31,6 +31,7 @@ VERBS: dict[str, Verb] = {
     "record": Verb("reflexarc.runtime.recorder:record_verb", "run the graph and record every topic to episode files"),
     "replay": Verb("reflexarc.runtime.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
     "bench": Verb("reflexarc.tools.bench:bench_verb", "measure: bus | sim | control | plan | instruct", "what"),
+    "load": Verb("reflexarc.runtime.load:load_verb", "keep N CPU-bound background processes busy (a loaded machine on demand)", "processes"),
     "keys": Verb("reflexarc.runtime.bus:keys_verb", "make CURVE keys for a graph across hosts", "dir"),
     "estop": Verb("reflexarc.robot.operator:estop_verb", "e-stop: engage | release (signed) | keygen", "action"),
     "collect": Verb("reflexarc.policies.collect:collect_verb", "collect exploration episodes for world-model training"),
@@ -121,11 +122,16 @@ def print_summary(summary: Any, title: str) -> None:
         return
     if not isinstance(summary, dict):
         return
+    reasons, warnings = summary.get("reasons") or [], summary.get("warnings") or []
+    if reasons:  # why the run is not ok comes before any figure
+        console.print(f"{title}: NOT OK: " + "; ".join(map(str, reasons)), markup=False)
     table = Table(title=title)
     table.add_column("key")
     table.add_column("value", justify="right")
     nested = {}
     for k, v in summary.items():
+        if k in ("reasons", "warnings") and isinstance(v, list):
+            continue  # printed as lines
         if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
             nested[k] = v
         elif isinstance(v, dict) and v and all(isinstance(r, dict) for r in v.values()):
@@ -135,6 +141,8 @@ def print_summary(summary: Any, title: str) -> None:
     for k, rows in nested.items():
         _print_rows(console, rows, k)
     console.print(table)
+    if warnings:  # what degraded the run, and what to change
+        console.print("warnings: " + "; ".join(map(str, warnings)), markup=False)
 
 
 WIDE_COLUMNS = 16  # rows with more keys than this print as key-value text, not columns

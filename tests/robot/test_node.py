@@ -63,6 +63,7 @@ def test_malformed_messages_are_dropped_counted_and_the_node_keeps_serving(tmp_p
         clock="realtime", bus={}, addresses=addrs, heartbeat_hz=20, run_dir=str(tmp_path),
     )
     ctx = zmq.Context()
+    ctx.linger = 0  # closing never waits on a peer that is gone
     inj = ctx.socket(zmq.PUB)
     inj.bind(addrs["injector"])
     listen = ctx.socket(zmq.SUB)
@@ -107,6 +108,7 @@ def test_sigterm_stops_a_node_cleanly_with_a_summary(tmp_path: Path) -> None:
         clock="realtime", bus={}, addresses=addrs, run_dir=str(tmp_path),
     )
     ctx = zmq.Context()
+    ctx.linger = 0  # closing never waits on a peer that is gone
     listen = ctx.socket(zmq.SUB)
     listen.setsockopt(zmq.SUBSCRIBE, b"heartbeat")
     listen.connect(addrs["source"])

@@ -50,6 +50,7 @@ def test_replay_republishes_what_was_recorded(run_dir: Path) -> None:
 
     address = f"ipc://{run_dir}/replay.pub"
     ctx = zmq.Context()
+    ctx.linger = 0  # closing never waits on a peer that is gone
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"joint_state")
     sub.connect(address)
