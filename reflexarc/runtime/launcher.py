@@ -1,12 +1,23 @@
 """The launcher: ``reflexarc run`` starts each node of the graph as its own OS process.
 
 It validates the whole graph before any process starts (every node's target and
-arguments), starts the nodes, watches their exits and heartbeats, applies each node's
+arguments), starts the nodes, watches their exits and their liveness, applies each node's
 death policy (``restart`` or ``stop`` the graph), ends every child on Ctrl-C/SIGTERM
 (children also get SIGTERM from the kernel if the launcher itself dies), and closes with
 a summary table: per node rate, misses, drops, restarts. A node's summary may carry a
 dict under ``run`` (task figures: success rate...), merged into the run summary's top level.
 A graph may name a ``report`` function, run after the nodes have stopped (videos, plots).
+
+Liveness (docs/liveness.md): each node writes its records on a pipe made for that process
+alone (not on the bus, where anyone could speak for it). A node whose loop has not moved
+for ``hung_timeout_s`` of the time it could run (scaled up for slow nodes) is hung; a
+silent one is judged by what the OS says of it: stopped by a signal, or asleep, or busy
+without a word, is hung; one waiting for a core is starved, which a busy machine does,
+and is given up to ``starved_timeout_s``.
+
+The summary's ``ok`` is true only when every node came up, every requested episode ran,
+no node died unplanned, none ended in fault and every node exited cleanly; ``reasons`` says
+why not, and ``warnings`` names what degraded the run and what to change.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -38,6 +50,7 @@ from reflexarc.runtime.config import (
     register,
 )
 from reflexarc.runtime.errors import ConfigError, NodeError
+from reflexarc.runtime.load import background_load
 from reflexarc.runtime.node import NodeSpec, cpu_latency, node_class, spec_json
 
 log = logging.getLogger("reflexarc.launcher")
@@ -99,10 +112,18 @@ class RunConfig:
     base_hz: float = bounded(1000.0, 1.0, 100_000.0)  # lockstep tick rate
     seed: int = 0  # episode k of the sim is reset with seed + k
     heartbeat_hz: float = bounded(10.0, 0.5, 200.0)  # how often each node says it is alive
-    startup_timeout_s: float = bounded(60.0, 1.0, None)  # a node silent this long after start is hung
-    # a live process silent this long (and at least 3 heartbeat periods) is hung: killed and
-    # its death policy applied. An exited process is noticed at once, whatever this is.
+    startup_timeout_s: float = bounded(60.0, 1.0, None)  # a node not up this long after start is hung
+    # a live process silent this long (and at least 3 heartbeat periods) is asked about at
+    # the OS: stopped by a signal, it is hung (killed, its death policy applied); waiting
+    # for a core, it is starved and waited for. An exited process is noticed at once.
     silent_timeout_s: float = bounded(1.0, 0.01, None)
+    # a node whose loop has not moved for this long of the time it could run (CPU time, or
+    # asleep inside a step) is hung; at least 2.5 of its periods
+    hung_timeout_s: float = bounded(2.0, 0.05, None)
+    # a starved node (waiting for a core, silent) is hung after this long all the same
+    starved_timeout_s: float = bounded(20.0, 0.1, None)
+    # CPU-bound background processes for the run (a busy machine on demand: reflexarc load)
+    load: int = bounded(0, 0, 64)
     stop_timeout_s: float = bounded(5.0, 0.1, 60.0)  # a stopping node is killed after this
     bus: busmod.BusConfig = field(default_factory=busmod.BusConfig)  # sockets: ipc or tcp, CURVE
     # the kernel's CPU latency limit held while the graph runs (Linux PM QoS, needs
@@ -138,17 +159,53 @@ class RunConfig:
 register("run_schema", RunConfig)
 
 
+def os_view(pid: int) -> tuple[set[str], float]:
+    """What the OS says of a process: its threads' scheduler states (R, S, D, T, t, Z...)
+    and its CPU time in seconds (all threads). Empty and 0 where /proc is not there."""
+    states: set[str] = set()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            states.add(chr(stat[stat.rindex(b")") + 2]))
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return states, 0.0
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return states, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class _Proc:
     entry: NodeEntry
     spec: NodeSpec
     popen: subprocess.Popen[bytes] | None = None
     started: float = 0.0
-    last_hb: float = 0.0
-    hb: Any = None
+    fd: int = -1  # read end of the node's liveness pipe
+    buf: bytes = b""
+    last_rec: float = 0.0  # when its latest liveness record arrived
+    last_hb: float = 0.0  # when its latest record arrived since it came up (0: not up)
+    rec: dict[str, Any] | None = None  # its latest liveness record
+    up: bool = False  # its current process's loop has started
+    ever_up: bool = False
+    last_state: str = ""  # its last state before stopping (running, holding, fault...)
+    silent_cpu: float = -1.0  # its CPU time when it fell silent; -1: not silent
+    starved_s: float = 0.0  # longest starved silence seen
     restarts: int = 0
     finished: bool = False
+    died: bool = False  # died (or was killed as hung) and not restarted
+
+    stop_killed: bool = False  # killed at the end for not stopping in time
     exit_code: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        """The node stopped and wrote its summary (its last record says so)."""
+        return bool(self.rec) and self.rec.get("state") == "closed"  # type: ignore[union-attr]
 
 
 class Launcher:
@@ -263,17 +320,60 @@ class Launcher:
         if self.cfg.graph.pythonpath:
             path = [*self.cfg.graph.pythonpath, *filter(None, [os.environ.get("PYTHONPATH")])]
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-        p.popen = subprocess.Popen(
-            [sys.executable, "-c", _NODE_MAIN, spec_json(p.spec)],
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+        self._close_pipe(p)
+        r, w = os.pipe()
+        p.spec.liveness_fd = w
+        try:
+            p.popen = subprocess.Popen(
+                [sys.executable, "-c", _NODE_MAIN, spec_json(p.spec)],
+                stdin=subprocess.DEVNULL, pass_fds=(w,), env=env,
+            )
+        finally:
+            os.close(w)
+        os.set_blocking(r, False)
+        p.fd, p.buf = r, b""
         p.started = time.monotonic()
-        self._write_pids()
-        p.last_hb = 0.0
-        p.hb = None
+        p.last_hb = p.last_rec = 0.0
+        p.rec = None
+        p.up = False
+        p.silent_cpu = -1.0
         p.finished = False
         p.exit_code = None
+        self._write_pids()
+
+    @staticmethod
+    def _close_pipe(p: _Proc) -> None:
+        if p.fd >= 0:
+            os.close(p.fd)
+            p.fd = -1
+
+    def _read(self, p: _Proc, now: float) -> None:
+        """Take in every liveness record waiting on the node's pipe."""
+        while True:
+            try:
+                chunk = os.read(p.fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:  # every writer gone: the process is exiting; poll() tells
+                self._close_pipe(p)
+                break
+            p.buf += chunk
+        *lines, p.buf = p.buf.split(b"\n")
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict):
+                continue
+            p.rec, p.last_rec, p.silent_cpu = rec, now, -1.0
+            if rec.get("state") not in (None, "starting", "stopped", "closed"):
+                p.last_state = str(rec["state"])
+            if rec.get("up"):
+                p.last_hb = now
+                if not p.up:
+                    p.up = p.ever_up = True
+                    self._write_pids()
 
     def pids(self) -> dict[str, int]:
         return {n: p.popen.pid for n, p in self.procs.items() if p.popen is not None}
@@ -283,7 +383,7 @@ class Launcher:
         ``up`` the nodes whose current process has sent a heartbeat."""
         path = self.run_dir / "pids.json"
         tmp = path.with_suffix(".tmp")
-        up = [n for n, p in self.procs.items() if p.last_hb]
+        up = [n for n, p in self.procs.items() if p.up]
         tmp.write_text(json.dumps({"launcher": os.getpid(), **self.pids(), "up": up}))
         os.replace(tmp, path)
 
@@ -343,18 +443,22 @@ class Launcher:
         main = threading.current_thread() is threading.main_thread()
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
                if main}
+        self.t0 = time.monotonic()
+        self.t_up = 0.0  # when every node had come up
+        self.loadavg_max = 0.0
         try:
-            with cpu_latency(self.cfg.cpu_latency_us), self.listen(["heartbeat"], "launcher") as sub:
-                self.t0 = time.monotonic()
+            with cpu_latency(self.cfg.cpu_latency_us), background_load(self.cfg.load):
                 try:
                     for name in self.procs:
                         self._spawn(name)
-                    self._watch(sub)
+                    self._watch()
                 finally:
                     self._stop_all()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            for p in self.procs.values():
+                self._close_pipe(p)
             busmod.cleanup_ipc(self.addresses)
         summary = self._summary()
         return summary | self._report(summary)
@@ -381,33 +485,30 @@ class Launcher:
             log.exception("report %s failed", self.cfg.graph.report)
             return {"report_error": f"{type(e).__name__}: {e}"}
 
-    def _watch(self, sub: busmod.Subscriber) -> None:
-        hb_timeout = max(3.0 / self.cfg.heartbeat_hz, self.cfg.silent_timeout_s)
+    def _watch(self) -> None:
+        silent_limit = max(3.0 / self.cfg.heartbeat_hz, self.cfg.silent_timeout_s)
+        next_load = 0.0
         while not self.stopping:
-            if sub.wait(0.02):
-                now = time.monotonic()
-                for _, hb, _ in sub.drain():
-                    p = self.procs.get(hb.node)  # type: ignore[attr-defined]
-                    if p is not None and p.popen is not None and hb.pid == p.popen.pid:  # type: ignore[attr-defined]
-                        first = not p.last_hb
-                        p.last_hb, p.hb = now, hb
-                        if first:
-                            self._write_pids()
+            fds = {p.fd: p for p in self.procs.values() if p.fd >= 0 and not p.finished}
+            if fds:
+                ready, _, _ = select.select(list(fds), [], [], 0.02)
+            else:
+                ready = []
+                time.sleep(0.02)
             now = time.monotonic()
+            for fd in ready:
+                self._read(fds[fd], now)
+            if now >= next_load:
+                self.loadavg_max = max(self.loadavg_max, os.getloadavg()[0])
+                next_load = now + 1.0
             for name, p in self.procs.items():
                 if p.finished or p.popen is None:
                     continue
                 rc = p.popen.poll()
                 if rc is None:
-                    silent = now - (p.last_hb or p.started)
-                    if not p.last_hb:
-                        limit = self.cfg.startup_timeout_s
-                    elif p.hb.state == "stopped":  # shutting down: give it time to exit
-                        limit = self.cfg.stop_timeout_s
-                    else:
-                        limit = hb_timeout
-                    if silent > limit:
-                        self._event(name, "silent", seconds=round(silent, 3))
+                    why = self._hung(name, p, now, silent_limit)
+                    if why:
+                        self._event(name, why[0], why=why[1], seconds=round(now - (p.last_rec or p.started), 3))
                         p.popen.kill()
                         p.popen.wait()
                         self._died(name, p, -9)
@@ -418,8 +519,46 @@ class Launcher:
                     self.stopping, self.reason = True, self.reason or f"{name} finished"
                 else:
                     self._died(name, p, rc)
-            if self.cfg.duration_s and self.cfg.clock == "realtime" and now - self.t0 > self.cfg.duration_s:
+            if not self.t_up and all(p.up or p.finished for p in self.procs.values()):
+                self.t_up = now
+                self._event("graph", "up", after_s=round(now - self.t0, 3))
+            # the run's duration counts from when the whole graph is up: a slow start on a
+            # busy machine does not eat it
+            if (self.cfg.duration_s and self.cfg.clock == "realtime" and self.t_up
+                    and now - self.t_up > self.cfg.duration_s):
                 self.stopping, self.reason = True, self.reason or "duration reached"
+
+    def _hung(self, name: str, p: _Proc, now: float, silent_limit: float) -> tuple[str, str] | None:
+        """Whether a live node is hung, as (event, why); None while it lives or is starved."""
+        rec = p.rec or {}
+        stopping = rec.get("state") in ("stopped", "closed")
+        stall_limit = max(self.cfg.hung_timeout_s, 2.5 / p.entry.rate_hz)
+        if p.up and not stopping and rec.get("stall_s", 0.0) > stall_limit:
+            return "stalled", f"its loop has not moved for {rec['stall_s']:.2f} s it could run"
+        silent = now - (p.last_rec or p.started)
+        if not p.up and now - p.started > self.cfg.startup_timeout_s:
+            return "silent", f"not up {self.cfg.startup_timeout_s} s after it started (startup_timeout_s)"
+        if stopping:
+            if silent > self.cfg.stop_timeout_s:
+                return "silent", "did not end within stop_timeout_s of stopping"
+            return None
+        if silent <= silent_limit:
+            return None
+        states, cpu = os_view(p.popen.pid)  # type: ignore[union-attr]
+        if states & {"T", "t"}:
+            return "silent", "stopped by a signal (the OS says T)"
+        if not p.up:
+            return None  # starting: importing, building; judged by startup_timeout_s
+        if p.silent_cpu < 0:
+            p.silent_cpu = cpu
+        if cpu - p.silent_cpu > stall_limit:
+            return "silent", f"busy {cpu - p.silent_cpu:.2f} s of CPU without a heartbeat"
+        if states and states <= {"S"} and silent > stall_limit:
+            return "silent", f"asleep {silent:.2f} s without a heartbeat (deadlocked)"
+        if silent > self.cfg.starved_timeout_s:
+            return "silent", f"silent {silent:.1f} s (starved_timeout_s) waiting for a core"
+        p.starved_s = max(p.starved_s, silent)
+        return None
 
     def _died(self, name: str, p: _Proc, rc: int) -> None:
         self._event(name, "died", exit_code=rc)
@@ -428,7 +567,7 @@ class Launcher:
             self._event(name, "restart", restarts=p.restarts)
             self._spawn(name)
             return
-        p.finished, p.exit_code = True, rc
+        p.finished, p.exit_code, p.died = True, rc, True
         self.ok = False
         self.stopping, self.reason = True, self.reason or f"{name} died (exit {rc})"
 
@@ -442,8 +581,12 @@ class Launcher:
             while live and time.monotonic() < deadline:
                 time.sleep(0.01)
                 live = [p for p in live if p.popen.poll() is None]  # type: ignore[union-attr]
+        for p in self.procs.values():
+            if p.fd >= 0:
+                self._read(p, time.monotonic())
         for p in live:
-            p.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            if not p.closed:  # a closed node is exiting already; a signal now would only race it
+                p.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         deadline = time.monotonic() + self.cfg.stop_timeout_s
         for p in live:
             try:
@@ -451,6 +594,9 @@ class Launcher:
             except subprocess.TimeoutExpired:
                 p.popen.kill()  # type: ignore[union-attr]
                 p.popen.wait()  # type: ignore[union-attr]
+                p.stop_killed = True
+            if p.fd >= 0:  # its last records (the pipe keeps them after the process ends)
+                self._read(p, time.monotonic())
             if p.exit_code is None:
                 p.exit_code = p.popen.returncode  # type: ignore[union-attr]
 
@@ -458,10 +604,13 @@ class Launcher:
         rows = []
         extra: dict[str, Any] = {}
         top: dict[str, Any] = {}  # a node's summary key "run" (a dict) goes to the top level
+        episodes: dict[str, int] = {}
         for name, p in self.procs.items():
             path = self.run_dir / f"{name}.summary.json"
             figures = json.loads(path.read_text()) if path.exists() else {}
             if isinstance(figures.get("run"), dict):
+                if isinstance(figures["run"].get("episodes"), int):
+                    episodes[name] = figures["run"]["episodes"]
                 top.update(figures.pop("run"))
             row = {
                 "node": name,
@@ -479,8 +628,12 @@ class Launcher:
             node_extra = {k: v for k, v in figures.items() if k not in row and k not in _LOOP_KEYS}
             if node_extra:
                 extra[name] = node_extra
-        return top | {
-            "ok": self.ok,
+        reasons = self._reasons(rows, episodes)
+        return {
+            "ok": not reasons,
+            "reasons": reasons,
+            "warnings": self._warnings(rows),
+        } | top | {
             "clock": self.cfg.clock,
             "cpu_latency_us": self.cfg.cpu_latency_us,
             "seconds": round(time.monotonic() - self.t0, 3),
@@ -491,6 +644,55 @@ class Launcher:
             "node_figures": extra,
         }
 
+    def _reasons(self, rows: list[dict[str, Any]], episodes: dict[str, int]) -> list[str]:
+        """Why the run is not ok (empty: it is)."""
+        reasons, later = [], []  # causes first, then what they left undone
+        for name, p in self.procs.items():
+            if p.died:
+                when = "" if p.ever_up else " before it came up"
+                reasons.append(f"{name} died{when} (exit {p.exit_code}), not restarted "
+                               f"(on_death={p.entry.on_death}, max_restarts={p.entry.max_restarts})")
+            elif not p.ever_up:
+                later.append(f"{name} never came up (ended by: {self.reason}; exit {p.exit_code})")
+            elif p.exit_code not in (0, None) and not p.stop_killed and not p.closed:
+                reasons.append(f"{name} exited with {p.exit_code} when asked to stop")
+            if p.last_state == "fault":
+                reasons.append(f"{name} ended in fault")
+            wanted = p.entry.args.get("episodes")
+            if name in episodes and isinstance(wanted, int) and episodes[name] < wanted:
+                later.append(f"{name} ran {episodes[name]} of {wanted} episodes "
+                             f"(ended by: {self.reason})")
+        reasons += later
+        return reasons
+
+    def _warnings(self, rows: list[dict[str, Any]]) -> list[str]:
+        """What degraded the run, each with what to change."""
+        out = []
+        cpus = len(os.sched_getaffinity(0))
+        for row in rows:
+            name, p = row["node"], self.procs[row["node"]]
+            if p.restarts:
+                what = sorted({e["event"] for e in self.events if e["node"] == name
+                               and e["event"] in ("died", "silent", "stalled")})
+                out.append(f"{name} restarted {p.restarts}x ({', '.join(what)}): see its log above")
+            if p.starved_s > 0:
+                out.append(f"{name} went {p.starved_s:.1f} s without a core (load "
+                           f"{self.loadavg_max:.1f} on {cpus} CPUs): run fewer jobs beside it, "
+                           f"or give it a lower graph.nodes.{name}.nice")
+            if row["miss_share"] > MISS_WARN_SHARE and row["rate_hz"] > 0:
+                out.append(f"{name} missed {row['miss_share']:.0%} of its deadlines at "
+                           f"{row['target_hz']:g} Hz: lower graph.nodes.{name}.rate_hz, or give "
+                           f"it a core of its own (graph.nodes.{name}.cpus)")
+            if p.stop_killed:
+                out.append(f"{name} did not stop within stop_timeout_s="
+                           f"{self.cfg.stop_timeout_s:g} and was killed: its files may be cut short")
+        if self.loadavg_max > cpus:
+            out.append(f"the machine was busy (load {self.loadavg_max:.1f} on {cpus} CPUs): "
+                       "timings are not those of a quiet machine")
+        return out
+
+
+MISS_WARN_SHARE = 0.05  # a node missing more of its deadlines than this degrades the run
 
 _NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"
 _LOOP_KEYS = {"ticks", "jitter_p50_us", "step_p50_us", "drops_by_kind", "node"}

@@ -14,6 +14,12 @@ Loop figures, published in every Heartbeat and in the node's final summary:
 - step time (p50/p99, microseconds),
 - dropped messages (malformed or unknown), counted per kind.
 
+Liveness (docs/liveness.md): besides the Heartbeat on the bus (for the other nodes), a
+thread of its own writes the launcher, on a pipe the launcher made for this process alone,
+how far the loop has got and how long it has been stalled, counted only while the loop
+could run. The launcher so tells a node the OS is not scheduling (starved) from one stuck
+in ``step`` (hung), and nothing else on the machine can speak for the node.
+
 Lockstep (docs/architecture.md, "Time"): the clock node publishes ``Tick(tick, stamp_ns=sim time,
 required)``; a node due at that tick first receives every message up to
 ``required[topic]`` on the topics it subscribes to, steps with the simulated time,
@@ -34,9 +40,10 @@ import os
 import signal
 import struct
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -193,6 +200,7 @@ class NodeSpec:
     spin_us: float = -1.0  # busy-wait before each deadline; <0: automatic
     cpus: list[int] = dataclasses.field(default_factory=list)  # CPU affinity; empty: any
     nice: int = 0  # added to the launcher's nice (Linux scheduling priority)
+    liveness_fd: int = -1  # write end of the launcher's liveness pipe; -1: none
 
 
 def import_target(target: str) -> type[Node]:
@@ -243,6 +251,125 @@ def _die_with_parent() -> None:
         pass
 
 
+def _thread_state(tid: int) -> str:
+    """The scheduler state of one thread of this process (R running or runnable, S asleep,
+    D in uninterruptible I/O, T stopped...); "" where /proc is not there to ask."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    return chr(stat[stat.rindex(b")") + 2])
+
+
+def remove_ipc_file(address: str) -> None:
+    """Remove the socket file of a bound ``ipc://`` address (ZeroMQ leaves it), and its
+    directory once empty: a graph leaves no socket file behind, whoever ends it."""
+    if not address.startswith("ipc://"):
+        return
+    path = Path(address[len("ipc://"):])
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+# after the launcher is gone, the process ends within this, even from a stuck step
+ORPHAN_EXIT_S = 0.3
+
+
+class Liveness:
+    """Tells the launcher, from a thread of its own, that the process lives and whether its
+    loop moves (docs/liveness.md).
+
+    The last record's state is ``closed``: the node has stopped and written its summary.
+
+    Every ``period_s`` it writes one JSON line to the pipe the launcher made for this
+    process: ``beat`` (the loop's progress counter, bumped by the loop), ``up`` (the loop
+    has started), ``state`` (the node's), ``ticks`` and ``stall_s``: how long the loop has
+    not moved, counted only while it could have: the CPU time the loop thread used while
+    stalled (running, or waiting for a core), plus the wall time it slept while stalled
+    (asleep inside a step). A process the OS does not schedule counts nothing, so a node
+    starved by a busy machine is not taken for a hung one.
+
+    The pipe is the proof of identity: only this process holds its write end, so no other
+    process can speak for the node. When the pipe breaks (the launcher died), the node is
+    asked to stop, and after ``ORPHAN_EXIT_S`` it ends anyway, removing its ipc socket file.
+    """
+
+    def __init__(self, fd: int, period_s: float, on_orphan: Callable[[], None],
+                 socket_path: str = "") -> None:
+        self.fd = fd
+        self.period_s = period_s
+        self.on_orphan = on_orphan
+        self.socket_path = socket_path
+        self.beat = 0  # bumped by the loop at every pass
+        self.up = False
+        self.state = "starting"
+        self.ticks = 0
+        self.stall_s = 0.0
+        self._tid = threading.get_native_id()  # the loop runs on the thread that made us
+        try:
+            self._cpu_clock: int | None = time.pthread_getcpuclockid(threading.get_ident())
+        except (AttributeError, OSError):
+            self._cpu_clock = None
+        self._stop = threading.Event()
+        self._closed = threading.Event()
+        os.set_inheritable(fd, False)  # the node's own children cannot speak for it
+        os.set_blocking(fd, False)  # a launcher that does not read never blocks the node
+        self._thread = threading.Thread(target=self._run, name="liveness", daemon=True)
+        self._thread.start()
+
+    def _loop_cpu(self) -> float:
+        return time.clock_gettime(self._cpu_clock) if self._cpu_clock is not None else 0.0
+
+    def _run(self) -> None:
+        last_beat, last_t, last_cpu = -1, time.monotonic(), self._loop_cpu()
+        while not self._stop.wait(self.period_s):
+            now, cpu = time.monotonic(), self._loop_cpu()
+            if self.beat != last_beat or not self.up:
+                self.stall_s, last_beat = 0.0, self.beat
+            elif _thread_state(self._tid) == "S":  # asleep in a step: it could run, and does not
+                self.stall_s += now - last_t
+            else:  # running, or waiting for a core or a disk: only the CPU it got counts
+                self.stall_s += cpu - last_cpu
+            last_t, last_cpu = now, cpu
+            if not self.send():
+                self._orphaned()
+                return
+
+    def send(self) -> bool:
+        """Write one record; False when the launcher is gone."""
+        rec = {"beat": self.beat, "up": self.up, "state": self.state, "ticks": self.ticks,
+               "stall_s": round(self.stall_s, 3)}
+        try:
+            os.write(self.fd, json.dumps(rec).encode() + b"\n")
+        except BlockingIOError:  # the launcher is not reading (itself starved): skip one
+            pass
+        except OSError:  # EPIPE: no reader left
+            return False
+        return True
+
+    def _orphaned(self) -> None:
+        self.on_orphan()
+        if not self._closed.wait(ORPHAN_EXIT_S):
+            remove_ipc_file(self.socket_path)
+            os._exit(1)
+
+    def close(self) -> None:
+        """Send the final record, end the thread, close the pipe (once)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+        self.state = "closed"  # the summary is written: what follows is the interpreter's exit
+        self.send()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class _Stats:
     """Ring buffers of jitter and step time; figures computed at heartbeat time."""
 
@@ -284,11 +411,12 @@ class _Stats:
 class Runtime:
     """Runs one node: sockets, loop, heartbeats, shutdown."""
 
-    def __init__(self, spec: NodeSpec, node: Node) -> None:
+    def __init__(self, spec: NodeSpec, node: Node, liveness: Liveness | None = None) -> None:
         self.spec = spec
         self.node = node
         self.name = spec.name
         self.stopping = False
+        self.live = liveness
         cfg = from_mapping(busmod.BusConfig, spec.bus, prefix="bus.")
         self.zctx = busmod.context()
         self.security = busmod.Security(self.zctx, cfg)
@@ -330,6 +458,11 @@ class Runtime:
             self.pub.publish(topic, msg)
 
     def heartbeat(self, force: bool = False, state: str | None = None) -> None:
+        """Publish a Heartbeat on the bus when one is due; every call is also loop progress
+        for the launcher's liveness watch (each loop calls this at every pass)."""
+        live = self.live
+        if live is not None:
+            live.beat += 1
         now = time.monotonic()
         if not force and now < self.next_hb:
             return
@@ -353,6 +486,8 @@ class Runtime:
             step_p99_us=s99,
         )
         self.pub.publish("heartbeat", hb)
+        if live is not None:
+            live.state, live.ticks = state, self.stats.ticks
 
     def _all_heard(self) -> bool:
         return self.heard >= set(self.spec.addresses) - {self.name}
@@ -362,6 +497,8 @@ class Runtime:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.live is not None:
+            self.live.up = True
         try:
             custom = getattr(self.node, "loop", None)
             if custom is not None:
@@ -381,6 +518,8 @@ class Runtime:
         return self.spec.parent_pid == 0 or os.getppid() == self.spec.parent_pid
 
     def _step(self, now_ns: int) -> None:
+        if self.live is not None:
+            self.live.beat += 1
         outputs = self.node.step(now_ns, self.inbox)
         self._publish(outputs)
         self.inbox.clear_new()
@@ -504,6 +643,8 @@ class Runtime:
         }
         deadline = time.monotonic() + timeout_s
         while True:
+            if self.live is not None:  # waiting for inputs is the runtime's, not a stuck step
+                self.live.beat += 1
             self._admit(tick.required)
             if all(self.inbox.seqs.get(t, -1) >= s for t, s in wanted.items()):
                 return
@@ -516,6 +657,8 @@ class Runtime:
 
     def _shutdown(self) -> None:
         self.final_state = "stopped"
+        if self.live is not None:
+            self.live.state = "stopped"
         try:
             summary = self.node.summary()
         except Exception as e:  # a failing summary must not prevent a clean stop
@@ -530,6 +673,7 @@ class Runtime:
             time.sleep(0.05)  # let the last heartbeat leave
             self.sub.close()
             self.pub.close()
+            remove_ipc_file(self.spec.addresses.get(self.name, ""))
             self.security.close()
             self.zctx.term()
 
@@ -572,8 +716,25 @@ def main(argv: list[str] | None = None) -> int:
     if spec.cpus:
         os.sched_setaffinity(0, spec.cpus)
     _set_nice(spec)  # first, so that every thread the node starts inherits it
-    node = build_node(spec)
-    return Runtime(spec, node).run()
+    stop = threading.Event()
+    live = None
+    if spec.liveness_fd >= 0:  # from before the imports: a node slow to build is not silent
+        live = Liveness(spec.liveness_fd, 1.0 / spec.heartbeat_hz, stop.set,
+                        spec.addresses.get(spec.name, ""))
+    try:
+        node = build_node(spec)
+        if stop.is_set():
+            return 1
+        rt = Runtime(spec, node, live)
+        if stop.is_set():
+            rt.stopping = True
+        live_stop = rt._on_signal
+        if live is not None:
+            live.on_orphan = lambda: live_stop(signal.SIGTERM, None)
+        return rt.run()
+    finally:
+        if live is not None:
+            live.close()
 
 
 def _set_nice(spec: NodeSpec) -> None:

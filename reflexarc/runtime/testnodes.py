@@ -1,4 +1,5 @@
-"""Small nodes for exercising the graph: a seeded source, an echo, a sink, a crasher.
+"""Small nodes for exercising the graph: a seeded source, an echo, a sink, a crasher, and
+nodes that hang, latch a fault or forge heartbeats.
 
 They use the real message types and the real runtime, so a graph of them tests
 everything the real nodes rely on: rates, lockstep determinism, drops, deaths.
@@ -6,15 +7,18 @@ everything the real nodes rely on: rates, lockstep determinism, drops, deaths.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reflexarc.runtime.config import bounded
-from reflexarc.runtime.msgs import JointCommand, JointState
+from reflexarc.runtime.config import bounded, choice
+from reflexarc.runtime.msgs import Heartbeat, JointCommand, JointState
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
 
@@ -118,3 +122,65 @@ class Crasher(Node):
         if self.ticks > self.cfg.after_ticks:
             os.kill(os.getpid(), signal.SIGKILL)
         return ()
+
+
+class Stuck(Node):
+    """Gets stuck forever in ``step`` after ``after_ticks`` ticks: asleep (``how=sleep``) or
+    spinning in Python (``how=spin``). Tests that a hung node is found."""
+
+    @dataclass
+    class Config:
+        after_ticks: int = bounded(10, 0, None)
+        how: str = choice("sleep", "sleep", "spin")
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.ticks = 0
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        self.ticks += 1
+        while self.ticks > self.cfg.after_ticks:
+            if self.cfg.how == "sleep":
+                time.sleep(3600)
+        return ()
+
+
+class Faulty(Node):
+    """Reports state ``fault`` after ``after_ticks`` ticks, as a controller that latched one."""
+
+    @dataclass
+    class Config:
+        after_ticks: int = bounded(10, 0, None)
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.ticks = 0
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        self.ticks += 1
+        return ()
+
+    def state(self) -> str:
+        return "fault" if self.ticks > self.cfg.after_ticks else "running"
+
+
+class Forger(Node):
+    """Publishes heartbeats in another node's name, with that node's pid (from the run's
+    ``pids.json``): what a hostile or broken node could do to hide a stopped one."""
+
+    @dataclass
+    class Config:
+        victim: str = "sink"
+
+    publishes = ("heartbeat",)
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        try:
+            pids = json.loads((Path(self.ctx.run_dir) / "pids.json").read_text())
+        except (OSError, ValueError):
+            return ()
+        pid = pids.get(self.cfg.victim)
+        if not isinstance(pid, int):
+            return ()
+        return [("heartbeat", Heartbeat(stamp_ns=now_ns, node=self.cfg.victim, pid=pid,
+                                        state="running", ticks=0))]
