@@ -396,8 +396,8 @@ class Launcher:
             **extra,
         }
         self.events.append(ev)
-        # a node that finished its work ends a normal run: news, not a warning
-        level = logging.INFO if what == "finished" else logging.WARNING
+        # a node that finished its work ends a normal run, the graph comes up: news, not warnings
+        level = logging.INFO if what in ("finished", "up") else logging.WARNING
         log.log(level, "%s: %s %s", node, what, extra or "")
 
     @contextmanager
