@@ -14,6 +14,7 @@ import reflexarc
 from reflexarc import ConfigError, Graph, JointState, node
 from reflexarc.runtime.launcher import Launcher
 from tests.conftest import reflexarc as reflexarc_cli
+from tests.test_examples import warnings
 
 ECHO = "reflexarc.runtime.testnodes:Echo"
 SOURCE = "reflexarc.runtime.testnodes:Source"
@@ -131,7 +132,7 @@ def test_a_graph_file_outside_the_repo_with_its_own_node_module(tmp_path: Path) 
     ep = reflexarc.Episode(user / "out" / "episode")
     q = ep.read("joint_state")["position"][:, 0]
     assert len(q) >= 15 and np.allclose(q, 2.0 * np.arange(1, len(q) + 1))
-    assert "WARNING" not in res.stderr
+    assert not warnings(res.stderr), res.stderr
 
 
 def test_a_script_publishes_into_a_running_graph_and_subscribes_to_it(tmp_path: Path) -> None:

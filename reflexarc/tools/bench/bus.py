@@ -39,6 +39,7 @@ import zmq
 from reflexarc.runtime import bus as busmod
 from reflexarc.runtime.msgs import Image, JointState, Message, empty
 from reflexarc.runtime.node import AUTO_SPIN_US, cpu_latency
+from reflexarc.runtime.progress import Progress
 from reflexarc.runtime.wire import encode
 
 
@@ -183,11 +184,13 @@ def bench_bus(cfg: Any) -> list[dict[str, Any]]:
         os.sched_setaffinity(0, cfg.cpus)  # before any context: its I/O thread inherits it
     try:
         with cpu_latency(cfg.cpu_latency_us):
+            progress = Progress("bench bus", 6, "cases", every_s=0.0)
             for transport in ("ipc", "tcp"):
                 for kind in ("JointState", "Image 64x64x3", "Image 224x224x3"):
                     row = _row(kind, transport, n, cfg.rate_hz, warmup=50 if cfg.quick else 200,
                                wait=cfg.wait)
                     rows.append(row | {"cpu_latency_us": cfg.cpu_latency_us})
+                    progress.update(len(rows), f"{kind} over {transport}")
     finally:
         os.sched_setaffinity(0, before)
     where = f"{cfg.rate_hz:g} Hz, " + (

@@ -43,6 +43,7 @@ from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import JointState, Plan
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -510,6 +511,8 @@ def bench_control(cfg: Any) -> list[dict[str, Any]]:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     names = ["timeshared"] if cfg.quick else list(VARIANTS)
+    backends = [cfg.backend] if cfg.quick else ["mujoco", "pybullet"]
+    progress = Progress("bench control", len(names) + len(backends), "cases", every_s=0.0)
     with tempfile.TemporaryDirectory(prefix="bench-control-") as tmp:
         for name in names:
             v = VARIANTS[name]
@@ -522,8 +525,9 @@ def bench_control(cfg: Any) -> list[dict[str, Any]]:
             row = graph_row(summary, window, name, load)
             row["wall_s"] = round(time.monotonic() - t0, 2)
             rows.append(row)
-    backends = [cfg.backend] if cfg.quick else ["mujoco", "pybullet"]
-    for backend in backends:
+            progress.update(names.index(name) + 1, f"graph {name}")
+    for i, backend in enumerate(backends):
         png = out.with_name(f"{out.stem}_tracking_{backend}.png") if out else None
         rows.extend(tracking(backend, quick=cfg.quick, png=png))
+        progress.update(len(names) + i + 1, f"tracking {backend}")
     return rows

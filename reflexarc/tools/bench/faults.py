@@ -58,6 +58,7 @@ from reflexarc.robot.guard import panda_limits
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.msgs import EStop, Heartbeat, JointCommand, Plan
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -433,13 +434,14 @@ def bench_faults(cfg: Any) -> list[dict[str, Any]]:
     only = set(cfg.cases)
     arm = ArmModel()
     rows = []
+    todo = [(g, c) for g, c in cases(graphs, cfg.quick) if not only or c in only]
+    progress = Progress("bench faults", len(todo), "cases", every_s=0.0)
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
-        for graph, case in cases(graphs, cfg.quick):
-            if only and case not in only:
-                continue
-            log.warning("bench faults: %s / %s", graph, case)
+        for graph, case in todo:
+            progress.update(len(rows), f"next: {graph} / {case}")
             rows.append(run_case(graph, case, cfg.backend, 1.0 if cfg.quick else 2.0,
                                  1.5 if cfg.quick else 2.5, Path(tmp), arm))
+        progress.update(len(rows))
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     return rows

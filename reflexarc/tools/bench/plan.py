@@ -40,6 +40,7 @@ from reflexarc.planner.cem import CEMConfig, CEMPlanner
 from reflexarc.planner.mpc import SamplingConfig, SamplingPlanner, resolve_device
 from reflexarc.planner.mppi import MPPIConfig, MPPIPlanner
 from reflexarc.planner.protocol import LinearLatentModel
+from reflexarc.runtime.progress import Progress
 
 PLANNERS: dict[str, tuple[type[SamplingPlanner], type[SamplingConfig]]] = {
     "cem": (CEMPlanner, CEMConfig),
@@ -214,9 +215,11 @@ def bench_plan(cfg: Any) -> list[dict]:
     threads = int(getattr(cfg, "threads", 1)) or torch.get_num_threads()
     cases = _cases(cfg, sweeps, base, threads)
     before = torch.get_num_threads()
+    progress = Progress("bench plan", rounds * len(cases), "solve series")
     try:
         for r in range(rounds):
-            for case in cases:
+            for k, case in enumerate(cases):
+                progress.update(r * len(cases) + k)
                 torch.set_num_threads(case.threads if case.threads > 0 else before)
                 case.times += time_solves(
                     case.planner,
@@ -228,6 +231,7 @@ def bench_plan(cfg: Any) -> list[dict]:
                 ).tolist()
     finally:
         torch.set_num_threads(before)
+    progress.update(rounds * len(cases))
     rows = [case.row() for case in cases]
     out = str(getattr(cfg, "out", "") or "")
     plot(rows, Path(out).with_suffix(".png") if out else DEFAULT_PLOT)
