@@ -135,8 +135,8 @@ def frame_table(episode: Episode | str | Path, camera: str = "") -> FrameTable:
         action = np.concatenate(
             [np.asarray(cmd["position"])[csel], np.asarray(cmd["gripper"])[csel, None]], axis=1)
         action_names = [f"joint_{k}" for k in range(action.shape[1] - 1)] + ["gripper"]
-    elif "action" in topics:
-        act = ep.read("action")
+    elif "ee_action" in topics:
+        act = ep.read("ee_action")
         action = np.asarray(act["action"])[at_or_after(np.asarray(act["stamp_ns"]), t)]
         action_names = ["dx", "dy", "dz", "gripper"][: action.shape[1]]
     else:

@@ -78,8 +78,8 @@ def log_episode(rec: Any, ep: Episode, prefix: str = "") -> dict[str, int]:
         jc = cols["joint_command"]
         series("action/joint_command", jc["stamp_ns"],
                np.concatenate([np.asarray(jc["position"]), np.asarray(jc["gripper"])[:, None]], 1))
-    if "action" in cols:
-        series("action/ee", cols["action"]["stamp_ns"], cols["action"]["action"])
+    if "ee_action" in cols:
+        series("action/ee", cols["ee_action"]["stamp_ns"], cols["ee_action"]["action"])
     if "scene_state" in cols:
         ss = cols["scene_state"]
         series("plots/hand", ss["stamp_ns"], ss["ee_pos"])
