@@ -4,8 +4,20 @@ Each tick (the driver's rate, 1 kHz for a Panda) the bridge reads the arm's newe
 measurement from its :class:`reflexarc.robot.drivers.Driver` and publishes it as ``joint_state``
 (stamped with the measurement time), and sends the newest ``joint_command`` of the
 graph to the arm. Cameras attached to the driver (optional ``read_images()``) are
-published as ``camera/<name>`` at ``camera_hz``. A controller, planner or recorder
-cannot tell the bridge from the sim node.
+published as ``camera/<name>`` at ``camera_hz``, stamped with their capture time. A
+``gripper_command`` (width, speed, force) goes to the driver's ``grasp``, and its
+``read_gripper()`` comes back as ``gripper_state`` (with the grasp result). A controller,
+planner or recorder cannot tell the bridge from the sim node.
+
+Before the graph may move the arm (docs/drivers.md), in this order:
+
+1. **calibrate**: the driver's ``calibrate()``, if it has one (once, at connect);
+2. **acknowledge** (``acknowledge``, on by default): the arm holds until the operator's
+   signed go, the same signed release as after an e-stop (``reflexarc estop release``);
+3. **move to start** (``start_position``, empty: none): the bridge itself brings the arm
+   to the start pose in position mode, every joint arriving together, no faster than
+   ``start_speed``; then the graph's commands are applied. Until then they are ignored
+   (counted: ``ignored_before_start``), so the first plan starts from the start pose.
 
 Safety at the hardware end (the controller has its own, :mod:`reflexarc.robot.safety`):
 
@@ -34,18 +46,28 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reflexarc.robot.authority import AuthorityError, ReleaseCheck
-from reflexarc.robot.drivers import Driver, DriverError, load_driver
+from reflexarc.robot.drivers import CameraFrame, Driver, DriverError, load_driver
 from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, panda_limits
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
-from reflexarc.runtime.msgs import EStop, Image, JointCommand, JointState, empty
+from reflexarc.runtime.msgs import (
+    EStop,
+    GripperCommand,
+    GripperState,
+    Image,
+    JointCommand,
+    JointState,
+    empty,
+)
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.stats import Ring
 
 if TYPE_CHECKING:
     pass
@@ -94,22 +116,37 @@ class BridgeConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)
     operator_key: str = ""  # public key releases must be signed with (docs/safety.md); "": none
 
+    camera_hz: float = bounded(30.0, 0.0, 1000.0)  # drivers with read_images(); 0: none
+    n_joints: int = bounded(7, 1, 64)
+    # hold until the operator's signed go (operator_key) before the first motion
+    acknowledge: bool = True
+    start_position: list[float] = field(default_factory=list)  # rad; empty: no move to start
+    start_speed: float = bounded(0.3, 0.01, 2.0)  # rad/s, the fastest joint of the move
+    start_tolerance: float = bounded(0.02, 1e-4, 0.5)  # rad: every joint this close = there
+    start_timeout_s: float = bounded(30.0, 1.0, 600.0)  # beyond the move's own duration
+
     def validate(self) -> None:
         if self.operator_key:
             try:
                 ReleaseCheck(self.operator_key)
             except (AuthorityError, ValueError) as e:
                 raise ConfigError("operator_key", f"{e} (a public key file or 64 hex digits)") from None
-    camera_hz: float = bounded(30.0, 0.0, 1000.0)  # drivers with read_images(); 0: none
-    n_joints: int = bounded(7, 1, 64)
+        elif self.acknowledge:
+            raise ConfigError(
+                "acknowledge", "the bridge waits for the operator's signed go before the first "
+                "motion: give operator_key (`reflexarc estop keygen dir=DIR`), or "
+                "acknowledge=false where nobody needs to (a simulated arm)")
+        if self.start_position and len(self.start_position) != self.n_joints:
+            raise ConfigError("start_position", f"{len(self.start_position)} values for "
+                              f"{self.n_joints} joints (n_joints); or empty for no move to start")
 
 
 class BridgeNode(Node):
     """Joint state out, joint commands in, backed by a hardware driver (module docstring)."""
 
     Config = BridgeConfig
-    subscribes = {"joint_command": "latest", "estop": "all"}
-    publishes = ("joint_state", "camera/")
+    subscribes = {"joint_command": "latest", "estop": "all", "gripper_command": "latest"}
+    publishes = ("joint_state", "camera/", "gripper_state")
 
     def __init__(self, ctx: NodeContext, cfg: BridgeConfig, driver: Driver | None = None) -> None:
         super().__init__(ctx, cfg)
@@ -139,12 +176,27 @@ class BridgeNode(Node):
         self.releases = ReleaseCheck(cfg.operator_key, realtime=True)
         self.counts = {"states": 0, "commands": 0, "rejected": 0, "silent_stops": 0,
                        "estops": 0, "resets": 0, "ignored_in_estop": 0, "frames": 0,
-                       "ignored_after_overspeed": 0, "releases_refused": 0}
+                       "ignored_after_overspeed": 0, "releases_refused": 0,
+                       "ignored_before_start": 0, "unstamped_frames": 0, "grasps": 0}
+        # start-up: calibrate (at connect) -> acknowledge -> start (move) -> running
+        self.start = np.asarray(cfg.start_position, float)
+        self.phase = "acknowledge" if cfg.acknowledge else self._after_acknowledge()
+        self.calibration: dict[str, Any] = {}
+        self.move: tuple[int, np.ndarray, float] | None = None  # (t0_ns, q0, duration_s)
+        self.started_ns: int | None = None  # when the graph's commands were first let through
+        self.frame_age = Ring(4096)  # capture -> publish, ms
+        self.grasp_seq = -1
+        self.grasp = getattr(self.driver, "grasp", None)
+        self.read_gripper = getattr(self.driver, "read_gripper", None)
 
     def connect(self) -> None:
         if not self.connected:
             self.driver.connect()
             self.connected = True
+            calibrate = getattr(self.driver, "calibrate", None)
+            if callable(calibrate):
+                self.calibration = dict(calibrate() or {})
+                log.info("%s: calibrated: %s", self.ctx.name, self.calibration)
 
     # -- the tick ------------------------------------------------------------------------
 
@@ -171,10 +223,25 @@ class BridgeNode(Node):
                 self.overspeed_until_ns = now_ns + int(self.cfg.overspeed_hold_s * 1e9)
         for e in inbox.new("estop"):
             self._estop(e, now_ns)
+        if self.phase == "start" and not self.estop and self.q is not None:
+            self._move_to_start(now_ns)
         cmd = inbox.latest("joint_command")
         if cmd is not None and cmd.seq != self.cmd_seq:
             self.cmd_seq = cmd.seq
-            self._command(cmd, now_ns)
+            if self.phase == "running":
+                self._command(cmd, now_ns)
+            else:
+                self.counts["ignored_before_start"] += 1
+        gcmd = inbox.latest("gripper_command")
+        if gcmd is not None and gcmd.seq != self.grasp_seq:
+            self.grasp_seq = gcmd.seq
+            self._grasp(gcmd)
+        if self.read_gripper is not None:
+            g = self.read_gripper()
+            if g is not None:
+                out.append(("gripper_state", GripperState(
+                    stamp_ns=g.stamp_ns, width=float(g.width), force=float(g.force),
+                    moving=bool(g.moving), grasped=bool(g.grasped), command_seq=self.grasp_seq)))
         if self.commanding and self.last_cmd_ns is not None and now_ns - self.last_cmd_ns > self.timeout_ns:
             self._stop()
             self.counts["silent_stops"] += 1
@@ -182,11 +249,70 @@ class BridgeNode(Node):
                         (now_ns - self.last_cmd_ns) / 1e6)
         if self.read_images is not None and self.cfg.camera_hz and now_ns >= self.next_frame_ns:
             self.next_frame_ns = now_ns + int(1e9 / self.cfg.camera_hz)
-            for name, rgb in self.read_images().items():
+            for name, frame in self.read_images().items():
                 self.counts["frames"] += 1
-                out.append((f"camera/{name}", Image(stamp_ns=now_ns, camera=name, rgb=rgb,
+                if isinstance(frame, CameraFrame):
+                    stamp, rgb = int(frame.stamp_ns), frame.rgb
+                    self.frame_age.add((time.monotonic_ns() - stamp) / 1e6)
+                else:  # a driver without capture stamps: the tick is the best guess
+                    stamp, rgb = now_ns, frame
+                    self.counts["unstamped_frames"] += 1
+                out.append((f"camera/{name}", Image(stamp_ns=stamp, camera=name, rgb=rgb,
                                                     depth=empty("f4", 0, 0))))
         return out
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def _move_to_start(self, now_ns: int) -> None:
+        """One tick of the move to ``start_position``: a straight line in joint space, every
+        joint arriving together, the farthest at ``start_speed``; then the graph's turn."""
+        q = self.q
+        if self.move is None:
+            distance = float(np.max(np.abs(self.start - q)))
+            self.move = (now_ns, q.copy(), distance / self.cfg.start_speed)
+            log.info("%s: moving to the start pose (%.2f rad, %.1f s)", self.ctx.name,
+                     distance, self.move[2])
+        t0, q0, duration = self.move
+        elapsed = (now_ns - t0) / 1e9
+        s = 1.0 if duration <= 0 else min(1.0, elapsed / duration)
+        target = q0 + s * (self.start - q0)
+        if s >= 1.0 and np.all(np.abs(self.start - q) <= self.cfg.start_tolerance):
+            self._running(now_ns)
+            return
+        if elapsed > duration + self.cfg.start_timeout_s:
+            raise BridgeError(
+                f"the arm did not reach start_position within {self.cfg.start_timeout_s} s "
+                f"after its move (largest error {np.max(np.abs(self.start - q)):.3f} rad)")
+        n = self.cfg.n_joints
+        cmd = JointCommand(stamp_ns=now_ns, mode="position",
+                           position=self.guard.position(target, q, now_ns),
+                           velocity=np.zeros(n), effort=np.zeros(n), gripper=1.0)
+        self.driver.write_command(cmd)
+
+    def _after_acknowledge(self) -> str:
+        """The next phase once the arm may move: the move to start, if there is one."""
+        return "start" if self.start.size else "running"
+
+    def _running(self, now_ns: int) -> None:
+        self.phase = "running"
+        self.started_ns = now_ns
+        self.driver.stop()  # hold at the start pose until the graph's first command
+        self.guard.reset()
+        log.info("%s: at the start pose: the graph's commands now move the arm", self.ctx.name)
+
+    def _grasp(self, g: GripperCommand) -> None:
+        if self.grasp is None:
+            self.counts["rejected"] += 1
+            log.warning("%s: the driver has no grasp(); gripper_command dropped", self.ctx.name)
+            return
+        if self.estop or self.phase != "running":
+            self.counts["ignored_before_start" if not self.estop else "ignored_in_estop"] += 1
+            return
+        if not all(np.isfinite([g.width, g.speed, g.force])) or min(g.width, g.speed, g.force) < 0:
+            self.counts["rejected"] += 1
+            return
+        self.grasp(float(g.width), float(g.speed), float(g.force), float(g.epsilon))
+        self.counts["grasps"] += 1
 
     def _valid(self, cmd: JointCommand) -> str:
         n = self.cfg.n_joints
@@ -241,6 +367,14 @@ class BridgeNode(Node):
             self.estop = False
             self.counts["resets"] += 1
             log.warning("%s: e-stop reset", self.ctx.name)
+        elif self.phase == "acknowledge":  # the operator's go before the first motion
+            why = self.releases(e, now_ns)
+            if why:
+                self.counts["releases_refused"] += 1
+                log.warning("%s: acknowledgement refused: %s", self.ctx.name, why)
+                return
+            self.phase = self._after_acknowledge()
+            log.warning("%s: acknowledged by the operator", self.ctx.name)
 
     def _stop(self) -> None:
         """Stop the arm (it holds where it is); the guard's rate limits start over."""
@@ -253,14 +387,17 @@ class BridgeNode(Node):
     def state(self) -> str:
         if self.estop:
             return "fault"
-        return "running" if self.commanding else "holding"
+        return "running" if self.commanding or self.phase == "start" else "holding"
 
     def summary(self) -> dict[str, Any]:
         """Counts, and the driver's own figures (``figures()``, if it has one). Called at
         shutdown: the arm is stopped and the driver closed first, so they are final."""
         self.close()
         figures = getattr(self.driver, "figures", None)
-        return {**self.counts, "guard": dict(self.guard.counts), **self.measured.summary(),
+        p50, p99 = self.frame_age.percentiles([50, 99])
+        return {**self.counts, "phase": self.phase, "calibration": self.calibration,
+                **({"frame_age_ms_p50": p50, "frame_age_ms_p99": p99} if self.frame_age.n else {}),
+                "guard": dict(self.guard.counts), **self.measured.summary(),
                 **(figures() if callable(figures) else {})}
 
     def close(self) -> None:

@@ -150,12 +150,19 @@ class Scene(abc.ABC):
         from now on with the scene's joint PD controller plus gravity compensation:
         ``tau = KP (q - q_meas) + KD (dq - dq_meas) + g(q_meas)``, clipped."""
 
+    def command_gripper(self, gripper: float) -> None:
+        """Set the gripper command alone, in [-1 close, 1 open]; the arm's command stays."""
+        self._set_gripper(gripper)
+
+    def _set_gripper(self, gripper: float | None) -> None:
+        raise SceneError(f"{type(self).__name__} has no gripper")
+
     def apply(
         self,
         mode: str,
         position: np.ndarray,
         effort: np.ndarray,
-        gripper: float,
+        gripper: float | None,
         velocity: np.ndarray | None = None,
     ) -> None:
         """Apply a joint command as carried by ``reflexarc.runtime.msgs.JointCommand``

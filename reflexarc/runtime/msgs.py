@@ -339,6 +339,30 @@ class EStop(_Base):
     reason: str = ""
 
 
+@message
+class GripperCommand(_Base):
+    """Move the fingers to ``width`` (m between them) at ``speed`` (m/s), squeezing with at
+    most ``force`` (N): a grasp when an object stops them; ``epsilon`` (m) is how far from
+    ``width`` they may stop and still count as a grasp."""
+
+    width: float = 0.0
+    speed: float = 0.05
+    force: float = 20.0
+    epsilon: float = 0.005
+
+
+@message
+class GripperState(_Base):
+    """The gripper as measured: opening (m), force (N), whether it moves, and whether the
+    last :class:`GripperCommand` (``command_seq``) ended in a grasp."""
+
+    width: float = 0.0
+    force: float = 0.0
+    moving: bool = False
+    grasped: bool = False
+    command_seq: int = -1
+
+
 # --------------------------------------------------------------------------------------
 # Goals, instructions, learning
 # --------------------------------------------------------------------------------------
@@ -408,6 +432,8 @@ TOPICS: dict[str, type] = {
     "joint_command": JointCommand,
     "safety": SafetyEvent,
     "estop": EStop,
+    "gripper_command": GripperCommand,
+    "gripper_state": GripperState,
     "goal": Goal,
     "instruction": Instruction,
     "task_spec": TaskSpec,

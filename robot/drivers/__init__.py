@@ -3,7 +3,19 @@
 A driver connects the graph to one real arm (or to a stand-in: :mod:`reflexarc.robot.drivers.pretend`
 runs a simulator in another process, in real time, over its own socket). The bridge
 node calls it from its loop, one call per tick, so every method must return quickly
-(well under the bridge's period). See ``robot/drivers/README.md`` for writing one.
+(well under the bridge's period); ``connect`` and ``calibrate`` run once, before the loop,
+and may take their time. See ``robot/drivers/README.md`` and docs/drivers.md.
+
+Besides the protocol's five methods a driver may have (the bridge looks them up):
+
+- ``calibrate() -> dict``: once after ``connect``, before any motion (a bus-servo arm
+  reads its joint offsets, a gripper finds its range); the dict joins the bridge summary;
+- ``read_images() -> dict[str, CameraFrame]``: camera frames with their capture stamps
+  (a bare (H, W, 3) array is stamped with the tick time and counted as unstamped);
+- ``grasp(width, speed, force) -> None``: start moving the fingers to ``width`` m at
+  ``speed`` m/s, squeezing with at most ``force`` N (returns at once);
+  ``read_gripper() -> GraspResult | None``: the newest gripper measurement;
+- ``figures() -> dict``: the driver's own figures for the summary.
 """
 
 from __future__ import annotations
@@ -34,6 +46,29 @@ class DriverState(NamedTuple):
     velocity: np.ndarray
     effort: np.ndarray
     gripper: float
+
+
+class CameraFrame(NamedTuple):
+    """One camera image and when it was captured (``time.monotonic_ns()`` of this host).
+
+    ``read_images()`` returns these, so the bridge stamps each frame with its capture time
+    (not with the tick that read it): latencies measured from the frame are then true.
+    """
+
+    stamp_ns: int
+    rgb: np.ndarray  # (H, W, 3) uint8
+
+
+class GraspResult(NamedTuple):
+    """The gripper after a ``grasp``: measured opening (m), squeezing force (N), whether
+    the fingers still move, and whether they stopped on an object (``grasped``: the
+    opening came to rest within ``epsilon`` of the width asked for)."""
+
+    stamp_ns: int
+    width: float
+    force: float
+    moving: bool
+    grasped: bool
 
 
 @runtime_checkable

@@ -14,9 +14,21 @@ Wire format (ZeroMQ PAIR, one msgpack map per message, arrays as raw little-endi
 float64 bytes):
 
 - arm -> driver: ``{"t": "hello", "pid", "n", "physics_hz"}`` once, then per step
-  ``{"t": "state", "stamp", "q", "dq", "tau", "g"}``; ``{"t": "bye", ...figures}`` at the end.
+  ``{"t": "state", "stamp", "q", "dq", "tau", "g"}``; with ``camera_hz``, a frame of the
+  front camera ``{"t": "frame", "stamp", "cam", "h", "w", "rgb"}`` (``stamp``: just before
+  it was rendered, its capture time); once a gripper command came, per step
+  ``{"t": "grip", "stamp", "w", "f", "moving", "grasped"}``; ``{"t": "bye", ...figures}``
+  at the end.
 - driver -> arm: ``{"t": "cmd", "mode", "q", "dq", "tau", "g"}``, ``{"t": "stop"}``,
-  ``{"t": "close"}``.
+  ``{"t": "grip", "w", "v", "f", "e"}``, ``{"t": "close"}``.
+
+The gripper is a separate device, as on a real arm: once it has had a ``grip`` command it
+follows only those (a joint command's ``g`` no longer moves it). ``f == 0`` moves the
+fingers to the opening ``w`` at ``v`` m/s; ``f > 0`` is a grasp: the fingers close at ``v``
+until something stops them, and the grasp holds if they came to rest within ``e`` of ``w``
+(the width of the object expected), as Franka's gripper reports it. The simulated fingers
+are position-driven, so the force reported is the force asked for while they rest short
+of closed on something, 0 otherwise: a stand-in for a measurement.
 
 Run it by hand with ``python -m reflexarc.robot.drivers.pretend --address ipc:///tmp/arm``.
 """
@@ -41,12 +53,13 @@ import msgpack
 import numpy as np
 import zmq
 
-from reflexarc.robot.drivers import DriverError, DriverState
+from reflexarc.robot.drivers import CameraFrame, DriverError, DriverState, GraspResult
 from reflexarc.runtime.msgs import JointCommand
 
 log = logging.getLogger(__name__)
 
 _F8 = np.dtype("<f8")
+FINGER_TRAVEL = 0.04  # m, one finger of the Panda's gripper (the opening is twice it)
 
 
 def _arr(b: bytes) -> np.ndarray:
@@ -109,6 +122,9 @@ class PretendDriver:
         hold_after_s: the arm holds its position after this long without a command.
         start_timeout_s: how long ``connect`` waits for the first message.
         rt_priority: > 0 runs the arm's process SCHED_FIFO (if the OS allows).
+        camera_hz: > 0: the arm's process renders its front camera at this rate and the
+            driver has ``read_images()`` (frames with their capture stamps).
+        image_size: the camera's square frame side, pixels.
     """
 
     def __init__(
@@ -119,6 +135,8 @@ class PretendDriver:
         hold_after_s: float = 0.01,
         start_timeout_s: float = 60.0,
         rt_priority: int = 0,
+        camera_hz: float = 0.0,
+        image_size: int = 64,
     ) -> None:
         if backend not in ("mujoco", "pybullet"):
             raise DriverError(f"backend must be 'mujoco' or 'pybullet', got {backend!r}")
@@ -133,6 +151,12 @@ class PretendDriver:
         self.hold_after_s = hold_after_s
         self.start_timeout_s = start_timeout_s
         self.rt_priority = rt_priority
+        if not 0.0 <= camera_hz <= 60.0:
+            raise DriverError(f"camera_hz must be in [0, 60], got {camera_hz}")
+        self.camera_hz = camera_hz
+        self.image_size = image_size
+        self.frames: dict[str, CameraFrame] = {}
+        self.gripper: GraspResult | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.ctx: zmq.Context | None = None
         self.sock: zmq.Socket | None = None
@@ -149,7 +173,8 @@ class PretendDriver:
             sys.executable, "-m", "reflexarc.robot.drivers.pretend", "--address", self.address,
             "--backend", self.backend, "--physics-hz", str(self.physics_hz),
             "--hold-after-s", str(self.hold_after_s), "--rt-priority", str(self.rt_priority),
-            "--parent-pid", str(os.getpid()),
+            "--parent-pid", str(os.getpid()), "--camera-hz", str(self.camera_hz),
+            "--image-size", str(self.image_size),
         ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         self.ctx = zmq.Context()
@@ -182,6 +207,12 @@ class PretendDriver:
             t = msg.get("t")
             if t == "state":
                 newest = msg
+            elif t == "frame":
+                rgb = np.frombuffer(msg["rgb"], np.uint8).reshape(msg["h"], msg["w"], 3)
+                self.frames[str(msg["cam"])] = CameraFrame(int(msg["stamp"]), rgb)
+            elif t == "grip":
+                self.gripper = GraspResult(int(msg["stamp"]), float(msg["w"]), float(msg["f"]),
+                                           bool(msg["moving"]), bool(msg["grasped"]))
             elif t == "bye":
                 self.bye = msg
         if newest is None:
@@ -203,6 +234,37 @@ class PretendDriver:
 
     def stop(self) -> None:
         self._send({"t": "stop"})
+
+    # -- optional parts of the protocol: cameras, gripper, calibration ---------------------
+
+    def read_images(self) -> dict[str, CameraFrame]:
+        """The frames that came since the last call, with their capture stamps."""
+        frames, self.frames = self.frames, {}
+        return frames
+
+    def grasp(self, width: float, speed: float, force: float, epsilon: float = 0.005) -> None:
+        """Move the fingers to ``width`` (``force`` 0), or grasp an object ``width`` wide."""
+        self._send({"t": "grip", "w": float(width), "v": float(speed), "f": float(force),
+                    "e": float(epsilon)})
+
+    def read_gripper(self) -> GraspResult | None:
+        """The newest gripper measurement (read_state() collects them), once each."""
+        g, self.gripper = self.gripper, None
+        return g
+
+    def calibrate(self) -> dict[str, Any]:
+        """Open the gripper fully and measure its opening: the range grasps can use."""
+        self.grasp(2 * FINGER_TRAVEL, 0.1, 0.0)
+        deadline = time.monotonic() + 10.0
+        last: GraspResult | None = None
+        while time.monotonic() < deadline:
+            self.read_state()
+            g = self.read_gripper()
+            last = g or last
+            if last is not None and not last.moving:
+                return {"gripper_max_width_m": round(last.width, 5)}
+            time.sleep(0.005)
+        raise DriverError("the pretend arm's gripper did not come to rest within 10 s")
 
     def close(self) -> None:
         if self._closed:
@@ -256,8 +318,45 @@ class PretendDriver:
 # --------------------------------------------------------------------------------------
 
 
+class _Gripper:
+    """The arm process's gripper: a move or grasp ramped at its speed, then judged at rest."""
+
+    def __init__(self, dt: float) -> None:
+        self.dt = dt
+        self.active = False  # a grip command came: the fingers follow grip commands only
+        self.target = self.opening = 2 * FINGER_TRAVEL  # ramp end and current ramp value, m
+        self.speed = self.force = self.width = self.eps = 0.0
+        self.still = 0  # steps the measured opening has not moved
+        self.last = 0.0
+
+    def command(self, msg: dict[str, Any], measured: float) -> None:
+        w, v, f, e = (float(msg.get(k, 0.0)) for k in ("w", "v", "f", "e"))
+        if not all(np.isfinite([w, v, f, e])) or v <= 0 or w < 0 or f < 0:
+            raise ValueError(f"grip w={w} v={v} f={f} e={e}")
+        self.active = True
+        self.width, self.speed, self.force, self.eps = w, v, f, e
+        self.target = 0.0 if f > 0 else min(w, 2 * FINGER_TRAVEL)  # a grasp closes
+        self.opening, self.still = measured, 0
+
+    def step(self) -> float:
+        """Advance the ramp one step; the scene's gripper command in [-1, 1]."""
+        delta = self.target - self.opening
+        self.opening += float(np.clip(delta, -self.speed * self.dt, self.speed * self.dt))
+        return float(np.clip(self.opening / FINGER_TRAVEL - 1.0, -1.0, 1.0))
+
+    def report(self, stamp: int, measured: float) -> dict[str, Any]:
+        self.still = self.still + 1 if abs(measured - self.last) < 2e-5 else 0
+        self.last = measured
+        moving = self.opening != self.target or self.still < 20
+        blocked = self.force > 0 and not moving and measured > self.target + 0.002
+        grasped = blocked and abs(measured - self.width) <= self.eps
+        return {"t": "grip", "stamp": stamp, "w": measured,
+                "f": self.force if blocked else 0.0, "moving": moving, "grasped": grasped}
+
+
 def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
-          rt_priority: int = 0, parent_pid: int = 0) -> int:
+          rt_priority: int = 0, parent_pid: int = 0, camera_hz: float = 0.0,
+          image_size: int = 64) -> int:
     """Run the pretend arm until told to close, its parent dies, or SIGTERM/SIGINT."""
     from reflexarc.robot.guard import CommandGuard, LimitCounter, panda_limits
     from reflexarc.sim.scene import make_scene
@@ -275,7 +374,11 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
         except OSError as e:
             log.warning("pretend arm: no SCHED_FIFO (%s)", e)
-    scene = make_scene(backend=backend, objects=[], cameras=[], physics_hz=physics_hz)
+    scene = make_scene(backend=backend, objects=[], cameras=["front"] if camera_hz else [],
+                       physics_hz=physics_hz)
+    gripper = _Gripper(1.0 / physics_hz)
+    frame_ns = int(1e9 / camera_hz) if camera_hz else 0
+    next_frame = time.monotonic_ns()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PAIR)
     sock.linger = 0
@@ -319,6 +422,12 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
                     guard.reset()
                     holding, last_cmd = True, None
                     holds += 1
+                elif t == "grip":
+                    try:
+                        gripper.command(msg, float(scene.joint_state().gripper))
+                    except ValueError as e:
+                        rejected += 1
+                        log.warning("pretend arm: rejected a gripper command: %s", e)
                 elif t == "close":
                     stopping = True
                 else:
@@ -339,7 +448,7 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
                     else:
                         q = guard.position(q, js.q, now)
                         dq = guard.velocity(dq) if dq.size else dq
-                    scene.apply(mode, q, tau, g, dq)
+                    scene.apply(mode, q, tau, None if gripper.active else g, dq)
                     last_cmd, holding = now, False
             if not holding and last_cmd is not None and now - last_cmd > hold_ns:
                 scene.command_position(js.q)  # communication lost: hold
@@ -351,16 +460,28 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
                 guard.reset()
                 holding, last_cmd = True, None
                 holds += 1
+            if gripper.active:
+                scene.command_gripper(gripper.step())
             scene.step(1)
             steps += 1
             s = scene.joint_state()
             counter.add(s.q, s.dq, s.tau)
             state = {"t": "state", "stamp": time.monotonic_ns(), "q": s.q.tobytes(),
                      "dq": s.dq.tobytes(), "tau": s.tau.tobytes(), "g": float(s.gripper)}
-            try:
-                sock.send(msgpack.packb(state), zmq.NOBLOCK)
-            except zmq.Again:
-                dropped += 1
+            out = [state]
+            if gripper.active:
+                out.append(gripper.report(state["stamp"], float(s.gripper)))
+            if frame_ns and time.monotonic_ns() >= next_frame:
+                next_frame += frame_ns
+                captured = time.monotonic_ns()  # the shutter: before the render's own time
+                rgb = np.ascontiguousarray(scene.render("front", image_size))
+                out.append({"t": "frame", "stamp": captured, "cam": "front", "h": rgb.shape[0],
+                            "w": rgb.shape[1], "rgb": rgb.tobytes()})
+            for m in out:
+                try:
+                    sock.send(msgpack.packb(m), zmq.NOBLOCK)
+                except zmq.Again:
+                    dropped += 1
             next_ns += period
             if time.monotonic_ns() - next_ns > 10 * period:  # far behind: do not burst
                 next_ns = time.monotonic_ns() + period
@@ -396,12 +517,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold-after-s", type=float, default=0.01)
     p.add_argument("--rt-priority", type=int, default=0)
     p.add_argument("--parent-pid", type=int, default=0)
+    p.add_argument("--camera-hz", type=float, default=0.0)
+    p.add_argument("--image-size", type=int, default=64)
     a = p.parse_args(argv)
     if not _local(a.address):
         p.error(f"the pretend arm listens on local addresses only, got {a.address!r}")
     _die_with_parent()
     logging.basicConfig(level=logging.INFO, format="[pretend-arm] %(levelname)s %(message)s")
-    return serve(a.address, a.backend, a.physics_hz, a.hold_after_s, a.rt_priority, a.parent_pid)
+    return serve(a.address, a.backend, a.physics_hz, a.hold_after_s, a.rt_priority, a.parent_pid,
+                 a.camera_hz, a.image_size)
 
 
 if __name__ == "__main__":

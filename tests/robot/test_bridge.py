@@ -62,7 +62,8 @@ OPERATOR = Operator.generate()
 def _bridge(timeout_s: float = 0.05) -> tuple[BridgeNode, FakeArm, Inbox]:
     arm = FakeArm()
     node = BridgeNode(NodeContext(name="bridge", rate_hz=1000.0),
-                      BridgeNode.Config(command_timeout_s=timeout_s, operator_key=OPERATOR.public_hex()),
+                      BridgeNode.Config(command_timeout_s=timeout_s, operator_key=OPERATOR.public_hex(),
+                                        acknowledge=False),
                       driver=arm)
     return node, arm, Inbox()
 
