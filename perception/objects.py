@@ -151,6 +151,8 @@ class ObjectDetector:
             return np.full(3, np.nan)
         # edge pixels blend the block with what lies behind it: keep the block's surface
         ok &= np.abs(d - np.median(d[ok])) < self.cfg.block_size
+        if not ok.any():
+            return np.full(3, np.nan)
         uv = np.stack([u[ok], v[ok]], axis=1).astype(float)
         rays = calib.rays(uv)  # (N, 3) unit, base frame
         axis = calib.T_base_camera[:3, 2]
