@@ -10,6 +10,7 @@ from reflexarc.tools.senses import REFERENCE_GRAPHS, Violation, check_graph, shi
 KNOWN_BREAKS = {
     "instruction": "the instruct node resolves text against scene_state; the scripted expert acts",
     "pixels": "the planner pursues the goal images the sim imagines with its renderer",
+    "pixels_hosts": "as pixels, across hosts",
 }
 
 
