@@ -599,6 +599,9 @@ class Launcher:
                 self._read(p, time.monotonic())
             if p.exit_code is None:
                 p.exit_code = p.popen.returncode  # type: ignore[union-attr]
+        for p in self.procs.values():  # those that ended by themselves in the grace period
+            if p.exit_code is None and p.popen is not None:
+                p.exit_code = p.popen.poll()
 
     def _summary(self) -> dict[str, Any]:
         rows = []
