@@ -197,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     verb = VERBS.get(name)
     if verb is None:
-        print(f"reflexarc: unknown verb {name!r}; verbs: {', '.join(VERBS)}", file=sys.stderr)
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, list(VERBS), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"reflexarc: unknown verb {name!r}{hint}; verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
     try:
         helping = "-h" in rest or "--help" in rest

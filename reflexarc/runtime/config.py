@@ -12,6 +12,7 @@ full key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import os
 import re
@@ -20,6 +21,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
@@ -195,6 +197,58 @@ def _key_of(e: OmegaConfBaseException) -> str:
     return str(key) if key else "?"
 
 
+def did_you_mean(word: str, candidates: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``candidates`` to ``word``, or ''."""
+    close = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_UNKNOWN_KEY = re.compile(r"Key '([^']+)' (?:not in|is not in struct)")
+
+
+def _unknown_key_hint(reason: str, key: str, fields: Any) -> str:
+    """A "did you mean" for an unknown key, from the names allowed where it was given."""
+    m = _UNKNOWN_KEY.search(reason)
+    if m is None:
+        return ""
+    return did_you_mean(m.group(1), fields) or did_you_mean(key.rsplit(".", 1)[-1], fields)
+
+
+def _keys(obj: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config object (dataclasses and dicts), recursively."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif dataclasses.is_dataclass(obj):
+        items = ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    else:
+        return out
+    for k, v in items:
+        out.append(f"{prefix}{k}")
+        out += _keys(v, f"{prefix}{k}.")
+    return out
+
+
+def _yaml_error(path: Path | str, e: yaml.YAMLError) -> ConfigError:
+    """A YAML syntax error as one line: the file, the line and column, what is wrong."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return ConfigError("graph", f"{where}: not valid YAML ({problem}); allowed: a YAML mapping "
+                       "with 'nodes' (docs/python-api.md)")
+
+
+def _omegaconf_cause(e: BaseException) -> OmegaConfBaseException | None:
+    """The OmegaConf error (with the full key) under a hydra composition error, if any."""
+    seen = 0
+    c: BaseException | None = e
+    while c is not None and seen < 20:
+        if isinstance(c, OmegaConfBaseException) and getattr(c, "full_key", None):
+            return c
+        c, seen = c.__cause__ or c.__context__, seen + 1
+    return None
+
+
 def from_mapping(schema: type[T], values: Any, prefix: str = "") -> T:
     """Build and validate a ``schema`` dataclass from a plain mapping (or DictConfig).
 
@@ -205,7 +259,10 @@ def from_mapping(schema: type[T], values: Any, prefix: str = "") -> T:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values or {})
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        raise ConfigError(prefix + _key_of(e), _reason(e)) from None
+        reason = _reason(e)
+        if dataclasses.is_dataclass(schema):
+            reason += _unknown_key_hint(reason, _key_of(e), [f.name for f in dataclasses.fields(schema)])
+        raise ConfigError(prefix + _key_of(e), reason) from None
     validate(obj, prefix)
     return obj  # type: ignore[return-value]
 
@@ -245,6 +302,11 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
     """
     overrides, additions = _split_additions(list(overrides))
     overrides, graph_file = _graph_file(overrides)
+    if graph_file is not None:
+        try:  # a syntax error names the user's file, not the copy hydra reads
+            yaml.safe_load(graph_file.read_text())
+        except yaml.YAMLError as e:
+            raise _yaml_error(graph_file, e) from None
     try:
         with tempfile.TemporaryDirectory(prefix="reflexarc-graph-") as tmp:
             if graph_file is not None:
@@ -264,8 +326,14 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
             cfg = OmegaConf.merge(cfg, *additions)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise ConfigError(_key_of(e), _reason(e)) from None
+        raise ConfigError(_key_of(e), _reason(e) + _hint(name, e)) from None
+    except yaml.YAMLError as e:
+        raise _yaml_error(getattr(getattr(e, "problem_mark", None), "name", name), e) from None
     except HydraException as e:
+        cause = _omegaconf_cause(e)
+        if cause is not None:  # the key and the reason, not hydra's "while composing config:"
+            where = f" (in {graph_file})" if graph_file is not None else ""
+            raise ConfigError(_key_of(cause), _reason(cause) + _hint(name, cause) + where) from None
         text = str(e)
         key = "?"
         for override in overrides:
@@ -275,12 +343,29 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
         reason = _reason(e)
         if e.__cause__ is not None:
             reason = f"{reason}: {_reason(e.__cause__)}"
-        raise ConfigError(key, reason) from None
+        raise ConfigError(key, reason + _hint(name, e, key)) from None
     if graph_file is not None:
         _resolve_graph_paths(obj.graph, graph_file.parent)
     if check:
         validate(obj)
     return obj
+
+
+def _hint(name: str, e: BaseException, key: str = "") -> str:
+    """A "did you mean" for an unknown key of config ``name``: the closest of its keys."""
+    text = str(e)
+    m = _UNKNOWN_KEY.search(text) or re.search(r"Could not override '([^']+)'", text)
+    if m is None:
+        return ""
+    wrong = key if key and key != "?" else m.group(1)
+    full = getattr(e, "full_key", None)
+    if full:
+        wrong = str(full)
+    try:
+        keys = _keys(load(name, check=False))
+    except ConfigError:
+        return ""
+    return did_you_mean(wrong, keys)
 
 
 #: the name a graph file (``graph=path/to/graph.yaml``) composes under

@@ -536,8 +536,19 @@ class Launcher:
         if p.up and not stopping and rec.get("stall_s", 0.0) > stall_limit:
             return "stalled", f"its loop has not moved for {rec['stall_s']:.2f} s it could run"
         silent = now - (p.last_rec or p.started)
-        if not p.up and now - p.started > self.cfg.startup_timeout_s:
-            return "silent", f"not up {self.cfg.startup_timeout_s} s after it started (startup_timeout_s)"
+        starting = now - p.started
+        if not p.up and starting > self.cfg.startup_timeout_s:
+            # past the limit, a node still importing or building (running, or waiting for a
+            # core) gets up to STARTUP_STARVED times it; one asleep, or silent, does not
+            asleep = rec.get("stall_s", 0.0) > self.cfg.hung_timeout_s
+            if not asleep and silent > silent_limit:
+                states = os_view(p.popen.pid)[0]  # type: ignore[union-attr]
+                asleep = not states & {"R", "D"}
+            if asleep:
+                return "silent", f"not up {starting:.1f} s after it started, and asleep (startup_timeout_s)"
+            if starting > STARTUP_STARVED * self.cfg.startup_timeout_s:
+                return "silent", f"not up {starting:.1f} s after it started ({STARTUP_STARVED} x startup_timeout_s)"
+            p.starved_s = max(p.starved_s, starting - self.cfg.startup_timeout_s)
         if stopping:
             if silent > self.cfg.stop_timeout_s:
                 return "silent", "did not end within stop_timeout_s of stopping"
@@ -695,6 +706,7 @@ class Launcher:
         return out
 
 
+STARTUP_STARVED = 4  # a starting node still progressing gets this many startup_timeout_s
 MISS_WARN_SHARE = 0.05  # a node missing more of its deadlines than this degrades the run
 
 _NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"

@@ -290,7 +290,8 @@ class Liveness:
     not moved, counted only while it could have: the CPU time the loop thread used while
     stalled (running, or waiting for a core), plus the wall time it slept while stalled
     (asleep inside a step). A process the OS does not schedule counts nothing, so a node
-    starved by a busy machine is not taken for a hung one.
+    starved by a busy machine is not taken for a hung one. Before the loop starts (imports,
+    construction) ``stall_s`` is how long the main thread has been asleep without a break.
 
     The pipe is the proof of identity: only this process holds its write end, so no other
     process can speak for the node. When the pipe breaks (the launcher died), the node is
@@ -327,9 +328,12 @@ class Liveness:
         last_beat, last_t, last_cpu = -1, time.monotonic(), self._loop_cpu()
         while not self._stop.wait(self.period_s):
             now, cpu = time.monotonic(), self._loop_cpu()
-            if self.beat != last_beat or not self.up:
+            asleep = _thread_state(self._tid) == "S"
+            if not self.up:  # building the node: asleep is stalled, anything else is progress
+                self.stall_s = self.stall_s + now - last_t if asleep else 0.0
+            elif self.beat != last_beat:
                 self.stall_s, last_beat = 0.0, self.beat
-            elif _thread_state(self._tid) == "S":  # asleep in a step: it could run, and does not
+            elif asleep:  # asleep in a step: it could run, and does not
                 self.stall_s += now - last_t
             else:  # running, or waiting for a core or a disk: only the CPU it got counts
                 self.stall_s += cpu - last_cpu

@@ -343,3 +343,32 @@ def test_a_run_whose_node_never_comes_up_is_not_ok(run_dir: Path) -> None:
     assert summary["ok"] is False
     assert summary["reasons"][0].startswith("crash died"), summary["reasons"]
     assert next(r for r in summary["nodes"] if r["node"] == "crash")["exit"] == -9
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["run", "taks=push"], "config key 'taks': Key 'taks' not in 'RunConfig' (did you mean 'task'?)"),
+        (["run", "graph=counter", "graph.nodes.source.args.nosie=1"], "(did you mean 'noise'?)"),
+        (["rnu"], "unknown verb 'rnu' (did you mean 'run'?)"),
+        (["run", "graph=GRAPH", "FILE=syntax"], "GRAPH:4:4: not valid YAML"),
+        (["run", "graph=GRAPH", "FILE=rate"], "'graph.nodes.a.rate_hz': Value 'fast' of type 'str' "
+                                             "could not be converted to Float (in GRAPH)"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path: Path, args: list[str], says: str) -> None:
+    graph = tmp_path / "graph.yaml"
+    bodies = {
+        "syntax": "nodes:\n  a:\n    target: x\n   rate_hz: [\n",
+        "rate": "nodes:\n  a:\n    target: reflexarc.runtime.testnodes:Sink\n    rate_hz: fast\n",
+    }
+    for a in args:
+        if a.startswith("FILE="):
+            graph.write_text(bodies[a[5:]])
+    args = [a.replace("GRAPH", str(graph)) for a in args if not a.startswith("FILE=")]
+    run = tmp_path / "run"
+    res = reflexarc(*args, f"run_dir={run}")
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0, res.stderr  # one line
+    assert says.replace("GRAPH", str(graph)) in res.stderr
+    assert not run.exists()
