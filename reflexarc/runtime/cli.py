@@ -137,7 +137,7 @@ def print_summary(summary: Any, title: str) -> None:
         elif isinstance(v, dict) and v and all(isinstance(r, dict) for r in v.values()):
             nested[k] = [{"": name, **r} for name, r in v.items()]
         else:
-            table.add_row(str(k), _fmt(v))
+            table.add_row(_cell(k), _cell(v))
     for k, rows in nested.items():
         _print_rows(console, rows, k)
     console.print(table)
@@ -161,14 +161,22 @@ def _print_rows(console: Any, rows: list[dict[str, Any]], title: str) -> None:
         table.add_column("figures", overflow="fold")
         for r in rows:
             figures = "  ".join(f"{k} {_fmt(v)}" for k, v in r.items() if k != first)
-            table.add_row(_fmt(r.get(first, "")), figures)
+            table.add_row(_cell(r.get(first, "")), _cell(figures))
         console.print(table)
         return
     for c in cols:
         table.add_column(str(c), justify="right")
     for r in rows:
-        table.add_row(*(_fmt(r.get(c, "")) for c in cols))
+        table.add_row(*(_cell(r.get(c, "")) for c in cols))
     console.print(table)
+
+
+def _cell(v: Any) -> str:
+    """A table cell: the value as text, with rich's markup escaped (a list of names such
+    as ``[camera/front, joint_state]`` would otherwise be read as a style tag and vanish)."""
+    from rich.markup import escape
+
+    return escape(v if isinstance(v, str) else _fmt(v))
 
 
 def _fmt(v: Any) -> str:
