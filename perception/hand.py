@@ -128,7 +128,7 @@ def fit_hand_probe(
 ) -> HandProbe:
     """Fit a probe for ``checkpoint`` on the episodes under ``episodes`` (the first
     ``max_episodes``; the last ``holdout`` share of them measures its error)."""
-    from reflexarc.sim.kinematics import ArmKinematics
+    from reflexarc.robot.kinematics import ArmKinematics
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     loaded = load_model(checkpoint)

@@ -34,7 +34,7 @@ One step:
    (``final_stage_max_dz``), so it slides the block along the table rather than lifting
    over it, and slowly enough that the block stops near the target.
 3. **End effector.** The hand position comes from proprioception: forward kinematics of
-   the measured joint positions (:class:`reflexarc.sim.kinematics.ArmKinematics`; the privileged
+   the measured joint positions (:class:`reflexarc.robot.kinematics.ArmKinematics`; the privileged
    ``scene_state`` is never used). As in the envs' tracker (:mod:`reflexarc.sim.ee_control`), a
    plan starts from where the previous plan commands the hand now, kept within
    ``windup`` of the measured hand, so displacements add up as the world model learnt.
@@ -74,6 +74,9 @@ from reflexarc.planner.cem import CEMConfig
 from reflexarc.planner.mpc import PlannerError, SamplingPlanner, StaleGoalError, make_planner
 from reflexarc.planner.mppi import MPPIConfig
 from reflexarc.policies.checkpoint import CheckpointError, weights_path
+from reflexarc.robot.description import robot_description
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.robot.plan import sample_plan
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import Goal, JointState, Latent, Plan, empty, frame_ready_ns
@@ -82,11 +85,6 @@ from reflexarc.runtime.stats import Ring
 
 log = logging.getLogger(__name__)
 
-#: Hand pointing down (reflexarc.sim.kinematics.R_DOWN: a half turn about x), quaternion wxyz.
-QUAT_DOWN = np.array([0.0, 1.0, 0.0, 0.0])
-#: End-effector workspace box (CONTRACTS.md), metres.
-WORKSPACE_LO = (0.25, -0.35, 0.0)
-WORKSPACE_HI = (0.75, 0.35, 0.5)
 
 
 def read_goal_image(path: str | Path) -> np.ndarray:
@@ -119,18 +117,6 @@ def plan_setpoints(
     grip[0] = actions[0, 3]
     grip[1:] = actions[:, 3]
     return pos, np.clip(grip, -1.0, 1.0)
-
-
-def sample_plan(plan: Plan, now_ns: int) -> np.ndarray:
-    """The plan's position (3,) at ``now_ns`` (linear between setpoints, held at the ends)."""
-    p = plan.ee_pos
-    n = p.shape[0]
-    if n == 1 or plan.dt_ns <= 0:
-        return p[0].copy()
-    u = min(max((now_ns - plan.t0_ns) / plan.dt_ns, 0.0), n - 1.0)
-    i = min(int(u), n - 2)
-    f = u - i
-    return (1.0 - f) * p[i] + f * p[i + 1]
 
 
 class HandBox:
@@ -333,8 +319,10 @@ class PlannerNode(Node):
         # watchdog holds the arm after its plan_timeout_s); 0: never. Not every step: a
         # controller blends into every plan it receives, even an identical one
         keepalive_s: float = bounded(0.2, 0.0, None)
-        workspace_lo: list[float] = field(default_factory=lambda: list(WORKSPACE_LO))
-        workspace_hi: list[float] = field(default_factory=lambda: list(WORKSPACE_HI))
+        robot: str = "panda"  # the arm (reflexarc.robot.description): hand FK, workspace
+        # the plans' box, m (x, y, z); empty: the robot's workspace
+        workspace_lo: list[float] = field(default_factory=list)
+        workspace_hi: list[float] = field(default_factory=list)
         device: str = "cpu"
         threads: int = bounded(1, 1, 64)  # torch CPU threads (the node shares the machine)
 
@@ -349,11 +337,16 @@ class PlannerNode(Node):
                 raise ConfigError("hand_probe", f"{self.hand_probe!r} is not a file")
             if self.goal_image and not Path(self.goal_image).is_file():
                 raise ConfigError("goal_image", f"{self.goal_image!r} is not a file")
+            robot_description(self.robot)
             for key in ("workspace_lo", "workspace_hi", "hand_box_lo", "hand_box_hi"):
+                if key.startswith("workspace") and not (self.workspace_lo or self.workspace_hi):
+                    continue  # the robot's
                 if len(getattr(self, key)) != 3:
                     raise ConfigError(key, f"needs 3 values (x, y, z), got {getattr(self, key)}")
             for lo_key, hi_key in (("workspace_lo", "workspace_hi"), ("hand_box_lo", "hand_box_hi")):
                 lo, hi = getattr(self, lo_key), getattr(self, hi_key)
+                if not (lo or hi):
+                    continue
                 if any(a >= b for a, b in zip(lo, hi, strict=True)):
                     raise ConfigError(hi_key, f"got {hi}; every value must exceed {lo_key} {lo}")
             if self.plan_steps > self.settings().horizon:
@@ -379,13 +372,13 @@ class PlannerNode(Node):
 
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:
         super().__init__(ctx, cfg)
-        from reflexarc.sim.kinematics import ArmKinematics
-
         torch.set_num_threads(cfg.threads)
-        self.kin = ArmKinematics()
+        self.robot = robot_description(cfg.robot)
+        self.kin = ArmKinematics(self.robot)
         self.topic = f"latent/{cfg.camera}"
-        self.lo = np.asarray(cfg.workspace_lo, dtype=float)
-        self.hi = np.asarray(cfg.workspace_hi, dtype=float)
+        box = self.robot.workspace_box
+        self.lo = np.asarray(cfg.workspace_lo, dtype=float) if cfg.workspace_lo else box[:, 0]
+        self.hi = np.asarray(cfg.workspace_hi, dtype=float) if cfg.workspace_hi else box[:, 1]
         self.dt_ns = int(round(cfg.control_dt_s * 1e9))
         self.threaded = cfg.solve == "thread" or (cfg.solve == "auto" and ctx.clock != "lockstep")
         self.wait_swap = ctx.clock == "lockstep"
@@ -637,7 +630,7 @@ class PlannerNode(Node):
             return None
         if js.seq != self.ee_seq:
             q = np.asarray(js.position, dtype=float)
-            if q.shape != (7,) or not np.all(np.isfinite(q)):
+            if q.shape != (self.robot.dof,) or not np.all(np.isfinite(q)):
                 return None
             self.ee_seq = js.seq
             self.ee = self.kin.fk(q)[0]
@@ -826,7 +819,7 @@ class PlannerNode(Node):
             actions = actions[: self.cfg.plan_steps]
         pos, grip = plan_setpoints(job.base, actions, self.lo, self.hi)
         quat = (
-            np.tile(QUAT_DOWN, (pos.shape[0], 1)) if self.cfg.orientation == "down"
+            np.tile(self.robot.ee_down_quat, (pos.shape[0], 1)) if self.cfg.orientation == "down"
             else empty("f8", 0, 4)
         )
         plan = Plan(

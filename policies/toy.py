@@ -15,8 +15,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-WORKSPACE_LO = np.array([0.25, -0.35, 0.0])
-WORKSPACE_HI = np.array([0.75, 0.35, 0.5])
+from reflexarc.robot.panda import PANDA
+
+WORKSPACE_LO = PANDA.workspace_box[:, 0]  # the hand's box: the Panda's workspace
+WORKSPACE_HI = PANDA.workspace_box[:, 1]
 SPAWN_LO = np.array([0.4, -0.2])
 SPAWN_HI = np.array([0.6, 0.2])
 BLOCK_HALF = 0.025

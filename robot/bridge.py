@@ -53,8 +53,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reflexarc.robot.authority import AuthorityError, ReleaseCheck
+from reflexarc.robot.description import robot_description
 from reflexarc.robot.drivers import CameraFrame, Driver, DriverError, load_driver
-from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, panda_limits
+from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, joint_limits
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
 from reflexarc.runtime.msgs import (
@@ -117,7 +118,7 @@ class BridgeConfig:
     operator_key: str = ""  # public key releases must be signed with (docs/safety.md); "": none
 
     camera_hz: float = bounded(30.0, 0.0, 1000.0)  # drivers with read_images(); 0: none
-    n_joints: int = bounded(7, 1, 64)
+    robot: str = "panda"  # the arm (reflexarc.robot.description): its joints and limits
     # hold until the operator's signed go (operator_key) before the first motion
     acknowledge: bool = True
     start_position: list[float] = field(default_factory=list)  # rad; empty: no move to start
@@ -136,9 +137,10 @@ class BridgeConfig:
                 "acknowledge", "the bridge waits for the operator's signed go before the first "
                 "motion: give operator_key (`reflexarc estop keygen dir=DIR`), or "
                 "acknowledge=false where nobody needs to (a simulated arm)")
-        if self.start_position and len(self.start_position) != self.n_joints:
+        n = robot_description(self.robot).dof
+        if self.start_position and len(self.start_position) != n:
             raise ConfigError("start_position", f"{len(self.start_position)} values for "
-                              f"{self.n_joints} joints (n_joints); or empty for no move to start")
+                              f"{n} joints ({self.robot}); or empty for no move to start")
 
 
 class BridgeNode(Node):
@@ -154,6 +156,7 @@ class BridgeNode(Node):
             raise ConfigError(f"graph.nodes.{ctx.name}", "a hardware bridge runs in realtime only")
         check_exposure(ctx.bus)  # refuse an unauthenticated bus beyond this host
         self.driver = driver if driver is not None else load_driver(cfg.driver, cfg.driver_args)
+        self.n_joints = robot_description(cfg.robot).dof
         self.connected = False
         self.closed = False
         self.timeout_ns = int(cfg.command_timeout_s * 1e9)
@@ -164,10 +167,7 @@ class BridgeNode(Node):
         self.state_stamp = -1
         self.next_frame_ns = 0
         self.read_images = getattr(self.driver, "read_images", None)
-        limits = panda_limits()
-        if limits.n != cfg.n_joints:
-            raise ConfigError(f"graph.nodes.{ctx.name}.args.n_joints",
-                              f"the arm's limits are for {limits.n} joints, not {cfg.n_joints}")
+        limits = joint_limits(robot_description(cfg.robot))
         self.guard = CommandGuard(limits, cfg.guard)
         self.measured = LimitCounter(limits)
         self.q: np.ndarray | None = None  # newest measured position and velocity
@@ -283,7 +283,7 @@ class BridgeNode(Node):
             raise BridgeError(
                 f"the arm did not reach start_position within {self.cfg.start_timeout_s} s "
                 f"after its move (largest error {np.max(np.abs(self.start - q)):.3f} rad)")
-        n = self.cfg.n_joints
+        n = self.n_joints
         cmd = JointCommand(stamp_ns=now_ns, mode="position",
                            position=self.guard.position(target, q, now_ns),
                            velocity=np.zeros(n), effort=np.zeros(n), gripper=1.0)
@@ -315,7 +315,7 @@ class BridgeNode(Node):
         self.counts["grasps"] += 1
 
     def _valid(self, cmd: JointCommand) -> str:
-        n = self.cfg.n_joints
+        n = self.n_joints
         if cmd.mode not in ("torque", "position"):
             return f"mode {cmd.mode!r}"
         used = cmd.effort if cmd.mode == "torque" else cmd.position

@@ -10,7 +10,7 @@ One tick (the controller in docs/architecture.md, "The nodes"):
    (:class:`SetpointShaper`): at most ``max_speed``, ``max_accel``, ``max_rot_speed``;
    a plan within those passes unchanged, a step becomes a motion that stops on target.
 3. **Differential IK** (damped least squares on MuJoCo's model of the same robot:
-   ``mj_jacSite``): a joint reference ``q_r`` (7,) moves by
+   ``mj_jacSite``): a joint reference ``q_r`` (n,) moves by
    ``dq = J^T (J J^T + d^2 I)^-1 (v dt + g (e - v dt)) + N k (q_rest - q_r) dt``: the
    shaped setpoint's own motion ``v dt`` fed forward plus a share ``g`` of the rest of the
    6-D error ``e`` (position, orientation) at ``q_r``; ``N`` projects the pull toward the
@@ -52,11 +52,15 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import mujoco
 import numpy as np
 
+from reflexarc.robot.description import RobotDescription, robot_description
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.robot.plan import PlanSampler, Setpoint, check_plan
+from reflexarc.robot.rotations import mat_to_quat, nlerp, quat_to_mat, rotation_error
 from reflexarc.robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervisor
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
@@ -66,151 +70,15 @@ from reflexarc.runtime.stats import Ring
 
 log = logging.getLogger(__name__)
 
-#: Joint impedance defaults, N m/rad and N m s/rad: the scenes' joint PD (reflexarc.sim.assets.KP,
-#: KD: critically damped at 25 rad/s for the Panda's joint inertias).
-DEFAULT_KP = (1100.0, 1400.0, 1050.0, 1100.0, 500.0, 450.0, 375.0)
-DEFAULT_KD = (85.0, 110.0, 85.0, 85.0, 40.0, 37.0, 30.0)
-#: Rest posture of the null-space pull (reflexarc.sim.assets.HOME_Q: hand down, EE at (0.4, 0, 0.3)).
-DEFAULT_REST = (0.0, -0.4207, 0.0, -2.5762, 0.0, 2.1555, 0.7854)
-FINGER_MAX = 0.04  # m, one finger's travel (reflexarc.sim.assets.FINGER_MAX)
+__all__ = [  # the plan and rotation helpers the controller is made of, importable from here
+    "ArmKinematics", "ControllerError", "ControllerNode", "PlanSampler", "Setpoint",
+    "SetpointShaper", "check_plan", "mat_to_quat", "nlerp", "quat_to_mat", "rotation_error",
+    "set_realtime",
+]
 
 
 class ControllerError(ReflexarcError):
     """The controller was given something it cannot use (a bad model, a bad message)."""
-
-
-# --------------------------------------------------------------------------------------
-# Quaternions (wxyz)
-# --------------------------------------------------------------------------------------
-
-
-def quat_to_mat(quat: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) of a unit quaternion (4,) wxyz."""
-    mat = np.empty(9)
-    mujoco.mju_quat2Mat(mat, quat)
-    return mat.reshape(3, 3)
-
-
-def mat_to_quat(mat: np.ndarray) -> np.ndarray:
-    """Unit quaternion (4,) wxyz of a rotation matrix (3, 3)."""
-    quat = np.empty(4)
-    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(mat, dtype=float).reshape(-1))
-    return quat
-
-
-def nlerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
-    """Normalised linear interpolation of unit quaternions (4,), shortest way round."""
-    if float(a @ b) < 0.0:
-        b = -b
-    q = (1.0 - w) * a + w * b
-    return q / math.sqrt(float(q @ q))
-
-
-def rotation_error(rot: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Small-angle rotation vector (3,) taking ``rot`` to ``target`` (both (3, 3)), world frame.
-
-    ``0.5 * sum_i rot[:, i] x target[:, i]``, written as the skew part of ``target rot^T``
-    (``sin(angle) * axis``).
-    """
-    e = target @ rot.T
-    return 0.5 * np.array([e[2, 1] - e[1, 2], e[0, 2] - e[2, 0], e[1, 0] - e[0, 1]])
-
-
-# --------------------------------------------------------------------------------------
-# Plan sampling
-# --------------------------------------------------------------------------------------
-
-
-class Setpoint(NamedTuple):
-    """An end-effector setpoint: position (3,) m, orientation (4,) wxyz, gripper [-1, 1]."""
-
-    pos: np.ndarray
-    quat: np.ndarray
-    gripper: float
-
-
-def check_plan(plan: Plan) -> str:
-    """Why ``plan`` cannot be tracked, or "" if it can."""
-    p, q, g = plan.ee_pos, plan.ee_quat, plan.gripper
-    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] != 3:
-        return f"ee_pos must be (T>=1, 3), got {p.shape}"
-    n = p.shape[0]
-    if q.size and q.shape != (n, 4):
-        return f"ee_quat must be ({n}, 4) or empty, got {q.shape}"
-    if g.size and g.shape != (n,):
-        return f"gripper must be ({n},) or empty, got {g.shape}"
-    if n > 1 and plan.dt_ns <= 0:
-        return f"dt_ns must be > 0 for a plan of {n} setpoints, got {plan.dt_ns}"
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q)) and np.all(np.isfinite(g))):
-        return "setpoints must be finite"
-    if q.size and np.any(np.linalg.norm(q, axis=1) < 1e-6):
-        return "ee_quat rows must be non-zero"
-    return ""
-
-
-class PlanSampler:
-    """EE setpoint at any instant from the current plan (see module docstring, step 1).
-
-    Args:
-        blend_s: duration of the transition to a new plan, s (0: switch at once).
-    """
-
-    def __init__(self, blend_s: float) -> None:
-        self.blend_ns = int(blend_s * 1e9)
-        self.plan: Plan | None = None
-        self.quat = np.array([1.0, 0.0, 0.0, 0.0])  # orientation kept by plans without one
-        self.gripper = 1.0  # gripper kept by plans without one
-        self.start = Setpoint(np.zeros(3), self.quat.copy(), 1.0)  # blend origin
-        self.start_vel = np.zeros(3)
-        self.start_ns = 0
-        self.quats: np.ndarray | None = None  # plan orientations, normalised (T, 4)
-
-    def hold(self, sp: Setpoint) -> None:
-        """Hold ``sp`` from now on (no plan, no blend)."""
-        self.plan = None
-        self.start = Setpoint(sp.pos.copy(), sp.quat.copy(), sp.gripper)
-        self.start_vel = np.zeros(3)
-        self.quat, self.gripper = sp.quat.copy(), sp.gripper
-
-    def set_plan(self, plan: Plan, now_ns: int, current: Setpoint, velocity: np.ndarray) -> None:
-        """Switch to ``plan`` (checked with :func:`check_plan`), blending from ``current``
-        moving at ``velocity`` (3,) m/s."""
-        self.plan = plan
-        self.start = current
-        self.start_vel = velocity
-        self.start_ns = now_ns
-        self.quat, self.gripper = current.quat, current.gripper
-        q = plan.ee_quat
-        self.quats = q / np.linalg.norm(q, axis=1, keepdims=True) if q.size else None
-
-    def _plan_at(self, plan: Plan, now_ns: int) -> Setpoint:
-        n = plan.ee_pos.shape[0]
-        if n == 1 or plan.dt_ns <= 0:
-            i, f = 0, 0.0
-        else:
-            u = min(max((now_ns - plan.t0_ns) / plan.dt_ns, 0.0), n - 1.0)
-            i = min(int(u), n - 2)
-            f = u - i
-        j = min(i + 1, n - 1)
-        pos = (1.0 - f) * plan.ee_pos[i] + f * plan.ee_pos[j]
-        quat = self.quat if self.quats is None else nlerp(self.quats[i], self.quats[j], f)
-        g = plan.gripper
-        grip = self.gripper if g.size == 0 else float(g[j] if f >= 0.5 else g[i])
-        return Setpoint(pos, quat, grip)
-
-    def sample(self, now_ns: int) -> Setpoint:
-        """The setpoint at ``now_ns``."""
-        if self.plan is None:
-            return self.start
-        target = self._plan_at(self.plan, now_ns)
-        dt = now_ns - self.start_ns
-        if dt >= self.blend_ns:
-            return target
-        s = max(dt, 0) / self.blend_ns
-        w = s * s * (3.0 - 2.0 * s)  # smoothstep: zero slope at both ends
-        old = self.start.pos + self.start_vel * (dt / 1e9)
-        pos = (1.0 - w) * old + w * target.pos
-        return Setpoint(pos, nlerp(self.start.quat, target.quat, w), target.gripper)
 
 
 # --------------------------------------------------------------------------------------
@@ -291,81 +159,6 @@ def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
     return v if n <= limit else v * (limit / n)
 
 
-class ArmModel:
-    """Kinematics and bias torques of the arm from its ``MjModel`` (buffers reused).
-
-    Args:
-        model: a model whose first 7 dofs are the arm and next 2 the fingers, with the
-            EE site ``site`` (default: :func:`reflexarc.sim.mujoco_scene.panda_model`).
-        site: name of the end-effector site.
-    """
-
-    def __init__(self, model: mujoco.MjModel | None = None, site: str | None = None) -> None:
-        if model is None or site is None:
-            from reflexarc.sim.assets import EE_SITE
-            from reflexarc.sim.mujoco_scene import panda_model
-
-            model = panda_model() if model is None else model
-            site = site or EE_SITE
-        if model.nv < 7:
-            raise ControllerError(f"the arm model has {model.nv} dofs; at least 7 are needed")
-        try:
-            self.site = model.site(site).id
-        except KeyError:
-            raise ControllerError(f"the arm model has no site {site!r}") from None
-        self.model = model
-        self.ref = mujoco.MjData(model)  # kinematics at the reference
-        self.meas = mujoco.MjData(model)  # dynamics at the measured state
-        self._jac = np.zeros((6, model.nv))  # (6, nv): rows vx vy vz wx wy wz
-        self._bias = np.zeros(model.nv)
-        self._mass = np.zeros((model.nv, model.nv))
-        self.fingers = model.nq >= 9
-
-    def pose_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """EE position (3,), rotation (3, 3) and Jacobian (6, 7) at joint positions ``q`` (7,).
-
-        The returned arrays are views into buffers overwritten by the next call.
-        """
-        m, d = self.model, self.ref
-        d.qpos[:7] = q
-        mujoco.mj_kinematics(m, d)
-        mujoco.mj_comPos(m, d)
-        mujoco.mj_jacSite(m, d, self._jac[:3], self._jac[3:], self.site)
-        return d.site_xpos[self.site], d.site_xmat[self.site].reshape(3, 3), self._jac[:, :7]
-
-    def pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """EE position (3,) and rotation (3, 3) at ``q`` (7,), as copies."""
-        pos, rot, _ = self.pose_jacobian(q)
-        return pos.copy(), rot.copy()
-
-    def bias(self, q: np.ndarray, dq: np.ndarray | None, gripper: float) -> np.ndarray:
-        """Gravity (and Coriolis, when ``dq`` (7,) is given) torques (7,) at the measured
-        state; ``gripper`` is the finger opening in m. Also updates :meth:`measured_ee`."""
-        m, d = self.model, self.meas
-        d.qpos[:7] = q
-        if self.fingers:
-            d.qpos[7:9] = 0.5 * gripper
-        d.qvel[:] = 0.0
-        if dq is not None:
-            d.qvel[:7] = dq
-        mujoco.mj_kinematics(m, d)
-        mujoco.mj_comPos(m, d)
-        mujoco.mj_comVel(m, d)
-        mujoco.mj_rne(m, d, 0, self._bias)
-        return self._bias[:7]
-
-    def mass(self) -> np.ndarray:
-        """Joint-space inertia matrix (7, 7) of the arm at the state of the last :meth:`bias`
-        call (a view)."""
-        mujoco.mj_makeM(self.model, self.meas)  # composite rigid bodies (+ armature)
-        mujoco.mj_fullM(self.model, self.meas, self._mass)
-        return self._mass[:7, :7]
-
-    def measured_ee(self) -> np.ndarray:
-        """EE position (3,) at the state of the last :meth:`bias` call (a view)."""
-        return self.meas.site_xpos[self.site]
-
-
 # --------------------------------------------------------------------------------------
 # The node
 # --------------------------------------------------------------------------------------
@@ -393,17 +186,20 @@ class ControllerNode(Node):
         impedance: str = choice("inertia", "inertia", "diagonal")
         omega: float = bounded(30.0, 1.0, 200.0)  # inertia: natural frequency, rad/s
         zeta: float = bounded(1.0, 0.1, 5.0)  # inertia: damping ratio
-        kp: list[float] = field(default_factory=lambda: list(DEFAULT_KP))  # diagonal: N m/rad
-        kd: list[float] = field(default_factory=lambda: list(DEFAULT_KD))  # diagonal: N m s/rad
+        robot: str = "panda"  # the arm (reflexarc.robot.description): shapes, limits, defaults
+        # diagonal: N m/rad, N m s/rad, one per joint; empty: the robot's (the scenes' joint PD)
+        kp: list[float] = field(default_factory=list)
+        kd: list[float] = field(default_factory=list)
         ik_gain: float = bounded(0.1, 0.01, 1.0)  # share of the task error corrected per tick
         damping: float = bounded(0.05, 1e-4, 1.0)  # DLS damping d (m)
         rot_weight: float = bounded(0.5, 0.0, 10.0)  # m/rad: orientation error weight
         nullspace_gain: float = bounded(1.0, 0.0, 100.0)  # 1/s pull toward ``rest``
-        rest: list[float] = field(default_factory=lambda: list(DEFAULT_REST))  # rad, (7,)
+        rest: list[float] = field(default_factory=list)  # rad, one per joint; empty: home
         blend_s: float = bounded(0.05, 0.0, 5.0)  # transition to a new plan
-        max_speed: float = bounded(0.5, 0.01, 1.7)  # m/s, EE setpoint (Panda: 1.7)
-        max_accel: float = bounded(2.0, 0.1, 13.0)  # m/s^2, EE setpoint (Panda: 13)
-        max_rot_speed: float = bounded(2.5, 0.1, 2.5)  # rad/s, EE setpoint (Panda: 2.5)
+        # EE setpoint limits, at most the robot's (ee_speed_max ...; Panda: 1.7, 13, 2.5)
+        max_speed: float = bounded(0.5, 0.01, None)  # m/s
+        max_accel: float = bounded(2.0, 0.1, None)  # m/s^2
+        max_rot_speed: float = bounded(2.5, 0.1, None)  # rad/s
         coriolis: bool = True  # compensate Coriolis/centrifugal torques too
         accel_ff_s: float = bounded(0.02, 0.0, 1.0)  # inertia: acceleration feedforward,
         # low-passed with this time constant (s); 0: none
@@ -422,12 +218,23 @@ class ControllerNode(Node):
         safety: SafetyConfig = field(default_factory=SafetyConfig)
 
         def validate(self) -> None:
+            robot = robot_description(self.robot)
+            n = robot.dof
+            for key, top in (("max_speed", robot.ee_speed_max), ("max_accel", robot.ee_accel_max),
+                             ("max_rot_speed", robot.ee_rot_speed_max)):
+                if getattr(self, key) > top:
+                    raise ConfigError(key, f"got {getattr(self, key)}; at most {top}, the "
+                                      f"{self.robot}'s limit")
             for key in ("kp", "kd", "rest"):
                 v = np.asarray(getattr(self, key), dtype=float)
-                if v.shape != (7,) or not np.all(np.isfinite(v)):
-                    raise ConfigError(key, f"needs 7 finite values, got {getattr(self, key)}")
+                if v.size and (v.shape != (n,) or not np.all(np.isfinite(v))):
+                    raise ConfigError(key, f"needs {n} finite values (one per joint of "
+                                      f"{self.robot}) or none, got {getattr(self, key)}")
             if np.any(np.asarray(self.kp) < 0) or np.any(np.asarray(self.kd) < 0):
                 raise ConfigError("kp", "gains must be >= 0")
+            if self.safety.torque_rate > robot.dtau_max:
+                raise ConfigError("safety.torque_rate", f"got {self.safety.torque_rate}; at "
+                                  f"most {robot.dtau_max}, the {self.robot}'s limit")
 
     subscribes = {"joint_state": "latest", "plan": "all", "estop": "all"}
     publishes = ("joint_command", "safety")
@@ -435,26 +242,28 @@ class ControllerNode(Node):
     def __init__(self, ctx: NodeContext, cfg: Config, model: mujoco.MjModel | None = None) -> None:
         super().__init__(ctx, cfg)
         self.realtime = cfg.rt_priority > 0 and set_realtime(cfg.rt_priority, ctx.name)
-        self.arm = ArmModel(model)
-        self.kp = np.asarray(cfg.kp, dtype=float)
-        self.kd = np.asarray(cfg.kd, dtype=float)
-        self.rest = np.asarray(cfg.rest, dtype=float)
+        self.robot: RobotDescription = robot_description(cfg.robot)
+        self.arm = ArmKinematics(self.robot, model)
+        n = self.n = self.robot.dof
+        self.kp = np.asarray(cfg.kp, dtype=float) if cfg.kp else self.robot.kp_gains
+        self.kd = np.asarray(cfg.kd, dtype=float) if cfg.kd else self.robot.kd_gains
+        self.rest = np.asarray(cfg.rest, dtype=float) if cfg.rest else self.robot.home_q
         self.dt_nom = 1.0 / ctx.rate_hz
         self.events = EventLog(ctx.name, cfg.safety.rearm_s)
         self.supervisor = Supervisor(cfg.safety, self.events, realtime=ctx.clock == "realtime")
-        self.limits = Limits(cfg.safety, self.events)
+        self.limits = Limits(cfg.safety, self.events, self.robot)
         self.sampler = PlanSampler(cfg.blend_s)
         self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed,
                                      (self.limits.ws_lo, self.limits.ws_hi))
         self.v_guard = self.limits.dq_max / cfg.safety.velocity_scale * cfg.speed_guard  # rad/s
         self.eye6 = np.eye(6) * cfg.damping**2
-        self.eye7 = np.eye(7)
+        self.eye_n = np.eye(n)
         self.weights = np.array([1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight])
         # state
         self.mode = Mode.WAITING
-        self.q_r = np.zeros(7)  # joint reference
-        self.dq_r = np.zeros(7)
-        self.ddq_r = np.zeros(7)
+        self.q_r = np.zeros(n)  # joint reference
+        self.dq_r = np.zeros(n)
+        self.ddq_r = np.zeros(n)
         self.tau_prev: np.ndarray | None = None
         self.last_sp: Setpoint | None = None  # shaped setpoint of the last tick
         self.last_target: Setpoint | None = None  # sampled (unshaped) setpoint of the last tick
@@ -489,7 +298,7 @@ class ControllerNode(Node):
         if js is None or js.seq == self.state_seq:
             return self.js
         self.state_seq = js.seq
-        if js.position.shape != (7,) or js.velocity.shape != (7,) or not (
+        if js.position.shape != (self.n,) or js.velocity.shape != (self.n,) or not (
             np.all(np.isfinite(js.position)) and np.all(np.isfinite(js.velocity))
         ):
             if self.states_rejected == 0:
@@ -569,7 +378,8 @@ class ControllerNode(Node):
             cmd = JointCommand(
                 stamp_ns=js.stamp_ns, mode="position",
                 position=q.copy() if self.q_fault is None else self.q_fault,
-                velocity=np.zeros(7), effort=np.zeros(7), gripper=self._gripper(js.gripper),
+                velocity=np.zeros(self.n), effort=np.zeros(self.n),
+                gripper=self._gripper(js.gripper),
             )
             out.append(("joint_command", cmd))
             out.extend(("safety", e) for e in self.events.take())
@@ -632,7 +442,9 @@ class ControllerNode(Node):
         """The gripper command to keep: the last one sent, else the measured opening."""
         if self.grip_cmd is not None:
             return self.grip_cmd
-        return float(np.clip(opening / FINGER_MAX - 1.0, -1.0, 1.0))
+        if self.robot.gripper is None:
+            return 0.0
+        return self.robot.gripper.command(opening)
 
     def _enter(self, mode: Mode, q: np.ndarray, opening: float) -> None:
         """Mode transitions: (re)start from the measured pose, or stop where braking ends."""
@@ -644,8 +456,8 @@ class ControllerNode(Node):
             pos, rot = self.arm.pose(q)
             start = Setpoint(pos, mat_to_quat(rot), self._gripper(opening))
             self.q_r = q.copy()
-            self.dq_r = np.zeros(7)
-            self.ddq_r = np.zeros(7)
+            self.dq_r = np.zeros(self.n)
+            self.ddq_r = np.zeros(self.n)
             self.tau_prev = None
             pending = self.sampler.plan if mode == Mode.RUNNING else None
             self.sampler.hold(start)
@@ -662,7 +474,7 @@ class ControllerNode(Node):
 
     def _ik(self, sp: Setpoint, dt: float, null: bool) -> np.ndarray:
         """One damped-least-squares step of the reference toward ``sp`` (with the null-space
-        pull toward the rest posture when ``null``). (7,)"""
+        pull toward the rest posture when ``null``). (n,)"""
         pos, rot, jac = self.arm.pose_jacobian(self.q_r)
         # the setpoint's own motion this tick (fed forward), plus a share of what is left
         step = np.empty(6)
@@ -670,11 +482,11 @@ class ControllerNode(Node):
         step[:3] = move + self.cfg.ik_gain * (sp.pos - pos - move)
         step[3:] = self.cfg.ik_gain * rotation_error(rot, quat_to_mat(sp.quat))
         w = self.weights
-        jw = jac * w[:, None]  # (6, 7)
-        pinv = np.linalg.solve(jw @ jw.T + self.eye6, jw).T  # (7, 6) = Jw^T (Jw Jw^T + d^2 I)^-1
+        jw = jac * w[:, None]  # (6, n)
+        pinv = np.linalg.solve(jw @ jw.T + self.eye6, jw).T  # (n, 6) = Jw^T (Jw Jw^T + d^2 I)^-1
         dq = pinv @ (w * step)
         if null and self.cfg.nullspace_gain > 0:
-            proj = self.eye7 - pinv @ jw  # (7, 7) null-space projector
+            proj = self.eye_n - pinv @ jw  # (n, n) null-space projector
             dq += proj @ (self.cfg.nullspace_gain * self.dt_nom * (self.rest - self.q_r))
         return self.q_r + dq
 

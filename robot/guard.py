@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from reflexarc.robot.description import RobotDescription, robot_description
 from reflexarc.runtime.errors import ConfigError
 
 
@@ -39,15 +40,15 @@ class JointLimits(NamedTuple):
         return int(self.q_min.shape[0])
 
 
+def joint_limits(robot: RobotDescription) -> JointLimits:
+    """The joint limits of ``robot`` (its description: reflexarc.robot.description)."""
+    return JointLimits(robot.q_lo, robot.q_hi, robot.dq_limits, robot.tau_limits,
+                       np.full(robot.dof, float(robot.dtau_max)))
+
+
 def panda_limits() -> JointLimits:
     """The Franka Panda's published joint limits."""
-    from reflexarc.robot import safety
-
-    n = safety.PANDA_Q_MIN.shape[0]
-    return JointLimits(
-        safety.PANDA_Q_MIN.copy(), safety.PANDA_Q_MAX.copy(), safety.PANDA_DQ_MAX.copy(),
-        safety.PANDA_TAU_MAX.copy(), np.full(n, float(safety.PANDA_DTAU_MAX)),
-    )
+    return joint_limits(robot_description("panda"))
 
 
 @dataclass

@@ -36,21 +36,10 @@ from typing import Any
 import numpy as np
 
 from reflexarc.robot.authority import AuthorityError, ReleaseCheck
+from reflexarc.robot.description import RobotDescription, robot_description
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import EStop, SafetyEvent
-
-# Franka Emika Panda, published limits ("Robot and interface specifications", Franka
-# Control Interface documentation): joint space, per joint 1..7.
-PANDA_Q_MIN = np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973])  # rad
-PANDA_Q_MAX = np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973])  # rad
-PANDA_DQ_MAX = np.array([2.1750, 2.1750, 2.1750, 2.1750, 2.6100, 2.6100, 2.6100])  # rad/s
-PANDA_DDQ_MAX = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])  # rad/s^2
-PANDA_TAU_MAX = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])  # N m
-PANDA_DTAU_MAX = 1000.0  # N m / s, every joint
-
-#: End-effector workspace box of the scene conventions (CONTRACTS.md), metres. (3, 2)
-WORKSPACE = np.array([[0.25, 0.75], [-0.35, 0.35], [0.0, 0.5]])
 
 KINDS = (
     "joint_limit",
@@ -70,20 +59,24 @@ KINDS = (
 
 @dataclass
 class SafetyConfig:
-    """Limits and timeouts of the safety layer (defaults: the Panda and the scene box)."""
+    """Limits and timeouts of the safety layer. The joint limits are the robot's
+    (:class:`~reflexarc.robot.description.RobotDescription`, given to :class:`Limits`), the
+    workspace box too unless set here."""
 
     # no fresh Plan for this long (its age, whatever is left of it) -> brake and hold
     plan_timeout_s: float = bounded(0.3, 0.001, 60.0)
     state_timeout_s: float = bounded(0.1, 0.001, 10.0)  # no JointState -> safe stop, fault
-    workspace_lo: list[float] = field(default_factory=lambda: WORKSPACE[:, 0].tolist())
-    workspace_hi: list[float] = field(default_factory=lambda: WORKSPACE[:, 1].tolist())
+    # the EE setpoint's box, m (x, y, z); empty: the robot's workspace
+    workspace_lo: list[float] = field(default_factory=list)
+    workspace_hi: list[float] = field(default_factory=list)
     joint_margin: float = bounded(0.02, 0.0, 0.5)  # rad the reference keeps from the limits
     velocity_scale: float = bounded(0.8, 0.01, 1.0)  # share of the velocity limits usable
     accel_scale: float = bounded(1.0, 0.01, 1.0)  # share of the acceleration limits usable
     overspeed_hold: bool = True  # a measured joint speed over its limit -> hold the pose
-    # N m/s (Panda: 1000); 0: none. Off by default: a slew-limited torque inside the
-    # high-gain impedance loop turns a large error (a reset, a contact, a late state)
-    # into a growing oscillation (``reflexarc bench control`` shows it)
+    # N m/s (at most the robot's dtau_max; Panda: 1000); 0: none. Off by default: a
+    # slew-limited torque inside the high-gain impedance loop turns a large error (a
+    # reset, a contact, a late state) into a growing oscillation (``reflexarc bench
+    # control`` shows it)
     torque_rate: float = bounded(0.0, 0.0, None)
     rearm_s: float = bounded(0.05, 0.0, 10.0)  # a limit clipping again after this is a new event
     # the operator's public key (a file, or 64 hex digits) that e-stop releases must be
@@ -92,10 +85,12 @@ class SafetyConfig:
 
     def validate(self) -> None:
         lo, hi = np.asarray(self.workspace_lo, float), np.asarray(self.workspace_hi, float)
-        if lo.shape != (3,) or hi.shape != (3,):
-            raise ConfigError("workspace_lo", "workspace_lo and workspace_hi are 3 values (x, y, z)")
-        if not np.all(lo < hi):
-            raise ConfigError("workspace_hi", f"must be above workspace_lo {lo.tolist()} on every axis")
+        if lo.size or hi.size:  # both empty: the robot's workspace
+            if lo.shape != (3,) or hi.shape != (3,):
+                raise ConfigError("workspace_lo", "workspace_lo and workspace_hi are 3 values "
+                                  "(x, y, z), or both empty (the robot's workspace)")
+            if not np.all(lo < hi):
+                raise ConfigError("workspace_hi", f"must be above workspace_lo {lo.tolist()} on every axis")
         if self.operator_key:
             try:
                 ReleaseCheck(self.operator_key)
@@ -231,18 +226,29 @@ class Supervisor:
 
 
 class Limits:
-    """Joint, velocity, torque and workspace limits (clip, count, report)."""
+    """Joint, velocity, torque and workspace limits of ``robot`` (clip, count, report).
 
-    def __init__(self, cfg: SafetyConfig, log: EventLog) -> None:
+    Args:
+        robot: the arm whose limits apply (default: the Panda); every joint vector
+            handled here has its ``dof`` values.
+    """
+
+    def __init__(self, cfg: SafetyConfig, log: EventLog,
+                 robot: RobotDescription | None = None) -> None:
         self.cfg = cfg
         self.log = log
-        self.ws_lo = np.asarray(cfg.workspace_lo, dtype=float)
-        self.ws_hi = np.asarray(cfg.workspace_hi, dtype=float)
-        self.q_lo = PANDA_Q_MIN + cfg.joint_margin
-        self.q_hi = PANDA_Q_MAX - cfg.joint_margin
-        self.dq_max = PANDA_DQ_MAX * cfg.velocity_scale
-        self.ddq_max = PANDA_DDQ_MAX * cfg.accel_scale
-        self.tau_max = PANDA_TAU_MAX
+        self.robot = robot if robot is not None else robot_description("panda")
+        box = self.robot.workspace_box
+        self.ws_lo = np.asarray(cfg.workspace_lo, dtype=float) if cfg.workspace_lo else box[:, 0]
+        self.ws_hi = np.asarray(cfg.workspace_hi, dtype=float) if cfg.workspace_hi else box[:, 1]
+        self.q_min = self.robot.q_lo  # the limits themselves (measured states)
+        self.q_max = self.robot.q_hi
+        self.dq_limit = self.robot.dq_limits
+        self.q_lo = self.q_min + cfg.joint_margin  # what the reference may reach
+        self.q_hi = self.q_max - cfg.joint_margin
+        self.dq_max = self.dq_limit * cfg.velocity_scale
+        self.ddq_max = self.robot.ddq_limits * cfg.accel_scale
+        self.tau_max = self.robot.tau_limits
 
     def workspace(self, pos: np.ndarray, now_ns: int) -> np.ndarray:
         """The EE setpoint ``pos`` (3,) clipped into the workspace box."""
@@ -254,7 +260,7 @@ class Limits:
     def reference(
         self, q_prev: np.ndarray, dq_prev: np.ndarray, q_next: np.ndarray, dt: float, now_ns: int
     ) -> np.ndarray:
-        """Limit a joint reference step ``q_prev -> q_next`` (7,) from velocity ``dq_prev``:
+        """Limit a joint reference step ``q_prev -> q_next`` (dof,) from velocity ``dq_prev``:
         acceleration, then speed (each scaling the whole step, so its direction is kept),
         then position (the limits less the margin; a reference already beyond them, as
         when holding starts there, may stay but not go further)."""
@@ -282,7 +288,7 @@ class Limits:
         return out
 
     def torque(self, tau: np.ndarray, tau_prev: np.ndarray | None, dt: float, now_ns: int) -> np.ndarray:
-        """Clip ``tau`` (7,) to the effort limits and, after the first command, the rate limit."""
+        """Clip ``tau`` (dof,) to the effort limits and, after the first command, the rate limit."""
         out = np.clip(tau, -self.tau_max, self.tau_max)
         if tau_prev is not None and self.cfg.torque_rate > 0:
             step = self.cfg.torque_rate * dt
@@ -296,12 +302,12 @@ class Limits:
 
     def measured(self, q: np.ndarray, dq: np.ndarray, now_ns: int) -> bool:
         """Check a measured state; True if a joint is faster than its limit (overspeed)."""
-        outside = (q < PANDA_Q_MIN) | (q > PANDA_Q_MAX)
+        outside = (q < self.q_min) | (q > self.q_max)
         if outside.any():
             self.log.clipped(
                 "joint_limit", now_ns, lambda: f"measured past the limit at joints {np.flatnonzero(outside) + 1}"
             )
-        fast = np.abs(dq) > PANDA_DQ_MAX
+        fast = np.abs(dq) > self.dq_limit
         if fast.any():
             self.log.clipped(
                 "velocity_limit", now_ns, lambda: f"measured overspeed at joints {np.flatnonzero(fast) + 1}"

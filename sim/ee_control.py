@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reflexarc.sim.assets import WORKSPACE, SceneError
-from reflexarc.sim.kinematics import R_DOWN, ArmKinematics
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.sim.assets import SceneError
 
 REST_GAIN = 0.002  # IK's null-space pull toward home per iteration: slow, so no joint races
 WINDUP = 0.03  # m: how far the commanded hand position may lead the measured one
@@ -46,24 +46,27 @@ class EETracker:
         self.kin = kin
         self.max_delta = float(max_delta)
         self.period_s = period_s
-        self.q_from = np.zeros(7)  # (7,) start of the current ramp
-        self.q_cmd = np.zeros(7)  # (7,) end of the current ramp (the IK solution)
+        self.box = kin.robot.workspace_box  # (3, 2) the commanded hand stays inside
+        self.down = kin.robot.ee_down_rot  # (3, 3) hand pointing down
+        n = kin.robot.dof
+        self.q_from = np.zeros(n)  # (n,) start of the current ramp
+        self.q_cmd = np.zeros(n)  # (n,) end of the current ramp (the IK solution)
         self.x_cmd = np.zeros(3)  # (3,) commanded hand position (what IK reached)
-        self.velocity = np.zeros(7)  # (7,) rad/s of the current ramp
+        self.velocity = np.zeros(n)  # (n,) rad/s of the current ramp
         self.gripper = 1.0
 
     def reset(self, q: np.ndarray, gripper: float = 1.0) -> None:
-        """Hold joint positions ``q`` (7,): no ramp, the commanded hand where ``q`` puts it."""
+        """Hold joint positions ``q`` (n,): no ramp, the commanded hand where ``q`` puts it."""
         self.q_cmd = np.asarray(q, dtype=np.float64).copy()
         self.q_from = self.q_cmd
         self.x_cmd = self.kin.fk(self.q_cmd)[0]
-        self.velocity = np.zeros(7)
+        self.velocity = np.zeros_like(self.q_cmd)
         self.gripper = float(gripper)
 
     def act(self, action: np.ndarray, ee: np.ndarray, q_from: np.ndarray | None = None) -> None:
         """Start the ramp of ``action`` (4,) from the measured hand position ``ee`` (3,).
 
-        ``q_from`` (7,): where the ramp starts (default: the end of the previous ramp;
+        ``q_from`` (n,): where the ramp starts (default: the end of the previous ramp;
         the sim node passes the current setpoint when an action comes before the
         previous ramp has ended). Raises SceneError on a malformed action.
         """
@@ -77,9 +80,9 @@ class EETracker:
         lead = self.x_cmd - ee
         dist = float(np.linalg.norm(lead))
         base = ee + lead * min(1.0, WINDUP / dist) if dist > 0 else ee
-        goal = np.clip(base + delta, WORKSPACE[:, 0], WORKSPACE[:, 1])
+        goal = np.clip(base + delta, self.box[:, 0], self.box[:, 1])
         q_from = self.q_cmd if q_from is None else q_from
-        q_to = self.kin.solve(goal, R_DOWN, q0=q_from, iters=IK_ITERS, rest_gain=REST_GAIN).q
+        q_to = self.kin.solve(goal, self.down, q0=q_from, iters=IK_ITERS, rest_gain=REST_GAIN).q
         self.x_cmd = self.kin.fk(q_to)[0]  # what IK reached (the goal, unless out of reach)
         self.q_from = q_from
         self.q_cmd = q_to
@@ -88,11 +91,11 @@ class EETracker:
         self.velocity = (q_to - q_from) / self.period_s
 
     def setpoint(self, frac: float) -> tuple[np.ndarray, np.ndarray]:
-        """Joint position (7,) and velocity feedforward (7,) at ``frac`` of the period.
+        """Joint position (n,) and velocity feedforward (n,) at ``frac`` of the period.
 
         Past the end of the ramp (``frac > 1``, no new action yet) it holds the ramp's
         end at rest.
         """
         if frac > 1.0:
-            return self.q_cmd, np.zeros(7)
+            return self.q_cmd, np.zeros_like(self.q_cmd)
         return self.q_from + frac * (self.q_cmd - self.q_from), self.velocity

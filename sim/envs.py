@@ -26,16 +26,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from reflexarc.sim.assets import CAMERAS, JOINT_LIMITS, SceneError
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.robot.panda import PANDA
+from reflexarc.sim.assets import CAMERAS, SceneError
 from reflexarc.sim.ee_control import EETracker
-from reflexarc.sim.kinematics import ArmKinematics
 from reflexarc.sim.scene import Scene, SceneConfig, has_display, make_scene
 from reflexarc.sim.tasks import TASKS, make_task
 
 PROPRIO_DIM = 11
 # ee position (within the arm's reach), gripper opening, joint positions (limits + margin)
-PROPRIO_LOW = np.array([-1.3, -1.3, -0.5, -0.01, *(JOINT_LIMITS[:, 0] - 0.1)], dtype=np.float32)
-PROPRIO_HIGH = np.array([1.3, 1.3, 1.5, 0.1, *(JOINT_LIMITS[:, 1] + 0.1)], dtype=np.float32)
+PROPRIO_LOW = np.array([-1.3, -1.3, -0.5, -0.01, *(PANDA.q_lo - 0.1)], dtype=np.float32)
+PROPRIO_HIGH = np.array([1.3, 1.3, 1.5, 0.1, *(PANDA.q_hi + 0.1)], dtype=np.float32)
 _DEFAULT_OBJECTS = {"reach": ["red"], "push": ["red"], "pick_place": ["red"]}
 
 

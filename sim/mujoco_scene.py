@@ -1,52 +1,41 @@
 """MuJoCo backend: the Panda compiled from the pybullet_data URDF, plus our own additions.
 
-:func:`panda_spec` loads the URDF with MjSpec and adds what the URDF lacks: joint
-actuators (torque, switched to a joint PD when position commands are used), the two
-finger position actuators, the end-effector site :data:`EE_SITE`, the wrist camera and
-colours. :func:`scene_spec` adds the table, the blocks, the fixed cameras and the light,
+:func:`panda_spec` takes the robot's MuJoCo spec from its description (URDF and the
+end-effector site, :meth:`reflexarc.robot.description.RobotDescription.mj_spec`) and adds
+what the URDF lacks: joint actuators (torque, switched to a joint PD when position
+commands are used), the two finger position actuators, the wrist camera and colours. :func:`scene_spec` adds the table, the blocks, the fixed cameras and the light,
 with shadows, reflections and skybox off so headless EGL rendering is fast.
 
 For controllers: :func:`panda_model` returns the robot alone as an ``MjModel`` whose qpos
 is (7 arm joints, 2 fingers) -- the same layout as the start of every scene's qpos -- so
-``mj_jacSite(model, data, jacp, jacr, model.site(EE_SITE).id)`` and ``mj_rne`` give the
+``mj_jacSite(model, data, jacp, jacr, model.site("ee").id)`` and ``mj_rne`` give the
 Jacobian and gravity/Coriolis torques of the simulated robot.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import mujoco
 import numpy as np
 
+from reflexarc.robot.description import compile_spec
+from reflexarc.robot.panda import PANDA
 from reflexarc.sim.assets import (
-    ARM_JOINTS,
     BLOCK_COLORS,
     BLOCK_MASS,
     BLOCK_SIZE,
     CAMERAS,
-    EE_LINK,
-    EE_SITE,
-    FINGER_FORCE,
-    FINGER_JOINTS,
-    FINGER_MAX,
     FLOOR_RGBA,
     FLOOR_Z,
     HAND_RGBA,
-    HOME_Q,
-    KD,
-    KP,
     ROBOT_RGBA,
     TABLE_CENTER,
     TABLE_HALF,
     TABLE_RGBA,
-    TORQUE_LIMITS,
     CameraSpec,
     SceneError,
-    gripper_target,
-    panda_urdf,
 )
 from reflexarc.sim.scene import (
     JointSample,
@@ -56,6 +45,7 @@ from reflexarc.sim.scene import (
     default_object_poses,
     has_display,
     position_setpoint,
+    scene_gripper,
 )
 
 FINGER_KP = 1000.0  # N/m
@@ -87,8 +77,9 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
     Actuators: ``panda_joint1..7`` (general, force = gain * ctrl + bias; torque mode:
     gain 1, no bias), ``finger_left`` / ``finger_right`` (position, ctrl in m).
     """
-    spec = mujoco.MjSpec.from_string(panda_urdf(meshes, mujoco_compiler=True))
-    spec.modelname = "panda"
+    robot = PANDA
+    grip = scene_gripper(robot)
+    spec = robot.mj_spec(meshes)
     spec.option.timestep = 1.0 / physics_hz
     # Semi-implicit Euler, as Bullet: with the same model both integrate the same way
     # (joint paths agree to ~1e-6 rad when the motors do not saturate).
@@ -116,20 +107,20 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
     spec.add_exclude(bodyname1="panda_hand", bodyname2="panda_leftfinger")
     spec.add_exclude(bodyname1="panda_hand", bodyname2="panda_rightfinger")
 
-    for name, limit in zip(ARM_JOINTS, TORQUE_LIMITS, strict=True):
+    for name, limit in zip(robot.arm_joints, robot.tau_max, strict=True):
         # gravity compensation counts as motor torque, clamped with it to the effort limit
         joint = spec.joint(name)
         joint.actgravcomp = True
         joint.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
         joint.actfrcrange = [-limit, limit]
-    for name in ARM_JOINTS:
+    for name in robot.arm_joints:
         act = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
         act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
         act.gainprm[0] = 1.0
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_FALSE  # the joint clamps the total
-    for name, joint in zip(("finger_left", "finger_right"), FINGER_JOINTS, strict=True):
+    for name, joint in zip(("finger_left", "finger_right"), grip.joints, strict=True):
         act = spec.add_actuator(name=name, target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
         act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
@@ -137,18 +128,17 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
         act.biasprm[1] = -FINGER_KP
         act.biasprm[2] = -FINGER_KV
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
-        act.ctrlrange = [0.0, FINGER_MAX]
+        act.ctrlrange = [0.0, grip.finger_max]
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
-        act.forcerange = [-FINGER_FORCE, FINGER_FORCE]
+        act.forcerange = [-grip.force, grip.force]
 
-    spec.body(EE_LINK).add_site(name=EE_SITE, size=[0.005, 0.005, 0.005], group=4)
     for cam in CAMERAS.values():
         if cam.body is not None:
             _add_camera(spec.body(cam.body), cam)
 
     home = spec.add_key(name="home")
-    home.qpos = [*HOME_Q, FINGER_MAX, FINGER_MAX]
-    home.ctrl = [0.0] * 7 + [FINGER_MAX, FINGER_MAX]
+    home.qpos = [*robot.home, grip.finger_max, grip.finger_max]
+    home.ctrl = [0.0] * robot.dof + [grip.finger_max, grip.finger_max]
     return spec
 
 
@@ -213,22 +203,16 @@ def scene_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     return spec
 
 
-def _compile(spec: mujoco.MjSpec) -> mujoco.MjModel:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*texture coordinate.*")
-        return spec.compile()
-
-
 def panda_model(physics_hz: int = 500, scene: SceneConfig | None = None) -> mujoco.MjModel:
     """An ``MjModel`` of the Panda alone (or of the scene ``scene`` when given).
 
     The robot's qpos/qvel are the first 9 entries (7 arm joints, 2 fingers, each finger
-    at half the gripper opening). The end-effector site is :data:`reflexarc.sim.assets.EE_SITE`
+    at half the gripper opening). The end-effector site is the description's ``ee_site``
     ("ee"). Arm actuators are in torque mode and gravity compensation is off, so
     ``mj_rne``/``qfrc_bias`` and ``mj_jacSite`` describe the plain rigid-body dynamics
     and kinematics that both backends simulate.
     """
-    model = _compile(scene_spec(scene) if scene is not None else panda_spec(physics_hz))
+    model = compile_spec(scene_spec(scene) if scene is not None else panda_spec(physics_hz))
     model.body_gravcomp[:] = 0.0
     return model
 
@@ -247,13 +231,15 @@ class MuJoCoScene(Scene):
 
     def __init__(self, cfg: SceneConfig) -> None:
         self.cfg = cfg
-        self.model = _compile(scene_spec(cfg))
+        self.description = PANDA
+        self.grip = scene_gripper(self.description)
+        self.model = compile_spec(scene_spec(cfg))
         self.data = mujoco.MjData(self.model)
         self.dt = float(self.model.opt.timestep)
-        self.joint_names = ARM_JOINTS
+        self.joint_names = self.description.arm_joints
         self.object_names = tuple(cfg.objects)
         self.cameras = tuple(cfg.cameras)
-        self.ee_site = self.model.site(EE_SITE).id
+        self.ee_site = self.model.site(self.description.ee_site).id
         self._obj_adr = np.array(
             [self.model.jnt_qposadr[self.model.joint(f"{n}_joint").id] for n in cfg.objects], int
         )
@@ -281,17 +267,17 @@ class MuJoCoScene(Scene):
             m.actuator_biasprm[:7, :3] = 0.0
             m.body_gravcomp[self._robot_bodies] = 0.0
         else:
-            m.actuator_gainprm[:7, 0] = KP
+            m.actuator_gainprm[:7, 0] = self.description.kp_gains
             m.actuator_biasprm[:7, 0] = 0.0
-            m.actuator_biasprm[:7, 1] = -KP
-            m.actuator_biasprm[:7, 2] = -KD
+            m.actuator_biasprm[:7, 1] = -self.description.kp_gains
+            m.actuator_biasprm[:7, 2] = -self.description.kd_gains
             m.body_gravcomp[self._robot_bodies] = 1.0
         self._mode = mode
 
     def _set_gripper(self, gripper: float | None) -> None:
         if gripper is not None:
             self._gripper = float(np.clip(gripper, -1.0, 1.0))
-        self.data.ctrl[7:9] = gripper_target(self._gripper)
+        self.data.ctrl[7:9] = self.grip.finger_target(self._gripper)
 
     def command_torque(self, tau: np.ndarray, gripper: float | None = None) -> None:
         tau = np.asarray(tau, dtype=float)
@@ -304,7 +290,7 @@ class MuJoCoScene(Scene):
     def command_position(
         self, q: np.ndarray, gripper: float | None = None, dq: np.ndarray | None = None
     ) -> None:
-        q = position_setpoint(q, dq)
+        q = position_setpoint(q, dq, self.description)
         self._set_mode("position")
         self.data.ctrl[:7] = q  # the PD's affine bias makes this KP q + KD dq (see scene.py)
         self._set_gripper(gripper)
@@ -333,13 +319,13 @@ class MuJoCoScene(Scene):
         object_poses: np.ndarray | None = None,
     ) -> None:
         mujoco.mj_resetData(self.model, self.data)
-        q = HOME_Q if q is None else np.asarray(q, dtype=float)
+        q = self.description.home_q if q is None else np.asarray(q, dtype=float)
         k = len(self.object_names)
         poses = default_object_poses(k) if object_poses is None else object_poses
         self._write_objects(as_object_poses(poses, k))
         self.command_position(q, gripper)
         self.data.qpos[:7] = q
-        self.data.qpos[7:9] = gripper_target(self._gripper)
+        self.data.qpos[7:9] = self.grip.finger_target(self._gripper)
         mujoco.mj_forward(self.model, self.data)
 
     def _write_objects(self, poses: np.ndarray) -> None:
@@ -354,7 +340,7 @@ class MuJoCoScene(Scene):
         self.data.qpos[:7] = q
         self.data.qvel[:9] = 0.0
         if gripper is not None:
-            self.data.qpos[7:9] = np.clip(gripper / 2, 0.0, FINGER_MAX)
+            self.data.qpos[7:9] = np.clip(gripper / 2, 0.0, self.description.finger_max)
         mujoco.mj_forward(self.model, self.data)
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:

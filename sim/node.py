@@ -228,8 +228,8 @@ class SimNode(Node):
     def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
         super().__init__(ctx, cfg)
         self.started_wall = time.monotonic()  # for the episode lines' ETA
+        from reflexarc.robot.kinematics import ArmKinematics
         from reflexarc.sim.ee_control import EETracker
-        from reflexarc.sim.kinematics import ArmKinematics
         from reflexarc.sim.scene import SceneConfig, make_scene
         from reflexarc.sim.tasks import make_task
 
@@ -623,11 +623,12 @@ class SimNode(Node):
         try:
             position, effort, velocity = cmd.position, cmd.effort, cmd.velocity
             js = self.scene.joint_state()  # malformed values pass to the scene, which rejects them
-            if cmd.mode == "torque" and effort.shape == (7,) and np.all(np.isfinite(effort)):
+            n = (self.scene.n_joints,)
+            if cmd.mode == "torque" and effort.shape == n and np.all(np.isfinite(effort)):
                 effort = self.guard.torque(effort, js.q, js.dq, now_ns)
-            elif cmd.mode == "position" and position.shape == (7,) and np.all(np.isfinite(position)):
+            elif cmd.mode == "position" and position.shape == n and np.all(np.isfinite(position)):
                 position = self.guard.position(position, js.q, now_ns)
-                if velocity.shape == (7,):
+                if velocity.shape == n:
                     velocity = self.guard.velocity(velocity)
             self.scene.apply(cmd.mode, position, effort, cmd.gripper, velocity)
         except (SceneError, ValueError, TypeError) as e:

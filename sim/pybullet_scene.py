@@ -22,28 +22,21 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
+from reflexarc.robot.panda import PANDA
 from reflexarc.sim.assets import (
     BLOCK_COLORS,
     BLOCK_MASS,
     BLOCK_SIZE,
     CAMERAS,
-    FINGER_FORCE,
-    FINGER_MAX,
     FLOOR_RGBA,
     FLOOR_Z,
     HAND_RGBA,
-    HOME_Q,
-    KD,
-    KP,
     ROBOT_RGBA,
     TABLE_CENTER,
     TABLE_HALF,
     TABLE_RGBA,
-    TORQUE_LIMITS,
     CameraSpec,
     SceneError,
-    gripper_target,
-    panda_urdf,
 )
 from reflexarc.sim.scene import (
     JointSample,
@@ -52,6 +45,7 @@ from reflexarc.sim.scene import (
     as_object_poses,
     default_object_poses,
     position_setpoint,
+    scene_gripper,
 )
 
 ARM = list(range(7))  # joint indices of panda_joint1..7
@@ -109,7 +103,12 @@ class PyBulletScene(Scene):
     def __init__(self, cfg: SceneConfig) -> None:
         self.cfg = cfg
         self.dt = 1.0 / cfg.physics_hz
-        self.joint_names = tuple(f"panda_joint{i}" for i in range(1, 8))
+        self.description = PANDA
+        self.grip = scene_gripper(self.description)
+        self._kp = self.description.kp_gains
+        self._kd = self.description.kd_gains
+        self._tau_max = self.description.tau_limits
+        self.joint_names = self.description.arm_joints
         self.object_names = tuple(cfg.objects)
         self.cameras = tuple(cfg.cameras)
         with _quiet_stdout():  # PyBullet's C code prints "argv[0]=" on connect
@@ -125,7 +124,7 @@ class PyBulletScene(Scene):
         self.robot = self._load_robot()
         self._load_world()
         self._mode = "position"
-        self._command = HOME_Q.copy()
+        self._command = self.description.home_q
         self._gripper = 1.0
         self._tau = np.zeros(7)
         self._steps = 0
@@ -142,7 +141,7 @@ class PyBulletScene(Scene):
         fd, path = tempfile.mkstemp(suffix=".urdf", prefix="panda_")
         try:
             with os.fdopen(fd, "w") as f:
-                f.write(panda_urdf(self.cfg.meshes))
+                f.write(self.description.urdf_text(self.cfg.meshes))
             flags = pb.URDF_USE_INERTIA_FROM_FILE | pb.URDF_ENABLE_CACHED_GRAPHICS_SHAPES
             robot = pb.loadURDF(path, [0, 0, 0], useFixedBase=True, flags=flags)
         finally:
@@ -185,13 +184,13 @@ class PyBulletScene(Scene):
     def _set_gripper(self, gripper: float | None) -> None:
         if gripper is not None:
             self._gripper = float(np.clip(gripper, -1.0, 1.0))
-        target = gripper_target(self._gripper)
+        target = self.grip.finger_target(self._gripper)
         self.pb.setJointMotorControlArray(
             self.robot,
             FINGERS,
             self.pb.POSITION_CONTROL,
             targetPositions=[target, target],
-            forces=[FINGER_FORCE, FINGER_FORCE],
+            forces=[self.grip.force, self.grip.force],
             positionGains=[0.05, 0.05],
         )
 
@@ -206,7 +205,7 @@ class PyBulletScene(Scene):
     def command_position(
         self, q: np.ndarray, gripper: float | None = None, dq: np.ndarray | None = None
     ) -> None:
-        q = position_setpoint(q, dq)
+        q = position_setpoint(q, dq, self.description)
         self._mode = "position"
         self._command = q.copy()
         self._set_gripper(gripper)
@@ -229,10 +228,10 @@ class PyBulletScene(Scene):
             if self._mode == "position":
                 q, dq = self._robot_state()
                 g = pb.calculateInverseDynamics(self.robot, q.tolist(), self._zeros9, self._zeros9)
-                tau = KP * (self._command - q[:7]) - KD * dq[:7] + np.asarray(g[:7])
+                tau = self._kp * (self._command - q[:7]) - self._kd * dq[:7] + np.asarray(g[:7])
             else:
                 tau = self._command
-            self._tau = np.clip(tau, -TORQUE_LIMITS, TORQUE_LIMITS)
+            self._tau = np.clip(tau, -self._tau_max, self._tau_max)
             pb.setJointMotorControlArray(
                 self.robot, ARM, pb.TORQUE_CONTROL, forces=self._tau.tolist()
             )
@@ -251,12 +250,12 @@ class PyBulletScene(Scene):
     ) -> None:
         self._flush_contacts()
         self.pb.restoreState(self._clean)
-        q = HOME_Q if q is None else np.asarray(q, dtype=float)
+        q = self.description.home_q if q is None else np.asarray(q, dtype=float)
         k = len(self.object_names)
         poses = default_object_poses(k) if object_poses is None else object_poses
         self._write_objects(as_object_poses(poses, k))
         self.command_position(q, gripper)
-        self._write_joints(q, 2 * gripper_target(self._gripper))
+        self._write_joints(q, 2 * self.grip.finger_target(self._gripper))
         self._tau = np.zeros(7)
         self._steps = 0
 
@@ -264,7 +263,7 @@ class PyBulletScene(Scene):
         """Drop Bullet's cached contact manifolds (restoreState keeps them), so a reset
         is deterministic whatever ran before: lift the hand and move every block away from
         everything, then run collision detection."""
-        self._write_joints(HOME_Q, FINGER_MAX * 2)
+        self._write_joints(self.description.home_q, self.grip.max_opening)
         for i, body in enumerate(self.blocks):
             self.pb.resetBasePositionAndOrientation(body, [10.0 + i, 10.0, 10.0], [0, 0, 0, 1])
         self.pb.performCollisionDetection()
@@ -273,7 +272,7 @@ class PyBulletScene(Scene):
         for j, v in zip(ARM, q, strict=True):
             self.pb.resetJointState(self.robot, j, float(v), 0.0)
         if opening is not None:
-            f = float(np.clip(opening / 2, 0.0, FINGER_MAX))
+            f = float(np.clip(opening / 2, 0.0, self.grip.finger_max))
             for j in FINGERS:
                 self.pb.resetJointState(self.robot, j, f, 0.0)
 

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from reflexarc.robot.description import Gripper, RobotDescription
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.sim.assets import BLOCK_COLORS, BLOCK_SIZE, CAMERAS, SceneError, has_display
 
@@ -89,24 +90,30 @@ def as_object_poses(poses: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([poses[:, :3], quat / norm], axis=1)
 
 
-def position_setpoint(q: np.ndarray, dq: np.ndarray | None) -> np.ndarray:
+def scene_gripper(robot: RobotDescription) -> Gripper:
+    """The gripper of ``robot``; the scenes' tasks need one (SceneError without)."""
+    if robot.gripper is None:
+        raise SceneError(f"the scenes need a robot with a gripper; {robot.name!r} has none")
+    return robot.gripper
+
+
+def position_setpoint(q: np.ndarray, dq: np.ndarray | None, robot: RobotDescription) -> np.ndarray:
     """Validate a position command; fold the velocity feedforward into one setpoint.
 
     With ``KP (s - q_meas) - KD dq_meas`` as the PD law, ``s = q + (KD / KP) dq`` gives
     ``KP (q - q_meas) + KD (dq - dq_meas)``: both backends use it (MuJoCo's affine
-    actuator bias then needs nothing else).
+    actuator bias then needs nothing else). ``KP``, ``KD``: the robot's gains.
     """
-    from reflexarc.sim.assets import KD, KP
-
+    n = robot.dof
     q = np.asarray(q, dtype=float)
-    if q.shape != (7,) or not np.all(np.isfinite(q)):
-        raise SceneError(f"position command must be 7 finite values, got shape {q.shape}")
+    if q.shape != (n,) or not np.all(np.isfinite(q)):
+        raise SceneError(f"position command must be {n} finite values, got shape {q.shape}")
     if dq is None:
         return q.copy()
     dq = np.asarray(dq, dtype=float)
-    if dq.shape != (7,) or not np.all(np.isfinite(dq)):
-        raise SceneError(f"velocity feedforward must be 7 finite values, got shape {dq.shape}")
-    return q + (KD / KP) * dq
+    if dq.shape != (n,) or not np.all(np.isfinite(dq)):
+        raise SceneError(f"velocity feedforward must be {n} finite values, got shape {dq.shape}")
+    return q + (robot.kd_gains / robot.kp_gains) * dq
 
 
 class Scene(abc.ABC):

@@ -14,11 +14,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from reflexarc.sim.assets import BLOCK_SIZE, HOME_Q, SPAWN, TARGETS, SceneError
-from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.sim.assets import BLOCK_SIZE, SPAWN, TARGETS, SceneError
 from reflexarc.sim.scene import Scene
 
-HOME_EE = np.array([0.4, 0.0, 0.3])  # end-effector position at HOME_Q
+HOME_EE = np.array([0.4, 0.0, 0.3])  # episodes start with the hand near here (its home)
 MIN_BLOCK_GAP = 0.08  # m between block centres at reset
 
 
@@ -42,7 +42,7 @@ class Task(abc.ABC):
     def __init__(self, kinematics: ArmKinematics | None = None) -> None:
         self.kin = kinematics or ArmKinematics()
         self.target = np.zeros(3)
-        self.init_q = HOME_Q.copy()
+        self.init_q = self.kin.home.copy()
         self.obj = 0  # index of the block the task is about (0 after every reset)
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
@@ -50,7 +50,7 @@ class Task(abc.ABC):
         if self.needs_object and not scene.object_names:
             raise SceneError(f"task {self.name!r} needs at least one block in the scene")
         ee0 = HOME_EE + rng.uniform(-0.03, 0.03, size=3)
-        self.init_q = self.kin.solve(ee0, q0=HOME_Q).q
+        self.init_q = self.kin.solve(ee0, q0=self.kin.home).q
         self.obj = 0
         self.tolerance = type(self).tolerance
         poses = self._sample_objects(rng, len(scene.object_names))

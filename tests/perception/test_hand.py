@@ -11,9 +11,9 @@ import torch
 from reflexarc.perception.hand import HandProbe, ProbeError, fit_hand_probe, ridge
 from reflexarc.policies.checkpoint import CheckpointInfo, save_checkpoint
 from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.episode import EpisodeWriter
 from reflexarc.runtime.msgs import Image, JointState, empty
-from reflexarc.sim.assets import HOME_Q
 
 
 def test_ridge_recovers_a_linear_map() -> None:
@@ -30,7 +30,7 @@ def test_ridge_recovers_a_linear_map() -> None:
 def arm_episodes(root: Path, n: int = 4, frames: int = 25, size: int = 32) -> Path:
     """Episodes of the hand, pointing down, at random places of the workspace (where the
     world model's exploration data go), seen by the front camera."""
-    from reflexarc.sim.kinematics import ArmKinematics
+    from reflexarc.robot.kinematics import ArmKinematics
     from reflexarc.sim.scene import SceneConfig, make_scene
 
     rng = np.random.default_rng(1)
@@ -40,7 +40,7 @@ def arm_episodes(root: Path, n: int = 4, frames: int = 25, size: int = 32) -> Pa
             with EpisodeWriter(root / f"ep-{e:06d}") as w:
                 for k in range(frames):
                     hand = rng.uniform([0.3, -0.3, 0.05], [0.7, 0.3, 0.3])
-                    q = kin.solve(hand, q0=HOME_Q, iters=60).q
+                    q = kin.solve(hand, q0=PANDA.home_q, iters=60).q
                     scene.set_joint_positions(q)
                     stamp = k * 100_000_000
                     z7 = np.zeros(7)

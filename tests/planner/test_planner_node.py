@@ -9,16 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from reflexarc.planner.node import QUAT_DOWN, PlannerNode, plan_setpoints, sample_plan
+from reflexarc.planner.node import PlannerNode, plan_setpoints
 from reflexarc.policies.checkpoint import CheckpointInfo
+from reflexarc.robot.panda import PANDA
+from reflexarc.robot.plan import sample_plan
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import Goal, JointState, Latent, Plan, Weights, empty
 from reflexarc.runtime.node import Inbox, NodeContext
-from reflexarc.sim.assets import HOME_Q
 from tests.perception.conftest import tiny_checkpoint
 
-HOME_EE = np.array([0.4, 0.0, 0.3])  # FK of HOME_Q
+HOME_EE = np.array([0.4, 0.0, 0.3])  # FK of the home pose
 MS = 1_000_000
 SMALL = {"samples": 16, "elites": 4, "horizon": 3, "iterations": 1}
 
@@ -46,7 +47,7 @@ def latent(seq: int, stamp: int, version: int = 1, dim: int = 8) -> Latent:
                   render_us=10.0 * seq)
 
 
-def state(seq: int, stamp: int, q: np.ndarray = HOME_Q) -> JointState:
+def state(seq: int, stamp: int, q: np.ndarray = PANDA.home_q) -> JointState:
     z = np.zeros(7)
     return JointState(seq=seq, stamp_ns=stamp, position=np.asarray(q, float), velocity=z,
                       effort=z)
@@ -107,7 +108,7 @@ def test_a_plan_from_a_goal_image_and_a_latent(ckpt: CheckpointInfo) -> None:
     np.testing.assert_allclose(p.ee_pos[0], HOME_EE, atol=1e-3)  # from the measured hand
     steps = np.diff(p.ee_pos, axis=0)
     assert np.all(np.abs(steps) <= 0.05 + 1e-9)  # within the action bounds
-    np.testing.assert_allclose(p.ee_quat, np.tile(QUAT_DOWN, (4, 1)))
+    np.testing.assert_allclose(p.ee_quat, np.tile(PANDA.ee_down_quat, (4, 1)))
     assert p.solve_us > 0 and np.isfinite(p.cost)
     assert feed(30 * MS) == []  # no new latent, plan still fresh: nothing to send
     # the next plan starts where the previous one commands the hand now (0.1 of a period)
@@ -250,7 +251,7 @@ def test_hand_box_cost_grows_outside_the_box() -> None:
 
 
 def test_plans_keep_the_hand_in_the_box(ckpt: CheckpointInfo) -> None:
-    from reflexarc.sim.kinematics import ArmKinematics
+    from reflexarc.robot.kinematics import ArmKinematics
 
     q = ArmKinematics().solve(np.array([0.69, 0.0, 0.2])).q
     node = make_node(ckpt, hand_box_weight=1e6, cem={**SMALL, "samples": 64, "iterations": 3})

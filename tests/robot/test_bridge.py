@@ -13,9 +13,9 @@ import pytest
 
 from reflexarc.robot.authority import Operator
 from reflexarc.robot.bridge import BridgeError, BridgeNode, check_exposure, loopback
-from reflexarc.robot.controller import ArmModel
 from reflexarc.robot.drivers import Driver, DriverError, DriverState, load_driver
 from reflexarc.robot.drivers.pretend import PretendDriver
+from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.runtime.episode import Episode
 from reflexarc.runtime.msgs import EStop, JointCommand
 from reflexarc.runtime.node import Inbox, NodeContext
@@ -197,7 +197,7 @@ def test_drivers_are_loaded_by_name_and_checked() -> None:
 
 
 def test_pretend_arm_is_a_separate_realtime_process_that_holds_when_stopped() -> None:
-    arm = ArmModel()
+    arm = ArmKinematics()
     drv = PretendDriver(backend="mujoco", hold_after_s=0.05)
     drv.connect()
     try:
@@ -232,7 +232,7 @@ def test_pretend_arm_is_a_separate_realtime_process_that_holds_when_stopped() ->
 
 
 def test_pretend_arm_survives_malformed_frames_and_clips_huge_commands() -> None:
-    arm = ArmModel()
+    arm = ArmKinematics()
     drv = PretendDriver(backend="mujoco")
     drv.connect()
     try:
@@ -292,7 +292,7 @@ def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
     # where the arm went, from the recorded joint states (the bridge's topics)
     js = Episode(ep).read("joint_state")
     assert len(js["seq"]) > 1000
-    arm = ArmModel()
+    arm = ArmKinematics()
     target = np.array(planner["p0"]) + np.array([0.1, 0.1, -0.1])
     final = arm.pose(js["position"][-1])[0]
     assert np.linalg.norm(final - target) < 3e-3, (final, target)

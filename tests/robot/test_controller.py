@@ -15,16 +15,12 @@ import numpy as np
 import pytest
 
 from reflexarc.robot.authority import Operator
-from reflexarc.robot.controller import (
-    ArmModel,
-    ControllerNode,
-    PlanSampler,
-    Setpoint,
-    SetpointShaper,
-    check_plan,
-    mat_to_quat,
-)
-from reflexarc.robot.safety import PANDA_TAU_MAX, WORKSPACE, Mode
+from reflexarc.robot.controller import ControllerNode, SetpointShaper
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.robot.panda import PANDA
+from reflexarc.robot.plan import PlanSampler, Setpoint, check_plan
+from reflexarc.robot.rotations import mat_to_quat
+from reflexarc.robot.safety import Mode
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.msgs import EStop, JointState, Plan
 from reflexarc.runtime.node import Inbox, NodeContext
@@ -45,7 +41,7 @@ def _plan(pos: np.ndarray, t0_ns: int = 0, dt_ns: int = 0, stamp_ns: int = 0, **
 
 
 def test_arm_model_jacobian_matches_finite_differences_of_its_kinematics() -> None:
-    arm = ArmModel()
+    arm = ArmKinematics()
     rng = np.random.default_rng(0)
     for _ in range(3):
         q = np.array([0.0, -0.4, 0.0, -2.4, 0.0, 2.0, 0.8]) + rng.normal(0, 0.2, 7)
@@ -64,7 +60,7 @@ def test_arm_model_jacobian_matches_finite_differences_of_its_kinematics() -> No
 
 
 def test_arm_model_bias_and_mass_match_mj_forward() -> None:
-    arm = ArmModel()
+    arm = ArmKinematics()
     q = np.array([0.3, -0.2, 0.1, -2.0, 0.2, 1.8, 0.4])
     dq = np.array([0.5, -0.3, 0.2, 0.4, -0.6, 0.3, 0.1])
     bias = arm.bias(q, dq, 0.06).copy()
@@ -292,7 +288,7 @@ def test_torques_stay_within_the_limits_with_aggressive_gains(rig) -> None:
     r.tick(plans=[_plan(r.ee() + np.array([0.1, -0.2, -0.15]))])
     r.run(600)
     tau = np.array([c.effort for c in r.commands])
-    assert np.all(np.abs(tau) <= PANDA_TAU_MAX + 1e-9)
+    assert np.all(np.abs(tau) <= PANDA.tau_limits + 1e-9)
     assert np.abs(np.diff(tau, axis=0)).max() <= 1.0 + 1e-9  # 1000 N m/s at 1 kHz
     assert r.ctrl.events.events["torque_limit"] >= 1
     assert "torque_limit" in [e.kind for e in r.events]
@@ -304,7 +300,7 @@ def test_setpoints_outside_the_workspace_are_clipped_into_the_box(rig) -> None:
     r.tick(plans=[_plan([0.55, 0.0, 0.7])])  # 20 cm above the box
     r.run(2000)
     ee = r.ee()
-    assert abs(ee[2] - WORKSPACE[2, 1]) < 1e-3 and abs(ee[0] - 0.55) < 1e-3
+    assert abs(ee[2] - PANDA.workspace_box[2, 1]) < 1e-3 and abs(ee[0] - 0.55) < 1e-3
     assert r.ctrl.events.events["workspace"] == 1  # one event for one long clipping
     assert r.ctrl.events.ticks["workspace"] > 1000
 
@@ -392,7 +388,6 @@ def test_hold_brakes_hard_when_plans_stop_at_speed(rig) -> None:
 def test_no_joint_is_driven_past_its_velocity_limit(rig) -> None:
     """A far step (the shaper lets the EE go at 1.7 m/s): measured joint speeds stay
     within the speed guard of their limits."""
-    from reflexarc.robot.safety import PANDA_DQ_MAX
 
     r = rig(max_speed=1.7, max_accel=13.0, safety={"plan_timeout_s": 10.0, "velocity_scale": 1.0})
     p0 = r.ee()
@@ -401,5 +396,5 @@ def test_no_joint_is_driven_past_its_velocity_limit(rig) -> None:
     peak = 0.0
     for _ in range(1500):
         r.tick()
-        peak = max(peak, float(np.max(np.abs(r.scene.joint_state().dq) / PANDA_DQ_MAX)))
+        peak = max(peak, float(np.max(np.abs(r.scene.joint_state().dq) / PANDA.dq_limits)))
     assert 0.3 < peak <= 0.95, peak

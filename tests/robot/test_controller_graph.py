@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reflexarc.robot.controller import ArmModel
+from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.runtime import bus as busmod
 from reflexarc.runtime.episode import Episode
 from tests.conftest import start_reflexarc, wait_for_file
@@ -60,7 +60,7 @@ def test_sigkill_of_the_planner_mid_motion_leaves_the_arm_holding_still(tmp_path
     assert proc.returncode == 0, out[-3000:]
     e = Episode(ep)
     js = e.read("joint_state")
-    arm = ArmModel()
+    arm = ArmKinematics()
     t = js["stamp_ns"]
     ee = np.array([arm.pose(q)[0] for q in js["position"][::5]])
     t = t[::5]

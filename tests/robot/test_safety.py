@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 from reflexarc.robot.authority import Operator
+from reflexarc.robot.panda import PANDA
 from reflexarc.robot.safety import (
-    PANDA_DDQ_MAX,
-    PANDA_DQ_MAX,
-    PANDA_Q_MAX,
-    PANDA_TAU_MAX,
-    WORKSPACE,
     EventLog,
     Limits,
     Mode,
@@ -21,6 +17,12 @@ from reflexarc.robot.safety import (
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import EStop
+
+PANDA_DDQ_MAX = PANDA.ddq_limits
+PANDA_DQ_MAX = PANDA.dq_limits
+PANDA_Q_MAX = PANDA.q_hi
+PANDA_TAU_MAX = PANDA.tau_limits
+WORKSPACE = PANDA.workspace_box
 
 MS = 1_000_000
 

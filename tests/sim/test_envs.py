@@ -8,8 +8,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from reflexarc import sim
-from reflexarc.sim.assets import WORKSPACE, SceneError, has_display
+from reflexarc.robot.panda import PANDA
+from reflexarc.sim.assets import SceneError, has_display
 from reflexarc.sim.envs import PROPRIO_DIM, PandaEnv
+
+WORKSPACE = PANDA.workspace_box
 
 IDS = list(sim.ENV_IDS.values())
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reflexarc.sim.assets import HOME_Q
-from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.robot.panda import PANDA
 from reflexarc.sim.scene import Scene, make_scene
 
 AMP = np.array([0.6, 0.4, 0.5, 0.5, 0.8, 0.5, 1.0])  # rad
@@ -20,7 +20,7 @@ def _play(scene: Scene, seconds: float = 3.0) -> np.ndarray:
     scene.reset()
     path = []
     for k in range(int(seconds / scene.dt)):
-        scene.command_position(HOME_Q + AMP * np.sin(2 * np.pi * FREQ * k * scene.dt))
+        scene.command_position(PANDA.home_q + AMP * np.sin(2 * np.pi * FREQ * k * scene.dt))
         scene.step(1)
         if k % 10 == 0:
             path.append(scene.ee_pose()[0])
@@ -42,7 +42,7 @@ def test_same_joint_trajectory_gives_the_same_ee_path() -> None:
 def test_gravity_compensation_holds_the_arm_still(backend: str, offset: np.ndarray) -> None:
     """Torque mode with tau = gravity of the robot-alone MjModel (what a controller uses)."""
     kin = ArmKinematics()
-    q0 = HOME_Q + offset
+    q0 = PANDA.home_q + offset
     with make_scene(backend=backend, objects=[]) as scene:
         scene.reset(q0)
         ee0 = scene.ee_pose()[0]

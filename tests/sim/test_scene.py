@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.errors import ConfigError
-from reflexarc.sim.assets import CAMERAS, EE_SITE, HOME_Q, TORQUE_LIMITS, SceneError, has_display
-from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.sim.assets import CAMERAS, SceneError, has_display
 from reflexarc.sim.mujoco_scene import panda_model
 from reflexarc.sim.scene import Scene, make_scene
 
@@ -16,7 +17,7 @@ def test_reset_puts_the_arm_at_rest_at_home(scene: Scene) -> None:
     scene.reset()
     js = scene.joint_state()
     assert js.q.shape == js.dq.shape == js.tau.shape == (7,)
-    np.testing.assert_allclose(js.q, HOME_Q, atol=1e-9)
+    np.testing.assert_allclose(js.q, PANDA.home_q, atol=1e-9)
     np.testing.assert_allclose(js.dq, 0.0, atol=1e-9)
     assert js.gripper == pytest.approx(0.08, abs=1e-6)
     pos, quat = scene.ee_pose()
@@ -27,7 +28,7 @@ def test_reset_puts_the_arm_at_rest_at_home(scene: Scene) -> None:
 
 def test_position_command_is_tracked_and_held(scene: Scene) -> None:
     scene.reset()
-    target = HOME_Q + np.array([0.3, 0.2, -0.2, 0.3, 0.2, -0.2, 0.3])
+    target = PANDA.home_q + np.array([0.3, 0.2, -0.2, 0.3, 0.2, -0.2, 0.3])
     scene.command_position(target)
     scene.step(int(2.0 / scene.dt))
     js = scene.joint_state()
@@ -41,15 +42,15 @@ def test_torques_are_clipped_to_the_effort_limits(scene: Scene) -> None:
     scene.command_torque(np.full(7, 1000.0))
     scene.step(2)
     tau = scene.joint_state().tau
-    np.testing.assert_allclose(tau, TORQUE_LIMITS, atol=1e-6)
+    np.testing.assert_allclose(tau, PANDA.tau_limits, atol=1e-6)
 
 
 def test_gripper_opens_and_closes(scene: Scene) -> None:
     scene.reset(gripper=1.0)
-    scene.command_position(HOME_Q, gripper=-1.0)
+    scene.command_position(PANDA.home_q, gripper=-1.0)
     scene.step(int(1.0 / scene.dt))
     assert scene.joint_state().gripper < 0.005
-    scene.command_position(HOME_Q, gripper=1.0)
+    scene.command_position(PANDA.home_q, gripper=1.0)
     scene.step(int(1.0 / scene.dt))
     assert scene.joint_state().gripper > 0.075
 
@@ -86,7 +87,7 @@ def test_blocks_have_their_colours_in_the_image(scene: Scene) -> None:
 
 def test_snapshot_and_restore_replay_exactly(scene: Scene) -> None:
     scene.reset()
-    scene.command_position(HOME_Q + 0.2, gripper=-1.0)
+    scene.command_position(PANDA.home_q + 0.2, gripper=-1.0)
     scene.step(50)
     snap = scene.snapshot()
 
@@ -137,7 +138,7 @@ def test_bad_input_is_refused_with_scene_errors(scene: Scene) -> None:
     with pytest.raises(SceneError, match="object poses"):
         scene.set_object_poses(np.zeros((2, 3)))
     with pytest.raises(SceneError, match="mode"):
-        scene.apply("velocity", HOME_Q, np.zeros(7), 1.0)
+        scene.apply("velocity", PANDA.home_q, np.zeros(7), 1.0)
 
 
 def test_scene_config_is_validated() -> None:
@@ -153,14 +154,15 @@ def test_scene_config_is_validated() -> None:
 
 
 def test_panda_model_matches_both_scenes(scene: Scene) -> None:
-    """The robot-alone MjModel (for controllers) has the scenes' kinematics."""
+    """The robot-alone MjModels (the description's, for controllers and planners, and the
+    sim's with actuators) have the scenes' kinematics."""
     model = panda_model()
     assert model.nq == model.nv == 9
-    assert model.site(EE_SITE).id >= 0
-    kin = ArmKinematics(model)
+    assert model.site(PANDA.ee_site).id >= 0
     rng = np.random.default_rng(0)
-    for _ in range(5):
-        q = HOME_Q + rng.uniform(-0.5, 0.5, 7)
-        scene.set_joint_positions(q)
-        pos, _ = kin.fk(q)
-        np.testing.assert_allclose(scene.ee_pose()[0], pos, atol=1e-6)
+    for kin in (ArmKinematics(PANDA, model), ArmKinematics()):
+        for _ in range(5):
+            q = PANDA.home_q + rng.uniform(-0.5, 0.5, 7)
+            scene.set_joint_positions(q)
+            pos, _ = kin.fk(q)
+            np.testing.assert_allclose(scene.ee_pose()[0], pos, atol=1e-6)

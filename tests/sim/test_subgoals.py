@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from reflexarc.sim.kinematics import ArmKinematics
+from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.sim.scene import Scene, make_scene
 from reflexarc.sim.subgoals import (
     ABOVE_Z,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.sim.assets import SPAWN, TARGETS, SceneError
-from reflexarc.sim.kinematics import ArmKinematics
 from reflexarc.sim.scene import Scene, make_scene
 from reflexarc.sim.tasks import TASKS, Task, make_task
 

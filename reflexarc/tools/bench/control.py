@@ -38,7 +38,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from reflexarc.robot.controller import ArmModel, ControllerNode, set_realtime
+from reflexarc.robot.controller import ControllerNode, set_realtime
+from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import JointState, Plan
@@ -112,7 +113,7 @@ class ScriptedPlanner(Node):
 
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:
         super().__init__(ctx, cfg)
-        self.arm = ArmModel()
+        self.arm = ArmKinematics()
         self.first_ns: int | None = None
         self.start_ns: int | None = None
         self.p0: np.ndarray | None = None

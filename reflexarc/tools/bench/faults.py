@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from reflexarc.robot.controller import ArmModel
 from reflexarc.robot.drivers.pretend import PretendDriver
 from reflexarc.robot.guard import panda_limits
+from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.msgs import EStop, Heartbeat, JointCommand, Plan
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
@@ -342,7 +342,7 @@ def _policy(case: str, run_dir: Path, summary: dict[str, Any]) -> str:
     return "; ".join(dict.fromkeys(out))
 
 
-def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: ArmModel,
+def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: ArmKinematics,
          wall_s: float) -> dict[str, Any]:
     run_dir = Path(summary["run_dir"])
     lim = panda_limits()
@@ -399,7 +399,7 @@ def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: Arm
 
 
 def run_case(graph: str, case: str, backend: str, settle_s: float, observe_s: float,
-             tmp: Path, arm: ArmModel) -> dict[str, Any]:
+             tmp: Path, arm: ArmKinematics) -> dict[str, Any]:
     """One graph, one fault: its row."""
     from reflexarc.runtime.launcher import Launcher
 
@@ -432,7 +432,7 @@ def bench_faults(cfg: Any) -> list[dict[str, Any]]:
     """``reflexarc bench faults``: one row per (graph, fault) (module docstring)."""
     graphs = list(cfg.graphs) or list(GRAPHS)
     only = set(cfg.cases)
-    arm = ArmModel()
+    arm = ArmKinematics()
     rows = []
     todo = [(g, c) for g, c in cases(graphs, cfg.quick) if not only or c in only]
     progress = Progress("bench faults", len(todo), "cases", every_s=0.0)

@@ -40,6 +40,7 @@ from reflexarc.planner.cem import CEMConfig, CEMPlanner
 from reflexarc.planner.mpc import SamplingConfig, SamplingPlanner, resolve_device
 from reflexarc.planner.mppi import MPPIConfig, MPPIPlanner
 from reflexarc.planner.protocol import LinearLatentModel
+from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.progress import Progress
 
 PLANNERS: dict[str, tuple[type[SamplingPlanner], type[SamplingConfig]]] = {
@@ -334,8 +335,8 @@ def latent_reach_model(latent_dim: int = 64, seed: int = 0) -> LinearLatentModel
     return LinearLatentModel(torch.eye(latent_dim), E)
 
 
-WORKSPACE_LOW = (0.25, -0.35, 0.0, -1.0)  # ee box and gripper, CONTRACTS.md
-WORKSPACE_HIGH = (0.75, 0.35, 0.5, 1.0)
+WORKSPACE_LOW = (*PANDA.workspace_box[:, 0], -1.0)  # the Panda's EE box, and the gripper
+WORKSPACE_HIGH = (*PANDA.workspace_box[:, 1], 1.0)
 
 
 def latent_reach_episode(

@@ -1,0 +1,282 @@
+"""What the stack knows about one arm: a typed, frozen :class:`RobotDescription`.
+
+One module per robot holds its facts (:mod:`reflexarc.robot.panda`); every package reads
+them from there -- the sims build their models from it, the controller and the safety
+layer size themselves and take their limits from it, the planner its workspace and hand
+orientation -- so no robot constant is copied anywhere else. Descriptions are found by
+name (``robot: panda`` in a node's config) through :func:`robot_description`.
+
+Conventions (docs/robots.md): world frame = the robot's base frame, x forward,
+y left, z up, metres; joint vectors are ordered as :attr:`RobotDescription.arm_joints`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from reflexarc.runtime.errors import ConfigError, ReflexarcError
+
+if TYPE_CHECKING:
+    import mujoco
+
+
+class RobotError(ReflexarcError):
+    """A robot description is inconsistent, or its model files cannot be found."""
+
+
+@dataclass(frozen=True)
+class Gripper:
+    """A parallel gripper of two prismatic fingers driven together.
+
+    ``finger_max`` is the travel of one finger (the opening is twice it); ``force`` the
+    effort limit of one finger. Gripper commands are in [-1 closed, 1 open].
+    """
+
+    joints: tuple[str, str]
+    finger_max: float  # m
+    force: float  # N
+
+    @property
+    def max_opening(self) -> float:
+        """Full opening between the fingers, m."""
+        return 2.0 * self.finger_max
+
+    def finger_target(self, command: float) -> float:
+        """One finger's position in [0, finger_max] m for a command in [-1 close, 1 open]."""
+        return float(np.clip(0.5 * (command + 1.0), 0.0, 1.0) * self.finger_max)
+
+    def command(self, opening: float) -> float:
+        """The command in [-1, 1] that holds a measured ``opening`` (m, both fingers)."""
+        return float(np.clip(opening / self.finger_max - 1.0, -1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class RobotDescription:
+    """One arm: its model, joints, limits, gains, home pose, workspace and end effector.
+
+    Every per-joint field has one value per arm joint (``dof`` of them); the arrays are
+    read through the properties below (fresh numpy copies, so no caller can change the
+    description). The model is a URDF inside ``pybullet_data`` (``urdf``, relative to
+    ``pybullet_data.getDataPath()``), compiled by MuJoCo for kinematics and dynamics and
+    loaded by PyBullet as is; nothing is downloaded.
+    """
+
+    name: str
+    urdf: str  # path inside pybullet_data, e.g. "franka_panda/panda.urdf"
+    arm_joints: tuple[str, ...]
+    ee_link: str  # the link the end-effector frame is fixed to
+    hand_link: str  # the last link before the gripper (the wrist camera rides on it)
+    home: tuple[float, ...]  # rad: the start and rest pose
+    q_min: tuple[float, ...]  # rad
+    q_max: tuple[float, ...]  # rad
+    dq_max: tuple[float, ...]  # rad/s
+    ddq_max: tuple[float, ...]  # rad/s^2
+    tau_max: tuple[float, ...]  # N m
+    dtau_max: float  # N m/s, every joint
+    kp: tuple[float, ...]  # N m/rad: joint PD of the scenes' position mode
+    kd: tuple[float, ...]  # N m s/rad
+    workspace: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]  # EE box
+    gripper: Gripper | None = None
+    # Cartesian limits of the end effector: speed m/s, acceleration m/s^2, angular speed rad/s
+    ee_speed_max: float = float("inf")
+    ee_accel_max: float = float("inf")
+    ee_rot_speed_max: float = float("inf")
+    ee_site: str = "ee"  # the MuJoCo site added on ee_link: the end-effector frame
+    # orientation (wxyz) of the end-effector frame with the hand pointing down
+    ee_down: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 0.0)
+    # folder swap that draws the simpler collision meshes instead of the visual ones
+    collision_meshes: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.arm_joints)
+        if n < 1:
+            raise RobotError(f"robot {self.name!r}: no arm joints")
+        for key in ("home", "q_min", "q_max", "dq_max", "ddq_max", "tau_max", "kp", "kd"):
+            v = np.asarray(getattr(self, key), dtype=float)
+            if v.shape != (n,) or not np.all(np.isfinite(v)):
+                raise RobotError(f"robot {self.name!r}: {key} needs {n} finite values "
+                                 f"(one per arm joint), got {getattr(self, key)}")
+        if not np.all(self.q_lo < self.q_hi):
+            raise RobotError(f"robot {self.name!r}: q_min must be below q_max on every joint")
+        if not np.all((self.q_lo <= self.home_q) & (self.home_q <= self.q_hi)):
+            raise RobotError(f"robot {self.name!r}: home {self.home} is outside the joint limits")
+        for key in ("dq_max", "ddq_max", "tau_max"):
+            if np.any(np.asarray(getattr(self, key)) <= 0):
+                raise RobotError(f"robot {self.name!r}: {key} must be > 0")
+        ws = np.asarray(self.workspace, dtype=float)
+        if ws.shape != (3, 2) or not np.all(ws[:, 0] < ws[:, 1]):
+            raise RobotError(f"robot {self.name!r}: workspace is 3 (low, high) pairs, low < high")
+        if abs(float(np.linalg.norm(self.ee_down)) - 1.0) > 1e-6:
+            raise RobotError(f"robot {self.name!r}: ee_down must be a unit quaternion")
+
+    # -- arrays ----------------------------------------------------------------------------
+
+    @property
+    def dof(self) -> int:
+        """Number of arm joints (the gripper not counted)."""
+        return len(self.arm_joints)
+
+    @property
+    def home_q(self) -> np.ndarray:
+        """Home pose (dof,) rad."""
+        return np.array(self.home, dtype=float)
+
+    @property
+    def q_lo(self) -> np.ndarray:
+        return np.array(self.q_min, dtype=float)
+
+    @property
+    def q_hi(self) -> np.ndarray:
+        return np.array(self.q_max, dtype=float)
+
+    @property
+    def q_limits(self) -> np.ndarray:
+        """Joint position limits (dof, 2) rad: (min, max) per joint."""
+        return np.stack([self.q_lo, self.q_hi], axis=1)
+
+    @property
+    def dq_limits(self) -> np.ndarray:
+        return np.array(self.dq_max, dtype=float)
+
+    @property
+    def ddq_limits(self) -> np.ndarray:
+        return np.array(self.ddq_max, dtype=float)
+
+    @property
+    def tau_limits(self) -> np.ndarray:
+        return np.array(self.tau_max, dtype=float)
+
+    @property
+    def kp_gains(self) -> np.ndarray:
+        return np.array(self.kp, dtype=float)
+
+    @property
+    def kd_gains(self) -> np.ndarray:
+        return np.array(self.kd, dtype=float)
+
+    @property
+    def workspace_box(self) -> np.ndarray:
+        """End-effector workspace (3, 2) m: (low, high) for x, y, z."""
+        return np.array(self.workspace, dtype=float)
+
+    @property
+    def ee_down_quat(self) -> np.ndarray:
+        """Hand-down orientation (4,) wxyz."""
+        return np.array(self.ee_down, dtype=float)
+
+    @property
+    def ee_down_rot(self) -> np.ndarray:
+        """Hand-down orientation as a rotation matrix (3, 3)."""
+        w, x, y, z = self.ee_down
+        return np.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ])
+
+    @property
+    def finger_max(self) -> float:
+        """One finger's travel, m (0 without a gripper)."""
+        return self.gripper.finger_max if self.gripper is not None else 0.0
+
+    # -- model -----------------------------------------------------------------------------
+
+    def urdf_path(self) -> Path:
+        """The URDF file inside the installed pybullet_data."""
+        try:
+            import pybullet_data
+        except ImportError as e:  # pragma: no cover - pybullet is a dependency
+            raise RobotError("pybullet_data is not installed; `pip install pybullet`") from e
+        path = Path(pybullet_data.getDataPath()) / self.urdf
+        if not path.is_file():
+            raise RobotError(f"robot {self.name!r}: no URDF at {path} (is the pybullet wheel "
+                             "complete?)")
+        return path
+
+    def urdf_text(self, meshes: str = "collision", mujoco_compiler: bool = False) -> str:
+        """The URDF text with absolute mesh paths.
+
+        Args:
+            meshes: "visual" keeps the detailed visual meshes; "collision" draws the
+                collision meshes instead where the robot has them (far fewer triangles:
+                software rendering is much faster and looks the same at 64-224 px).
+            mujoco_compiler: insert a ``<mujoco><compiler .../></mujoco>`` element so
+                MuJoCo keeps the visual geoms and every link as a body.
+        """
+        if meshes not in ("visual", "collision"):
+            raise RobotError(f"meshes must be 'visual' or 'collision', got {meshes!r}")
+        root = self.urdf_path().parent
+        text = self.urdf_path().read_text()
+        text = text.replace("package://", f"{root.as_posix()}/")
+        if meshes == "collision" and self.collision_meshes is not None:
+            text = text.replace(*self.collision_meshes)
+        if mujoco_compiler:
+            compiler = (
+                '<mujoco><compiler strippath="false" discardvisual="false" '
+                'fusestatic="false" balanceinertia="true" angle="radian"/></mujoco>'
+            )
+            text = re.sub(r"(<robot[^>]*>)", r"\1" + compiler, text, count=1)
+        return text
+
+    def mj_spec(self, meshes: str = "collision") -> mujoco.MjSpec:
+        """The robot alone as a MuJoCo spec: the URDF's bodies, joints and meshes plus the
+        end-effector site ``ee_site`` on ``ee_link``. Scenes add actuators, colours and
+        cameras to it; :class:`reflexarc.robot.kinematics.ArmKinematics` compiles it."""
+        import mujoco
+
+        spec = mujoco.MjSpec.from_string(self.urdf_text(meshes, mujoco_compiler=True))
+        spec.modelname = self.name
+        spec.body(self.ee_link).add_site(name=self.ee_site, size=[0.005, 0.005, 0.005], group=4)
+        return spec
+
+    def mj_model(self) -> mujoco.MjModel:
+        """:meth:`mj_spec` compiled: qpos is the arm joints, then the fingers."""
+        return compile_spec(self.mj_spec())
+
+
+def compile_spec(spec: mujoco.MjSpec) -> mujoco.MjModel:
+    """Compile ``spec``, without the warning the URDF meshes' texture coordinates raise."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*texture coordinate.*")
+        return spec.compile()
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+_ROBOTS: dict[str, RobotDescription] = {}
+#: Robots shipped with the package: ``reflexarc.robot.<name>`` defines ``DESCRIPTION``.
+BUILTIN: tuple[str, ...] = ("panda",)
+
+
+def register(description: RobotDescription) -> RobotDescription:
+    """Make ``description`` findable by its name (a later one of the same name replaces it)."""
+    _ROBOTS[description.name] = description
+    return description
+
+
+def robot_names() -> list[str]:
+    """Names :func:`robot_description` accepts."""
+    return sorted(set(BUILTIN) | set(_ROBOTS))
+
+
+def robot_description(name: str, key: str = "robot") -> RobotDescription:
+    """The description registered as ``name``; a shipped robot is imported on first use.
+
+    Raises :class:`ConfigError` on ``key`` for an unknown name, listing the known ones.
+    """
+    if name not in _ROBOTS and name in BUILTIN:
+        module = importlib.import_module(f"reflexarc.robot.{name}")
+        register(module.DESCRIPTION)
+    if name not in _ROBOTS:
+        raise ConfigError(key, f"unknown robot {name!r}; known: {', '.join(robot_names())}")
+    return _ROBOTS[name]
