@@ -62,6 +62,7 @@ from reflexarc.runtime.msgs import (
     EEAction,
     Goal,
     Image,
+    Instruction,
     JointCommand,
     JointState,
     SceneState,
@@ -132,6 +133,10 @@ class SimConfig:
     # follow_spec: the instructed block's success radius, m; 0: the task's (push 4 cm), which
     # is as long as a short instructed move ("5 cm to the right")
     spec_tolerance: float = bounded(0.0, 0.0, 0.1)
+    # said on topic "instruction" at the start of every episode, as a person would tell the
+    # robot its task (the instruct node understands it against what perception sees); ""
+    # says nothing
+    instruction: str = ""
 
     def validate(self) -> None:
         for cam in self.cameras:
@@ -195,7 +200,7 @@ class SimNode(Node):
 
     Config = SimConfig
     subscribes = {"joint_command": "latest", "ee_action": "all"}
-    publishes = ("joint_state", "scene_state", "goal", "camera/")
+    publishes = ("joint_state", "scene_state", "goal", "camera/", "instruction")
 
     @classmethod
     def select_class(cls, args: dict[str, Any]) -> type[Node]:
@@ -215,15 +220,14 @@ class SimNode(Node):
     def privileged_for(cls, cfg: SimConfig) -> tuple[str, ...]:
         """Topics that carry the simulator's truth with ``cfg`` (reflexarc.tools.senses):
         ``scene_state``, and ``goal`` when the scene imagines its images."""
-        goal = (cfg.publish_goal or cfg.follow_spec) and cfg.goal_images
+        goal = cfg.publish_goal and cfg.goal_images
         return ("scene_state", "goal") if goal else ("scene_state",)
 
     @classmethod
     def publishes_for(cls, cfg: SimConfig) -> tuple[str, ...]:
         """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
-        return tuple(
-            t for t in cls.publishes if t != "goal" or cfg.publish_goal or cfg.follow_spec
-        )
+        optional = {"goal": cfg.publish_goal, "instruction": bool(cfg.instruction)}
+        return tuple(t for t in cls.publishes if optional.get(t, True))
 
     def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
         super().__init__(ctx, cfg)
@@ -423,6 +427,9 @@ class SimNode(Node):
         self.next_state_ns = now_ns  # the episode's first state goes out at once
         self.start_objects = self.scene.object_poses()[:, :3].copy()
         self._publish_goal(now_ns, out)
+        if self.cfg.instruction:
+            # the evaluator's voice: a person telling the robot its task for this episode
+            out.append(("instruction", Instruction(stamp_ns=now_ns, text=self.cfg.instruction)))
 
     def _publish_goal(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
         """Publish the imagined goal (and its stages) stamped ``now_ns``; remember where it
@@ -566,11 +573,12 @@ class SimNode(Node):
             self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
             if self.cfg.publish_goal and self.cfg.goal_images else np.zeros((0, 0, 3), np.uint8)
         )
-        self.goal = Goal(stamp_ns=now_ns, task=spec.task, object=spec.object,
-                         target=self.task.target.copy(), image=image, z=empty("f4", 0),
-                         source="instruction")
-        self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
-        out.append(("goal", self.goal))
+        if self.cfg.publish_goal:  # else the instruct node gives the planner its goal
+            self.goal = Goal(stamp_ns=now_ns, task=spec.task, object=spec.object,
+                             target=self.task.target.copy(), image=image, z=empty("f4", 0),
+                             source="instruction")
+            self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
+            out.append(("goal", self.goal))
         self.log.info("episode %d: %s %s to %s (instruction)", self.episode, spec.task,
                       spec.object, np.round(target, 3).tolist())
         return ""

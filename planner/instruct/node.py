@@ -15,6 +15,12 @@ one up to ``scene_timeout_s`` (then it is refused, or resolved in the default sc
 ``use_default_scene``). A spec of the configured instruction carries the stamp of the
 scene state it was resolved against, so a simulator can tell which episode it is for.
 
+**From the robot's own senses** (``scene_from: objects``, docs/senses.md): the scene is
+the newest ``objects/<camera>`` (the blocks perception placed in the base frame) and the hand
+by forward kinematics of ``joint_state``, never the simulator's ``scene_state``. An
+instruction then waits for a frame taken after it was given, and its spec carries that
+frame's stamp (the scene it was resolved in).
+
 ``step`` does the fast path and memory itself (tens of microseconds) and hands anything
 else to a single worker thread; finished LLM answers are published by a later step. The
 LLM therefore never blocks the loop, and in lockstep runs an LLM answer arrives after a
@@ -40,9 +46,9 @@ from reflexarc.planner.instruct.instructor import DEFAULT_ADDRESS, InstructConfi
 from reflexarc.planner.instruct.scene import SceneInfo
 from reflexarc.planner.instruct.spec import goal_from_spec, refusal, spec_dict
 from reflexarc.robot.authority import AuthorityError, private_ipc, request_security, seal_ipc
-from reflexarc.runtime.config import bounded
+from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, MalformedMessage
-from reflexarc.runtime.msgs import Instruction, SceneState, TaskSpec
+from reflexarc.runtime.msgs import Instruction, JointState, Objects, SceneState, TaskSpec
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 from reflexarc.runtime.wire import decode, encode
 
@@ -88,6 +94,10 @@ class InstructNode(Node):
         scene_timeout_s: float = bounded(5.0, 0.0, 600.0)
         use_default_scene: bool = False  # without scene_state: the default SceneInfo
         every_episode: bool = True  # `instruction` again at each new scene_state episode
+        # where the objects are: "scene_state" (the simulator's truth: reference graphs
+        # only) or "objects" (perception's objects/<camera> and the measured joints)
+        scene_from: str = choice("scene_state", "scene_state", "objects")
+        camera: str = "front"
 
         def validate(self) -> None:
             if self.listen and not self.listen.startswith(_LOCAL):
@@ -106,13 +116,24 @@ class InstructNode(Node):
     subscribes = {"instruction": "all", "scene_state": "latest"}
     publishes: tuple[str, ...] = ("task_spec",)
 
+    @classmethod
+    def subscribes_for(cls, cfg: Config) -> dict[str, str]:
+        """Topics subscribed to with ``cfg``: perception's objects instead of scene_state."""
+        if cfg.scene_from == "objects":
+            return {"instruction": "all", f"objects/{cfg.camera}": "latest",
+                    "joint_state": "latest"}
+        return dict(cls.subscribes)
+
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:
         super().__init__(ctx, cfg)
+        self.subscribes = self.subscribes_for(cfg)
+        self.perceived = cfg.scene_from == "objects"
+        self._kin: Any = None  # forward kinematics, for the hand (perceived scenes)
         self.instructor = Instructor(cfg)
         if self.instructor.llm is None:
             ctx.log.info("instruct: %s; only the fast path and memory are used", self.instructor.llm_problem)
         self.scene: SceneInfo | None = SceneInfo() if cfg.use_default_scene else None
-        self._scene_msg: SceneState | None = None
+        self._scene_msg: SceneState | Objects | None = None
         self._jobs: deque[_Job] = deque()
         self._pending: list[tuple[Future[TaskSpec], _Job]] = []
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{ctx.name}-llm")
@@ -142,7 +163,7 @@ class InstructNode(Node):
             self._started = True
             if self.cfg.instruction.strip():
                 self._jobs.append(_Job(self.cfg.instruction, 0, now_ns, configured=True))
-        latest = inbox.latest("scene_state")
+        latest = None if self.perceived else inbox.latest("scene_state")
         if latest is not None and latest.episode != self._episode:
             if self._episode is not None and self.cfg.every_episode and self.cfg.instruction.strip():
                 self._jobs.append(_Job(self.cfg.instruction, 0, now_ns, configured=True))
@@ -159,7 +180,9 @@ class InstructNode(Node):
             self._jobs.append(job)
 
         waiting: deque[_Job] = deque()
-        if self._jobs:  # the scene is read only when there is something to understand
+        if self._jobs and self.perceived:
+            self._perceive(inbox)
+        elif self._jobs:  # the scene is read only when there is something to understand
             msg = inbox.latest("scene_state")
             if msg is not None and msg is not self._scene_msg:
                 self._scene_msg = msg
@@ -170,18 +193,22 @@ class InstructNode(Node):
         while self._jobs:
             job = self._jobs.popleft()
             scene = self.scene
+            if self.perceived and (self._scene_msg is None
+                                   or self._scene_msg.stamp_ns <= job.stamp_ns):
+                scene = None  # no frame taken after the instruction yet
             if scene is None:
                 if now_ns - job.since_ns < self.cfg.scene_timeout_s * 1e9:
                     waiting.append(job)
                     continue
                 job.stamp_ns = job.stamp_ns or now_ns
+                seen = f"objects/{self.cfg.camera}" if self.perceived else "scene_state"
                 self._emit(out, job, refusal(
-                    f"no scene_state received within {self.cfg.scene_timeout_s:g} s; cannot tell "
+                    f"no {seen} received within {self.cfg.scene_timeout_s:g} s; cannot tell "
                     "where the objects are (use_default_scene=true resolves in the default scene)",
                     "fast", stamp_ns=job.stamp_ns,
                 ))
                 continue
-            if job.configured:
+            if job.configured or self.perceived:
                 job.stamp_ns = self._scene_msg.stamp_ns if self._scene_msg is not None else now_ns
             spec = self.instructor.quick(job.text, scene, job.stamp_ns)
             if spec is not None:
@@ -205,6 +232,25 @@ class InstructNode(Node):
                 still.append((fut, job))
         self._pending = still
         return out
+
+    def _perceive(self, inbox: Inbox) -> None:
+        """The scene from the newest objects message and the measured hand."""
+        msg: Objects | None = inbox.latest(f"objects/{self.cfg.camera}")
+        if msg is None or msg is self._scene_msg:
+            return
+        ee = None
+        js: JointState | None = inbox.latest("joint_state")
+        if js is not None and len(js.position) == 7:
+            if self._kin is None:
+                from reflexarc.sim.kinematics import ArmKinematics  # the arm's, no scene
+
+                self._kin = ArmKinematics()
+            ee = tuple(float(v) for v in self._kin.fk(js.position)[0])
+        try:
+            self.scene = SceneInfo.from_objects(msg, ee)  # type: ignore[arg-type]
+            self._scene_msg = msg
+        except InvalidInstruction as e:  # keep the previous scene; never die on input
+            self.ctx.log.warning("instruct: ignoring objects seq %d: %s", msg.seq, e)
 
     def _emit(self, out: list[tuple[str, Any]], job: _Job, spec: TaskSpec) -> None:
         out.append(("task_spec", spec))

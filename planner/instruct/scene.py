@@ -17,7 +17,7 @@ from types import MappingProxyType
 import numpy as np
 
 from reflexarc.planner.instruct.errors import InvalidInstruction
-from reflexarc.runtime.msgs import SceneState
+from reflexarc.runtime.msgs import Objects, SceneState
 
 Vec3 = tuple[float, float, float]
 
@@ -146,6 +146,27 @@ class SceneInfo:
             for o in self.objects
         )
         return replace(self, objects=objects, ee_pos=self.ee_pos if ee_pos is None else ee_pos)
+
+    @classmethod
+    def from_objects(cls, msg: Objects, ee_pos: Vec3 | None = None,
+                     base: SceneInfo | None = None) -> SceneInfo:
+        """The scene as perception sees it: the blocks of an Objects message (names are
+        colours, positions in the base frame) and the hand at ``ee_pos`` (forward
+        kinematics of the measured joints; None: ``base``'s); bounds, places and sizes
+        come from ``base`` (default scene). An object not seen in the frame is not in it."""
+        base = cls() if base is None else base
+        names = [n.strip() for n in msg.names.split(",") if n.strip()]
+        pos = np.asarray(msg.position, dtype=np.float64).reshape(-1, 3)
+        if pos.shape[0] != len(names):
+            raise InvalidInstruction(
+                "scene", f"Objects lists {len(names)} names but {pos.shape[0]} positions")
+        sizes = {o.name: o.size for o in base.objects}
+        objects = tuple(
+            SceneObject(name, tuple(float(v) for v in pos[i]),  # type: ignore[arg-type]
+                        name if name in COLOURS else "", sizes.get(name, 0.05))
+            for i, name in enumerate(names)
+        )
+        return replace(base, objects=objects, ee_pos=base.ee_pos if ee_pos is None else ee_pos)
 
     @classmethod
     def from_scene_state(cls, msg: SceneState, base: SceneInfo | None = None) -> SceneInfo:

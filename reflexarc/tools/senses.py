@@ -34,8 +34,9 @@ MAY_READ = frozenset({
     "reflexarc.runtime.recorder:Recorder",
 })
 #: Graphs where a scripted expert acts on privileged state on purpose: references for the
-#: figures (expert, control) and the exploration that collects the world model's data (learn).
-REFERENCE_GRAPHS = frozenset({"expert", "control", "learn"})
+#: figures (expert, control, instruction_expert) and the exploration that collects the
+#: world model's data (learn).
+REFERENCE_GRAPHS = frozenset({"expert", "control", "instruction_expert", "learn"})
 
 
 @dataclass(frozen=True)

@@ -227,3 +227,31 @@ def test_the_configured_instruction_is_understood_again_at_each_episode() -> Non
     assert run["instruction"] == "push the red block to the left"
     assert [s["episode"] for s in run["specs"]] == [0, 1]
     node.close()
+
+
+def test_from_the_senses_an_instruction_is_resolved_in_the_next_perceived_frame() -> None:
+    from reflexarc.runtime.msgs import JointState, Objects
+    from reflexarc.sim.assets import HOME_Q
+
+    node = make(InstructGoalNode, scene_from="objects")
+    try:
+        assert "scene_state" not in node.subscribes and "objects/front" in node.subscribes
+        seen = Objects(stamp_ns=5, camera="front", names="red,green",
+                       position=np.array([[0.5, -0.05, 0.025], [0.45, 0.15, 0.025]]),
+                       confidence=np.array([0.9, 0.9], "f4"))
+        js = JointState(stamp_ns=5, position=HOME_Q, velocity=np.zeros(7), effort=np.zeros(7))
+        # an instruction given after the newest frame waits for a frame taken after it
+        box = inbox(("objects/front", seen), ("joint_state", js),
+                    ("instruction", Instruction(stamp_ns=8, text="push the red block to the left")))
+        assert list(node.step(10, box)) == []
+        box.clear_new()
+        box.put("objects/front", Objects(**{**{f: getattr(seen, f) for f in (
+            "camera", "names", "position", "confidence")}, "stamp_ns": 12}), 0)
+        out = dict(node.step(20, box))
+        spec, goal = out["task_spec"], out["goal"]
+        assert not spec.refusal and spec.stamp_ns == 12 and goal.stamp_ns == 12  # that frame's
+        assert (spec.task, spec.object) == ("push", "red")
+        # "to the left" of where perception placed the red block: +y from (0.5, -0.05)
+        np.testing.assert_allclose(spec.target_pos[:2], [0.5, 0.05], atol=1e-6)
+    finally:
+        node.close()
