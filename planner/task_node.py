@@ -26,24 +26,22 @@ from typing import Any
 
 import numpy as np
 
-from reflexarc.planner.node import sample_plan
 from reflexarc.planner.tasks import Stage, TaskError, TaskLayer, TaskLayerConfig
+from reflexarc.robot.description import robot_description
+from reflexarc.robot.kinematics import ArmKinematics
+from reflexarc.robot.plan import sample_plan
 from reflexarc.runtime.config import bounded
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import Goal, JointState, Objects, Plan, frame_ready_ns
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 from reflexarc.runtime.stats import Ring
 
-#: Hand pointing down (a half turn about x), quaternion wxyz.
-QUAT_DOWN = np.array([0.0, 1.0, 0.0, 0.0])
-WORKSPACE_LO = (0.25, -0.35, 0.0)
-WORKSPACE_HI = (0.75, 0.35, 0.5)
-
 
 @dataclass
 class TaskPlannerConfig:
     """Arguments of :class:`TaskPlannerNode` (``graph.nodes.<planner>.args``)."""
 
+    robot: str = "panda"  # the arm (reflexarc.robot.description): hand FK, workspace, hand down
     camera: str = "front"  # plans on objects/<camera>
     control_dt_s: float = bounded(0.1, 1e-3, 10.0)  # time between setpoints
     horizon: int = bounded(5, 1, 100)  # setpoints after the first
@@ -51,10 +49,14 @@ class TaskPlannerConfig:
     max_objects_age_s: float = bounded(0.5, 0.0, None)  # no plan from older frames; 0: off
     keepalive_s: float = bounded(0.2, 0.0, None)  # resend the newest plan after this; 0: never
     layer: TaskLayerConfig = field(default_factory=TaskLayerConfig)
-    workspace_lo: list[float] = field(default_factory=lambda: list(WORKSPACE_LO))
-    workspace_hi: list[float] = field(default_factory=lambda: list(WORKSPACE_HI))
+    # the plans' box, m (x, y, z); empty: the robot's workspace
+    workspace_lo: list[float] = field(default_factory=list)
+    workspace_hi: list[float] = field(default_factory=list)
 
     def validate(self) -> None:
+        robot_description(self.robot)
+        if not (self.workspace_lo or self.workspace_hi):
+            return
         for key in ("workspace_lo", "workspace_hi"):
             if len(getattr(self, key)) != 3:
                 raise ConfigError(key, f"needs 3 values (x, y, z), got {getattr(self, key)}")
@@ -86,12 +88,13 @@ class TaskPlannerNode(Node):
 
     def __init__(self, ctx: NodeContext, cfg: TaskPlannerConfig) -> None:
         super().__init__(ctx, cfg)
-        from reflexarc.sim.kinematics import ArmKinematics  # the arm's kinematics, no scene
-
-        self.kin = ArmKinematics()
+        self.robot = robot_description(cfg.robot)
+        self.kin = ArmKinematics(self.robot)
         self.topic = f"objects/{cfg.camera}"
-        self.lo = np.asarray(cfg.workspace_lo, dtype=float)
-        self.hi = np.asarray(cfg.workspace_hi, dtype=float)
+        box = self.robot.workspace_box
+        self.lo = np.asarray(cfg.workspace_lo or box[:, 0], dtype=float)
+        self.hi = np.asarray(cfg.workspace_hi or box[:, 1], dtype=float)
+        self.quat_down = np.asarray(self.robot.ee_down_quat, dtype=float)
         self.dt_ns = int(round(cfg.control_dt_s * 1e9))
         self.layer: TaskLayer | None = None
         self.goal_stamp = -1
@@ -180,7 +183,7 @@ class TaskPlannerNode(Node):
         n = pos.shape[0]
         took_us = (time.perf_counter_ns() - t0) / 1e3
         plan = Plan(stamp_ns=objs.stamp_ns, t0_ns=now_ns, dt_ns=self.dt_ns, ee_pos=pos,
-                    ee_quat=np.tile(QUAT_DOWN, (n, 1)),
+                    ee_quat=np.tile(self.quat_down, (n, 1)),
                     gripper=np.full(n, stage.gripper, dtype=np.float32),
                     solve_us=took_us, cost=float(np.linalg.norm(stage.hand - hand)),
                     render_us=objs.render_us)

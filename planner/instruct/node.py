@@ -242,7 +242,7 @@ class InstructNode(Node):
         js: JointState | None = inbox.latest("joint_state")
         if js is not None and len(js.position) == 7:
             if self._kin is None:
-                from reflexarc.sim.kinematics import ArmKinematics  # the arm's, no scene
+                from reflexarc.robot.kinematics import ArmKinematics
 
                 self._kin = ArmKinematics()
             ee = tuple(float(v) for v in self._kin.fk(js.position)[0])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from reflexarc.planner.task_node import TaskPlannerConfig, TaskPlannerNode
+from reflexarc.robot.description import robot_description
+from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.runtime.msgs import Goal, JointState, Objects, empty
 from reflexarc.runtime.node import Inbox, NodeContext
-from reflexarc.sim.assets import HOME_Q
-from reflexarc.sim.kinematics import ArmKinematics
+
+HOME_Q = robot_description("panda").home_q
 
 
 def objects(stamp: int, seq: int) -> Objects:

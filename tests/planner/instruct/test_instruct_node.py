@@ -230,8 +230,10 @@ def test_the_configured_instruction_is_understood_again_at_each_episode() -> Non
 
 
 def test_from_the_senses_an_instruction_is_resolved_in_the_next_perceived_frame() -> None:
+    from reflexarc.robot.description import robot_description
     from reflexarc.runtime.msgs import JointState, Objects
-    from reflexarc.sim.assets import HOME_Q
+
+    HOME_Q = robot_description("panda").home_q  # noqa: N806
 
     node = make(InstructGoalNode, scene_from="objects")
     try:
