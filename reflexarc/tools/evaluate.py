@@ -53,10 +53,12 @@ def evaluate_policy(
     image_size: int = 64,
     max_steps: int = 0,
     progress: bool = False,
+    objects: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Play ``episodes`` seeded episodes of ``policy`` on one task and backend.
 
     ``progress``: a progress line with an ETA on stderr (reflexarc.runtime.progress).
+    ``objects``: the scene's block colours, the task's first (default: the env's).
 
     Returns a row: task, backend, policy, episodes, success_rate, mean_steps_to_success
     (None when nothing succeeded), mean_final_distance (m), seconds.
@@ -69,6 +71,8 @@ def evaluate_policy(
     kwargs: dict[str, Any] = {"backend": backend, "image_size": image_size}
     if max_steps:
         kwargs["max_episode_steps"] = max_steps
+    if objects:
+        kwargs["objects"] = list(objects)
     env = gym.make(sim.ENV_IDS[task], **kwargs)
     expert = make_expert(task, max_delta=env.unwrapped.max_delta) if policy == "expert" else None
     env.action_space.seed(seed)
