@@ -18,7 +18,7 @@ from tests.test_examples import warnings
 
 ECHO = "reflexarc.runtime.testnodes:Echo"
 SOURCE = "reflexarc.runtime.testnodes:Source"
-LOADED = 10.0  # silent_timeout_s: a shared CI machine may stall a node for seconds
+LOADED = 10.0  # silent_/stop_timeout_s: a shared CI machine may stall a node for seconds
 
 
 def test_import_is_light() -> None:
@@ -33,7 +33,7 @@ def test_run_a_graph_built_in_python_returns_typed_figures(tmp_path: Path) -> No
     graph = Graph({"source": node(SOURCE, 200, dof=3), "echo": node(ECHO, 200, gain=2.0),
                    "recorder": node("reflexarc.runtime.recorder:Recorder", 100)})
     result = reflexarc.run(graph, clock="lockstep", duration_s=0.2, run_dir=str(tmp_path / "r"),
-                           silent_timeout_s=LOADED)
+                           silent_timeout_s=LOADED, stop_timeout_s=LOADED)
     assert result.ok
     assert set(result.nodes) == {"source", "echo", "recorder", "clock"}
     echo = result.nodes["echo"]
@@ -130,7 +130,8 @@ def test_a_graph_file_outside_the_repo_with_its_own_node_module(tmp_path: Path) 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     res = reflexarc_cli("run", f"graph={user / 'graph.yaml'}", "clock=lockstep", "duration_s=0.2",
-                        f"run_dir={tmp_path / 'run'}", f"silent_timeout_s={LOADED}", cwd=elsewhere)
+                        f"run_dir={tmp_path / 'run'}", f"silent_timeout_s={LOADED}", f"stop_timeout_s={LOADED}",
+                        cwd=elsewhere)
     assert res.returncode == 0, res.stdout + res.stderr
     ep = reflexarc.Episode(user / "out" / "episode")
     q = ep.read("joint_state")["position"][:, 0]
@@ -141,7 +142,8 @@ def test_a_graph_file_outside_the_repo_with_its_own_node_module(tmp_path: Path) 
 def test_a_script_publishes_into_a_running_graph_and_subscribes_to_it(tmp_path: Path) -> None:
     """The handle form: the script's joint states reach the echo node, its commands come back."""
     graph = Graph({"echo": node(ECHO, 100, gain=-3.0)})
-    with reflexarc.start(graph, run_dir=str(tmp_path / "h"), silent_timeout_s=LOADED) as running:
+    with reflexarc.start(graph, run_dir=str(tmp_path / "h"), silent_timeout_s=LOADED,
+                         stop_timeout_s=LOADED) as running:
         commands = running.subscribe("joint_command")
         running.wait_ready(60)
         got = None

@@ -18,7 +18,7 @@ from reflexarc.runtime.recorder import ReplayConfig, replay
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STEPS = {"graph.nodes.sim.args.env_kwargs": {"max_episode_steps": 30},
-         "silent_timeout_s": 10.0}  # a shared CI machine may stall a node for seconds
+         "silent_timeout_s": 10.0, "stop_timeout_s": 10.0}  # a shared CI machine may stall a node for seconds
 
 
 @pytest.mark.slow
