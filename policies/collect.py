@@ -26,9 +26,10 @@ instance or a cluster; ``pip install reflexarc[ray]``). docs/scale.md shows both
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -341,6 +342,29 @@ def _collect_local(cfg: CollectConfig, store: EpisodeStore, todo: list[int], exp
     return {"written": written, "steps": steps_done, "num_envs": n_envs}
 
 
+def episode_meta(cfg: CollectConfig) -> dict[str, Any]:
+    """What every collected episode says about itself, as a recorded one does (docs/data.md):
+    task, robot, the project's version, the whole config, the camera's calibration and each
+    topic's rate (all at ``control_hz``)."""
+    from reflexarc import __version__
+    from reflexarc.sim import ENV_IDS
+    from reflexarc.sim.assets import SceneError
+    from reflexarc.sim.calibration import camera_calibration
+
+    task = {v: k for k, v in ENV_IDS.items()}.get(cfg.env, "")
+    meta: dict[str, Any] = {
+        "task": task, "robot": "panda" if task else "", "version": __version__,
+        "config": asdict(cfg),
+        "topics": {t: {"hz": cfg.control_hz} for t in (
+            f"camera/{cfg.camera}", "joint_state", "ee_action", "scene_state")},
+    }
+    with contextlib.suppress(SceneError):  # a camera riding on a link has no fixed pose
+        if task:
+            meta["cameras"] = {cfg.camera: camera_calibration(cfg.camera, cfg.backend,
+                                                              cfg.image_size)}
+    return meta
+
+
 def _run_batch(
     cfg: CollectConfig, envs: Any, batch: list[int], n_envs: int, store: EpisodeStore, expert_factory: Any
 ) -> tuple[int, int]:
@@ -348,6 +372,7 @@ def _run_batch(
 
     Returns (steps, episodes newly written)."""
     dt_ns = int(round(1e9 / cfg.control_hz))
+    common = episode_meta(cfg)
     indices = batch + [batch[-1]] * (n_envs - len(batch))  # padding envs repeat the last one
     seeds = [episode_seed(cfg.seed, i) for i in indices]
     obs, info = envs.reset(seed=seeds)
@@ -361,7 +386,7 @@ def _run_batch(
         agents.append(agent)
         meta = {"env": cfg.env, "backend": cfg.backend, "seed": cfg.seed, "index": i,
                 "reset_seed": seeds[k], "policy": f"explore-{agent.mode}" if not expert else "expert",
-                "control_hz": cfg.control_hz, "max_delta": cfg.max_delta}
+                "control_hz": cfg.control_hz, "max_delta": cfg.max_delta, **common}
         bufs.append(_EpisodeBuffer(i, cfg.camera, dt_ns, meta))
         bufs[-1].observe(obs, info, k)
     steps = 0

@@ -23,6 +23,9 @@ def test_episode_topics_and_alignment(toy_episodes: Path) -> None:
     assert [p.name for p in eps] == [f"ep-{i:06d}" for i in range(6)]
     ep = Episode(eps[0])
     assert set(ep.topics()) == {"camera/front", "joint_state", "ee_action", "scene_state"}
+    meta = ep.meta  # what a recorded episode says about itself (docs/data.md)
+    assert meta["version"] and meta["config"]["env"] == "reflexarc/ToyPush-v0"
+    assert meta["topics"]["joint_state"]["hz"] == meta["control_hz"]
     n_img = len(ep.read("camera/front")["seq"])
     n_act = len(ep.read("ee_action")["seq"])
     assert n_act == n_img - 1  # the last frame has no action after it

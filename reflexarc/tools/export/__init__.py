@@ -92,7 +92,7 @@ def export_verb(cfg: ExportConfig) -> dict[str, Any]:
 class ViewConfig:
     """``reflexarc view EPISODE``: the rerun viewer, or the ``.rrd`` when headless."""
 
-    path: str = ""
+    path: str = ""  # the recorded episode directory
     spawn: bool = True  # open the viewer when a display is there; false: only write the .rrd
     rrd: str = ""  # where the .rrd goes; default <episode>.rrd
 
