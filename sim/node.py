@@ -298,6 +298,7 @@ class SimNode(Node):
         self.last_cmd_ns: int | None = None  # joint: when the newest valid command was seen
         self.holding = False
         self.holds = 0
+        self.hold_logged_episode = -1  # the episode whose first hold was logged
         self.hold_steps = 0
         limits = panda_limits()
         # the arm's own check of joint commands; the torque rate is the controller's to shape
@@ -622,9 +623,13 @@ class SimNode(Node):
             self.guard.reset()
             self.scene.command_position(self.scene.joint_state().q)  # safe hold, gripper kept
             # the safe hold is the designed reaction, counted in the summary (holds, hold_s):
-            # news, not a warning (a loaded machine delays a controller's tick now and then)
-            self.log.info("%s: no joint_command for %.3f s: holding position",
-                          self.ctx.name, self.cfg.command_timeout_s)
+            # news, not a warning (a loaded machine delays a controller's tick now and then),
+            # and told once an episode, not at every gap
+            if self.hold_logged_episode != self.episode:
+                self.hold_logged_episode = self.episode
+                self.log.info("%s: no joint_command for %.3f s: holding position (later holds "
+                              "this episode are counted in the summary, not logged)",
+                              self.ctx.name, self.cfg.command_timeout_s)
         return got
 
     def _apply_joint(self, cmd: JointCommand, now_ns: int) -> bool:
