@@ -35,6 +35,8 @@ One row per case (docs/benchmarks.md, "Safety and faults"):
 - ``data_lost_s``: the longest gap in the joint-state stream (and, for a node killed or
   stopped, in its own output) over the window.
 - ``left_over``: processes of the run (nodes, the pretend arm) still alive after it.
+- ``ctrl_compute_p50_us``/``_p99_us``: the controller's own step over the run (of its last
+  process, when it was restarted).
 """
 
 from __future__ import annotations
@@ -393,6 +395,8 @@ def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: Arm
     ctrl = _figures(run_dir, "controller")
     row["refused"] = (ctrl.get("safety_events", {}).get("release_refused", 0)
                       + bridge.get("releases_refused", 0)) if case == "estop_release" else None
+    row["ctrl_compute_p50_us"] = ctrl.get("compute_p50_us")  # the controller's step, whole run
+    row["ctrl_compute_p99_us"] = ctrl.get("compute_p99_us")
     row["ended_by"] = summary.get("ended_by", "")
     row["wall_s"] = round(wall_s, 1)
     return row
