@@ -188,6 +188,9 @@ class BridgeNode(Node):
         self.grasp_seq = -1
         self.grasp = getattr(self.driver, "grasp", None)
         self.read_gripper = getattr(self.driver, "read_gripper", None)
+        # the slow part (an arm process to start, a connection to open) here, before the
+        # loop and its heartbeats start: a loop stuck in it would be taken for a hung node
+        self.connect()
 
     def connect(self) -> None:
         if not self.connected:
