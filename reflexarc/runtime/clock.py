@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 class LockstepClock(Node):
     """Publishes ``Tick`` k at simulated time k / base_hz once the nodes due at tick k-1
-    have acknowledged it; ends the run with a final tick after ``duration_s``.
+    have acknowledged it; ends the run with a final tick after ``duration_s``. With a
+    duration, a progress line with an ETA is logged every ``progress_s`` of wall time.
 
     Added to the graph by the launcher when ``clock=lockstep``; its ``nodes`` argument
     maps each node to its rate, from which the ticks where a node is due follow
@@ -29,6 +30,7 @@ class LockstepClock(Node):
         duration_s: float = bounded(1.0, 0.0, None)  # simulated seconds; 0 = until stopped
         nodes: dict[str, float] = field(default_factory=dict)  # name -> rate_hz
         start_timeout_s: float = bounded(120.0, 1.0, None)
+        progress_s: float = bounded(10.0, 0.0, None)  # wall seconds between progress lines; 0: none
 
     subscribes = {"ack": "all"}
     publishes = ("tick",)
@@ -61,7 +63,12 @@ class LockstepClock(Node):
         n_ticks = int(round(self.cfg.duration_s * self.cfg.base_hz)) if self.cfg.duration_s else -1
         required: dict[str, int] = {}
         k = 0
+        started = time.monotonic()
+        next_note = started + self.cfg.progress_s / 2  # a short run needs no progress line
         while not rt.stopping and (n_ticks < 0 or k <= n_ticks):
+            if n_ticks > 0 and self.cfg.progress_s and time.monotonic() >= next_note and k:
+                next_note = time.monotonic() + self.cfg.progress_s
+                self._progress(k, n_ticks, time.monotonic() - started)
             due = {n for n, p in self.periods.items() if k % p == 0}
             rt.pub.publish("tick", Tick(stamp_ns=k * self.dt_ns, tick=k, required=dict(required)))
             t0 = time.monotonic()
@@ -81,6 +88,13 @@ class LockstepClock(Node):
             k += 1
         rt.pub.publish("tick", Tick(stamp_ns=k * self.dt_ns, tick=k, final=True))
         rt.heartbeat(force=True)
+
+    def _progress(self, k: int, n_ticks: int, wall_s: float) -> None:
+        from reflexarc.runtime.progress import eta_text
+
+        eta = eta_text(k, n_ticks, wall_s)
+        self.ctx.log.info("lockstep: %.1f/%.1f s simulated, %.1f s%s", k / self.cfg.base_hz,
+                          n_ticks / self.cfg.base_hz, wall_s, f", {eta}" if eta else "")
 
     def _all_ready(self, rt: Runtime, states: dict[str, str]) -> bool:
         return all(states.get(n) not in (None, "starting") for n in self.periods)
