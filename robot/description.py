@@ -255,7 +255,7 @@ def compile_spec(spec: mujoco.MjSpec) -> mujoco.MjModel:
 
 _ROBOTS: dict[str, RobotDescription] = {}
 #: Robots shipped with the package: ``reflexarc.robot.<name>`` defines ``DESCRIPTION``.
-BUILTIN: tuple[str, ...] = ("panda",)
+BUILTIN: tuple[str, ...] = ("panda", "xarm6")
 
 
 def register(description: RobotDescription) -> RobotDescription:
