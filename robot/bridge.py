@@ -7,7 +7,9 @@ graph to the arm. Cameras attached to the driver (optional ``read_images()``) ar
 published as ``camera/<name>`` at ``camera_hz``, stamped with their capture time. A
 ``gripper_command`` (width, speed, force) goes to the driver's ``grasp``, and its
 ``read_gripper()`` comes back as ``gripper_state`` (with the grasp result). A controller,
-planner or recorder cannot tell the bridge from the sim node.
+planner or recorder cannot tell the bridge from the sim node. Each applied command's age
+(now minus its stamp, the capture stamp of the frame it was made from) is the
+frame-to-command latency at the arm (``command_age_ms_p50``/``_p99``).
 
 Before the graph may move the arm (docs/drivers.md), in this order:
 
@@ -185,6 +187,10 @@ class BridgeNode(Node):
         self.move: tuple[int, np.ndarray, float] | None = None  # (t0_ns, q0, duration_s)
         self.started_ns: int | None = None  # when the graph's commands were first let through
         self.frame_age = Ring(4096)  # capture -> publish, ms
+        # a command's stamp is its source reading's (the camera frame's capture, carried
+        # forward by perception, planner and controller): its age when it reaches the arm
+        # is the frame-to-command latency measured at the hardware end
+        self.command_age = Ring(1 << 15)
         self.grasp_seq = -1
         self.grasp = getattr(self.driver, "grasp", None)
         self.read_gripper = getattr(self.driver, "read_gripper", None)
@@ -350,6 +356,8 @@ class BridgeNode(Node):
             safe = dataclasses.replace(cmd, position=self.guard.position(cmd.position, self.q, now_ns),
                                        velocity=vel)
         self.driver.write_command(safe)
+        if cmd.stamp_ns > 0:
+            self.command_age.add((time.monotonic_ns() - cmd.stamp_ns) / 1e6)
         self.counts["commands"] += 1
         self.last_cmd_ns = now_ns
         self.commanding = True
@@ -398,8 +406,11 @@ class BridgeNode(Node):
         self.close()
         figures = getattr(self.driver, "figures", None)
         p50, p99 = self.frame_age.percentiles([50, 99])
+        c50, c99 = self.command_age.percentiles([50, 99])
         return {**self.counts, "phase": self.phase, "calibration": self.calibration,
                 **({"frame_age_ms_p50": p50, "frame_age_ms_p99": p99} if self.frame_age.n else {}),
+                **({"command_age_ms_p50": c50, "command_age_ms_p99": c99}
+                   if self.command_age.n else {}),
                 "guard": dict(self.guard.counts), **self.measured.summary(),
                 **(figures() if callable(figures) else {})}
 

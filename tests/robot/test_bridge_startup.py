@@ -91,9 +91,16 @@ def test_pretend_arm_calibrates_waits_for_the_go_moves_to_start_and_grasps() -> 
         np.testing.assert_allclose(run.last("joint_state").position, start,
                                    atol=cfg.start_tolerance)
         assert node.counts["commands"] == 0  # the move was the bridge's, not the graph's
-        run.put("joint_command", JointCommand(seq=2, mode="position", position=start,
-                                              velocity=np.zeros(7), effort=np.zeros(7)))
+        # a command made from a frame carries the frame's capture stamp: its age at the arm
+        # is frame-to-command (here the test's own turnaround, the frame's age included)
+        frame = run.last("camera/front")
+        run.put("joint_command", JointCommand(seq=2, stamp_ns=frame.stamp_ns, mode="position",
+                                              position=start, velocity=np.zeros(7),
+                                              effort=np.zeros(7)))
+        sent = time.monotonic_ns()
         run.until(lambda: node.counts["commands"] == 1, 2)
+        age = node.command_age.percentiles([50])[0]
+        assert (sent - frame.stamp_ns) / 1e6 <= age <= (time.monotonic_ns() - frame.stamp_ns) / 1e6
         # the gripper: a move to 3 cm (no force), then a grasp of a 3 cm object on nothing
         run.put("gripper_command", GripperCommand(seq=1, width=0.03, speed=0.05, force=0.0))
         moved = run.settled_gripper(10)
