@@ -170,6 +170,9 @@ class RunResult:
             ))
         recorded = next((n.figures["episode"] for n in nodes.values()
                          if isinstance(n.figures.get("episode"), str)), None)
+        default = Path(summary.get("run_dir", ".")) / "episode"
+        if recorded is None and any(default.glob("part-*.h5")):
+            recorded = str(default)  # a recorder stopped before it could write its summary
         rate = summary.get("success_rate")
         return cls(
             ok=bool(summary.get("ok", False)), ended_by=str(summary.get("ended_by", "")),
