@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from reflexarc.planner.protocol import LatentModel
-from reflexarc.runtime.config import bounded, choice, from_mapping, validate
+from reflexarc.runtime.config import bounded, choice, validate
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
 
 EE_ACTION_LOW = (-0.05, -0.05, -0.05, -1.0)
@@ -421,27 +420,6 @@ class SamplingPlanner:
         mean.mul_(cfg.momentum).add_(new_mean, alpha=1.0 - cfg.momentum)
         std.mul_(cfg.std_momentum).add_(new_std, alpha=1.0 - cfg.std_momentum)
         std.clamp_(cfg.min_std, cfg.noise_std)
-
-
-def make_planner(
-    kind: str, model: LatentModel, cfg: SamplingConfig | Mapping[str, Any] | None = None
-) -> SamplingPlanner:
-    """Build a planner by name (``cem`` | ``mppi``) from its config dataclass or a plain
-    mapping of its fields (node arguments; validated, ConfigError naming the key)."""
-    from reflexarc.planner.cem import CEMPlanner
-    from reflexarc.planner.mppi import MPPIPlanner
-
-    classes: dict[str, type[SamplingPlanner]] = {"cem": CEMPlanner, "mppi": MPPIPlanner}
-    if kind not in classes:
-        raise ConfigError("planner", f"got {kind!r}; allowed: {', '.join(classes)}")
-    cls = classes[kind]
-    if not isinstance(cfg, SamplingConfig):
-        cfg = from_mapping(cls.Config, dict(cfg or {}))
-    elif not isinstance(cfg, cls.Config):
-        raise ConfigError(
-            "planner", f"{kind} takes a {cls.Config.__name__}, got {type(cfg).__name__}"
-        )
-    return cls(model, cfg)
 
 
 class _IterationTimer:

@@ -71,8 +71,9 @@ import torch
 from reflexarc.perception.encoding import FrameEncoder, LoadedModel, ModelSlot, load_model
 from reflexarc.perception.hand import HandProbe, ProbeError, probe_path
 from reflexarc.planner.cem import CEMConfig
-from reflexarc.planner.mpc import PlannerError, SamplingPlanner, StaleGoalError, make_planner
+from reflexarc.planner.mpc import PlannerError, SamplingPlanner, StaleGoalError
 from reflexarc.planner.mppi import MPPIConfig
+from reflexarc.planner.planners import make_planner
 from reflexarc.policies.checkpoint import CheckpointError, weights_path
 from reflexarc.robot.description import robot_description
 from reflexarc.robot.kinematics import ArmKinematics

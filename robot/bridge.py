@@ -112,7 +112,7 @@ def check_exposure(bus: dict[str, Any]) -> None:
 class BridgeConfig:
     """Arguments of :class:`BridgeNode` (``graph.nodes.<bridge>.args``)."""
 
-    driver: str = "reflexarc.robot.drivers.pretend:PretendDriver"  # "package.module:Class"
+    driver: str = "reflexarc.sim.pretend_arm:PretendDriver"  # "package.module:Class"
     driver_args: dict[str, Any] = field(default_factory=dict)
     command_timeout_s: float = bounded(0.01, 0.001, 10.0)  # silent graph -> stop the arm
     overspeed_hold_s: float = bounded(0.2, 0.0, 10.0)  # commands ignored after an overspeed stop

@@ -28,9 +28,10 @@ from gymnasium import spaces
 
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.robot.panda import PANDA
-from reflexarc.sim.assets import CAMERAS, SceneError
+from reflexarc.sim.assets import CAMERAS, SceneError, has_display
 from reflexarc.sim.ee_control import EETracker
-from reflexarc.sim.scene import Scene, SceneConfig, has_display, make_scene
+from reflexarc.sim.scene import Scene, SceneConfig
+from reflexarc.sim.scenes import make_scene
 from reflexarc.sim.tasks import TASKS, make_task
 
 PROPRIO_DIM = 11

@@ -36,6 +36,7 @@ from reflexarc.sim.assets import (
     TABLE_RGBA,
     CameraSpec,
     SceneError,
+    has_display,
 )
 from reflexarc.sim.scene import (
     JointSample,
@@ -43,7 +44,6 @@ from reflexarc.sim.scene import (
     SceneConfig,
     as_object_poses,
     default_object_poses,
-    has_display,
     position_setpoint,
     scene_gripper,
 )

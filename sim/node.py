@@ -234,7 +234,8 @@ class SimNode(Node):
         self.started_wall = time.monotonic()  # for the episode lines' ETA
         from reflexarc.robot.kinematics import ArmKinematics
         from reflexarc.sim.ee_control import EETracker
-        from reflexarc.sim.scene import SceneConfig, make_scene
+        from reflexarc.sim.scene import SceneConfig
+        from reflexarc.sim.scenes import make_scene
         from reflexarc.sim.tasks import make_task
 
         physics_hz = round(ctx.rate_hz)

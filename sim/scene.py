@@ -8,7 +8,7 @@ disturbing an episode).
 
 Backends: :class:`reflexarc.sim.mujoco_scene.MuJoCoScene`, :class:`reflexarc.sim.pybullet_scene.PyBulletScene`
 (the Panda, a table, 1-3 blocks) and :class:`reflexarc.sim.gym_scene.GymScene` (any gymnasium env
-with Box spaces). :func:`make_scene` builds the first two from a :class:`SceneConfig`.
+with Box spaces). :func:`reflexarc.sim.scenes.make_scene` builds the first two from a :class:`SceneConfig`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from reflexarc.robot.description import Gripper, RobotDescription
 from reflexarc.runtime.config import bounded, choice
-from reflexarc.sim.assets import BLOCK_COLORS, BLOCK_SIZE, CAMERAS, SceneError, has_display
+from reflexarc.sim.assets import BLOCK_COLORS, BLOCK_SIZE, CAMERAS, SceneError
 
 
 class JointSample(NamedTuple):
@@ -264,25 +264,3 @@ class Scene(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def make_scene(cfg: SceneConfig | None = None, **overrides: Any) -> Scene:
-    """Build the MuJoCo or PyBullet Panda scene described by ``cfg`` (and ``overrides``)."""
-    from dataclasses import replace
-
-    from reflexarc.runtime.config import validate
-
-    cfg = replace(cfg or SceneConfig(), **overrides)
-    validate(cfg)
-    if cfg.gui and not has_display():
-        raise SceneError(
-            "a simulator window needs a display (DISPLAY/WAYLAND_DISPLAY is not set); "
-            "use gui=False / render_mode='rgb_array' for headless runs"
-        )
-    if cfg.backend == "mujoco":
-        from reflexarc.sim.mujoco_scene import MuJoCoScene
-
-        return MuJoCoScene(cfg)
-    from reflexarc.sim.pybullet_scene import PyBulletScene
-
-    return PyBulletScene(cfg)

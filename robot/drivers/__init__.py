@@ -1,6 +1,6 @@
 """Hardware drivers for the bridge (:mod:`reflexarc.robot.bridge`): one small protocol per arm.
 
-A driver connects the graph to one real arm (or to a stand-in: :mod:`reflexarc.robot.drivers.pretend`
+A driver connects the graph to one real arm (or to a stand-in: :mod:`reflexarc.sim.pretend_arm`
 runs a simulator in another process, in real time, over its own socket). The bridge
 node calls it from its loop, one call per tick, so every method must return quickly
 (well under the bridge's period); ``connect`` and ``calibrate`` run once, before the loop,
@@ -92,9 +92,13 @@ class Driver(Protocol):
         """Stop the arm and release the connection (idempotent)."""
 
 
+#: Drivers that moved, by their old name: configs that name them keep working.
+MOVED = {"reflexarc.robot.drivers.pretend:PretendDriver": "reflexarc.sim.pretend_arm:PretendDriver"}
+
+
 def load_driver(target: str, args: dict[str, Any] | None = None) -> Driver:
     """Build the driver ``package.module:Class`` with keyword arguments ``args``."""
-    module, _, name = target.partition(":")
+    module, _, name = MOVED.get(target, target).partition(":")
     if not name:
         raise DriverError(f"driver {target!r} must look like 'package.module:Class'")
     try:

@@ -31,7 +31,8 @@ def arm_episodes(root: Path, n: int = 4, frames: int = 25, size: int = 32) -> Pa
     """Episodes of the hand, pointing down, at random places of the workspace (where the
     world model's exploration data go), seen by the front camera."""
     from reflexarc.robot.kinematics import ArmKinematics
-    from reflexarc.sim.scene import SceneConfig, make_scene
+    from reflexarc.sim.scene import SceneConfig
+    from reflexarc.sim.scenes import make_scene
 
     rng = np.random.default_rng(1)
     kin = ArmKinematics()

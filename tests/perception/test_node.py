@@ -141,7 +141,8 @@ def test_checkpoint_is_validated_before_start(tmp_path) -> None:
 def test_calibrated_cameras_publish_the_blocks_they_see_with_the_frames_stamp(
         ckpt_v1: CheckpointInfo) -> None:
     from reflexarc.runtime.msgs import Objects
-    from reflexarc.sim.scene import SceneConfig, make_scene
+    from reflexarc.sim.scene import SceneConfig
+    from reflexarc.sim.scenes import make_scene
     from reflexarc.sim.tasks import make_task
 
     with make_scene(SceneConfig(backend="mujoco", objects=["red", "blue"])) as scene:

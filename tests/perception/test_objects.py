@@ -8,7 +8,8 @@ import pytest
 from reflexarc.perception.calibration import CameraCalibration
 from reflexarc.perception.objects import ObjectDetector
 from reflexarc.sim.calibration import PRINCIPAL_OFFSET, shipped_name
-from reflexarc.sim.scene import SceneConfig, make_scene
+from reflexarc.sim.scene import SceneConfig
+from reflexarc.sim.scenes import make_scene
 from reflexarc.sim.tasks import make_task
 
 

@@ -18,9 +18,9 @@ from reflexarc.planner.mpc import (
     SamplingPlanner,
     StaleGoalError,
     _shift_in_place,
-    make_planner,
 )
 from reflexarc.planner.mppi import MPPIConfig, MPPIPlanner
+from reflexarc.planner.planners import make_planner
 from reflexarc.planner.protocol import LinearLatentModel
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError

@@ -14,11 +14,11 @@ import pytest
 from reflexarc.robot.authority import Operator
 from reflexarc.robot.bridge import BridgeError, BridgeNode, check_exposure, loopback
 from reflexarc.robot.drivers import Driver, DriverError, DriverState, load_driver
-from reflexarc.robot.drivers.pretend import PretendDriver
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.runtime.episode import Episode
 from reflexarc.runtime.msgs import EStop, JointCommand
 from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.sim.pretend_arm import PretendDriver
 from tests.conftest import reflexarc
 
 MS = 1_000_000
@@ -186,12 +186,14 @@ def test_bridge_stops_an_arm_moving_faster_than_its_limits() -> None:
 
 def test_drivers_are_loaded_by_name_and_checked() -> None:
     assert isinstance(FakeArm(), Driver)
-    d = load_driver("reflexarc.robot.drivers.pretend:PretendDriver", {"backend": "pybullet"})
+    d = load_driver("reflexarc.sim.pretend_arm:PretendDriver", {"backend": "pybullet"})
     assert isinstance(d, PretendDriver)
+    # its name before it moved to the sim layer still loads it (configs keep working)
+    assert isinstance(load_driver("reflexarc.robot.drivers.pretend:PretendDriver"), PretendDriver)
     with pytest.raises(DriverError, match="cannot import"):
         load_driver("reflexarc.robot.drivers.nothing:Arm")
     with pytest.raises(DriverError, match="bad arguments"):
-        load_driver("reflexarc.robot.drivers.pretend:PretendDriver", {"wheels": 4})
+        load_driver("reflexarc.sim.pretend_arm:PretendDriver", {"wheels": 4})
     with pytest.raises(DriverError, match="local"):
         PretendDriver(address="tcp://0.0.0.0:5555")
 

@@ -12,10 +12,10 @@ import pytest
 
 from reflexarc.robot.authority import Operator
 from reflexarc.robot.bridge import BridgeConfig, BridgeNode
-from reflexarc.robot.drivers.pretend import PretendDriver
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import EStop, GripperCommand, JointCommand
 from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.sim.pretend_arm import PretendDriver
 
 OPERATOR = Operator.generate()
 

@@ -133,7 +133,7 @@ class Rig:
     """The controller and a MuJoCo scene at 1 kHz, commands applied one tick late."""
 
     def __init__(self, backend: str = "mujoco", clock: str = "realtime", **args) -> None:
-        from reflexarc.sim.scene import make_scene
+        from reflexarc.sim.scenes import make_scene
 
         self.scene = make_scene(backend=backend, objects=[], cameras=[], physics_hz=1000)
         self.ctrl = ControllerNode(NodeContext(name="controller", rate_hz=1000.0, clock=clock),

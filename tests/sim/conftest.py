@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from reflexarc import sim  # noqa: F401  (sets MUJOCO_GL=egl headless and registers the envs)
-from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.scene import Scene
+from reflexarc.sim.scenes import make_scene
 
 BACKENDS = ("mujoco", "pybullet")
 

@@ -9,7 +9,8 @@ import pytest
 
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.robot.panda import PANDA
-from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.scene import Scene
+from reflexarc.sim.scenes import make_scene
 
 AMP = np.array([0.6, 0.4, 0.5, 0.5, 0.8, 0.5, 1.0])  # rad
 FREQ = np.array([0.5, 0.7, 0.4, 0.6, 0.9, 0.8, 1.1])  # Hz; the wrist motors saturate at times

@@ -10,7 +10,8 @@ from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.sim.assets import CAMERAS, SceneError, has_display
 from reflexarc.sim.mujoco_scene import panda_model
-from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.scene import Scene
+from reflexarc.sim.scenes import make_scene
 
 
 def test_reset_puts_the_arm_at_rest_at_home(scene: Scene) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from reflexarc.robot.kinematics import ArmKinematics
-from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.scene import Scene
+from reflexarc.sim.scenes import make_scene
 from reflexarc.sim.subgoals import (
     ABOVE_Z,
     PUSH_CONTACT,

@@ -9,7 +9,8 @@ import pytest
 
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.sim.assets import SPAWN, TARGETS, SceneError
-from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.scene import Scene
+from reflexarc.sim.scenes import make_scene
 from reflexarc.sim.tasks import TASKS, Task, make_task
 
 

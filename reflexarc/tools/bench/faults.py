@@ -54,13 +54,13 @@ from typing import Any
 
 import numpy as np
 
-from reflexarc.robot.drivers.pretend import PretendDriver
 from reflexarc.robot.guard import panda_limits
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.msgs import EStop, Heartbeat, JointCommand, Plan
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 from reflexarc.runtime.progress import Progress
+from reflexarc.sim.pretend_arm import PretendDriver
 
 log = logging.getLogger(__name__)
 

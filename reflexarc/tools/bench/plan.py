@@ -335,8 +335,8 @@ def latent_reach_model(latent_dim: int = 64, seed: int = 0) -> LinearLatentModel
     return LinearLatentModel(torch.eye(latent_dim), E)
 
 
-WORKSPACE_LOW = (*PANDA.workspace_box[:, 0], -1.0)  # the Panda's EE box, and the gripper
-WORKSPACE_HIGH = (*PANDA.workspace_box[:, 1], 1.0)
+WORKSPACE_LOW = (*PANDA.workspace_box[:, 0].tolist(), -1.0)  # the Panda's EE box, and the gripper
+WORKSPACE_HIGH = (*PANDA.workspace_box[:, 1].tolist(), 1.0)
 
 
 def latent_reach_episode(
@@ -387,8 +387,8 @@ def pixel_episode_fn(task: str, backend: str, checkpoint: str) -> EpisodeFn:
 
     from reflexarc import sim
     from reflexarc.perception.encoding import FrameEncoder, load_model
-    from reflexarc.planner.mpc import make_planner
     from reflexarc.planner.node import HandBox, PlannerNode
+    from reflexarc.planner.planners import make_planner
 
     loaded = load_model(checkpoint)
     encoder = FrameEncoder(loaded)

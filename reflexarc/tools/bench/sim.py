@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from reflexarc.runtime.progress import Progress
-from reflexarc.sim.scene import Scene, make_scene
+from reflexarc.sim.scene import Scene
+from reflexarc.sim.scenes import make_scene
 
 BACKENDS = ("mujoco", "pybullet")
 RESOLUTIONS = (64, 128, 224)

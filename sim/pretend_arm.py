@@ -30,7 +30,7 @@ until something stops them, and the grasp holds if they came to rest within ``e`
 are position-driven, so the force reported is the force asked for while they rest short
 of closed on something, 0 otherwise: a stand-in for a measurement.
 
-Run it by hand with ``python -m reflexarc.robot.drivers.pretend --address ipc:///tmp/arm``.
+Run it by hand with ``python -m reflexarc.sim.pretend_arm --address ipc:///tmp/arm``.
 """
 
 from __future__ import annotations
@@ -54,12 +54,15 @@ import numpy as np
 import zmq
 
 from reflexarc.robot.drivers import CameraFrame, DriverError, DriverState, GraspResult
+from reflexarc.robot.guard import CommandGuard, LimitCounter, joint_limits
+from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.msgs import JointCommand
 
 log = logging.getLogger(__name__)
 
 _F8 = np.dtype("<f8")
-FINGER_TRAVEL = 0.04  # m, one finger of the Panda's gripper (the opening is twice it)
+ROBOT = PANDA  # the arm it simulates (the scenes' robot)
+FINGER_TRAVEL = ROBOT.finger_max  # m, one finger of the gripper (the opening is twice it)
 
 
 def _arr(b: bytes) -> np.ndarray:
@@ -170,7 +173,7 @@ class PretendDriver:
 
     def connect(self) -> None:
         cmd = [
-            sys.executable, "-m", "reflexarc.robot.drivers.pretend", "--address", self.address,
+            sys.executable, "-m", "reflexarc.sim.pretend_arm", "--address", self.address,
             "--backend", self.backend, "--physics-hz", str(self.physics_hz),
             "--hold-after-s", str(self.hold_after_s), "--rt-priority", str(self.rt_priority),
             "--parent-pid", str(os.getpid()), "--camera-hz", str(self.camera_hz),
@@ -358,8 +361,7 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
           rt_priority: int = 0, parent_pid: int = 0, camera_hz: float = 0.0,
           image_size: int = 64) -> int:
     """Run the pretend arm until told to close, its parent dies, or SIGTERM/SIGINT."""
-    from reflexarc.robot.guard import CommandGuard, LimitCounter, panda_limits
-    from reflexarc.sim.scene import make_scene
+    from reflexarc.sim.scenes import make_scene
 
     stopping = False
 
@@ -386,9 +388,9 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
     sock.bind(address)
     period = 1_000_000_000 // physics_hz
     hold_ns = int(hold_after_s * 1e9)
-    sock.send(msgpack.packb({"t": "hello", "pid": os.getpid(), "n": 7, "physics_hz": physics_hz}))
+    sock.send(msgpack.packb({"t": "hello", "pid": os.getpid(), "n": ROBOT.dof, "physics_hz": physics_hz}))
     steps = late = dropped = holds = rejected = bad_frames = 0
-    limits = panda_limits()
+    limits = joint_limits(ROBOT)
     guard = CommandGuard(limits)  # the arm's own limits, whatever the bridge sent
     counter = LimitCounter(limits)
     last_cmd: int | None = None
@@ -437,7 +439,7 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
             js = scene.joint_state()
             if newest is not None:
                 try:
-                    mode, q, dq, tau, g = _command_arrays(newest, 7)
+                    mode, q, dq, tau, g = _command_arrays(newest, ROBOT.dof)
                 except ValueError as e:  # a bad command must not bring the arm down
                     rejected += 1
                     if rejected == 1:
