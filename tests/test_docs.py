@@ -1,4 +1,5 @@
-"""The documentation the code relies on: the pages it cites exist, and only those."""
+"""The documentation the code relies on: the pages it cites exist, and only those; the
+README's test command is the one CI runs."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def test_code_cites_only_the_projects_docs() -> None:
         if outside.search(line)
     ]
     assert not found, "cite docs/... instead:\n" + "\n".join(found)
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    assert ci in (b.strip() for b in blocks), f"README has no block running exactly: {ci}"
 
 
 def test_the_readme_links_pages_that_exist() -> None:
