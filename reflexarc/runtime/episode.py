@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -40,6 +41,8 @@ import h5py
 import numpy as np
 
 from reflexarc.runtime.msgs import Message, message_types
+
+log = logging.getLogger(__name__)
 
 FORMAT = "reflexarc-episode"
 VERSION = 1
@@ -224,6 +227,13 @@ def _append_ragged(group: h5py.Group, name: str, values: list[np.ndarray]) -> No
         s[s.shape[0] - n + i] = v.shape
 
 
+def _part_number(path: Path) -> int | None:
+    try:
+        return int(path.stem.split("-")[1])
+    except (IndexError, ValueError):
+        return None
+
+
 class Episode:
     """Read an episode directory (or a single part file)."""
 
@@ -235,6 +245,39 @@ class Episode:
             self.parts = sorted(self.path.glob("part-*.h5"))
         if not self.parts:
             raise FileNotFoundError(f"no episode parts (part-*.h5) under {self.path}")
+        # a damaged episode reads what it can and names what is missing: parts absent from
+        # the numbering, and parts HDF5 cannot open (cut short, overwritten)
+        self.unreadable: list[str] = []
+        readable = []
+        for p in self.parts:
+            try:
+                with h5py.File(p, "r") as f:
+                    f["topics"]  # noqa: B018  (a part without its topics group is damaged)
+                readable.append(p)
+            except (OSError, KeyError):
+                self.unreadable.append(p.name)
+        self.parts = readable
+        if not self.parts:
+            raise FileNotFoundError(f"no readable episode part under {self.path} "
+                                    f"(unreadable: {', '.join(self.unreadable)})")
+        numbers = [_part_number(p) for p in self.parts]
+        known = {n for n in numbers if n is not None} | {
+            n for n in map(_part_number, map(Path, self.unreadable)) if n is not None}
+        self.missing: list[str] = [
+            f"part-{n:06d}.h5" for n in range(min(known), max(known) + 1) if n not in known
+        ] if known else []
+        if self.missing or self.unreadable:
+            log.warning("episode %s is damaged: %s; reading the %d other parts", self.path,
+                        self.damage(), len(self.parts))
+
+    def damage(self) -> str:
+        """What is missing or unreadable, in words ('' when the episode is whole)."""
+        words = []
+        if self.missing:
+            words.append(f"missing {', '.join(self.missing)}")
+        if self.unreadable:
+            words.append(f"unreadable {', '.join(self.unreadable)}")
+        return "; ".join(words)
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -192,9 +192,12 @@ class _Proc:
     rec: dict[str, Any] | None = None  # its latest liveness record
     up: bool = False  # its current process's loop has started
     ever_up: bool = False
+    up_s: float | None = None  # seconds into the run its current process came up
     last_state: str = ""  # its last state before stopping (running, holding, fault...)
     silent_cpu: float = -1.0  # its CPU time when it fell silent; -1: not silent
     starved_s: float = 0.0  # longest starved silence seen
+    slow_start: bool = False  # still starting past startup_timeout_s, and progressing
+    slow_stop: bool = False  # still stopping past stop_timeout_s, and progressing
     restarts: int = 0
     finished: bool = False
     died: bool = False  # died (or was killed as hung) and not restarted
@@ -367,12 +370,13 @@ class Launcher:
             if not isinstance(rec, dict):
                 continue
             p.rec, p.last_rec, p.silent_cpu = rec, now, -1.0
-            if rec.get("state") not in (None, "starting", "stopped", "closed"):
-                p.last_state = str(rec["state"])
+            if rec.get("node_state"):
+                p.last_state = str(rec["node_state"])
             if rec.get("up"):
                 p.last_hb = now
                 if not p.up:
                     p.up = p.ever_up = True
+                    p.up_s = round(now - self.t0, 3)
                     self._write_pids()
 
     def pids(self) -> dict[str, int]:
@@ -540,7 +544,7 @@ class Launcher:
         if not p.up and starting > self.cfg.startup_timeout_s:
             # past the limit, a node still importing or building (running, or waiting for a
             # core) gets up to STARTUP_STARVED times it; one asleep, or silent, does not
-            asleep = rec.get("stall_s", 0.0) > self.cfg.hung_timeout_s
+            asleep = rec.get("stall_s", 0.0) > STARTUP_ASLEEP * self.cfg.hung_timeout_s
             if not asleep and silent > silent_limit:
                 states = os_view(p.popen.pid)[0]  # type: ignore[union-attr]
                 asleep = not states & {"R", "D"}
@@ -548,7 +552,7 @@ class Launcher:
                 return "silent", f"not up {starting:.1f} s after it started, and asleep (startup_timeout_s)"
             if starting > STARTUP_STARVED * self.cfg.startup_timeout_s:
                 return "silent", f"not up {starting:.1f} s after it started ({STARTUP_STARVED} x startup_timeout_s)"
-            p.starved_s = max(p.starved_s, starting - self.cfg.startup_timeout_s)
+            p.slow_start = True
         if stopping:
             if silent > self.cfg.stop_timeout_s:
                 return "silent", "did not end within stop_timeout_s of stopping"
@@ -598,21 +602,29 @@ class Launcher:
         for p in live:
             if not p.closed:  # a closed node is exiting already; a signal now would only race it
                 p.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        deadline = time.monotonic() + self.cfg.stop_timeout_s
+        # past stop_timeout_s, a node still working at its exit (running, or waiting for a
+        # core on a busy machine) gets up to STOP_STARVED times it; one asleep is killed
+        start = time.monotonic()
+        waiting = list(live)
+        while waiting:
+            waiting = [p for p in waiting if p.popen.poll() is None]  # type: ignore[union-attr]
+            late = time.monotonic() - start
+            for p in waiting:
+                if late <= self.cfg.stop_timeout_s:
+                    break
+                states = os_view(p.popen.pid)[0]  # type: ignore[union-attr]
+                if late > STOP_STARVED * self.cfg.stop_timeout_s or not states & {"R", "D"}:
+                    p.popen.kill()  # type: ignore[union-attr]
+                    p.popen.wait()  # type: ignore[union-attr]
+                    p.stop_killed = True
+                else:
+                    p.slow_stop = True
+            time.sleep(0.02)
         for p in live:
-            try:
-                p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
-            except subprocess.TimeoutExpired:
-                p.popen.kill()  # type: ignore[union-attr]
-                p.popen.wait()  # type: ignore[union-attr]
-                p.stop_killed = True
             if p.fd >= 0:  # its last records (the pipe keeps them after the process ends)
                 self._read(p, time.monotonic())
             if p.exit_code is None:
                 p.exit_code = p.popen.returncode  # type: ignore[union-attr]
-        for p in self.procs.values():  # those that ended by themselves in the grace period
-            if p.exit_code is None and p.popen is not None:
-                p.exit_code = p.popen.poll()
 
     def _summary(self) -> dict[str, Any]:
         rows = []
@@ -634,6 +646,7 @@ class Launcher:
                 "miss_share": figures.get("miss_share", 0.0),
                 "drops": figures.get("drops", 0),
                 "restarts": p.restarts,
+                "up_s": p.up_s,  # when its (last) process came up, seconds into the run
                 "jitter_p99_us": round(figures.get("jitter_p99_us", 0.0), 1),
                 "step_p99_us": round(figures.get("step_p99_us", 0.0), 1),
                 "exit": p.exit_code,
@@ -680,33 +693,47 @@ class Launcher:
         return reasons
 
     def _warnings(self, rows: list[dict[str, Any]]) -> list[str]:
-        """What degraded the run, each with what to change."""
+        """What degraded the run, one line per kind, each with what to change."""
         out = []
         cpus = len(os.sched_getaffinity(0))
-        for row in rows:
-            name, p = row["node"], self.procs[row["node"]]
+        load = f"load {self.loadavg_max:.1f} on {cpus} CPUs"
+        procs = self.procs
+        for name, p in procs.items():
             if p.restarts:
                 what = sorted({e["event"] for e in self.events if e["node"] == name
                                and e["event"] in ("died", "silent", "stalled")})
                 out.append(f"{name} restarted {p.restarts}x ({', '.join(what)}): see its log above")
-            if p.starved_s > 0:
-                out.append(f"{name} went {p.starved_s:.1f} s without a core (load "
-                           f"{self.loadavg_max:.1f} on {cpus} CPUs): run fewer jobs beside it, "
-                           f"or give it a lower graph.nodes.{name}.nice")
-            if row["miss_share"] > MISS_WARN_SHARE and row["rate_hz"] > 0:
-                out.append(f"{name} missed {row['miss_share']:.0%} of its deadlines at "
-                           f"{row['target_hz']:g} Hz: lower graph.nodes.{name}.rate_hz, or give "
-                           f"it a core of its own (graph.nodes.{name}.cpus)")
-            if p.stop_killed:
-                out.append(f"{name} did not stop within stop_timeout_s="
-                           f"{self.cfg.stop_timeout_s:g} and was killed: its files may be cut short")
+        starved = [f"{n} {p.starved_s:.1f} s" for n, p in procs.items() if p.starved_s > 0]
+        if starved:
+            out.append(f"starved, the longest wait for a core: {', '.join(starved)} ({load}): "
+                       "run fewer jobs beside the graph, or a lower graph.nodes.NAME.nice for "
+                       "the nodes that matter")
+        slow = [n for n, p in procs.items() if p.slow_start]
+        if slow:
+            out.append(f"slow to start (past startup_timeout_s={self.cfg.startup_timeout_s:g}, "
+                       f"still working): {', '.join(slow)} ({load})")
+        missed = [f"{r['node']} {r['miss_share']:.0%} at {r['target_hz']:g} Hz" for r in rows
+                  if r["miss_share"] > MISS_WARN_SHARE and r["rate_hz"] > 0]
+        if missed:
+            out.append(f"missed deadlines: {', '.join(missed)}: a lower graph.nodes.NAME.rate_hz, "
+                       "or a core of its own (graph.nodes.NAME.cpus)")
+        slow = [n for n, p in procs.items() if p.slow_stop and not p.stop_killed]
+        if slow:
+            out.append(f"slow to stop (past stop_timeout_s={self.cfg.stop_timeout_s:g}, still "
+                       f"working): {', '.join(slow)} ({load})")
+        killed = [n for n, p in procs.items() if p.stop_killed]
+        if killed:
+            out.append(f"killed at stop: {', '.join(killed)} (not ended "
+                       f"{STOP_STARVED}x stop_timeout_s={self.cfg.stop_timeout_s:g} after being "
+                       "asked, or asleep past it): their files may be cut short")
         if self.loadavg_max > cpus:
-            out.append(f"the machine was busy (load {self.loadavg_max:.1f} on {cpus} CPUs): "
-                       "timings are not those of a quiet machine")
+            out.append(f"the machine was busy ({load}): timings are not those of a quiet machine")
         return out
 
 
+STOP_STARVED = 4  # a stopping node still working gets this many stop_timeout_s
 STARTUP_STARVED = 4  # a starting node still progressing gets this many startup_timeout_s
+STARTUP_ASLEEP = 5  # past startup_timeout_s, asleep this many hung_timeout_s at once is hung
 MISS_WARN_SHARE = 0.05  # a node missing more of its deadlines than this degrades the run
 
 _NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"

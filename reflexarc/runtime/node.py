@@ -251,15 +251,23 @@ def _die_with_parent() -> None:
         pass
 
 
-def _thread_state(tid: int) -> str:
-    """The scheduler state of one thread of this process (R running or runnable, S asleep,
-    D in uninterruptible I/O, T stopped...); "" where /proc is not there to ask."""
+def _run_queue_wait_s(skip_tid: int) -> float | None:
+    """Seconds the threads of this process (but ``skip_tid``) have spent runnable and waiting
+    for a core, in all (Linux ``/proc/self/task/*/schedstat``); None where it cannot be read."""
+    total = 0
     try:
-        with open(f"/proc/self/task/{tid}/stat", "rb") as f:
-            stat = f.read()
+        tids = os.listdir("/proc/self/task")
     except OSError:
-        return ""
-    return chr(stat[stat.rindex(b")") + 2])
+        return None
+    for tid in tids:
+        if tid == str(skip_tid):
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return total / 1e9
 
 
 def remove_ipc_file(address: str) -> None:
@@ -282,16 +290,18 @@ class Liveness:
     """Tells the launcher, from a thread of its own, that the process lives and whether its
     loop moves (docs/liveness.md).
 
-    The last record's state is ``closed``: the node has stopped and written its summary.
+    The last record's state is ``closed``: the node has stopped and written its summary;
+    ``node_state`` is the node's own ``state()`` then (``fault`` for a latched fault).
 
     Every ``period_s`` it writes one JSON line to the pipe the launcher made for this
     process: ``beat`` (the loop's progress counter, bumped by the loop), ``up`` (the loop
     has started), ``state`` (the node's), ``ticks`` and ``stall_s``: how long the loop has
-    not moved, counted only while it could have: the CPU time the loop thread used while
-    stalled (running, or waiting for a core), plus the wall time it slept while stalled
-    (asleep inside a step). A process the OS does not schedule counts nothing, so a node
-    starved by a busy machine is not taken for a hung one. Before the loop starts (imports,
-    construction) ``stall_s`` is how long the main thread has been asleep without a break.
+    not moved, counted only while it could have: the wall time less the time the process's
+    threads waited for a core (Linux schedstat), and at least the CPU time the loop used.
+    Asleep or spinning inside a step counts in full; a process the OS does not schedule
+    counts nothing, so a node starved by a busy machine is not taken for a hung one. Before
+    the loop starts (imports, construction) ``stall_s`` is how long the main thread has
+    been asleep (neither on a core nor waiting for one) without a break.
 
     The pipe is the proof of identity: only this process holds its write end, so no other
     process can speak for the node. When the pipe breaks (the launcher died), the node is
@@ -307,6 +317,7 @@ class Liveness:
         self.beat = 0  # bumped by the loop at every pass
         self.up = False
         self.state = "starting"
+        self.node_state = ""  # the node's own state() at its latest heartbeat, and at its stop
         self.ticks = 0
         self.stall_s = 0.0
         self._tid = threading.get_native_id()  # the loop runs on the thread that made us
@@ -325,19 +336,24 @@ class Liveness:
         return time.clock_gettime(self._cpu_clock) if self._cpu_clock is not None else 0.0
 
     def _run(self) -> None:
+        me = threading.get_native_id()
         last_beat, last_t, last_cpu = -1, time.monotonic(), self._loop_cpu()
+        last_wait = _run_queue_wait_s(me)
         while not self._stop.wait(self.period_s):
-            now, cpu = time.monotonic(), self._loop_cpu()
-            asleep = _thread_state(self._tid) == "S"
-            if not self.up:  # building the node: asleep is stalled, anything else is progress
-                self.stall_s = self.stall_s + now - last_t if asleep else 0.0
+            now, cpu, wait = time.monotonic(), self._loop_cpu(), _run_queue_wait_s(me)
+            dt, dcpu = now - last_t, cpu - last_cpu
+            # the time the scheduler let the process run: the wall time less what its
+            # threads waited for a core (a thread waiting for the GIL that a starved thread
+            # holds is starved too); without schedstat, only the loop's own CPU time
+            dfree = dt - (wait - last_wait) if wait is not None and last_wait is not None else dcpu
+            if not self.up:  # building the node: time free but not on a core is asleep
+                asleep = dfree - dcpu > 0.5 * dt
+                self.stall_s = self.stall_s + dt if asleep else 0.0
             elif self.beat != last_beat:
                 self.stall_s, last_beat = 0.0, self.beat
-            elif asleep:  # asleep in a step: it could run, and does not
-                self.stall_s += now - last_t
-            else:  # running, or waiting for a core or a disk: only the CPU it got counts
-                self.stall_s += cpu - last_cpu
-            last_t, last_cpu = now, cpu
+            else:
+                self.stall_s += min(dt, max(dcpu, dfree))
+            last_t, last_cpu, last_wait = now, cpu, wait
             if not self.send():
                 self._orphaned()
                 return
@@ -345,7 +361,7 @@ class Liveness:
     def send(self) -> bool:
         """Write one record; False when the launcher is gone."""
         rec = {"beat": self.beat, "up": self.up, "state": self.state, "ticks": self.ticks,
-               "stall_s": round(self.stall_s, 3)}
+               "stall_s": round(self.stall_s, 3), "node_state": self.node_state}
         try:
             os.write(self.fd, json.dumps(rec).encode() + b"\n")
         except BlockingIOError:  # the launcher is not reading (itself starved): skip one
@@ -473,6 +489,7 @@ class Runtime:
         self.next_hb = now + self.hb_period
         self.stats.window()
         j50, j99, s50, s99 = self.stats.percentiles()
+        own = state is None and self.ready  # the node's own state, not the runtime's
         if state is None:
             state = self.node.state() if self.ready else "starting"
         hb = Heartbeat(
@@ -492,6 +509,8 @@ class Runtime:
         self.pub.publish("heartbeat", hb)
         if live is not None:
             live.state, live.ticks = state, self.stats.ticks
+            if own:
+                live.node_state = state
 
     def _all_heard(self) -> bool:
         return self.heard >= set(self.spec.addresses) - {self.name}
@@ -662,6 +681,8 @@ class Runtime:
     def _shutdown(self) -> None:
         self.final_state = "stopped"
         if self.live is not None:
+            with contextlib.suppress(Exception):  # the state the node ends in (a latched fault)
+                self.live.node_state = self.node.state()
             self.live.state = "stopped"
         try:
             summary = self.node.summary()

@@ -26,6 +26,10 @@ from reflexarc.runtime.launcher import NodeEntry, RunConfig
 from reflexarc.runtime.msgs import INFRA_TOPICS
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
+# the open part's age is checked this many times per part_seconds: checked only once, a
+# part opened just after a check would stay open nearly two part_seconds
+ROTATE_CHECKS = 8
+
 
 class Recorder(Node):
     """Writes every non-infrastructure topic to an episode directory."""
@@ -33,7 +37,9 @@ class Recorder(Node):
     @dataclass
     class Config:
         path: str = ""  # episode directory; default <run_dir>/episode
-        part_seconds: float = bounded(1.0, 0.05, 3600.0)
+        # a part is closed (complete on disk) this long after it opened: a SIGKILL loses at
+        # most the open part, so this plus one check (ROTATE_CHECKS) is what it can lose
+        part_seconds: float = bounded(0.75, 0.05, 3600.0)
         include_infra: bool = False
 
     subscribes = {"": "all"}
@@ -64,7 +70,7 @@ class Recorder(Node):
                 else:
                     seen[0] += 1
                     seen[2] = msg.stamp_ns
-        if time.monotonic() - self.last_rotate >= min(1.0, self.cfg.part_seconds):
+        if time.monotonic() - self.last_rotate >= self.cfg.part_seconds / ROTATE_CHECKS:
             self.writer.maybe_rotate()
             self.last_rotate = time.monotonic()
         return ()
@@ -184,7 +190,11 @@ def replay(cfg: ReplayConfig, publisher: busmod.Publisher | None = None) -> dict
     took = (time.monotonic_ns() - start) / 1e9
     recorded = (messages[-1][0] - t_first) / 1e9 if messages else 0.0
     return {"messages": len(messages), "recorded_s": recorded, "replay_s": took,
-            "topics": sorted({m[1] for m in messages})}
+            "topics": sorted({m[1] for m in messages}),
+            # a damaged episode replays what it has and says what it had not
+            **({"damaged": episode.damage(), "warnings": [
+                f"episode {cfg.path} is damaged ({episode.damage()}): replayed the rest"]}
+               if episode.damage() else {})}
 
 
 def replay_verb(cfg: ReplayConfig) -> dict[str, Any]:

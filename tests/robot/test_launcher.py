@@ -31,8 +31,8 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_running(run_dir: Path, names: set[str]) -> dict[str, int]:
-    """Wait until every node has sent a heartbeat; returns the pids."""
-    deadline = time.monotonic() + 60
+    """Wait until every node is up; returns the pids."""
+    deadline = time.monotonic() + 180  # a loaded machine takes long to import
     while not names <= set(wait_for_file(run_dir / "pids.json").get("up", [])):
         assert time.monotonic() < deadline, "nodes did not start"
         time.sleep(0.05)
@@ -300,12 +300,13 @@ def test_a_node_stuck_in_its_step_is_found(run_dir: Path, how: str) -> None:
     assert res.returncode == 1, res.stdout + res.stderr
     summary = json.loads(out.read_text())
     stalled = _events(summary, "stuck", "stalled")
-    up = _events(summary, "graph", "up")
-    assert stalled and up, summary["events"]
-    if how == "sleep":  # wall time asleep in a step counts in full; CPU spun, as the OS gives it
-        assert stalled[0]["t"] - up[0]["t"] < 3.0
+    assert stalled, summary["events"]
+    up_s = next(r for r in summary["nodes"] if r["node"] == "stuck")["up_s"]
+    if how == "sleep":  # asleep in a step counts in full; spinning, as the OS lets it run
+        assert stalled[0]["t"] - up_s < 3.0
     assert res.stdout.lstrip().startswith("reflexarc run: NOT OK: stuck died")
     assert not [e for e in summary["events"] if e["node"] not in ("stuck", "graph")]
+    assert "loop has not moved" in stalled[0]["why"]
 
 
 @pytest.mark.slow
@@ -324,7 +325,7 @@ def test_a_starved_node_is_not_taken_for_a_hung_one(run_dir: Path) -> None:
 
 def test_a_run_whose_node_ends_in_fault_is_not_ok(run_dir: Path) -> None:
     out = run_dir / "summary.json"
-    res = reflexarc("run", "graph=counter", "duration_s=1",
+    res = reflexarc("run", "graph=counter", "duration_s=2",
                     "graph.nodes.sink.target=reflexarc.runtime.testnodes:Faulty",
                     f"run_dir={run_dir}", f"out={out}")
     assert res.returncode == 1
