@@ -20,8 +20,9 @@ of each part's last chunk costs nothing. HDF5 readers decompress transparently.
 
 File attributes: ``format = "reflexarc-episode"``, ``version``, ``part``, and on part 0
 ``meta`` (JSON: what was known when recording started: task, backend, robot, the run's
-config, the project's version). When the recording ends, ``meta.json`` beside the parts
-adds what is known only then (camera calibration, messages and rate per topic);
+config, the project's version). ``meta.json`` beside the parts adds what is known only
+as recording goes on (camera calibration, messages and rate per topic), rewritten by the
+recorder with every part and at the end;
 :attr:`Episode.meta` merges both (docs/data.md). Standard HDF5: h5py, MATLAB, HDFView
 read it.
 """
@@ -281,7 +282,7 @@ class Episode:
 
     @property
     def meta(self) -> dict[str, Any]:
-        """Part 0's ``meta``, updated with ``meta.json`` when the recording ended cleanly."""
+        """Part 0's ``meta``, updated with ``meta.json`` (the recorder's, as of its last part)."""
         with h5py.File(self.parts[0], "r") as f:
             meta = json.loads(f.attrs.get("meta", "{}"))
         end = self.parts[0].parent / META_FILE

@@ -5,7 +5,8 @@ The recorder subscribes to every topic and writes each message to an episode
 last second). The episode's metadata names the task, backend and robot, and holds the run's
 whole config and the project's version (from the launcher's ``run.json``); when the
 recording ends, ``meta.json`` adds the cameras' calibration (the scene's ``cameras.json``)
-and each topic's message count and rate (docs/data.md). Replay republishes an episode's
+and each topic's message count and rate (docs/data.md); it is rewritten with every part
+(about once a second), so a killed recorder leaves it too, as current as its last part. Replay republishes an episode's
 messages on their topics, with the original
 timing (``speed=1``), faster or slower, or as fast as possible (``speed=0``).
 """
@@ -72,6 +73,8 @@ class Recorder(Node):
                     seen[2] = msg.stamp_ns
         if time.monotonic() - self.last_rotate >= self.cfg.part_seconds / ROTATE_CHECKS:
             self.writer.maybe_rotate()
+            if self.writer.messages_written:  # kept current: a killed recorder leaves it too
+                write_meta(self.writer.path, self.closing_meta())
             self.last_rotate = time.monotonic()
         return ()
 

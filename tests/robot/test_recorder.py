@@ -37,6 +37,9 @@ def test_sigkill_of_the_recorder_loses_at_most_the_last_second(run_dir: Path) ->
     assert (killed_ns - last) / 1e9 <= 1.0  # the open part: part_seconds and one check
     assert len(states["seq"]) > 200
     assert np.all(np.diff(states["seq"]) >= 1)  # no duplicates within what was kept
+    # the metadata survives too, as of the last part: counts no higher than what was kept
+    topics = ep.meta["topics"]
+    assert 0 < topics["joint_state"]["messages"] <= len(states["seq"])
 
 
 def test_replay_republishes_what_was_recorded(run_dir: Path) -> None:
