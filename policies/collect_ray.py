@@ -93,6 +93,7 @@ def collect_on_ray(cfg: CollectConfig, store: EpisodeStore, todo: list[int]) -> 
     from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
     rc = cfg.ray
+    t0 = time.perf_counter()
     started = init_ray(cfg)
     actor = ray.remote(num_cpus=rc.cpus_per_worker, max_restarts=0, max_task_retries=0)(CollectWorker)
     # workers see the store by its root; the local staging (.staging under a local root)
@@ -105,6 +106,7 @@ def collect_on_ray(cfg: CollectConfig, store: EpisodeStore, todo: list[int]) -> 
     attempts: Counter[int] = Counter()
     failures: list[dict[str, Any]] = []
     steps = killed = finished = 0
+    stamps: list[float] = []  # when each episode's result arrived
     again = 0  # attempts that found their episode already committed (by a worker that died after)
     bar = None
     if cfg.progress and todo:
@@ -145,6 +147,7 @@ def collect_on_ray(cfg: CollectConfig, store: EpisodeStore, todo: list[int]) -> 
             else:
                 steps += r["steps"]
                 finished += 1
+                stamps.append(time.perf_counter())
                 again += int(not r["written"])
                 if bar is not None:
                     bar.update(1)
@@ -165,5 +168,10 @@ def collect_on_ray(cfg: CollectConfig, store: EpisodeStore, todo: list[int]) -> 
             ray.shutdown()
     have = set(store.names())
     written = sum(episode_name(i) in have for i in todo)
+    # start-up (Ray, the actors, their simulators) apart from the running rate
+    first_s = round(stamps[0] - t0, 1) if stamps else None
+    running = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else None
     return {"written": written, "steps": steps, "num_workers": n_workers, "failures": failures,
-            "retried": len(failures), "found_committed": again, "killed": killed}
+            "retried": len(failures), "found_committed": again, "killed": killed,
+            "first_episode_s": first_s,
+            "episodes_per_s_running": round(running, 3) if running is not None else None}
