@@ -60,7 +60,10 @@ def test_learner_aligns_stream_frames_and_actions(tmp_path: Path) -> None:
             for s in (0, 50):
                 a = np.array([0.01, 0.0, 0.0, -1.0 if s else 1.0], np.float32)
                 inbox.put("ee_action", EEAction(stamp_ns=j * 100 + s, action=a), 0)
-    assert node.step(0, inbox) == []
+    try:
+        assert node.step(0, inbox) == []  # realtime: the step starts the training thread
+    finally:
+        node.close()
     buf = node.buffer
     assert buf.size == 5 and buf.valid[:5].tolist() == [True, True, True, True, False]
     torch.testing.assert_close(buf.actions[0], torch.tensor([0.02, 0.0, 0.0, -1.0]))
