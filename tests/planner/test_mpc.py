@@ -22,9 +22,9 @@ from reflexarc.planner.mpc import (
 from reflexarc.planner.mppi import MPPIConfig, MPPIPlanner
 from reflexarc.planner.planners import make_planner
 from reflexarc.planner.protocol import LinearLatentModel
+from reflexarc.planner.reach import latent_reach_episode
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError
-from reflexarc.tools.bench.plan import latent_reach_episode
 
 PLANNERS = {"cem": (CEMPlanner, CEMConfig), "mppi": (MPPIPlanner, MPPIConfig)}
 HALF = torch.tensor([0.05, 0.05, 0.05, 1.0], dtype=torch.float64)  # default bounds' half-range
@@ -239,7 +239,7 @@ def test_shift_drops_applied_steps_and_repeats_the_last() -> None:
 def test_warm_start_needs_fewer_iterations_on_the_shifted_problem(kind: str) -> None:
     """Solve, apply the first action, solve the shifted problem: one warm iteration beats
     three cold ones."""
-    from reflexarc.tools.bench.plan import latent_reach_model
+    from reflexarc.planner.reach import latent_reach_model
 
     model = latent_reach_model(latent_dim=32)
     E = model.B

@@ -1,24 +1,30 @@
-"""reflexarc.tools.bench.bus: every row measured over real sockets, ours beside raw pyzmq."""
+"""``reflexarc bench bus``: every row measured over real sockets, ours beside raw pyzmq."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from reflexarc.runtime import config
+from reflexarc.runtime.cli import main
 from reflexarc.runtime.config import CPU_LATENCY_DEV
-from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.node import cpu_latency
-from reflexarc.tools.bench import BenchConfig
-from reflexarc.tools.bench.bus import bench_bus
 from tests.conftest import cpu_latency_limit, reflexarc
+
+
+def bench_bus(out: Path, *args: str) -> list[dict]:
+    """``reflexarc bench bus quick=true out=OUT ARGS``: its JSON rows."""
+    r = reflexarc("bench", "bus", "quick=true", f"out={out}", *args, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return json.loads(out.read_text())
 
 
 def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: Path) -> None:
     out = tmp_path / "bus.json"
-    rows = bench_bus(BenchConfig(quick=True, out=str(out)))
+    rows = bench_bus(out)
     assert [(r["name"], r["transport"]) for r in rows] == [
         (kind, transport)
         for transport in ("ipc", "tcp")
@@ -41,7 +47,7 @@ def test_quick_bench_measures_every_message_and_transport_beside_raw(tmp_path: P
 def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(tmp_path: Path) -> None:
     before = os.sched_getaffinity(0)
     core = max(before)
-    rows = bench_bus(BenchConfig(quick=True, out=str(tmp_path / "bus.json"), cpus=[core]))
+    rows = bench_bus(tmp_path / "bus.json", f"cpus=[{core}]")
     assert len(rows) == 6
     for r in rows:
         assert r["cpus"] == [core]  # as the receiver process saw its own affinity
@@ -51,7 +57,7 @@ def test_pinned_bench_runs_both_ends_on_the_given_core_and_gives_the_rest_back(t
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a busy-polling receiver needs a core of its own")
 def test_awake_bench_busy_polls_and_still_takes_every_message(tmp_path: Path) -> None:
-    rows = bench_bus(BenchConfig(quick=True, out=str(tmp_path / "bus.json"), wait="spin"))
+    rows = bench_bus(tmp_path / "bus.json", "wait=spin")
     assert len(rows) == 6
     for r in rows:
         assert r["wait"] == "spin"
@@ -83,21 +89,19 @@ def test_the_cpu_latency_limit_is_held_for_the_block_and_dropped_after() -> None
 
 
 def test_a_cpu_latency_limit_the_bench_cannot_hold_fails_fast_naming_the_key(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(config, "CPU_LATENCY_DEV", str(tmp_path / "no_such_device"))
-    with pytest.raises(ConfigError) as e:
-        BenchConfig(what="bus", cpu_latency_us=0).validate()
-    assert e.value.key == "cpu_latency_us" and "allowed: -1" in str(e.value)
-    BenchConfig(what="bus", cpu_latency_us=-1).validate()  # leaving it alone needs nothing
+    assert main(["bench", "bus", "cpu_latency_us=0"]) == 2
+    err = capsys.readouterr().err
+    assert "'cpu_latency_us'" in err and "allowed: -1" in err, err
 
 
-def test_a_key_the_chosen_bench_does_not_read_fails_fast_naming_it() -> None:
+def test_a_key_the_chosen_bench_does_not_read_fails_fast_naming_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
     res = reflexarc("bench", "sim", "wait=spin", timeout=60)
     assert res.returncode == 2
     assert "'wait'" in res.stderr and "bench sim does not use it" in res.stderr, res.stderr
     assert "with bench bus" in res.stderr, res.stderr
-    with pytest.raises(ConfigError) as e:
-        BenchConfig(what="bus", seconds=3.0).validate()
-    assert e.value.key == "seconds" and "bench control or instruct" in str(e.value)
-    BenchConfig(what="sim", cpus=[]).validate()  # a key at its default is no choice
-    BenchConfig(what="plan", backend="pybullet", threads=2).validate()  # keys plan reads
+    assert main(["bench", "bus", "seconds=3.0"]) == 2
+    err = capsys.readouterr().err
+    assert "'seconds'" in err and "bench control or instruct" in err, err

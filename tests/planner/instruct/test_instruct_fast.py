@@ -11,7 +11,6 @@ import pytest
 from reflexarc.planner.instruct.fast import FastParser, normalise
 from reflexarc.planner.instruct.instructor import InstructConfig, Instructor
 from reflexarc.planner.instruct.scene import SceneInfo, SceneObject
-from reflexarc.tools.bench.instruct import bench_fast
 
 CORPUS = json.loads((Path(__file__).parent / "instruct_corpus.json").read_text())
 THRESHOLD = InstructConfig().threshold
@@ -132,15 +131,6 @@ def test_distances_and_modifiers() -> None:
     assert parser.parse("push the red block 25 mm to the left", scene).intent.target.distance == pytest.approx(0.025)
     assert parser.parse("push the red block left by 0.1 m", scene).intent.target.distance == pytest.approx(0.1)
     assert parser.parse("push the red block one block to the left", scene).intent.target.distance == pytest.approx(0.05)
-
-
-def test_fast_path_latency_benchmark() -> None:
-    """Prints the fast-path p50/p99 over the corpus (no timing assertion: machines are noisy)."""
-    texts = [c["text"] for c in CORPUS["specs"]] + CORPUS["escalate"]
-    figures = bench_fast(texts, SCENES["default"], repeats=20)
-    print(f"\nfast path over {figures['n']} calls: p50 {figures['p50_us']:.1f} us, "
-          f"p99 {figures['p99_us']:.1f} us, max {figures['max_us']:.1f} us ({figures['machine']})")
-    assert figures["n"] == len(texts) * 20 and figures["p50_us"] > 0
 
 
 def test_quick_returns_none_only_when_not_confident(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``reflexarc bench plan``: rows, plot, the CLI, and the success-vs-budget hook."""
+"""Known planning problems (planner/reach.py) and `reflexarc bench plan` through its CLI."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ import torch
 from reflexarc.planner.cem import CEMConfig
 from reflexarc.planner.mppi import MPPIConfig
 from reflexarc.planner.protocol import LatentModel
-from reflexarc.tools.bench.plan import (
-    MLPPredictor,
-    latent_reach_episode,
-    success_vs_budget,
-)
+from reflexarc.planner.reach import MLPPredictor, latent_reach_episode, success_vs_budget
 from tests.conftest import reflexarc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
