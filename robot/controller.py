@@ -126,16 +126,24 @@ class SetpointShaper:
         if self.pos is None:
             self.reset(sp)
             return sp
-        v_target = _clip_norm((sp.pos - self.target) / dt, self.vmax)
+        # 3-vectors as Python floats: a dozen numpy calls on (3,) arrays cost more than the math
+        vmax, amax = self.vmax, self.amax
+        tx, ty, tz = sp.pos.tolist()
+        ox, oy, oz = self.target.tolist()
+        px, py, pz = self.pos.tolist()
+        vx, vy, vz = self.vel.tolist()
+        ux, uy, uz = _clip3((tx - ox) / dt, (ty - oy) / dt, (tz - oz) / dt, vmax)  # target's velocity
         self.target = sp.pos.copy()
-        err = sp.pos - (self.pos + v_target * dt)  # error left after the target's own motion
-        dist = _norm(err)
-        h = 0.5 * self.amax * dt  # discrete braking: v^2 / 2a + v dt / 2 <= dist
-        cap = min(self.vmax, np.sqrt(h * h + 2.0 * self.amax * dist) - h)
-        v_goal = v_target + (err / dt if dist / dt <= cap else err * (cap / dist))
-        dv = _clip_norm(_clip_norm(v_goal, self.vmax) - self.vel, self.amax * dt)
-        self.vel = self.vel + dv
-        self.pos = self.pos + self.vel * dt
+        ex, ey, ez = tx - (px + ux * dt), ty - (py + uy * dt), tz - (pz + uz * dt)
+        dist = math.sqrt(ex * ex + ey * ey + ez * ez)  # error left after the target's own motion
+        h = 0.5 * amax * dt  # discrete braking: v^2 / 2a + v dt / 2 <= dist
+        cap = min(vmax, math.sqrt(h * h + 2.0 * amax * dist) - h)
+        k = 1.0 / dt if dist / dt <= cap else cap / dist
+        gx, gy, gz = _clip3(ux + ex * k, uy + ey * k, uz + ez * k, vmax)
+        dx, dy, dz = _clip3(gx - vx, gy - vy, gz - vz, amax * dt)
+        vx, vy, vz = vx + dx, vy + dy, vz + dz
+        self.vel = np.array((vx, vy, vz))
+        self.pos = np.array((px + vx * dt, py + vy * dt, pz + vz * dt))
         if self.box is not None:  # braking past a target on a face of the box: stop on it
             lo, hi = self.box
             out = (self.pos < lo) | (self.pos > hi)
@@ -143,8 +151,9 @@ class SetpointShaper:
                 self.pos = np.clip(self.pos, lo, hi)
                 self.vel[out] = 0.0
         # orientation: at most wmax * dt per tick toward the target
-        q = sp.quat if float(sp.quat @ self.quat) >= 0.0 else -sp.quat
-        angle = 2.0 * np.arccos(min(1.0, abs(float(q @ self.quat))))
+        dot = float(sp.quat @ self.quat)
+        q = sp.quat if dot >= 0.0 else -sp.quat
+        angle = 2.0 * math.acos(min(1.0, abs(dot)))
         step = self.wmax * dt
         self.quat = q.copy() if angle <= step else nlerp(self.quat, q, step / angle)
         return Setpoint(self.pos.copy(), self.quat, sp.gripper)
@@ -157,6 +166,15 @@ def _norm(v: np.ndarray) -> float:
 def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
     n = _norm(v)
     return v if n <= limit else v * (limit / n)
+
+
+def _clip3(x: float, y: float, z: float, limit: float) -> tuple[float, float, float]:
+    """(x, y, z) scaled down to norm ``limit`` if longer."""
+    n = math.sqrt(x * x + y * y + z * z)
+    if n <= limit:
+        return x, y, z
+    s = limit / n
+    return x * s, y * s, z * s
 
 
 # --------------------------------------------------------------------------------------
@@ -257,8 +275,10 @@ class ControllerNode(Node):
                                      (self.limits.ws_lo, self.limits.ws_hi))
         self.v_guard = self.limits.dq_max / cfg.safety.velocity_scale * cfg.speed_guard  # rad/s
         self.eye6 = np.eye(6) * cfg.damping**2
-        self.eye_n = np.eye(n)
+        self._rhs = np.zeros((6, 2))  # _ik: the task step and the null-space pull, weighted
+        self._jw = np.zeros((6, self.n))  # _ik: the weighted Jacobian
         self.weights = np.array([1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight])
+        self._w_col = self.weights[:, None].copy()  # (6, 1)
         # state
         self.mode = Mode.WAITING
         self.q_r = np.zeros(n)  # joint reference
@@ -299,7 +319,7 @@ class ControllerNode(Node):
             return self.js
         self.state_seq = js.seq
         if js.position.shape != (self.n,) or js.velocity.shape != (self.n,) or not (
-            np.all(np.isfinite(js.position)) and np.all(np.isfinite(js.velocity))
+            np.isfinite(js.position).all() and np.isfinite(js.velocity).all()
         ):
             if self.states_rejected == 0:
                 log.warning("%s: dropping joint_state with position %s, velocity %s",
@@ -474,21 +494,28 @@ class ControllerNode(Node):
 
     def _ik(self, sp: Setpoint, dt: float, null: bool) -> np.ndarray:
         """One damped-least-squares step of the reference toward ``sp`` (with the null-space
-        pull toward the rest posture when ``null``). (n,)"""
+        pull toward the rest posture when ``null``). (n,)
+
+        ``dq = Jw^T A^-1 (w step) + N v`` with ``A = Jw Jw^T + d^2 I`` and the null-space
+        projector ``N = I - Jw^T A^-1 Jw``: both right-hand sides in one solve (6, 2), no
+        (n, 6) pseudo-inverse or (n, n) projector formed."""
         pos, rot, jac = self.arm.pose_jacobian(self.q_r)
         # the setpoint's own motion this tick (fed forward), plus a share of what is left
-        step = np.empty(6)
+        rhs = self._rhs  # (6, 2)
         move = self.shaper.vel * dt
-        step[:3] = move + self.cfg.ik_gain * (sp.pos - pos - move)
-        step[3:] = self.cfg.ik_gain * rotation_error(rot, quat_to_mat(sp.quat))
-        w = self.weights
-        jw = jac * w[:, None]  # (6, n)
-        pinv = np.linalg.solve(jw @ jw.T + self.eye6, jw).T  # (n, 6) = Jw^T (Jw Jw^T + d^2 I)^-1
-        dq = pinv @ (w * step)
+        g = self.cfg.ik_gain
+        rhs[:3, 0] = move + g * (sp.pos - pos - move)
+        rhs[3:, 0] = g * rotation_error(rot, quat_to_mat(sp.quat))
+        rhs[:, 0] *= self.weights
+        jw = np.multiply(jac, self._w_col, out=self._jw)  # (6, n)
+        a = jw @ jw.T
+        a += self.eye6
         if null and self.cfg.nullspace_gain > 0:
-            proj = self.eye_n - pinv @ jw  # (n, n) null-space projector
-            dq += proj @ (self.cfg.nullspace_gain * self.dt_nom * (self.rest - self.q_r))
-        return self.q_r + dq
+            v = (self.cfg.nullspace_gain * self.dt_nom) * (self.rest - self.q_r)  # (n,)
+            rhs[:, 1] = jw @ v
+            y = np.linalg.solve(a, rhs)  # (6, 2)
+            return self.q_r + jw.T @ (y[:, 0] - y[:, 1]) + v
+        return self.q_r + jw.T @ np.linalg.solve(a, rhs[:, 0])
 
     # -- reporting ---------------------------------------------------------------------------------
 
