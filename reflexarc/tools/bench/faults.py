@@ -445,7 +445,8 @@ def bench_faults(cfg: Any) -> list[dict[str, Any]]:
             progress.update(len(rows), f"next: {graph} / {case}")
             rows.append(run_case(graph, case, cfg.backend, 1.0 if cfg.quick else 2.0,
                                  1.5 if cfg.quick else 2.5, Path(tmp), arm))
+            if cfg.out:  # the rows so far, in case a later case cannot finish
+                Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(cfg.out).write_text(json.dumps(rows, indent=1, default=str))
         progress.update(len(rows))
-    if cfg.out:
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     return rows
