@@ -27,7 +27,8 @@ One row per case (docs/benchmarks.md, "Safety and faults"):
   e-stop kept, refused, clipped, restart, graph stopped...).
 - ``drift_mm``: how far the end effector moved from where it was when the fault was
   detected, while the fault lasted (until the faulty node's output flows again, at most
-  the window; the measured joint states through the arm's kinematics);
+  the window, or an episode reset that teleports the arm: ``episode_reset_s``; the
+  measured joint states through the arm's kinematics);
   ``drift_from_fault_mm`` the same from the fault itself. Only for faults whose policy is
   to stop the arm (kills, stops, e-stop, forged heartbeats): with bad messages injected
   the graph goes on tracking its plans, and ``max_speed_share`` is what counts.
@@ -80,6 +81,8 @@ INJECTIONS: dict[str, list[str]] = {
     "pixels": ["nan_plan", "estop_release"],
     "bridge": ["huge_torque", "estop_release", "bad_frames", "forged_heartbeat"],
 }
+#: a joint state this far (rad) from the one before: a teleport (an episode reset), not motion
+JUMP_RAD = 0.1
 #: safety events that are reactions to a fault (limits clip in normal runs too)
 REACTIONS = ("plan_timeout", "state_timeout", "estop", "release_refused", "invalid_plan",
              "workspace", "reset")
@@ -374,6 +377,11 @@ def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: Arm
             until = float(ts[k + 1])
     row["data_lost_s"] = round(lost, 3)
     after = [(t, q, dq) for t, q, dq in watch.states if ft <= t <= until]
+    for k in range(1, len(after)):  # the sim reset an episode (teleported the arm): stop there
+        if float(np.abs(after[k][1] - after[k - 1][1]).max()) > JUMP_RAD:
+            row["episode_reset_s"] = round(after[k][0] - ft, 3)
+            after = after[:k]
+            break
     before = [q for t, q, _ in watch.states if t < ft]
     holds = verb in ("kill", "stop") or case in ("estop_release", "forged_heartbeat")
     row |= {"drift_mm": None, "drift_from_fault_mm": None, "max_speed_share": None}
