@@ -18,7 +18,7 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def reflexarc(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
+def reflexarc(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
     """Run ``reflexarc ARGS`` in a subprocess (the installed entry point's module)."""
     return subprocess.run(
         [sys.executable, "-m", "reflexarc.runtime.cli", *args],

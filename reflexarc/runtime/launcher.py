@@ -568,7 +568,8 @@ class Launcher:
             p.silent_cpu = cpu
         if cpu - p.silent_cpu > stall_limit:
             return "silent", f"busy {cpu - p.silent_cpu:.2f} s of CPU without a heartbeat"
-        if states and states <= {"S"} and silent > stall_limit:
+        if (states and states <= {"S"} and silent > stall_limit
+                and cpu - p.silent_cpu < ASLEEP_CPU_S):
             return "silent", f"asleep {silent:.2f} s without a heartbeat (deadlocked)"
         if silent > self.cfg.starved_timeout_s:
             return "silent", f"silent {silent:.1f} s (starved_timeout_s) waiting for a core"
@@ -606,19 +607,26 @@ class Launcher:
         # core on a busy machine) gets up to STOP_STARVED times it; one asleep is killed
         start = time.monotonic()
         waiting = list(live)
+        cpu: dict[int, float] = {}  # pid -> CPU time at the previous look past the limit
+        next_look = start + self.cfg.stop_timeout_s
         while waiting:
             waiting = [p for p in waiting if p.popen.poll() is None]  # type: ignore[union-attr]
-            late = time.monotonic() - start
-            for p in waiting:
-                if late <= self.cfg.stop_timeout_s:
-                    break
-                states = os_view(p.popen.pid)[0]  # type: ignore[union-attr]
-                if late > STOP_STARVED * self.cfg.stop_timeout_s or not states & {"R", "D"}:
-                    p.popen.kill()  # type: ignore[union-attr]
-                    p.popen.wait()  # type: ignore[union-attr]
-                    p.stop_killed = True
-                else:
-                    p.slow_stop = True
+            now = time.monotonic()
+            if waiting and now >= next_look:
+                next_look = now + ASLEEP_WINDOW_S
+                for p in waiting:
+                    pid = p.popen.pid  # type: ignore[union-attr]
+                    states, used = os_view(pid)
+                    # asleep: no thread on a core or waiting for one, and no CPU used over
+                    # a whole window (one look can catch a working process between two waits)
+                    asleep = pid in cpu and used - cpu[pid] < ASLEEP_CPU_S and not states & {"R", "D"}
+                    cpu[pid] = used
+                    if now - start > STOP_STARVED * self.cfg.stop_timeout_s or asleep:
+                        p.popen.kill()  # type: ignore[union-attr]
+                        p.popen.wait()  # type: ignore[union-attr]
+                        p.stop_killed = True
+                    else:
+                        p.slow_stop = True
             time.sleep(0.02)
         for p in live:
             if p.fd >= 0:  # its last records (the pipe keeps them after the process ends)
@@ -731,6 +739,8 @@ class Launcher:
         return out
 
 
+ASLEEP_WINDOW_S = 1.0  # a process is asleep when it used no more than ASLEEP_CPU_S in this
+ASLEEP_CPU_S = 0.005
 STOP_STARVED = 4  # a stopping node still working gets this many stop_timeout_s
 STARTUP_STARVED = 4  # a starting node still progressing gets this many startup_timeout_s
 STARTUP_ASLEEP = 5  # past startup_timeout_s, asleep this many hung_timeout_s at once is hung
