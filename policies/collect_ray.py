@@ -152,8 +152,10 @@ def collect_on_ray(cfg: CollectConfig, store: EpisodeStore, todo: list[int]) -> 
                 if bar is not None:
                     bar.update(1)
                 if rc.kill_after and not killed and finished >= rc.kill_after and pending:
-                    # the fault drill: kill a worker in the middle of an episode
-                    victim, episode = next(iter(pending.values()))
+                    # the fault drill: kill a worker in the middle of an episode (one
+                    # whose result is not in yet)
+                    _, busy = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                    victim, episode = pending[busy[0] if busy else next(iter(pending))]
                     log.warning("collect: drill: killing worker %d during episode %d", victim, episode)
                     ray.kill(workers[victim], no_restart=True)
                     killed += 1
