@@ -19,6 +19,15 @@ the batching or the number of workers, built in a staging directory and moved in
 when complete (:mod:`reflexarc.policies.store`); existing ones are skipped. ``root`` is a
 local path or any fsspec URL.
 
+Any other gymnasium env id (one not under ``reflexarc/``, e.g. the stock ``Reacher-v5``)
+is collected through :class:`GymFrames`: made with ``render_mode="rgb_array"`` and
+``env_kwargs``, frames from ``env.render()`` (centre square, resized to ``image_size``),
+the env's flattened observation as ``joint_state.position``, and random play in its own
+Box action space (:class:`RandomPlay`: uniform, smoothed by an Ornstein-Uhlenbeck
+process) recorded on ``ee_action`` as the env's action vector. Such episodes say their
+action space in their metadata (``action_space``: low, high), which ``reflexarc train``
+reads (docs/world-model.md, "Any scene").
+
 Executors: ``local`` (the vector envs above, on this machine) or ``ray``
 (:mod:`reflexarc.policies.collect_ray`: simulator workers as Ray actors, on a local Ray
 instance or a cluster; ``pip install reflexarc[ray]``). docs/scale.md shows both.
@@ -78,8 +87,9 @@ class RayConfig:
 class CollectConfig:
     """``reflexarc collect`` (configs/collect.yaml)."""
 
-    env: str = "reflexarc/PandaPush-v0"
-    backend: str = choice("mujoco", "pybullet", "toy")
+    env: str = "reflexarc/PandaPush-v0"  # a reflexarc scene or any gymnasium env id with a Box action space
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gym.make (any env)
+    backend: str = choice("mujoco", "pybullet", "toy", "gym")  # reflexarc scenes; "gym": any other env
     image_size: int = bounded(64, 16, 512)
     camera: str = "front"
     root: str = "data/push-mujoco"  # episode directories go here: a path or an fsspec URL
@@ -90,7 +100,7 @@ class CollectConfig:
     max_delta: float = bounded(0.05, 1e-4, 1.0)  # |dx| clip (m per step), as the env's
     num_envs: int = bounded(0, 0, 256)  # 0: one per CPU core
     vector: str = choice("async", "sync")
-    expert_ratio: float = bounded(0.2, 0.0, 1.0)  # scripted expert episodes
+    expert_ratio: float = bounded(0.2, 0.0, 1.0)  # scripted expert episodes (reflexarc scenes only)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     executor: str = choice("local", "local", "ray")
     ray: RayConfig = field(default_factory=RayConfig)
@@ -177,6 +187,82 @@ class Explorer:
         return np.array([*(b + c.push_through * d), c.push_z])
 
 
+def is_generic(cfg: CollectConfig) -> bool:
+    """True for an env that is not one of the project's scenes (collected via GymFrames)."""
+    return cfg.backend == "gym" or not (cfg.env.startswith("reflexarc/") or cfg.backend == "toy")
+
+
+class RandomPlay:
+    """Random play in any Box action space: ``a = mid + half * clip(n, -1, 1)`` where ``n``
+    is an Ornstein-Uhlenbeck process (``ou_theta``, ``ou_sigma`` of :class:`ExploreConfig`),
+    so consecutive actions are correlated rather than white noise."""
+
+    mode = "random"
+
+    def __init__(self, cfg: ExploreConfig, low: np.ndarray, high: np.ndarray, rng: np.random.Generator) -> None:
+        self.cfg = cfg
+        self.mid = (np.asarray(high, np.float64) + np.asarray(low, np.float64)) / 2
+        self.half = (np.asarray(high, np.float64) - np.asarray(low, np.float64)) / 2
+        self.rng = rng
+        self.noise = rng.uniform(-1.0, 1.0, self.mid.shape)
+
+    def act(self) -> np.ndarray:
+        c = self.cfg
+        self.noise += -c.ou_theta * self.noise + c.ou_sigma * self.rng.standard_normal(self.mid.shape)
+        self.noise = np.clip(self.noise, -1.0, 1.0)
+        return (self.mid + self.half * self.noise).astype(np.float32)
+
+
+class GymFrames(gym.Wrapper):
+    """Any gymnasium env with a Box action space, seen as the collector sees a scene:
+    observation ``{"image": (S, S, 3) uint8}`` from ``env.render()`` and info ``joint_pos``
+    = the env's flattened observation (recorded on ``joint_state``)."""
+
+    def __init__(self, env: gym.Env, image_size: int) -> None:
+        if not isinstance(env.action_space, gym.spaces.Box):
+            raise ConfigError("env", f"{env.spec.id if env.spec else env}: action space "
+                              f"{env.action_space} is not a Box; allowed: envs with Box actions")
+        super().__init__(env)
+        self.size = image_size
+        self.observation_space = gym.spaces.Dict(
+            {"image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
+
+    def _frame(self) -> np.ndarray:
+        import cv2
+
+        frame = np.asarray(self.env.render())
+        h, w = frame.shape[:2]
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        square = np.ascontiguousarray(frame[top : top + s, left : left + s, :3])
+        if s != self.size:
+            square = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return square.astype(np.uint8, copy=False)
+
+    def _wrap(self, obs: Any, info: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        flat = gym.spaces.flatten(self.env.observation_space, obs) if not isinstance(
+            self.env.observation_space, gym.spaces.Box) else np.asarray(obs).reshape(-1)
+        return {"image": self._frame()}, {**info, "joint_pos": np.asarray(flat, np.float64)}
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        return self._wrap(obs, info)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, term, trunc, info = self.env.step(action)
+        o, i = self._wrap(obs, info)
+        return o, reward, term, trunc, i
+
+
+def make_generic(cfg: CollectConfig) -> GymFrames:
+    """``gym.make(cfg.env, render_mode="rgb_array", **cfg.env_kwargs)`` as :class:`GymFrames`."""
+    try:
+        env = gym.make(cfg.env, render_mode="rgb_array", **cfg.env_kwargs)
+    except gym.error.Error as e:
+        raise ConfigError("env", f"gymnasium cannot make {cfg.env!r}: {e}") from None
+    return GymFrames(env, cfg.image_size)
+
+
 class _ExpertAgent:
     """The scene's scripted expert (reflexarc.sim.experts) behind the explorer's interface."""
 
@@ -208,6 +294,8 @@ def _load_expert(env_id: str) -> Any:
 
 def _make_env(cfg: CollectConfig) -> Any:
     def thunk() -> gym.Env:
+        if is_generic(cfg):
+            return make_generic(cfg)
         if cfg.backend == "toy" or cfg.env.startswith("reflexarc/Toy"):
             import reflexarc.policies.toy  # noqa: F401  (registers the toy scene)
         else:
@@ -294,8 +382,9 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     have = set(store.names())
     todo = [i for i in range(cfg.episodes) if episode_name(i) not in have]
     skipped = cfg.episodes - len(todo)
-    expert_factory = _load_expert(cfg.env) if cfg.expert_ratio > 0 else None
-    if cfg.expert_ratio > 0 and expert_factory is None:
+    generic = is_generic(cfg)
+    expert_factory = _load_expert(cfg.env) if cfg.expert_ratio > 0 and not generic else None
+    if cfg.expert_ratio > 0 and expert_factory is None and not generic:
         raise ConfigError("expert_ratio", f"no scripted expert for {cfg.env} (reflexarc.sim.experts.make_expert); use 0")
     if cfg.executor == "ray":
         from reflexarc.policies.collect_ray import collect_on_ray
@@ -307,7 +396,8 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     steps_done = extra.pop("steps")
     return {
-        "root": cfg.root, "env": cfg.env, "backend": cfg.backend, "executor": cfg.executor,
+        "root": cfg.root, "env": cfg.env, "backend": "gym" if generic else cfg.backend,
+        "executor": cfg.executor,
         "written": extra.pop("written"), "skipped": skipped, "steps": steps_done, **extra,
         "wall_s": round(wall, 1), "steps_per_s": round(steps_done / wall, 1) if wall > 0 else 0.0,
     }
@@ -352,6 +442,8 @@ def episode_meta(cfg: CollectConfig) -> dict[str, Any]:
     from reflexarc.sim.calibration import camera_calibration
 
     task = {v: k for k, v in ENV_IDS.items()}.get(cfg.env, "")
+    if is_generic(cfg):
+        task = ""
     meta: dict[str, Any] = {
         "task": task, "robot": "panda" if task else "", "version": __version__,
         "config": asdict(cfg),
@@ -378,30 +470,42 @@ def _run_batch(
     obs, info = envs.reset(seed=seeds)
     bufs: list[_EpisodeBuffer] = []
     agents: list[Any] = []
+    space = envs.single_action_space
+    generic = is_generic(cfg)
     for k, i in enumerate(indices):
         pick = _rng(cfg.seed, i, 1)
         expert = expert_factory is not None and pick.random() < cfg.expert_ratio
         rng = _rng(cfg.seed, i, 2)
-        agent = expert_factory(cfg.max_delta) if expert else Explorer(cfg.explore, cfg.max_delta, rng)
+        if generic:
+            agent: Any = RandomPlay(cfg.explore, space.low.reshape(-1), space.high.reshape(-1), rng)
+        elif expert:
+            agent = expert_factory(cfg.max_delta)
+        else:
+            agent = Explorer(cfg.explore, cfg.max_delta, rng)
         agents.append(agent)
-        meta = {"env": cfg.env, "backend": cfg.backend, "seed": cfg.seed, "index": i,
-                "reset_seed": seeds[k], "policy": f"explore-{agent.mode}" if not expert else "expert",
+        meta = {"env": cfg.env, "backend": "gym" if generic else cfg.backend, "seed": cfg.seed, "index": i,
+                "reset_seed": seeds[k], "policy": f"explore-{agent.mode}" if not expert or generic else "expert",
                 "control_hz": cfg.control_hz, "max_delta": cfg.max_delta, **common}
+        if generic:  # what reflexarc train scales the actions by (docs/world-model.md)
+            meta["action_space"] = {"low": space.low.reshape(-1).tolist(),
+                                    "high": space.high.reshape(-1).tolist()}
         bufs.append(_EpisodeBuffer(i, cfg.camera, dt_ns, meta))
         bufs[-1].observe(obs, info, k)
     steps = 0
     for _ in range(cfg.steps):
-        actions = np.zeros((n_envs, 4), np.float32)
+        actions = np.zeros((n_envs, int(np.prod(space.shape))), np.float32)
         for k, agent in enumerate(agents):
             if bufs[k].done:
                 continue
-            if isinstance(agent, Explorer):
+            if isinstance(agent, RandomPlay):
+                actions[k] = agent.act()
+            elif isinstance(agent, Explorer):
                 objs = _field(info, "object_pos", k)
                 block = None if objs is None or len(objs) == 0 else np.asarray(objs).reshape(-1, 3)[0]
                 actions[k] = agent.act(np.asarray(_field(info, "ee_pos", k)), block)
             else:
                 actions[k] = agent.act({key: _field(info, key, k) for key in info if not key.startswith("_")})
-        obs, _, term, trunc, info = envs.step(actions)
+        obs, _, term, trunc, info = envs.step(actions.reshape((n_envs, *space.shape)))
         for k in range(n_envs):
             if bufs[k].done:
                 continue

@@ -7,6 +7,11 @@ in [stamp_j, stamp_j+1), gripper = the last one); ``scene_state`` gives the priv
 end-effector and block positions used only by the evaluation probe. Training samples
 windows (frame t, actions t..t+H-1, frames t+1..t+H) by fancy indexing, without a
 per-sample Python loop.
+
+Actions of any dimension: ``action_dim=0`` takes it from the episodes (every episode must
+carry the same). Episodes of an env collected through the gymnasium adapter say their
+Box action space in their metadata (``action_space``); :func:`action_scales` turns it into
+the per-dimension scale the world model divides actions by.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class EpisodeData:
     proprio: Tensor | None
     names: list[str]
     object_name: str = ""
+    action_space: dict | None = None  # the episodes' metadata ``action_space`` (low, high), if any
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -90,6 +96,7 @@ class EpisodeData:
             block_pos=self.block_pos[mask],
             proprio=None if self.proprio is None else self.proprio[mask],
             names=[self.names[i] for i in keep], object_name=self.object_name,
+            action_space=self.action_space,
         )
 
 
@@ -105,13 +112,41 @@ def _latest_before(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.searchsorted(stamps, at, side="right") - 1
 
 
+def action_scales(space: dict | None, actions: Tensor) -> list[float]:
+    """Per-dimension action scale: max(|low|, |high|) of a Box ``space`` (finite bounds),
+    else the largest |action| in ``actions`` (N, A); at least 1e-6."""
+    a = actions.abs().amax(0).double() if len(actions) else torch.ones(actions.shape[1], dtype=torch.float64)
+    if space is not None:
+        lo = torch.tensor(space["low"], dtype=torch.float64).abs()
+        hi = torch.tensor(space["high"], dtype=torch.float64).abs()
+        bound = torch.maximum(lo, hi)
+        if len(bound) == len(a):
+            a = torch.where(torch.isfinite(bound), bound, a)
+    return [max(float(v), 1e-6) for v in a]
+
+
+def episode_action_dim(path: str | Path) -> int:
+    """Length of the actions on an episode's ``ee_action`` topic (DataError if none)."""
+    ep = Episode(path)
+    if "ee_action" not in ep.topics():
+        raise DataError(f"episode {path} has no topic 'ee_action': its action dimension is unknown")
+    act = np.asarray(ep.read("ee_action")["action"])
+    if act.ndim != 2 or act.shape[0] == 0:
+        raise DataError(f"episode {path}: 'ee_action' holds no action vectors")
+    return int(act.shape[1])
+
+
 def load_episode(
     path: str | Path, image_size: int = 64, camera: str = "front", action_dim: int = 4,
     with_proprio: bool = False, object_name: str = "",
 ) -> dict[str, np.ndarray]:
-    """One episode as aligned numpy arrays (see :class:`EpisodeData` for the fields)."""
+    """One episode as aligned numpy arrays (see :class:`EpisodeData` for the fields).
+
+    ``action_dim`` 0: the episode's own."""
     ep = Episode(path)
     topics = ep.topics()
+    if action_dim == 0:
+        action_dim = episode_action_dim(path) if "ee_action" in topics else 4
     cam = f"camera/{camera}"
     if cam not in topics:
         raise DataError(f"episode {path} has no topic {cam!r} (topics: {', '.join(topics)})")
@@ -128,14 +163,20 @@ def load_episode(
     count = np.zeros(n, np.int64)
     if "ee_action" in topics:
         act = ep.read("ee_action")
-        a = np.asarray(act["action"], np.float32).reshape(-1, action_dim)
+        a = np.asarray(act["action"], np.float32)
+        if a.ndim != 2 or a.shape[1] != action_dim:
+            raise DataError(f"episode {path}: 'ee_action' carries {a.shape[-1] if a.ndim else 0}-d "
+                            f"actions; expected {action_dim} (model.action_dim; 0 = from the episodes)")
         a_st = np.asarray(act["stamp_ns"], np.int64)
         j = _latest_before(stamps, a_st)
         ok = j >= 0
         j, a = j[ok], a[ok]
-        np.add.at(actions[:, :3], j, a[:, :3])  # displacements add up within a frame interval
         np.add.at(count, j, 1)
-        actions[j, 3:] = a[:, 3:]  # later ones overwrite: gripper = the last command
+        if "action_space" in ep.meta:  # an env's own actions (torques...): the last one holds
+            actions[j] = a
+        else:
+            np.add.at(actions[:, :3], j, a[:, :3])  # displacements add up within a frame interval
+            actions[j, 3:] = a[:, 3:]  # later ones overwrite: gripper = the last command
     valid = count > 0
     valid[-1] = False
 
@@ -183,9 +224,12 @@ def load_episodes(
         paths = paths[:max_episodes]
     if not paths:
         raise DataError(f"no episodes under {root}")
+    if action_dim == 0:
+        action_dim = episode_action_dim(paths[0])
     parts = [
         load_episode(p, image_size, camera, action_dim, with_proprio, object_name) for p in paths
     ]
+    space = Episode(paths[0]).meta.get("action_space")
     rgb = np.concatenate([p["rgb"] for p in parts])  # (N, S, S, 3)
     frames = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
     episode = np.concatenate([np.full(len(p["valid"]), i, np.int64) for i, p in enumerate(parts)])
@@ -200,6 +244,7 @@ def load_episodes(
         if with_proprio else None,
         names=[Path(p).name for p in paths],
         object_name=object_name,
+        action_space=space,
     )
 
 

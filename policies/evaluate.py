@@ -229,6 +229,7 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
     train_cfg = info.config.get("train", {})
     horizon = int(getattr(cfg, "horizon", 0) or train_cfg.get("optim", {}).get("horizon", 5))
     kw = {"image_size": info.model.image_size, "with_proprio": info.model.proprio_dim > 0,
+          "action_dim": info.model.action_dim,
           "camera": train_cfg.get("camera", "front"), "object_name": train_cfg.get("probe_object", "")}
     fit = load_episodes([fit_root / n for n in fit_names], **kw)
     test = load_episodes([root / n for n in test_names], **kw)

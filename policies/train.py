@@ -35,7 +35,7 @@ from reflexarc.policies.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from reflexarc.policies.data import EpisodeData, load_episodes, split_names
+from reflexarc.policies.data import EpisodeData, action_scales, load_episodes, split_names
 from reflexarc.policies.evaluate import evaluate, plot_evaluation
 from reflexarc.policies.world_model import ModelConfig, WorldModel, jepa_loss, world_model_loss
 from reflexarc.runtime.config import bounded, choice, register
@@ -81,9 +81,6 @@ class TrainConfig:
     threads: int = bounded(0, 0, 256)  # torch CPU threads; 0 = torch's default
     progress: bool = True
 
-    def validate(self) -> None:
-        if self.model.action_dim != 4:
-            raise ConfigError("model.action_dim", f"got {self.model.action_dim}; episodes carry 4-d EEAction")
 
 
 register("train_schema", TrainConfig)
@@ -241,11 +238,12 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
     torch.manual_seed(cfg.seed)
     if data is None:
         data = load_episodes(
-            cfg.data, cfg.model.image_size, cfg.camera, cfg.model.action_dim,
+            cfg.data, cfg.model.image_size, cfg.camera, 0,  # the episodes' action dimension
             with_proprio=cfg.model.proprio_dim > 0, max_episodes=cfg.max_episodes,
             object_name=cfg.probe_object,
         )
     t_loaded = time.perf_counter()
+    cfg = _with_actions(cfg, data)
     train_names, val_names = split_names(data.names, cfg.val_fraction, cfg.seed)
     train_data = data.subset(train_names)
     val_data = data.subset(val_names) if val_names else None
@@ -255,6 +253,9 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
         raise ConfigError("data", f"no window of {horizon + 1} consecutive frames in {cfg.data}")
 
     version, init_model = _next_version(cfg)
+    if init_model is not None and init_model.cfg.action_dim != cfg.model.action_dim:
+        raise ConfigError("init", f"{cfg.init} takes {init_model.cfg.action_dim}-d actions; the "
+                          f"episodes under {cfg.data} carry {cfg.model.action_dim}-d ones")
     model = init_model if init_model is not None else WorldModel(cfg.model)
     if init_model is not None and dataclasses.asdict(init_model.cfg) != dataclasses.asdict(cfg.model):
         cfg = dataclasses.replace(cfg, model=init_model.cfg)  # the checkpoint's architecture wins
@@ -363,6 +364,27 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
                                                "probe_r2_block", "min_latent_std", "collapsed")})
     summary["wall_s"] = round(time.perf_counter() - t_start, 1)
     return summary
+
+
+def _with_actions(cfg: TrainConfig, data: EpisodeData) -> TrainConfig:
+    """``cfg`` with the model's action dimension and scales taken from the episodes.
+
+    Episodes that say their action space (any env, collected through the gymnasium
+    adapter) or carry other than 4-d actions get per-dimension ``action_scales`` (the Box
+    bounds, else the largest |action|) unless given; the Panda's 4-d hand-action episodes
+    keep ``action_scale`` on the displacement (today's recipe)."""
+    dim = int(data.actions.shape[1])
+    mc = cfg.model
+    scales = list(mc.action_scales)
+    generic = data.action_space is not None or dim != 4
+    if scales and len(scales) != dim:
+        raise ConfigError("model.action_scales", f"got {len(scales)} values; the episodes under "
+                          f"{cfg.data} carry {dim}-d actions")
+    if generic and not scales:
+        scales = action_scales(data.action_space, data.actions[data.valid])
+    mc = dataclasses.replace(mc, action_dim=dim, action_scales=scales)
+    mc.validate()
+    return dataclasses.replace(cfg, model=mc)
 
 
 def _to_cpu(d: EpisodeData) -> EpisodeData:

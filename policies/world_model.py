@@ -36,6 +36,9 @@ class ModelConfig:
     predictor_layers: int = bounded(2, 1, 8)  # hidden layers of the predictor MLP
     action_dim: int = bounded(4, 1, 32)
     action_scale: float = bounded(0.05, 1e-6, None)  # |dx| that maps to 1 (env's clip)
+    # any action space: per-dimension scales, action_dim of them (train fills them from the
+    # episodes); empty: the Panda's hand action, dims 0-2 divided by action_scale
+    action_scales: list[float] = field(default_factory=list)
     proprio_dim: int = bounded(0, 0, 256)  # 0: image only
 
     def validate(self) -> None:
@@ -46,6 +49,10 @@ class ModelConfig:
                 "channels",
                 f"{len(self.channels)} stride-2 layers shrink a {self.image_size} px image below 1 px",
             )
+        if self.action_scales and (len(self.action_scales) != self.action_dim
+                                   or any(not float(v) > 0 for v in self.action_scales)):
+            raise ConfigError("action_scales", f"got {list(self.action_scales)!r}; need action_dim "
+                              f"({self.action_dim}) positive values, or none")
 
 
 def preprocess(images: Tensor) -> Tensor:
@@ -94,7 +101,8 @@ class Encoder(nn.Module):
 
 
 class Predictor(nn.Module):
-    """Residual action-conditioned dynamics: z' = z + MLP([z, a / action_scale])."""
+    """Residual action-conditioned dynamics: z' = z + MLP([z, a / scale]), scale per
+    dimension (``action_scales``) or, for the hand action, ``action_scale`` on dims 0-2."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -108,10 +116,18 @@ class Predictor(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
         self.register_buffer("action_scale", torch.tensor(float(cfg.action_scale)))
         self.action_scale: Tensor
+        # from the config (saved in config.json), so not part of the weights: checkpoints
+        # saved before it existed load unchanged
+        scales = torch.tensor([float(v) for v in cfg.action_scales], dtype=torch.float32)
+        self.register_buffer("action_scales", scales, persistent=False)
+        self.action_scales: Tensor
 
     def forward(self, z: Tensor, a: Tensor) -> Tensor:
         a = a.to(z.dtype)
-        a = torch.cat([a[..., :3] / self.action_scale, a[..., 3:]], dim=-1)
+        if self.action_scales.numel():
+            a = a / self.action_scales.to(z.dtype)
+        else:
+            a = torch.cat([a[..., :3] / self.action_scale, a[..., 3:]], dim=-1)
         return z + self.net(torch.cat([z, a], dim=-1))
 
 
@@ -119,8 +135,8 @@ class WorldModel(nn.Module):
     """Encoder, EMA target encoder and predictor, with the planner's verbs.
 
     Shapes: images (B, S, S, 3) uint8 (or (B, 3, S, S), or float already preprocessed),
-    latents (B, D), actions (B, A) or (B, H, A) with A = 4: (dx, dy, dz) in metres per
-    control step and gripper in [-1, 1].
+    latents (B, D), actions (B, A) or (B, H, A): for the Panda A = 4, (dx, dy, dz) in metres
+    per control step and gripper in [-1, 1]; for any other env, its own action vector.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
