@@ -1,0 +1,111 @@
+"""Any gymnasium env through collect -> train -> eval (issue 28, first step): a stock
+MuJoCo env the project does not ship (Reacher-v5: 2 joint torques in [-1, 1])."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reflexarc.policies.checkpoint import load_checkpoint
+from reflexarc.policies.collect import CollectConfig, ExploreConfig, RandomPlay, collect
+from reflexarc.policies.data import DataError, load_episodes
+from reflexarc.policies.evaluate import evaluate_model
+from reflexarc.policies.train import OptimConfig, TrainConfig, train
+from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.runtime.episode import Episode, list_episodes
+from reflexarc.runtime.errors import ConfigError
+
+pytest.importorskip("mujoco")
+
+
+@dataclasses.dataclass
+class EvalCfg:
+    model: str
+    data: str
+    out: str
+    seed: int = 0
+
+
+def test_random_play_stays_in_the_box_and_is_smooth() -> None:
+    low, high = np.array([-1.0, 0.0, -3.0]), np.array([1.0, 2.0, 3.0])
+    play = RandomPlay(ExploreConfig(), low, high, np.random.default_rng(0))
+    a = np.stack([play.act() for _ in range(400)])
+    assert a.shape == (400, 3) and a.dtype == np.float32
+    assert (a >= low - 1e-6).all() and (a <= high + 1e-6).all()
+    assert (a.std(0) > 0.1 * (high - low) / 2).all()  # it explores the range
+    # correlated in time: consecutive actions closer than independent draws
+    assert np.abs(np.diff(a, axis=0)).mean() < 0.7 * np.abs(a - a[rng_perm(len(a))]).mean()
+
+
+def rng_perm(n: int) -> np.ndarray:
+    return np.random.default_rng(1).permutation(n)
+
+
+@pytest.mark.slow
+def test_stock_env_collect_train_eval(tmp_path: Path) -> None:
+    root = tmp_path / "reacher"
+    s = collect(CollectConfig(env="Reacher-v5", image_size=32, root=str(root), episodes=3, steps=8,
+                              num_envs=1, vector="sync", progress=False,
+                              env_kwargs={"width": 64, "height": 64}))
+    assert s["written"] == 3 and s["steps"] == 24 and s["backend"] == "gym"
+    paths = list_episodes(root)
+    ep = Episode(paths[0])
+    meta = ep.meta
+    assert meta["action_space"] == {"low": [-1.0, -1.0], "high": [1.0, 1.0]}
+    act = np.asarray(ep.read("ee_action")["action"])
+    assert act.shape == (8, 2) and np.abs(act).max() <= 1.0 and act.std() > 0
+    assert np.asarray(ep.read("joint_state")["position"]).shape == (9, 10)  # Reacher's observation
+    rgb = np.asarray(ep.read("camera/front")["rgb"])
+    assert rgb.shape == (9, 32, 32, 3) and rgb.std() > 1  # rendered frames, not blank
+    # the same seed collects the same episodes
+    again = tmp_path / "again"
+    collect(CollectConfig(env="Reacher-v5", image_size=32, root=str(again), episodes=1, steps=8,
+                          num_envs=1, vector="sync", progress=False,
+                          env_kwargs={"width": 64, "height": 64}))
+    np.testing.assert_array_equal(np.asarray(Episode(list_episodes(again)[0]).read("ee_action")["action"]), act)
+
+    data = load_episodes(root, image_size=32, action_dim=0)
+    assert data.actions.shape == (27, 2)
+    np.testing.assert_allclose(data.actions[:8].numpy(), act)  # one action per frame, as taken
+    with pytest.raises(DataError, match="2-d actions; expected 4"):
+        load_episodes(root, image_size=32, action_dim=4)
+
+    cfg = TrainConfig(
+        data=str(root), run_dir=str(tmp_path / "run"),
+        model=ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32),
+        optim=OptimConfig(horizon=3, batch_size=8, warmup=2), steps=6, eval_every=0,
+        val_fraction=0.34, device="cpu", progress=False)
+    summary = train(cfg)
+    model, info = load_checkpoint(tmp_path / "run")
+    assert info.model.action_dim == 2 and info.model.action_scales == [1.0, 1.0]
+    assert len(summary["pred_error"]) == 3
+    result = evaluate_model(EvalCfg(str(tmp_path / "run"), str(root), str(tmp_path / "eval.json")))
+    assert len(result["pred_error"]) == len(result["baseline_error"]) == 3
+    assert all(np.isfinite(result["pred_error"])) and all(b > 0 for b in result["baseline_error"])
+    assert (tmp_path / "eval.png").is_file()
+    # a checkpoint of another action dimension cannot start training on these episodes
+    panda = WorldModel(ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32))
+    from reflexarc.policies.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "panda", panda, 1, {})
+    with pytest.raises(ConfigError, match="4-d actions"):
+        train(dataclasses.replace(cfg, run_dir=str(tmp_path / "run2"), init=str(tmp_path / "panda")))
+
+
+def test_per_dimension_scales_divide_each_action() -> None:
+    cfg = ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32,
+                      action_dim=2, action_scales=[2.0, 0.5])
+    model = WorldModel(cfg)
+    torch.nn.init.normal_(model.predictor.net[-1].weight)
+    z = torch.randn(5, 16)
+    a = torch.randn(5, 2)
+    plain = WorldModel(dataclasses.replace(cfg, action_scales=[1.0, 1.0]))
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.predictor(z, a), plain.predictor(z, a / torch.tensor([2.0, 0.5])))
+    assert "predictor.action_scales" not in model.state_dict()  # old checkpoints load unchanged
+    with pytest.raises(ConfigError, match="action_scales"):
+        ModelConfig(action_dim=2, action_scales=[1.0]).validate()
