@@ -667,7 +667,7 @@ class Launcher:
         return {
             "ok": not reasons,
             "reasons": reasons,
-            "warnings": self._warnings(rows),
+            "warnings": self._warnings(rows, episodes),
         } | top | {
             "clock": self.cfg.clock,
             "cpu_latency_us": self.cfg.cpu_latency_us,
@@ -693,16 +693,25 @@ class Launcher:
                 reasons.append(f"{name} exited with {p.exit_code} when asked to stop")
             if p.last_state == "fault":
                 reasons.append(f"{name} ended in fault")
-            wanted = p.entry.args.get("episodes")
-            if name in episodes and isinstance(wanted, int) and episodes[name] < wanted:
-                later.append(f"{name} ran {episodes[name]} of {wanted} episodes "
-                             f"(ended by: {self.reason})")
+            if not self.cfg.duration_s:  # a duration caps the run: it is said in warnings
+                later += self._short_of_episodes(name, episodes)
         reasons += later
         return reasons
 
-    def _warnings(self, rows: list[dict[str, Any]]) -> list[str]:
+    def _short_of_episodes(self, name: str, episodes: dict[str, int]) -> list[str]:
+        """The node's episodes when it ran fewer than its ``episodes`` argument asked for."""
+        wanted = self.procs[name].entry.args.get("episodes")
+        if name in episodes and isinstance(wanted, int) and episodes[name] < wanted:
+            return [f"{name} ran {episodes[name]} of {wanted} episodes (ended by: {self.reason})"]
+        return []
+
+    def _warnings(self, rows: list[dict[str, Any]], episodes: dict[str, int]) -> list[str]:
         """What degraded the run, one line per kind, each with what to change."""
         out = []
+        if self.cfg.duration_s:
+            out += [f"{short} within duration_s={self.cfg.duration_s:g}: a longer duration_s, "
+                    "or duration_s=0 to run every episode"
+                    for name in self.procs for short in self._short_of_episodes(name, episodes)]
         cpus = len(os.sched_getaffinity(0))
         load = f"load {self.loadavg_max:.1f} on {cpus} CPUs"
         procs = self.procs
