@@ -72,8 +72,11 @@ class Recorder(Node):
                     seen[0] += 1
                     seen[2] = msg.stamp_ns
         if time.monotonic() - self.last_rotate >= self.cfg.part_seconds / ROTATE_CHECKS:
+            part = self.writer.part_index
             self.writer.maybe_rotate()
-            if self.writer.messages_written:  # kept current: a killed recorder leaves it too
+            # rewritten as each part closes, when every message counted is in a closed part:
+            # a killed recorder leaves the metadata of the parts it left on disk
+            if self.writer.part_index != part:
                 write_meta(self.writer.path, self.closing_meta())
             self.last_rotate = time.monotonic()
         return ()
