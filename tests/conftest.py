@@ -75,6 +75,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 LEAK_JOIN_S = 5.0  # how long a test's threads get to end after it
 
 
+def _library_threads() -> set[threading.Thread]:
+    """Daemon threads a library keeps for the life of the process once it needs one, not a
+    test's to end: pyzmq's garbage collector for zero-copy frames and tqdm's monitor."""
+    from tqdm.std import TMonitor
+    from zmq.utils.garbage import gc as zmq_gc
+
+    keep = {t for t in threading.enumerate() if isinstance(t, TMonitor)}
+    if zmq_gc.thread is not None:
+        keep.add(zmq_gc.thread)
+    return keep
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Every thread a test starts must end with it: one left running keeps sockets (and
@@ -83,7 +95,7 @@ def no_leaked_threads():
     yield
     deadline = time.monotonic() + LEAK_JOIN_S
     leaked = []
-    for t in set(threading.enumerate()) - before:
+    for t in set(threading.enumerate()) - before - _library_threads():
         t.join(max(0.0, deadline - time.monotonic()))
         if t.is_alive():
             leaked.append(t.name)
