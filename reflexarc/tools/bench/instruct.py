@@ -43,6 +43,7 @@ import numpy as np
 from reflexarc.planner.instruct.instructor import InstructConfig, Instructor
 from reflexarc.planner.instruct.scene import SceneInfo
 from reflexarc.planner.instruct.testing import ChatServer, reply
+from reflexarc.runtime.progress import Progress
 
 SAMPLE = (
     "push the red block to the left",
@@ -330,10 +331,15 @@ def bench_instruct(cfg: Any) -> list[dict[str, Any]]:
     fast = bench_fast(repeats=50 if cfg.quick else 200)
     rows: list[dict[str, Any]] = [{"variant": "fast_path", "sched": "", "ok": True,
                                    "step50_us": fast["p50_us"], "step99_us": fast["p99_us"]}]
-    for sched in ["timeshared"] if cfg.quick else list(SCHEDULING):
+    scheds = ["timeshared"] if cfg.quick else list(SCHEDULING)
+    progress = Progress("bench instruct", len(scheds), "schedulings", every_s=0.0)
+    progress.update(0, "fast path done")
+    for done, sched in enumerate(scheds):
         rt = SCHEDULING[sched]
-        for r in (measure_no_instruct(cfg.backend, seconds, rt_priority=rt)
-                  + measure_hang(cfg.backend, seconds, rt_priority=rt)):
+        measured = (measure_no_instruct(cfg.backend, seconds, rt_priority=rt)
+                    + measure_hang(cfg.backend, seconds, rt_priority=rt))
+        progress.update(done + 1, sched)
+        for r in measured:
             rows.append({
                 "variant": r["variant"], "sched": sched, "ok": r["ok"], "rate_hz": r.get("rate_hz"),
                 "miss_share": r.get("miss_share"), "jit50_us": r.get("jitter_p50_us"),
