@@ -589,6 +589,7 @@ class Launcher:
 
     def _stop_all(self) -> None:
         live = [p for p in self.procs.values() if p.popen is not None and p.popen.poll() is None]
+        stopping = list(live)  # every node running at the stop, ended in the grace or after it
         clock = self.procs.get("clock") if self.cfg.clock == "lockstep" else None
         if self.ok and clock is not None and clock.finished and not self.reason.startswith("SIG"):
             # the clock's final tick ends every node by itself: let them close their files
@@ -628,7 +629,7 @@ class Launcher:
                     else:
                         p.slow_stop = True
             time.sleep(0.02)
-        for p in live:
+        for p in stopping:
             if p.fd >= 0:  # its last records (the pipe keeps them after the process ends)
                 self._read(p, time.monotonic())
             if p.exit_code is None:
