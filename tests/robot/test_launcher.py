@@ -320,7 +320,9 @@ def test_a_starved_node_is_not_taken_for_a_hung_one(run_dir: Path) -> None:
     summary = json.loads(out.read_text())
     assert res.returncode == 0 and summary["ok"] is True, summary["reasons"]
     assert [e for e in summary["events"] if e["event"] != "up"] == []
-    assert any("busy" in w for w in summary["warnings"]), summary["warnings"]
+    # the warnings name the starved sink (the machine's 1-minute load average, behind the
+    # "busy" warning, need not rise within a 6 s run)
+    assert any("sink" in w for w in summary["warnings"]), summary["warnings"]
 
 
 def test_a_run_whose_node_ends_in_fault_is_not_ok(run_dir: Path) -> None:
