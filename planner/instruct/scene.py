@@ -1,7 +1,7 @@
 """What the instruct node knows about the scene: objects, where they are, where goals may go.
 
 :class:`SceneInfo` is filled from the simulator's :class:`reflexarc.runtime.msgs.SceneState` (or built by
-hand on a real robot). The default is the default table scene of CONTRACTS.md: three 5 cm
+hand on a real robot). The default is the default table scene (docs/architecture.md, "Conventions"): three 5 cm
 blocks named by colour on a table whose top is z = 0, targets inside x in [0.35, 0.65],
 y in [-0.25, 0.25] (world frame = Panda base: x forward, y left, z up, metres).
 """
@@ -67,7 +67,7 @@ _Y_RANGE = (-0.25, 0.25)
 class SceneInfo:
     """The scene as the instruct node sees it.
 
-    ``x_range``/``y_range`` bound every target (the target area of CONTRACTS.md),
+    ``x_range``/``y_range`` bound every target (the target area, docs/architecture.md, "Conventions"),
     ``z_range`` bounds target heights. ``places`` maps place names to (x, y).
     ``reach_height`` is the end-effector height above the table for a reach to a place;
     ``clearance`` the gap left between two blocks placed next to each other.
