@@ -55,6 +55,7 @@ from reflexarc.runtime import config
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import NodeError
 from reflexarc.runtime.msgs import INFRA_TOPICS, Ack, Heartbeat, Message, Tick
+from reflexarc.runtime.targets import import_object
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +206,7 @@ class NodeSpec:
 
 def import_target(target: str) -> type[Node]:
     """Resolve ``package.module:Class`` to a Node subclass."""
-    import importlib
-
-    module, _, cls_name = target.partition(":")
-    if not cls_name:
-        raise NodeError(f"node target {target!r} must look like 'package.module:Class'")
-    try:
-        cls = getattr(importlib.import_module(module), cls_name)
-    except (ImportError, AttributeError) as e:
-        raise NodeError(f"cannot import node target {target!r}: {e}") from None
+    cls = import_object(target, NodeError, "node target")
     if not (isinstance(cls, type) and issubclass(cls, Node)):
         raise NodeError(f"node target {target!r} is not a reflexarc.runtime.node.Node subclass")
     return cls

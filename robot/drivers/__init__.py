@@ -20,13 +20,13 @@ Besides the protocol's five methods a driver may have (the bridge looks them up)
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from reflexarc.runtime.errors import ReflexarcError
 from reflexarc.runtime.msgs import JointCommand
+from reflexarc.runtime.targets import import_object
 
 
 class DriverError(ReflexarcError):
@@ -98,13 +98,7 @@ MOVED = {"reflexarc.robot.drivers.pretend:PretendDriver": "reflexarc.sim.pretend
 
 def load_driver(target: str, args: dict[str, Any] | None = None) -> Driver:
     """Build the driver ``package.module:Class`` with keyword arguments ``args``."""
-    module, _, name = MOVED.get(target, target).partition(":")
-    if not name:
-        raise DriverError(f"driver {target!r} must look like 'package.module:Class'")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise DriverError(f"cannot import driver {target!r}: {e}") from None
+    cls = import_object(MOVED.get(target, target), DriverError, "driver")
     try:
         driver = cls(**(args or {}))
     except TypeError as e:
