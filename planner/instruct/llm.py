@@ -30,6 +30,13 @@ ENV_BASE_URL = "REFLEXARC_LLM_BASE_URL"
 ENV_MODEL = "REFLEXARC_LLM_MODEL"
 ENV_API_KEYS = ("REFLEXARC_LLM_API_KEY", "OPENAI_API_KEY")
 MAX_REPLY_BYTES = 256 * 1024
+"""A reply body longer than this is refused without being read further."""
+MAX_REPLY_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in a reply (a task spec needs 5 in its
+chat-completion envelope, 2 in its content). Deeper replies are refused before parsing:
+``json`` recurses once per level and would raise RecursionError on a deeply nested reply."""
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
 
 class Secret:
@@ -180,21 +187,20 @@ class LLMClient:
                 time.sleep(min(0.05 * 2 ** (attempt - 1), 0.5))
             self.calls += 1
             try:
-                resp = self._http.post(url, json=body)
+                status, data = self._post(url, body)
             except httpx.TimeoutException:
                 last = LLMError("timeout", f"no reply from {self.base_url} within {self.timeout_s:g} s")
                 continue
             except httpx.HTTPError as e:
                 last = LLMError("connection", self._key.redact(f"{type(e).__name__}: {e}"))
                 continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = LLMError("http", f"HTTP {resp.status_code} from {self.base_url}")
+            if status == 429 or status >= 500:
+                last = LLMError("http", f"HTTP {status} from {self.base_url}")
                 continue
-            if resp.status_code != 200:
-                raise LLMError(
-                    "http", f"HTTP {resp.status_code} from {self.base_url}: {self._snippet(resp.text)}"
-                )
-            return self._content(resp)
+            text = data.decode("utf-8", "replace")
+            if status != 200:
+                raise LLMError("http", f"HTTP {status} from {self.base_url}: {self._snippet(text)}")
+            return self._content(data, text)
         if self.retries:
             raise LLMError(last.kind, f"{last.detail} ({self.retries + 1} attempts)")
         raise last
@@ -203,15 +209,32 @@ class LLMClient:
         text = self._key.redact(text[:200]).replace("\n", " ")
         return re.sub(r"[^\x20-\x7e]", "?", text)
 
-    def _content(self, resp: httpx.Response) -> dict[str, Any]:
-        if len(resp.content) > MAX_REPLY_BYTES:
-            raise LLMError("malformed", f"reply of {len(resp.content)} bytes > {MAX_REPLY_BYTES}")
+    def _post(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """POST ``body``; the status and at most :data:`MAX_REPLY_BYTES` of the reply.
+
+        Raises LLMError("malformed") as soon as the reply is longer: a server that sends
+        megabytes is not read to the end.
+        """
+        with self._http.stream("POST", url, json=body) as resp:
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_REPLY_BYTES:
+                raise LLMError("malformed", f"reply of {int(declared)} bytes > {MAX_REPLY_BYTES} bytes allowed")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise LLMError("malformed", f"reply longer than the {MAX_REPLY_BYTES} bytes allowed")
+                chunks.append(chunk)
+            return resp.status_code, b"".join(chunks)
+
+    def _content(self, data: bytes, text: str) -> dict[str, Any]:
+        _check_depth(data, "reply")
         try:
-            data = resp.json()
-            message = data["choices"][0]["message"]
+            message = json.loads(data)["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise LLMError(
-                "malformed", f"not a chat completion: {self._snippet(resp.text)!r}"
+                "malformed", f"not a chat completion: {self._snippet(text)!r}"
             ) from None
         if not isinstance(message, dict):
             raise LLMError("malformed", "choices[0].message is not an object")
@@ -223,6 +246,7 @@ class LLMClient:
         text = content.strip()
         if text.startswith("```"):  # some servers wrap JSON in a code fence
             text = re.sub(r"^```[a-zA-Z]*\s*|\s*```$", "", text)
+        _check_depth(text.encode("utf-8", "replace"), "content")
         try:
             obj = json.loads(text)
         except ValueError:
@@ -230,3 +254,25 @@ class LLMClient:
         if not isinstance(obj, dict):
             raise LLMError("malformed", f"content is JSON but not an object: {self._snippet(text)!r}")
         return obj
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``data`` (0 for a scalar), found
+    without parsing: strings are blanked, then brackets are counted. Linear in ``len(data)``,
+    and it never recurses, so any input is safe to measure. Unbalanced input gives a depth
+    that may be off; the parser that runs next rejects it."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data))
+    depth = deepest = 0
+    for c in brackets:
+        if c in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _check_depth(data: bytes, what: str) -> None:
+    depth = json_depth(data)
+    if depth > MAX_REPLY_DEPTH:
+        raise LLMError("malformed", f"{what} nests {depth} levels deep; at most {MAX_REPLY_DEPTH} are allowed")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -126,6 +127,47 @@ def test_bad_replies_are_refused_with_a_clear_message(
     inst.understand(TEXT, SCENE)
     assert len(server.requests) > n
     inst.close()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (json.dumps(completion(DEEP)).encode(), r"LLM malformed: content nests 100000 levels deep; at most 32"),
+        (('{"choices": ' + DEEP + "}").encode(), r"LLM malformed: reply nests 100001 levels deep; at most 32"),
+        (json.dumps(completion("x" * 5_000_000)).encode(), r"LLM malformed: reply of \d+ bytes > 262144 bytes allowed"),
+    ],
+    ids=["deep-content", "deep-envelope", "5-MB"],
+)
+def test_a_reply_too_deep_or_too_large_is_a_counted_refusal(
+    serve: Any, tmp_path: Path, body: bytes, message: str
+) -> None:
+    server = serve(("raw", 200, body))
+    inst = instructor(server, tmp_path)
+    spec = inst.understand(TEXT, SCENE)  # no RecursionError, no MemoryError
+    assert spec.refusal and spec.source == "llm" and spec.task == ""
+    assert re.search(message, spec.refusal), spec.refusal
+    assert inst.counts["refused"] == 1 and inst.counts["llm"] == 0
+    inst.close()
+
+
+def test_a_reply_without_a_declared_length_is_not_read_past_the_bound() -> None:
+    sent: list[int] = []
+
+    def endless() -> Iterator[bytes]:  # a server that never stops sending
+        for _ in range(10_000):
+            sent.append(1)
+            yield b" " * 65536
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=endless()))
+    with (
+        LLMClient("http://llm.test/v1", "m", transport=transport) as client,
+        pytest.raises(LLMError, match=r"longer than the 262144 bytes allowed"),
+    ):
+        client.chat_json([{"role": "user", "content": "hi"}], {"type": "object"})
+    assert len(sent) <= 6  # stopped after about 256 KiB, not 640 MB
 
 
 def test_retries_are_bounded_and_recover_from_server_errors(serve: Any, tmp_path: Path) -> None:
