@@ -32,24 +32,86 @@ class RobotError(ReflexarcError):
 
 @dataclass(frozen=True)
 class Gripper:
-    """A parallel gripper of two prismatic fingers driven together.
+    """A two-finger gripper whose joints all move with one command.
 
-    ``finger_max`` is the travel of one finger (the opening is twice it); ``force`` the
-    effort limit of one finger. Gripper commands are in [-1 closed, 1 open].
+    Two kinds, both read the same way: every joint's position is linear in the opening,
+    from ``closed_q`` (opening 0) to ``open_q`` (opening ``max_opening``):
+
+    - prismatic fingers (the Panda): ``joints`` are the two fingers, each travelling
+      ``finger_max`` m (the defaults: ``open_q`` = ``finger_max``, ``closed_q`` = 0);
+    - a linkage (the xArm gripper): ``joints[0]`` drives and the others follow it as the
+      URDF's ``<mimic>`` elements say (``mimic=True``); ``open_q`` / ``closed_q`` are the
+      joints' angles (rad) when open and closed, ``finger_max`` half the opening between
+      the finger pads (m) when open.
+
+    ``force`` is the effort limit of one joint (N or N m); ``kp`` and ``kd`` the gains of
+    the MuJoCo scene's position servo on the actuated joints (N/m or N m/rad, and per
+    m/s or rad/s). Gripper commands are in [-1 closed, 1 open].
     """
 
-    joints: tuple[str, str]
+    joints: tuple[str, ...]
     finger_max: float  # m
-    force: float  # N
+    force: float  # N (prismatic) or N m (revolute), one joint
+    open_q: tuple[float, ...] | None = None  # default: finger_max on every joint
+    closed_q: tuple[float, ...] | None = None  # default: 0 on every joint
+    mimic: bool = False  # joints[1:] follow joints[0] (a linkage)
+    kp: float = 1000.0
+    kd: float = 20.0
+
+    def __post_init__(self) -> None:
+        m = len(self.joints)
+        for key in ("open_q", "closed_q"):
+            v = getattr(self, key)
+            if v is not None and (len(v) != m or not np.all(np.isfinite(v))):
+                raise RobotError(f"gripper {key} needs {m} finite values (one per gripper "
+                                 f"joint), got {v}")
+        if m < 1 or not self.finger_max > 0 or not self.force > 0:
+            raise RobotError("a gripper needs joints, finger_max > 0 and force > 0")
+        if np.any(self.q_open == self.q_closed):
+            raise RobotError(f"gripper open_q {self.open_q} and closed_q {self.closed_q} must "
+                             "differ on every joint")
+
+    @property
+    def q_open(self) -> np.ndarray:
+        """Joint positions (m,) when fully open."""
+        m = len(self.joints)
+        return np.full(m, self.finger_max) if self.open_q is None else np.array(self.open_q)
+
+    @property
+    def q_closed(self) -> np.ndarray:
+        """Joint positions (m,) when closed."""
+        return np.zeros(len(self.joints)) if self.closed_q is None else np.array(self.closed_q)
 
     @property
     def max_opening(self) -> float:
         """Full opening between the fingers, m."""
         return 2.0 * self.finger_max
 
+    def joint_positions(self, opening: float) -> np.ndarray:
+        """The gripper joints' positions (m,) at an opening (m, clipped to the range)."""
+        s = float(np.clip(opening / self.max_opening, 0.0, 1.0))
+        closed = self.q_closed
+        return closed + s * (self.q_open - closed)
+
+    def joint_targets(self, command: float) -> np.ndarray:
+        """The gripper joints' position targets (m,) for a command in [-1 close, 1 open]."""
+        return self.joint_positions(self.opening_for(command))
+
+    def opening_for(self, command: float) -> float:
+        """The opening (m) a command in [-1 close, 1 open] asks for."""
+        return float(np.clip(0.5 * (command + 1.0), 0.0, 1.0) * self.max_opening)
+
+    def opening(self, q: np.ndarray) -> float:
+        """The opening (m) at measured gripper joint positions ``q`` (m,): the mean share
+        of every joint's travel (the Panda: the sum of the two fingers)."""
+        closed = self.q_closed
+        share = (np.asarray(q, dtype=float) - closed) / (self.q_open - closed)
+        return float(np.mean(share) * self.max_opening)
+
     def finger_target(self, command: float) -> float:
-        """One finger's position in [0, finger_max] m for a command in [-1 close, 1 open]."""
-        return float(np.clip(0.5 * (command + 1.0), 0.0, 1.0) * self.finger_max)
+        """Half the opening (m) a command in [-1 close, 1 open] asks for: one prismatic
+        finger's position."""
+        return 0.5 * self.opening_for(command)
 
     def command(self, opening: float) -> float:
         """The command in [-1, 1] that holds a measured ``opening`` (m, both fingers)."""
@@ -82,6 +144,8 @@ class RobotDescription:
     kp: tuple[float, ...]  # N m/rad: joint PD of the scenes' position mode
     kd: tuple[float, ...]  # N m s/rad
     workspace: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]  # EE box
+    # the tasks' table area (x, y) m: targets lie in it, blocks spawn 5 cm inside it
+    table_area: tuple[tuple[float, float], tuple[float, float]] = ((0.35, 0.65), (-0.25, 0.25))
     gripper: Gripper | None = None
     # Cartesian limits of the end effector: speed m/s, acceleration m/s^2, angular speed rad/s
     ee_speed_max: float = float("inf")
@@ -92,6 +156,18 @@ class RobotDescription:
     ee_down: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 0.0)
     # folder swap that draws the simpler collision meshes instead of the visual ones
     collision_meshes: tuple[str, str] | None = None
+    # the end-effector frame's origin in ee_link's frame, m: a tool-centre point beyond the
+    # link (the xArm's fingertips), where the site ``ee_site`` sits
+    ee_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # the scenes' roles of links (URDF link names): drawn dark; the hand and every gripper
+    # link (no contacts among them); the fingers (the frictional pads); links that never
+    # reach the table or the blocks (no contacts at all: a large saving in both sims)
+    dark_links: tuple[str, ...] = ()
+    gripper_links: tuple[str, ...] = ()
+    finger_links: tuple[str, ...] = ()
+    no_collision_links: tuple[str, ...] = ()
+    # the wrist camera's position in ``hand_link``'s frame, m (it looks along the link's z)
+    wrist_camera: tuple[float, float, float] = (0.06, 0.0, 0.02)
 
     def __post_init__(self) -> None:
         n = len(self.arm_joints)
@@ -112,6 +188,12 @@ class RobotDescription:
         ws = np.asarray(self.workspace, dtype=float)
         if ws.shape != (3, 2) or not np.all(ws[:, 0] < ws[:, 1]):
             raise RobotError(f"robot {self.name!r}: workspace is 3 (low, high) pairs, low < high")
+        area = np.asarray(self.table_area, dtype=float)
+        if area.shape != (2, 2) or not np.all(area[:, 1] - area[:, 0] > 0.1):
+            raise RobotError(f"robot {self.name!r}: table_area is 2 (low, high) pairs (x, y), "
+                             "each at least 0.1 m wide")
+        if len(self.ee_offset) != 3 or not np.all(np.isfinite(self.ee_offset)):
+            raise RobotError(f"robot {self.name!r}: ee_offset is 3 finite values (m)")
         if abs(float(np.linalg.norm(self.ee_down)) - 1.0) > 1e-6:
             raise RobotError(f"robot {self.name!r}: ee_down must be a unit quaternion")
 
@@ -166,6 +248,11 @@ class RobotDescription:
         return np.array(self.workspace, dtype=float)
 
     @property
+    def table_box(self) -> np.ndarray:
+        """The tasks' table area (2, 2) m: (low, high) for x, y."""
+        return np.array(self.table_area, dtype=float)
+
+    @property
     def ee_down_quat(self) -> np.ndarray:
         """Hand-down orientation (4,) wxyz."""
         return np.array(self.ee_down, dtype=float)
@@ -182,7 +269,7 @@ class RobotDescription:
 
     @property
     def finger_max(self) -> float:
-        """One finger's travel, m (0 without a gripper)."""
+        """Half the gripper's full opening, m (0 without a gripper)."""
         return self.gripper.finger_max if self.gripper is not None else 0.0
 
     # -- model -----------------------------------------------------------------------------
@@ -232,7 +319,8 @@ class RobotDescription:
 
         spec = mujoco.MjSpec.from_string(self.urdf_text(meshes, mujoco_compiler=True))
         spec.modelname = self.name
-        spec.body(self.ee_link).add_site(name=self.ee_site, size=[0.005, 0.005, 0.005], group=4)
+        spec.body(self.ee_link).add_site(name=self.ee_site, pos=list(self.ee_offset),
+                                         size=[0.005, 0.005, 0.005], group=4)
         return spec
 
     def mj_model(self) -> mujoco.MjModel:

@@ -31,9 +31,9 @@ class ArmKinematics:
 
     Args:
         robot: the arm's description (default: the Panda).
-        model: a model whose first ``dof`` joints are the arm (and next two the fingers,
-            if the robot has a gripper), with the site ``robot.ee_site`` -- e.g. a whole
-            scene. Default: the robot alone (:meth:`RobotDescription.mj_model`).
+        model: a model whose first ``dof`` joints are the arm (and the next ones the
+            gripper's joints, if the robot has a gripper), with the site ``robot.ee_site``
+            -- e.g. a whole scene. Default: the robot alone (:meth:`RobotDescription.mj_model`).
     """
 
     def __init__(self, robot: RobotDescription | None = None,
@@ -52,9 +52,12 @@ class ArmKinematics:
         self.n = n
         self.ref = mujoco.MjData(model)  # kinematics at a reference (fk, jacobian, IK)
         self.meas = mujoco.MjData(model)  # dynamics at the measured state (bias, mass)
-        self.fingers = self.robot.gripper is not None and model.nq >= n + 2
+        grip = self.robot.gripper
+        self.n_grip = len(grip.joints) if grip is not None else 0  # gripper joints after the arm
+        self.fingers = grip is not None and model.nq >= n + self.n_grip
+        self._opening = np.nan  # the gripper opening last written into self.meas
         if self.fingers:
-            self.ref.qpos[n:n + 2] = self.robot.finger_max
+            self.ref.qpos[n:n + self.n_grip] = grip.q_open
         self._jac = np.zeros((6, model.nv))  # (6, nv): rows vx vy vz wx wy wz
         self._bias = np.zeros(model.nv)
         self._mass = np.zeros((model.nv, model.nv))
@@ -84,8 +87,9 @@ class ArmKinematics:
         A view, overwritten by the next call."""
         m, d, n = self.model, self.meas, self.n
         d.qpos[:n] = q
-        if self.fingers:
-            d.qpos[n:n + 2] = 0.5 * gripper
+        if self.fingers and gripper != self._opening:
+            d.qpos[n:n + self.n_grip] = self.robot.gripper.joint_positions(gripper)
+            self._opening = gripper
         d.qvel[:] = 0.0
         if dq is not None:
             d.qvel[:n] = dq

@@ -42,6 +42,11 @@ DESCRIPTION = RobotDescription(
     ee_site="ee",
     ee_down=(0.0, 1.0, 0.0, 0.0),  # a half turn about x
     collision_meshes=("meshes/visual/", "meshes/collision/"),
+    dark_links=("panda_link7", "panda_hand", "panda_leftfinger", "panda_rightfinger"),
+    gripper_links=("panda_hand", "panda_leftfinger", "panda_rightfinger"),
+    finger_links=("panda_leftfinger", "panda_rightfinger"),
+    no_collision_links=tuple(f"panda_link{i}" for i in range(7)),
+    wrist_camera=(0.06, 0.0, 0.02),
 )
 
 PANDA = DESCRIPTION

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from reflexarc.robot.description import RobotDescription
 from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.errors import ReflexarcError
 
@@ -48,8 +49,9 @@ FLOOR_RGBA = (0.3, 0.32, 0.35, 1.0)
 ROBOT_RGBA = (0.92, 0.92, 0.92, 1.0)
 HAND_RGBA = (0.25, 0.25, 0.25, 1.0)
 
-SPAWN = np.array([[0.4, 0.6], [-0.2, 0.2]])  # (2, 2) block spawn area
-TARGETS = np.array([[0.35, 0.65], [-0.25, 0.25]])  # (2, 2) target area
+SPAWN_MARGIN = 0.05  # m blocks spawn inside the robot's table area (RobotDescription.table_area)
+TARGETS = PANDA.table_box  # (2, 2) the Panda's target area
+SPAWN = TARGETS + [SPAWN_MARGIN, -SPAWN_MARGIN]  # (2, 2) the Panda's block spawn area
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class CameraSpec:
         return np.stack([x, y])
 
 
+HAND = "hand"  # CameraSpec.body of a camera on the robot's hand
+
+
 def _look(eye: tuple[float, float, float], target: tuple[float, float, float]):
     return tuple(float(t - e) for e, t in zip(eye, target, strict=True))
 
@@ -89,7 +94,16 @@ def _look(eye: tuple[float, float, float], target: tuple[float, float, float]):
 FRONT_EYE = (1.25, 0.5, 0.75)
 CAMERAS: dict[str, CameraSpec] = {
     "front": CameraSpec("front", FRONT_EYE, _look(FRONT_EYE, (0.45, 0.0, 0.12)), (0, 0, 1), 50.0),
+    # on the robot's hand (RobotDescription.hand_link, at its wrist_camera position)
     "wrist": CameraSpec(
-        "wrist", (0.06, 0.0, 0.02), (0.0, 0.0, 1.0), (1.0, 0.0, 0.0), 75.0, PANDA.hand_link
+        "wrist", PANDA.wrist_camera, (0.0, 0.0, 1.0), (1.0, 0.0, 0.0), 75.0, HAND
     ),
 }
+
+
+def robot_camera(cam: CameraSpec, robot: RobotDescription) -> CameraSpec:
+    """``cam`` on ``robot``: a camera on the hand rides on its ``hand_link`` at its
+    ``wrist_camera`` position; a camera fixed in the world is returned as is."""
+    if cam.body != HAND:
+        return cam
+    return replace(cam, body=robot.hand_link, pos=robot.wrist_camera)

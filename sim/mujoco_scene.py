@@ -1,14 +1,17 @@
-"""MuJoCo backend: the Panda compiled from the pybullet_data URDF, plus our own additions.
+"""MuJoCo backend: the robot compiled from its description's URDF, plus our own additions.
 
-:func:`panda_spec` takes the robot's MuJoCo spec from its description (URDF and the
+:func:`robot_spec` takes the robot's MuJoCo spec from its description (URDF and the
 end-effector site, :meth:`reflexarc.robot.description.RobotDescription.mj_spec`) and adds
 what the URDF lacks: joint actuators (torque, switched to a joint PD when position
-commands are used), the two finger position actuators, the wrist camera and colours. :func:`scene_spec` adds the table, the blocks, the fixed cameras and the light,
-with shadows, reflections and skybox off so headless EGL rendering is fast.
+commands are used), the gripper's position servo, the wrist camera and colours. A linkage
+gripper (the xArm's) keeps the equality constraints MuJoCo's URDF compiler makes of its
+``<mimic>`` joints, and the servo drives its first joint. :func:`scene_spec` adds the
+table, the blocks, the fixed cameras and the light, with shadows, reflections and skybox
+off so headless EGL rendering is fast.
 
-For controllers: :func:`panda_model` returns the robot alone as an ``MjModel`` whose qpos
-is (7 arm joints, 2 fingers) -- the same layout as the start of every scene's qpos -- so
-``mj_jacSite(model, data, jacp, jacr, model.site("ee").id)`` and ``mj_rne`` give the
+For controllers: :func:`robot_model` returns the robot alone as an ``MjModel`` whose qpos
+is (arm joints, gripper joints) -- the same layout as the start of every scene's qpos --
+so ``mj_jacSite(model, data, jacp, jacr, model.site("ee").id)`` and ``mj_rne`` give the
 Jacobian and gravity/Coriolis torques of the simulated robot.
 """
 
@@ -20,8 +23,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from reflexarc.robot.description import compile_spec
-from reflexarc.robot.panda import PANDA
+from reflexarc.robot.description import RobotDescription, compile_spec, robot_description
 from reflexarc.sim.assets import (
     BLOCK_COLORS,
     BLOCK_MASS,
@@ -37,6 +39,7 @@ from reflexarc.sim.assets import (
     CameraSpec,
     SceneError,
     has_display,
+    robot_camera,
 )
 from reflexarc.sim.scene import (
     JointSample,
@@ -48,12 +51,6 @@ from reflexarc.sim.scene import (
     scene_gripper,
 )
 
-FINGER_KP = 1000.0  # N/m
-FINGER_KV = 20.0  # N s/m
-_DARK_LINKS = ("panda_link7", "panda_hand", "panda_leftfinger", "panda_rightfinger")
-# Arm links that never touch the table or the blocks in the workspace: no collision,
-# as in the PyBullet scene (a large saving in both).
-_NO_COLLISION = tuple(f"panda_link{i}" for i in range(7))
 _COLLISION_GROUP = 3  # hidden when rendering
 _STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
@@ -71,13 +68,16 @@ def _add_camera(body: Any, cam: CameraSpec) -> None:
     body.add_camera(name=cam.name, pos=list(cam.pos), quat=list(_camera_quat(cam)), fovy=cam.fovy)
 
 
-def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpec:
-    """The Panda alone: URDF bodies and meshes, actuators, fingers, EE site, wrist camera.
+def robot_spec(
+    robot: RobotDescription, physics_hz: int = 500, meshes: str = "collision"
+) -> mujoco.MjSpec:
+    """The robot alone: URDF bodies and meshes, actuators, gripper, EE site, wrist camera.
 
-    Actuators: ``panda_joint1..7`` (general, force = gain * ctrl + bias; torque mode:
-    gain 1, no bias), ``finger_left`` / ``finger_right`` (position, ctrl in m).
+    Actuators: one per arm joint, named as the joint (general, force = gain * ctrl +
+    bias; torque mode: gain 1, no bias), then the gripper's position servos, named as
+    their joints (ctrl in the joint's unit): every gripper joint, or only the first of a
+    linkage whose other joints mimic it.
     """
-    robot = PANDA
     grip = scene_gripper(robot)
     spec = robot.mj_spec(meshes)
     spec.option.timestep = 1.0 / physics_hz
@@ -88,24 +88,25 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
     spec.option.impratio = 10.0
 
     for body in spec.bodies:
-        if body.name.startswith("panda_"):
+        if body.name != "world":
             body.gravcomp = 1.0  # compiled in so position mode can switch it on (see below)
         for geom in body.geoms:
             visual = geom.contype == 0 and geom.conaffinity == 0
             if visual:
-                geom.rgba = HAND_RGBA if body.name in _DARK_LINKS else ROBOT_RGBA
+                geom.rgba = HAND_RGBA if body.name in robot.dark_links else ROBOT_RGBA
                 geom.group = 1
             else:
                 geom.group = _COLLISION_GROUP
                 geom.rgba = (0.5, 0.5, 0.5, 1.0)
-                if body.name in _NO_COLLISION:
+                if body.name in robot.no_collision_links:
                     geom.contype = geom.conaffinity = 0
-                if body.name.endswith("finger"):
+                if body.name in robot.finger_links:
                     geom.friction = (1.0, 0.005, 0.0001)
                     geom.condim = 4
-    spec.add_exclude(bodyname1="panda_leftfinger", bodyname2="panda_rightfinger")
-    spec.add_exclude(bodyname1="panda_hand", bodyname2="panda_leftfinger")
-    spec.add_exclude(bodyname1="panda_hand", bodyname2="panda_rightfinger")
+    links = robot.gripper_links
+    for i, a in enumerate(links):
+        for b in links[i + 1:]:
+            spec.add_exclude(bodyname1=a, bodyname2=b)
 
     for name, limit in zip(robot.arm_joints, robot.tau_max, strict=True):
         # gravity compensation counts as motor torque, clamped with it to the effort limit
@@ -113,6 +114,10 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
         joint.actgravcomp = True
         joint.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
         joint.actfrcrange = [-limit, limit]
+        # the rigid-body model both sims integrate: no joint damping or friction (the
+        # xArm's URDF has some; PyBullet's scene turns them off as well)
+        joint.damping = np.zeros(3)  # MuJoCo 4: damping coefficients (linear first)
+        joint.frictionloss = 0.0
     for name in robot.arm_joints:
         act = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
@@ -120,32 +125,48 @@ def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpe
         act.gainprm[0] = 1.0
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_FALSE  # the joint clamps the total
-    for name, joint in zip(("finger_left", "finger_right"), grip.joints, strict=True):
-        act = spec.add_actuator(name=name, target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+    lo, hi = np.minimum(grip.q_open, grip.q_closed), np.maximum(grip.q_open, grip.q_closed)
+    for i in gripper_actuated(robot):
+        joint = grip.joints[i]
+        act = spec.add_actuator(name=joint, target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
         act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
-        act.gainprm[0] = FINGER_KP
-        act.biasprm[1] = -FINGER_KP
-        act.biasprm[2] = -FINGER_KV
+        act.gainprm[0] = grip.kp
+        act.biasprm[1] = -grip.kp
+        act.biasprm[2] = -grip.kd
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
-        act.ctrlrange = [0.0, grip.finger_max]
+        act.ctrlrange = [lo[i], hi[i]]
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
         act.forcerange = [-grip.force, grip.force]
 
     for cam in CAMERAS.values():
+        cam = robot_camera(cam, robot)
         if cam.body is not None:
             _add_camera(spec.body(cam.body), cam)
 
     home = spec.add_key(name="home")
-    home.qpos = [*robot.home, grip.finger_max, grip.finger_max]
-    home.ctrl = [0.0] * robot.dof + [grip.finger_max, grip.finger_max]
+    home.qpos = [*robot.home, *grip.q_open]
+    home.ctrl = [0.0] * robot.dof + [grip.q_open[i] for i in gripper_actuated(robot)]
     return spec
 
 
+def gripper_actuated(robot: RobotDescription) -> list[int]:
+    """Indices (in ``gripper.joints``) of the gripper joints the MuJoCo scene drives: all,
+    or the first of a linkage (the others follow through equality constraints)."""
+    grip = scene_gripper(robot)
+    return [0] if grip.mimic else list(range(len(grip.joints)))
+
+
+def panda_spec(physics_hz: int = 500, meshes: str = "collision") -> mujoco.MjSpec:
+    """The Panda alone (:func:`robot_spec`)."""
+    return robot_spec(robot_description("panda"), physics_hz, meshes)
+
+
 def scene_spec(cfg: SceneConfig) -> mujoco.MjSpec:
-    """The Panda on the table with the blocks of ``cfg.objects`` and the fixed cameras."""
-    spec = panda_spec(cfg.physics_hz, cfg.meshes)
-    spec.modelname = "panda_table"
+    """The robot on the table with the blocks of ``cfg.objects`` and the fixed cameras."""
+    robot = robot_description(cfg.robot)
+    spec = robot_spec(robot, cfg.physics_hz, cfg.meshes)
+    spec.modelname = f"{robot.name}_table"
     spec.delete(spec.key("home"))  # the scene's qpos is longer; reset() sets the state
     spec.visual.global_.offwidth = 512
     spec.visual.global_.offheight = 512
@@ -203,18 +224,26 @@ def scene_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     return spec
 
 
-def panda_model(physics_hz: int = 500, scene: SceneConfig | None = None) -> mujoco.MjModel:
-    """An ``MjModel`` of the Panda alone (or of the scene ``scene`` when given).
+def robot_model(
+    robot: RobotDescription, physics_hz: int = 500, scene: SceneConfig | None = None
+) -> mujoco.MjModel:
+    """An ``MjModel`` of ``robot`` alone (or of the scene ``scene`` when given).
 
-    The robot's qpos/qvel are the first 9 entries (7 arm joints, 2 fingers, each finger
-    at half the gripper opening). The end-effector site is the description's ``ee_site``
-    ("ee"). Arm actuators are in torque mode and gravity compensation is off, so
-    ``mj_rne``/``qfrc_bias`` and ``mj_jacSite`` describe the plain rigid-body dynamics
-    and kinematics that both backends simulate.
+    The robot's qpos/qvel are the first entries (arm joints, then the gripper's). The
+    end-effector site is the description's ``ee_site`` ("ee"). Arm actuators are in
+    torque mode and gravity compensation is off, so ``mj_rne``/``qfrc_bias`` and
+    ``mj_jacSite`` describe the plain rigid-body dynamics and kinematics that both
+    backends simulate.
     """
-    model = compile_spec(scene_spec(scene) if scene is not None else panda_spec(physics_hz))
+    spec = scene_spec(scene) if scene is not None else robot_spec(robot, physics_hz)
+    model = compile_spec(spec)
     model.body_gravcomp[:] = 0.0
     return model
+
+
+def panda_model(physics_hz: int = 500, scene: SceneConfig | None = None) -> mujoco.MjModel:
+    """:func:`robot_model` of the Panda (the scene ``scene`` must be the Panda's)."""
+    return robot_model(robot_description("panda"), physics_hz, scene)
 
 
 @dataclass
@@ -225,14 +254,18 @@ class _Snapshot:
 
 
 class MuJoCoScene(Scene):
-    """The Panda scene simulated by MuJoCo (see module docstring)."""
+    """The robot scene simulated by MuJoCo (see module docstring)."""
 
     backend = "mujoco"
 
     def __init__(self, cfg: SceneConfig) -> None:
         self.cfg = cfg
-        self.description = PANDA
+        self.description = robot_description(cfg.robot)
         self.grip = scene_gripper(self.description)
+        self.n = n = self.description.dof
+        self.m = len(self.grip.joints)  # gripper joints, after the arm's in qpos
+        self._grip_act = np.array(gripper_actuated(self.description)) + n  # their actuators
+        self._grip_idx = self._grip_act - n  # ... as indices of the gripper's joints
         self.model = compile_spec(scene_spec(cfg))
         self.data = mujoco.MjData(self.model)
         self.dt = float(self.model.opt.timestep)
@@ -247,7 +280,7 @@ class MuJoCoScene(Scene):
             [self.model.jnt_dofadr[self.model.joint(f"{n}_joint").id] for n in cfg.objects], int
         )
         self._robot_bodies = np.array(
-            [i for i in range(self.model.nbody) if self.model.body(i).name.startswith("panda_")]
+            [i for i in range(1, self.model.nbody) if self.model.body(i).name not in cfg.objects]
         )
         self._renderers: dict[int, mujoco.Renderer] = {}
         self._viewer: Any = None
@@ -262,29 +295,32 @@ class MuJoCoScene(Scene):
         if mode == self._mode:
             return
         m = self.model
+        n = self.n
         if mode == "torque":
-            m.actuator_gainprm[:7, 0] = 1.0
-            m.actuator_biasprm[:7, :3] = 0.0
+            m.actuator_gainprm[:n, 0] = 1.0
+            m.actuator_biasprm[:n, :3] = 0.0
             m.body_gravcomp[self._robot_bodies] = 0.0
         else:
-            m.actuator_gainprm[:7, 0] = self.description.kp_gains
-            m.actuator_biasprm[:7, 0] = 0.0
-            m.actuator_biasprm[:7, 1] = -self.description.kp_gains
-            m.actuator_biasprm[:7, 2] = -self.description.kd_gains
+            m.actuator_gainprm[:n, 0] = self.description.kp_gains
+            m.actuator_biasprm[:n, 0] = 0.0
+            m.actuator_biasprm[:n, 1] = -self.description.kp_gains
+            m.actuator_biasprm[:n, 2] = -self.description.kd_gains
             m.body_gravcomp[self._robot_bodies] = 1.0
         self._mode = mode
 
     def _set_gripper(self, gripper: float | None) -> None:
         if gripper is not None:
             self._gripper = float(np.clip(gripper, -1.0, 1.0))
-        self.data.ctrl[7:9] = self.grip.finger_target(self._gripper)
+        self.data.ctrl[self._grip_act] = self.grip.joint_targets(self._gripper)[self._grip_idx]
 
     def command_torque(self, tau: np.ndarray, gripper: float | None = None) -> None:
         tau = np.asarray(tau, dtype=float)
-        if tau.shape != (7,) or not np.all(np.isfinite(tau)):
-            raise SceneError(f"torque command must be 7 finite values, got shape {tau.shape}")
+        if tau.shape != (self.n,) or not np.all(np.isfinite(tau)):
+            raise SceneError(
+                f"torque command must be {self.n} finite values, got shape {tau.shape}"
+            )
         self._set_mode("torque")
-        self.data.ctrl[:7] = tau
+        self.data.ctrl[:self.n] = tau
         self._set_gripper(gripper)
 
     def command_position(
@@ -292,15 +328,16 @@ class MuJoCoScene(Scene):
     ) -> None:
         q = position_setpoint(q, dq, self.description)
         self._set_mode("position")
-        self.data.ctrl[:7] = q  # the PD's affine bias makes this KP q + KD dq (see scene.py)
+        self.data.ctrl[:self.n] = q  # the PD's affine bias makes this KP q + KD dq (see scene.py)
         self._set_gripper(gripper)
 
     # ---- state ------------------------------------------------------------------------
 
     def joint_state(self) -> JointSample:
-        d = self.data
-        tau = d.qfrc_actuator[:7].copy()  # PD or torque command + gravity compensation, clamped
-        return JointSample(d.qpos[:7].copy(), d.qvel[:7].copy(), tau, float(d.qpos[7] + d.qpos[8]))
+        d, n = self.data, self.n
+        tau = d.qfrc_actuator[:n].copy()  # PD or torque command + gravity compensation, clamped
+        opening = self.grip.opening(d.qpos[n:n + self.m])
+        return JointSample(d.qpos[:n].copy(), d.qvel[:n].copy(), tau, opening)
 
     def step(self, n: int = 1) -> None:
         mujoco.mj_step(self.model, self.data, nstep=int(n))
@@ -324,8 +361,9 @@ class MuJoCoScene(Scene):
         poses = default_object_poses(k) if object_poses is None else object_poses
         self._write_objects(as_object_poses(poses, k))
         self.command_position(q, gripper)
-        self.data.qpos[:7] = q
-        self.data.qpos[7:9] = self.grip.finger_target(self._gripper)
+        n = self.n
+        self.data.qpos[:n] = q
+        self.data.qpos[n:n + self.m] = self.grip.joint_targets(self._gripper)
         mujoco.mj_forward(self.model, self.data)
 
     def _write_objects(self, poses: np.ndarray) -> None:
@@ -335,12 +373,13 @@ class MuJoCoScene(Scene):
 
     def set_joint_positions(self, q: np.ndarray, gripper: float | None = None) -> None:
         q = np.asarray(q, dtype=float)
-        if q.shape != (7,):
-            raise SceneError(f"joint positions must be (7,), got {q.shape}")
-        self.data.qpos[:7] = q
-        self.data.qvel[:9] = 0.0
+        n = self.n
+        if q.shape != (n,):
+            raise SceneError(f"joint positions must be ({n},), got {q.shape}")
+        self.data.qpos[:n] = q
+        self.data.qvel[:n + self.m] = 0.0
         if gripper is not None:
-            self.data.qpos[7:9] = np.clip(gripper / 2, 0.0, self.description.finger_max)
+            self.data.qpos[n:n + self.m] = self.grip.joint_positions(gripper)
         mujoco.mj_forward(self.model, self.data)
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:

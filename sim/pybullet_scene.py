@@ -1,10 +1,13 @@
-"""PyBullet backend: the same Panda URDF, table, blocks and cameras as the MuJoCo scene.
+"""PyBullet backend: the same robot URDF, table, blocks and cameras as the MuJoCo scene.
 
 The arm is torque controlled in both modes (PyBullet's own velocity motors are switched
 off): torque mode applies the caller's torques; position mode applies the same joint PD
 plus gravity compensation as the MuJoCo scene (``calculateInverseDynamics`` at zero
 velocity and acceleration), recomputed every physics step. Link damping is zeroed and
 inertias are read from the URDF, so both simulators integrate the same rigid-body model.
+Links and joints are found by their names in the robot's description. PyBullet ignores
+the URDF's ``<mimic>`` elements: every joint of a linkage gripper (the xArm's) gets its
+own position motor, with the target its drive joint's target implies.
 Rendering uses PyBullet's TinyRenderer (software, headless).
 """
 
@@ -22,7 +25,7 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
-from reflexarc.robot.panda import PANDA
+from reflexarc.robot.description import robot_description
 from reflexarc.sim.assets import (
     BLOCK_COLORS,
     BLOCK_MASS,
@@ -37,6 +40,7 @@ from reflexarc.sim.assets import (
     TABLE_RGBA,
     CameraSpec,
     SceneError,
+    robot_camera,
 )
 from reflexarc.sim.scene import (
     JointSample,
@@ -48,13 +52,6 @@ from reflexarc.sim.scene import (
     scene_gripper,
 )
 
-ARM = list(range(7))  # joint indices of panda_joint1..7
-FINGERS = [9, 10]  # panda_finger_joint1, 2
-ROBOT_JOINTS = ARM + FINGERS  # the 9 movable joints, in MuJoCo's qpos order
-HAND = 8  # link index of panda_hand
-EE = 11  # link index of panda_grasptarget
-_DARK = (6, 7, 8, 9, 10)  # link7 .. fingers
-_NO_COLLISION = (-1, 0, 1, 2, 3, 4, 5)  # link0 .. link6, as in the MuJoCo scene
 _LIGHT_DIR = (0.2, 0.0, 1.0)
 
 
@@ -96,15 +93,16 @@ class _Snapshot:
 
 
 class PyBulletScene(Scene):
-    """The Panda scene simulated by PyBullet (see module docstring)."""
+    """The robot scene simulated by PyBullet (see module docstring)."""
 
     backend = "pybullet"
 
     def __init__(self, cfg: SceneConfig) -> None:
         self.cfg = cfg
         self.dt = 1.0 / cfg.physics_hz
-        self.description = PANDA
+        self.description = robot_description(cfg.robot)
         self.grip = scene_gripper(self.description)
+        self.n = self.description.dof
         self._kp = self.description.kp_gains
         self._kd = self.description.kd_gains
         self._tau_max = self.description.tau_limits
@@ -126,36 +124,60 @@ class PyBulletScene(Scene):
         self._mode = "position"
         self._command = self.description.home_q
         self._gripper = 1.0
-        self._tau = np.zeros(7)
+        self._tau = np.zeros(self.n)
         self._steps = 0
-        self._zeros9 = [0.0] * 9
+        self._zeros = [0.0] * len(self.robot_joints)
         self._proj = {
             name: pb.computeProjectionMatrixFOV(cam.fovy, 1.0, cam.near, cam.far)
             for name, cam in CAMERAS.items()
         }
+        self._cams = {name: robot_camera(cam, self.description) for name, cam in CAMERAS.items()}
         self._clean = pb.saveState()
         self.reset()
 
     def _load_robot(self) -> int:
-        pb = self.pb
-        fd, path = tempfile.mkstemp(suffix=".urdf", prefix="panda_")
+        pb, robot_d = self.pb, self.description
+        fd, path = tempfile.mkstemp(suffix=".urdf", prefix=f"{robot_d.name}_")
         try:
             with os.fdopen(fd, "w") as f:
-                f.write(self.description.urdf_text(self.cfg.meshes))
+                f.write(robot_d.urdf_text(self.cfg.meshes))
             flags = pb.URDF_USE_INERTIA_FROM_FILE | pb.URDF_ENABLE_CACHED_GRAPHICS_SHAPES
-            robot = pb.loadURDF(path, [0, 0, 0], useFixedBase=True, flags=flags)
+            # quiet: the xArm's URDF gives link2 and link3 inertia tensors that break the
+            # triangle inequality, which PyBullet zeroes with a printed warning (MuJoCo's
+            # compiler balances them: docs/robots.md, "The xArm6")
+            with _quiet_stdout():
+                robot = pb.loadURDF(path, [0, 0, 0], useFixedBase=True, flags=flags)
         finally:
             os.unlink(path)
-        for link in range(-1, pb.getNumJoints(robot)):
-            pb.changeDynamics(robot, link, linearDamping=0.0, angularDamping=0.0)
-            pb.changeVisualShape(robot, link, rgbaColor=HAND_RGBA if link in _DARK else ROBOT_RGBA)
-        for link in _NO_COLLISION:
-            pb.setCollisionFilterGroupMask(robot, link, 0, 0)
-        for link in FINGERS:
-            pb.changeDynamics(robot, link, lateralFriction=1.0, spinningFriction=0.005)
-        pb.setCollisionFilterPair(robot, robot, FINGERS[0], FINGERS[1], 0)
+        # PyBullet's link index of every link name (-1: the base), and of every joint name
+        count = pb.getNumJoints(robot)
+        infos = [pb.getJointInfo(robot, j) for j in range(count)]
+        link = {pb.getBodyInfo(robot)[0].decode(): -1}
+        link.update({info[12].decode(): j for j, info in enumerate(infos)})
+        joint = {info[1].decode(): j for j, info in enumerate(infos)}
+        missing = [n for n in (*robot_d.arm_joints, *self.grip.joints) if n not in joint]
+        if missing:
+            raise SceneError(f"the {robot_d.name} URDF has no joints {missing}")
+        self.arm = [joint[n] for n in robot_d.arm_joints]
+        self.fingers = [joint[n] for n in self.grip.joints]
+        self.robot_joints = self.arm + self.fingers  # in MuJoCo's qpos order
+        self.hand = link[robot_d.hand_link]
+        self.ee = link[robot_d.ee_link]
+        self.ee_offset = np.asarray(robot_d.ee_offset, dtype=float)
+        dark = {link[n] for n in robot_d.dark_links}
+        for i in range(-1, count):
+            pb.changeDynamics(robot, i, linearDamping=0.0, angularDamping=0.0, jointDamping=0.0)
+            pb.changeVisualShape(robot, i, rgbaColor=HAND_RGBA if i in dark else ROBOT_RGBA)
+        for name in robot_d.no_collision_links:
+            pb.setCollisionFilterGroupMask(robot, link[name], 0, 0)
+        for name in robot_d.finger_links:
+            pb.changeDynamics(robot, link[name], lateralFriction=1.0, spinningFriction=0.005)
+        grip_links = [link[n] for n in robot_d.gripper_links]
+        for i, a in enumerate(grip_links):
+            for b in grip_links[i + 1:]:
+                pb.setCollisionFilterPair(robot, robot, a, b, 0)
         # PyBullet drives every joint with a velocity motor by default: switch the arm's off.
-        pb.setJointMotorControlArray(robot, ARM, pb.VELOCITY_CONTROL, forces=[0.0] * 7)
+        pb.setJointMotorControlArray(robot, self.arm, pb.VELOCITY_CONTROL, forces=[0.0] * self.n)
         return robot
 
     def _load_world(self) -> None:
@@ -184,20 +206,22 @@ class PyBulletScene(Scene):
     def _set_gripper(self, gripper: float | None) -> None:
         if gripper is not None:
             self._gripper = float(np.clip(gripper, -1.0, 1.0))
-        target = self.grip.finger_target(self._gripper)
+        k = len(self.fingers)
         self.pb.setJointMotorControlArray(
             self.robot,
-            FINGERS,
+            self.fingers,
             self.pb.POSITION_CONTROL,
-            targetPositions=[target, target],
-            forces=[self.grip.force, self.grip.force],
-            positionGains=[0.05, 0.05],
+            targetPositions=self.grip.joint_targets(self._gripper).tolist(),
+            forces=[self.grip.force] * k,
+            positionGains=[0.05] * k,
         )
 
     def command_torque(self, tau: np.ndarray, gripper: float | None = None) -> None:
         tau = np.asarray(tau, dtype=float)
-        if tau.shape != (7,) or not np.all(np.isfinite(tau)):
-            raise SceneError(f"torque command must be 7 finite values, got shape {tau.shape}")
+        if tau.shape != (self.n,) or not np.all(np.isfinite(tau)):
+            raise SceneError(
+                f"torque command must be {self.n} finite values, got shape {tau.shape}"
+            )
         self._mode = "torque"
         self._command = tau.copy()
         self._set_gripper(gripper)
@@ -213,27 +237,29 @@ class PyBulletScene(Scene):
     # ---- state ------------------------------------------------------------------------
 
     def _robot_state(self) -> tuple[np.ndarray, np.ndarray]:
-        states = self.pb.getJointStates(self.robot, ROBOT_JOINTS)
+        states = self.pb.getJointStates(self.robot, self.robot_joints)
         q = np.array([s[0] for s in states])
         dq = np.array([s[1] for s in states])
-        return q, dq  # (9,), (9,)
+        return q, dq  # (n + m,), (n + m,): arm, then gripper
 
     def joint_state(self) -> JointSample:
         q, dq = self._robot_state()
-        return JointSample(q[:7], dq[:7], self._tau.copy(), float(q[7] + q[8]))
+        n = self.n
+        return JointSample(q[:n], dq[:n], self._tau.copy(), self.grip.opening(q[n:]))
 
     def step(self, n: int = 1) -> None:
         pb = self.pb
         for _ in range(int(n)):
             if self._mode == "position":
                 q, dq = self._robot_state()
-                g = pb.calculateInverseDynamics(self.robot, q.tolist(), self._zeros9, self._zeros9)
-                tau = self._kp * (self._command - q[:7]) - self._kd * dq[:7] + np.asarray(g[:7])
+                g = pb.calculateInverseDynamics(self.robot, q.tolist(), self._zeros, self._zeros)
+                n = self.n
+                tau = self._kp * (self._command - q[:n]) - self._kd * dq[:n] + np.asarray(g[:n])
             else:
                 tau = self._command
             self._tau = np.clip(tau, -self._tau_max, self._tau_max)
             pb.setJointMotorControlArray(
-                self.robot, ARM, pb.TORQUE_CONTROL, forces=self._tau.tolist()
+                self.robot, self.arm, pb.TORQUE_CONTROL, forces=self._tau.tolist()
             )
             pb.stepSimulation()
             self._steps += 1
@@ -255,8 +281,8 @@ class PyBulletScene(Scene):
         poses = default_object_poses(k) if object_poses is None else object_poses
         self._write_objects(as_object_poses(poses, k))
         self.command_position(q, gripper)
-        self._write_joints(q, 2 * self.grip.finger_target(self._gripper))
-        self._tau = np.zeros(7)
+        self._write_joints(q, self.grip.opening_for(self._gripper))
+        self._tau = np.zeros(self.n)
         self._steps = 0
 
     def _flush_contacts(self) -> None:
@@ -269,12 +295,11 @@ class PyBulletScene(Scene):
         self.pb.performCollisionDetection()
 
     def _write_joints(self, q: np.ndarray, opening: float | None) -> None:
-        for j, v in zip(ARM, q, strict=True):
+        for j, v in zip(self.arm, q, strict=True):
             self.pb.resetJointState(self.robot, j, float(v), 0.0)
         if opening is not None:
-            f = float(np.clip(opening / 2, 0.0, self.grip.finger_max))
-            for j in FINGERS:
-                self.pb.resetJointState(self.robot, j, f, 0.0)
+            for j, v in zip(self.fingers, self.grip.joint_positions(opening), strict=True):
+                self.pb.resetJointState(self.robot, j, float(v), 0.0)
 
     def _write_objects(self, poses: np.ndarray) -> None:
         for body, pose in zip(self.blocks, poses, strict=True):
@@ -283,13 +308,17 @@ class PyBulletScene(Scene):
 
     def set_joint_positions(self, q: np.ndarray, gripper: float | None = None) -> None:
         q = np.asarray(q, dtype=float)
-        if q.shape != (7,):
-            raise SceneError(f"joint positions must be (7,), got {q.shape}")
+        if q.shape != (self.n,):
+            raise SceneError(f"joint positions must be ({self.n},), got {q.shape}")
         self._write_joints(q, gripper)
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        s = self.pb.getLinkState(self.robot, EE, computeForwardKinematics=True)
-        return np.array(s[4]), _wxyz(s[5])
+        s = self.pb.getLinkState(self.robot, self.ee, computeForwardKinematics=True)
+        pos = np.array(s[4])
+        if self.ee_offset.any():  # the tool-centre point beyond the link
+            rot = np.array(self.pb.getMatrixFromQuaternion(s[5])).reshape(3, 3)
+            pos = pos + rot @ self.ee_offset
+        return pos, _wxyz(s[5])
 
     def object_poses(self) -> np.ndarray:
         out = np.zeros((len(self.blocks), 7))
@@ -330,7 +359,7 @@ class PyBulletScene(Scene):
         fwd = np.asarray(cam.forward, float)
         up = np.asarray(cam.up, float)
         if cam.body is not None:
-            s = self.pb.getLinkState(self.robot, HAND, computeForwardKinematics=True)
+            s = self.pb.getLinkState(self.robot, self.hand, computeForwardKinematics=True)
             rot = np.array(self.pb.getMatrixFromQuaternion(s[5])).reshape(3, 3)
             pos = np.asarray(s[4]) + rot @ pos
             fwd, up = rot @ fwd, rot @ up
@@ -346,7 +375,7 @@ class PyBulletScene(Scene):
         size = int(size)
         if not 16 <= size <= 512:
             raise SceneError(f"image size must be in [16, 512], got {size}")
-        cam = CAMERAS[camera]
+        cam = self._cams[camera]
         _, _, rgba, zbuf, _ = self.pb.getCameraImage(
             size,
             size,

@@ -7,7 +7,7 @@ probes, and can save and restore their full state (used to render goal images wi
 disturbing an episode).
 
 Backends: :class:`reflexarc.sim.mujoco_scene.MuJoCoScene`, :class:`reflexarc.sim.pybullet_scene.PyBulletScene`
-(the Panda, a table, 1-3 blocks) and :class:`reflexarc.sim.gym_scene.GymScene` (any gymnasium env
+(a robot from its description, a table, 0-3 blocks) and :class:`reflexarc.sim.gym_scene.GymScene` (any gymnasium env
 with Box spaces). :func:`reflexarc.sim.scenes.make_scene` builds the first two from a :class:`SceneConfig`.
 """
 
@@ -37,7 +37,7 @@ class JointSample(NamedTuple):
     q: np.ndarray  # (n,) rad
     dq: np.ndarray  # (n,) rad/s
     tau: np.ndarray  # (n,) N m
-    gripper: float  # finger opening, m (0 closed, 0.08 open)
+    gripper: float  # finger opening, m (0 closed; the Panda 0.08 open)
 
 
 @dataclass
@@ -45,6 +45,7 @@ class SceneConfig:
     """What a robot scene holds and how it is simulated."""
 
     backend: str = choice("mujoco", "pybullet")
+    robot: str = "panda"  # the arm (reflexarc.robot.description: panda, xarm6, or registered)
     objects: list[str] = field(default_factory=lambda: ["red"])  # block colours, 0 to 3
     cameras: list[str] = field(default_factory=lambda: ["front"])  # "front", "wrist"
     physics_hz: int = bounded(500, 500, 1000)
@@ -52,8 +53,10 @@ class SceneConfig:
     gui: bool = False  # open the simulator's window (needs a display)
 
     def validate(self) -> None:
+        from reflexarc.robot.description import robot_description
         from reflexarc.runtime.errors import ConfigError
 
+        robot_description(self.robot)  # a ConfigError on "robot" naming the known ones
         if len(self.objects) > 3 or len(set(self.objects)) != len(self.objects):
             raise ConfigError(
                 "objects", f"got {self.objects}; allowed: 0-3 distinct of red, green, blue"

@@ -1,4 +1,4 @@
-"""Tasks on the Panda scene: reach, push, pick_place.
+"""Tasks on the robot scene: reach, push, pick_place.
 
 A task samples a seeded initial state and a target, tests success on privileged state,
 and poses the scene in its goal state to render a goal image (inside
@@ -15,10 +15,9 @@ from typing import ClassVar
 import numpy as np
 
 from reflexarc.robot.kinematics import ArmKinematics
-from reflexarc.sim.assets import BLOCK_SIZE, SPAWN, TARGETS, SceneError
+from reflexarc.sim.assets import BLOCK_SIZE, SPAWN_MARGIN, SceneError
 from reflexarc.sim.scene import Scene
 
-HOME_EE = np.array([0.4, 0.0, 0.3])  # episodes start with the hand near here (its home)
 MIN_BLOCK_GAP = 0.08  # m between block centres at reset
 
 
@@ -31,7 +30,7 @@ class Task(abc.ABC):
 
     Attributes:
         target: (3,) target of the current episode (hand or block centre), world frame.
-        init_q: (7,) initial joint positions of the current episode.
+        init_q: (dof,) initial joint positions of the current episode.
     """
 
     name: ClassVar[str]
@@ -44,12 +43,18 @@ class Task(abc.ABC):
         self.target = np.zeros(3)
         self.init_q = self.kin.home.copy()
         self.obj = 0  # index of the block the task is about (0 after every reset)
+        robot = self.kin.robot
+        # episodes start with the hand near its home position (to the millimetre)
+        self.home_ee = np.round(self.kin.fk(self.kin.home)[0], 3) + 0.0
+        self.targets = robot.table_box  # (2, 2) x, y: where targets lie
+        self.spawn = self.targets + [SPAWN_MARGIN, -SPAWN_MARGIN]  # (2, 2) where blocks start
+        self.top = min(0.35, float(robot.workspace_box[2, 1]))  # highest reach target, m
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         """Sample and apply a new initial state and target (deterministic given ``rng``)."""
         if self.needs_object and not scene.object_names:
             raise SceneError(f"task {self.name!r} needs at least one block in the scene")
-        ee0 = HOME_EE + rng.uniform(-0.03, 0.03, size=3)
+        ee0 = self.home_ee + rng.uniform(-0.03, 0.03, size=3)
         self.init_q = self.kin.solve(ee0, q0=self.kin.home).q
         self.obj = 0
         self.tolerance = type(self).tolerance
@@ -61,7 +66,7 @@ class Task(abc.ABC):
         poses = np.zeros((k, 7))
         for i in range(k):
             for _ in range(1000):
-                xy = rng.uniform(SPAWN[:, 0], SPAWN[:, 1])
+                xy = rng.uniform(self.spawn[:, 0], self.spawn[:, 1])
                 if all(np.linalg.norm(xy - poses[j, :2]) >= MIN_BLOCK_GAP for j in range(i)):
                     break
             poses[i, :2] = xy
@@ -74,7 +79,7 @@ class Task(abc.ABC):
     ) -> np.ndarray:
         """A target on the table, ``lo``-``hi`` m from block 0 and clear of the others."""
         for _ in range(10000):
-            xy = rng.uniform(TARGETS[:, 0], TARGETS[:, 1])
+            xy = rng.uniform(self.targets[:, 0], self.targets[:, 1])
             d = np.linalg.norm(xy - poses[0, :2])
             clear = all(np.linalg.norm(xy - p[:2]) >= MIN_BLOCK_GAP for p in poses[1:])
             if lo <= d <= hi and clear:
@@ -125,8 +130,8 @@ class Reach(Task):
     tolerance = 0.025
 
     def _sample_target(self, rng: np.random.Generator, poses: np.ndarray) -> np.ndarray:
-        lo = np.array([TARGETS[0, 0], TARGETS[1, 0], 0.1])
-        hi = np.array([TARGETS[0, 1], TARGETS[1, 1], 0.35])
+        lo = np.array([self.targets[0, 0], self.targets[1, 0], 0.1])
+        hi = np.array([self.targets[0, 1], self.targets[1, 1], self.top])
         return rng.uniform(lo, hi)
 
     def distance(self, ee_pos: np.ndarray, object_pos: np.ndarray) -> float:
