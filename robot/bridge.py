@@ -219,7 +219,7 @@ class BridgeNode(Node):
             self.counts["states"] += 1
             self.q, self.dq = np.asarray(s.position, float), np.asarray(s.velocity, float)
             effort = np.asarray(s.effort, float)
-            self.measured.add(self.q, self.dq, effort)
+            self.measured.add(self.q, self.dq, effort, s.stamp_ns / 1e9)
             out.append(("joint_state", JointState(
                 stamp_ns=s.stamp_ns, position=self.q, velocity=self.dq, effort=effort,
                 gripper=float(s.gripper))))

@@ -228,6 +228,9 @@ class ControllerNode(Node):
         # inertia: no joint is driven faster than this share of its velocity limit (the
         # commanded joint acceleration is capped so the speed reaches it within speed_horizon_s)
         speed_guard: float = bounded(0.9, 0.1, 1.0)
+        # inertia: the commanded joint acceleration is at most this share of the robot's
+        # acceleration limits (the model's error and contacts take the rest)
+        accel_guard: float = bounded(0.9, 0.1, 1.0)
         speed_horizon_s: float = bounded(0.02, 0.001, 1.0)
         # rad: the reference stays within this of the measured pose per joint (after the
         # plant held the arm, the controller does not yank it back to a reference that ran on)
@@ -274,6 +277,7 @@ class ControllerNode(Node):
         self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed,
                                      (self.limits.ws_lo, self.limits.ws_hi))
         self.v_guard = self.limits.dq_max / cfg.safety.velocity_scale * cfg.speed_guard  # rad/s
+        self.a_guard = self.robot.ddq_limits * cfg.accel_guard  # rad/s^2
         self.eye6 = np.eye(6) * cfg.damping**2
         self._rhs = np.zeros((6, 2))  # _ik: the task step and the null-space pull, weighted
         self._jw = np.zeros((6, self.n))  # _ik: the weighted Jacobian
@@ -438,6 +442,7 @@ class ControllerNode(Node):
             # a speed barrier: no joint accelerated past speed_guard of its limit
             np.clip(acc, (-self.v_guard - dq) / self.cfg.speed_horizon_s,
                     (self.v_guard - dq) / self.cfg.speed_horizon_s, out=acc)
+            np.clip(acc, -self.a_guard, self.a_guard, out=acc)  # and none past accel_guard
             tau = self.arm.mass() @ acc + bias
         else:
             tau = self.kp * (self.q_r - q) + self.kd * (self.dq_r - dq) + bias

@@ -4,15 +4,15 @@ measured sample beyond a limit.
 Two plain objects (numpy only, no I/O), used where commands meet the arm -- the bridge,
 the pretend arm, the sim node -- whatever the controller did upstream:
 
-- :class:`JointLimits`: the arm's joint limits (position, velocity, torque, torque rate),
-  arrays of shape (n,).
+- :class:`JointLimits`: the arm's joint limits (position, velocity, acceleration, torque,
+  torque rate), arrays of shape (n,).
 - :class:`CommandGuard`: makes a joint command safe to send (torques and their rate of
   change clipped, position targets clipped into the limits and rate limited, velocity
   feedforward clipped, torques damped near the position limits), and says when the arm
   must be stopped (a measured joint faster than ``stop_share`` of its limit).
-- :class:`LimitCounter`: counts measured samples beyond a limit, per kind, and keeps the
-  largest joint speed as a share of its limit; the run summary shows both (see
-  docs/safety.md).
+- :class:`LimitCounter`: counts measured samples beyond a limit, per kind (position,
+  velocity, acceleration, torque), and keeps the largest joint speed and acceleration as a
+  share of their limits; the run summary shows them (see docs/safety.md).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class JointLimits(NamedTuple):
     dq_max: np.ndarray  # rad/s
     tau_max: np.ndarray  # N m
     dtau_max: np.ndarray  # N m/s
+    ddq_max: np.ndarray  # rad/s^2
 
     @property
     def n(self) -> int:
@@ -43,7 +44,7 @@ class JointLimits(NamedTuple):
 def joint_limits(robot: RobotDescription) -> JointLimits:
     """The joint limits of ``robot`` (its description: reflexarc.robot.description)."""
     return JointLimits(robot.q_lo, robot.q_hi, robot.dq_limits, robot.tau_limits,
-                       np.full(robot.dof, float(robot.dtau_max)))
+                       np.full(robot.dof, float(robot.dtau_max)), robot.ddq_limits)
 
 
 def panda_limits() -> JointLimits:
@@ -158,17 +159,36 @@ class CommandGuard:
 
 
 class LimitCounter:
-    """Counts measured samples beyond the joint limits and the largest speed share."""
+    """Counts measured samples beyond the joint limits and the largest speed and
+    acceleration shares.
 
-    def __init__(self, limits: JointLimits) -> None:
+    The acceleration of a sample is the change of its velocity since the previous sample
+    over the time between them (``t_s`` of :meth:`add`), counted only when that time is at
+    most ``accel_window_s``: over a longer gap (a paused stream, the first sample) a
+    difference is no acceleration. :meth:`restart` forgets the previous sample (the arm
+    was teleported: a simulator's episode reset).
+    """
+
+    def __init__(self, limits: JointLimits, accel_window_s: float = 0.02) -> None:
         self.lim = limits
+        self.accel_window_s = accel_window_s
         self.samples = 0
-        self.beyond = {"position": 0, "velocity": 0, "torque": 0}
+        self.accel_samples = 0  # samples whose acceleration was measured
+        self.beyond = {"position": 0, "velocity": 0, "acceleration": 0, "torque": 0}
         self.max_speed_share = 0.0
+        self.max_accel_share = 0.0
         self.max_position_excess = 0.0  # rad past a position limit, largest seen
+        self._dq: np.ndarray | None = None
+        self._t = 0.0
 
-    def add(self, q: np.ndarray, dq: np.ndarray, tau: np.ndarray | None = None) -> None:
-        """One measured sample: positions, velocities and (if known) applied torques (n,)."""
+    def restart(self) -> None:
+        """Forget the previous sample: the next one measures no acceleration."""
+        self._dq = None
+
+    def add(self, q: np.ndarray, dq: np.ndarray, tau: np.ndarray | None = None,
+            t_s: float | None = None) -> None:
+        """One measured sample: positions, velocities and (if known) applied torques (n,),
+        taken at ``t_s`` seconds (any clock; None: no acceleration measured)."""
         self.samples += 1
         excess = max(float(np.max(self.lim.q_min - q)), float(np.max(q - self.lim.q_max)))
         if excess > 0.0:
@@ -180,11 +200,23 @@ class LimitCounter:
         self.max_speed_share = max(self.max_speed_share, share)
         if tau is not None and bool(np.any(np.abs(tau) > self.lim.tau_max * (1.0 + 1e-9))):
             self.beyond["torque"] += 1
+        if t_s is None:
+            return
+        if self._dq is not None and 0.0 < t_s - self._t <= self.accel_window_s:
+            self.accel_samples += 1
+            acc = float(np.max(np.abs(dq - self._dq) / self.lim.ddq_max)) / (t_s - self._t)
+            if acc > 1.0:
+                self.beyond["acceleration"] += 1
+            self.max_accel_share = max(self.max_accel_share, acc)
+        self._dq = np.array(dq, dtype=float)
+        self._t = t_s
 
     def summary(self) -> dict[str, Any]:
         return {
             "limit_samples": self.samples,
             "beyond_limits": dict(self.beyond),
             "max_speed_share": round(self.max_speed_share, 4),
+            "max_accel_share": round(self.max_accel_share, 4),
+            "accel_samples": self.accel_samples,
             "max_position_excess_rad": round(self.max_position_excess, 5),
         }

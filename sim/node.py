@@ -397,6 +397,7 @@ class SimNode(Node):
         seed = self.ctx.seed + self.episode
         self.task.reset(self.scene, np.random.default_rng(seed))  # as env.reset(seed=seed)
         self.tracker.reset(self.task.init_q)
+        self.beyond.restart()  # the arm was placed, not moved: no acceleration across it
         self.ramp_k = self.ramp_steps + 1
         self.ep_steps = 0
         self.spec = None
@@ -699,7 +700,7 @@ class SimNode(Node):
         """The measured joint state, counted against the limits; a joint faster than the
         guard's ``stop_share`` of its limit makes the arm hold (joint commands)."""
         js = self.scene.joint_state()
-        self.beyond.add(js.q, js.dq, js.tau)
+        self.beyond.add(js.q, js.dq, js.tau, self.physics_steps * self.scene.dt)
         if self.cfg.command == "joint" and self.guard.overspeed(js.dq):
             if now_ns >= self.overspeed_until_ns:
                 self.overspeed_holds += 1

@@ -467,7 +467,7 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
             scene.step(1)
             steps += 1
             s = scene.joint_state()
-            counter.add(s.q, s.dq, s.tau)
+            counter.add(s.q, s.dq, s.tau, steps * scene.dt)
             state = {"t": "state", "stamp": time.monotonic_ns(), "q": s.q.tobytes(),
                      "dq": s.dq.tobytes(), "tau": s.tau.tobytes(), "g": float(s.gripper)}
             out = [state]

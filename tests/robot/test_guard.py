@@ -68,8 +68,32 @@ def test_overspeed_and_counter() -> None:
     c.add(past, np.zeros(7), 2.0 * lim.tau_max)
     s = c.summary()
     assert s["limit_samples"] == 3
-    assert s["beyond_limits"] == {"position": 1, "velocity": 1, "torque": 1}
+    assert s["beyond_limits"] == {"position": 1, "velocity": 1, "acceleration": 0, "torque": 1}
     assert s["max_speed_share"] == pytest.approx(1.2) and s["max_position_excess_rad"] == pytest.approx(0.1)
+    assert s["accel_samples"] == 0  # no sample times given: no acceleration measured
+
+
+def test_counter_measures_acceleration_between_close_samples_only() -> None:
+    lim = panda_limits()
+    c = LimitCounter(lim, accel_window_s=0.02)
+    mid = 0.5 * (lim.q_min + lim.q_max)
+    dq = np.zeros(7)
+    c.add(mid, dq, None, 0.0)  # the first sample: nothing to difference
+    dq2 = dq.copy()
+    dq2[1] = 0.5 * lim.ddq_max[1] * 1e-3  # joint 2 at half its limit over 1 ms
+    c.add(mid, dq2, None, 1e-3)
+    dq3 = dq2.copy()
+    dq3[1] += 2.0 * lim.ddq_max[1] * 1e-3  # then twice its limit
+    c.add(mid, dq3, None, 2e-3)
+    s = c.summary()
+    assert s["accel_samples"] == 2 and s["beyond_limits"]["acceleration"] == 1
+    assert s["max_accel_share"] == pytest.approx(2.0)
+    c.add(mid, np.zeros(7), None, 1.0)  # a long gap: a difference, not an acceleration
+    c.add(mid, np.zeros(7), None, 1.001)
+    c.restart()  # a teleport (episode reset): the next sample starts over
+    c.add(mid, np.full(7, 2.0), None, 1.002)
+    s = c.summary()
+    assert s["accel_samples"] == 3 and s["beyond_limits"]["acceleration"] == 1
 
 
 def test_guard_config_is_checked() -> None:
