@@ -17,6 +17,8 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+pytest_plugins = ("tests.limits_plugin",)  # joint limits over every graph run (tests/limits_plugin.py)
+
 
 def reflexarc(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
     """Run ``reflexarc ARGS`` in a subprocess (the installed entry point's module)."""

@@ -50,6 +50,7 @@ from reflexarc.runtime.config import (
     register,
 )
 from reflexarc.runtime.errors import ConfigError, NodeError
+from reflexarc.runtime.limits_log import note_limits
 from reflexarc.runtime.load import background_load
 from reflexarc.runtime.node import NodeSpec, cpu_latency, node_class, spec_json
 
@@ -465,6 +466,7 @@ class Launcher:
                 self._close_pipe(p)
             busmod.cleanup_ipc(self.addresses)
         summary = self._summary()
+        note_limits(summary)  # for a test session that adds up the limits (runtime/limits_log.py)
         return summary | self._report(summary)
 
     def _report_fn(self) -> Any:
