@@ -30,7 +30,9 @@ adopted, the sim publishes it as the episode's ``goal`` (source "instruction", w
 imagined goal image when ``publish_goal``), which the policy follows. A refusal, or no
 spec within ``spec_timeout_s``, ends the episode unsuccessfully with the reason. Success
 then also needs the other blocks to have moved at most ``others_tolerance``; each episode
-result says which block moved from where to where.
+result says which block moved from where to where. The sim says ``instruction`` on topic
+``instruction`` at each episode's start (``instructions``: episode i says the i-th, in turn,
+so that one run evaluates a set of instructions); the result carries the text said.
 
 Episodes: episode ``i`` is reset with seed ``ctx.seed + i`` (the same initial state as
 ``env.reset(seed=ctx.seed + i)``). Its physics stays frozen, and its clock stopped,
@@ -137,6 +139,9 @@ class SimConfig:
     # robot its task (the instruct node understands it against what perception sees); ""
     # says nothing
     instruction: str = ""
+    # one instruction per episode, in turn (episode i says instructions[i % n]): a set of
+    # instructions evaluated in one run; instead of ``instruction``
+    instructions: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         for cam in self.cameras:
@@ -146,6 +151,12 @@ class SimConfig:
             raise ConfigError(
                 "goal_camera", f"{self.goal_camera!r} is not in cameras {self.cameras}"
             )
+        if self.instruction and self.instructions:
+            raise ConfigError("instructions", f"got {len(self.instructions)} together with "
+                              f"instruction={self.instruction!r}; give one or the other")
+        if any(not str(t).strip() for t in self.instructions):
+            raise ConfigError("instructions", f"got {self.instructions!r}; an empty "
+                              "instruction says nothing: every item must be a text")
         if self.viewer and not has_display():
             raise ConfigError(
                 "viewer",
@@ -185,6 +196,7 @@ class EpisodeResult:
     tolerance_m: float | None = None  # the success radius the block was held to
     task_success: bool | None = None  # the task's own test (success also needs the others still)
     refusal: str | None = None  # why the episode had no task (refused instruction, no spec)
+    instruction: str | None = None  # what the sim said at the episode's start (if anything)
 
     def as_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (the follow_spec fields only when set)."""
@@ -192,7 +204,7 @@ class EpisodeResult:
 
 
 _FOLLOW_KEYS = ("object", "object_from", "object_to", "target", "others_moved_m", "tolerance_m",
-                "task_success", "refusal")
+                "task_success", "refusal", "instruction")
 
 
 class SimNode(Node):
@@ -226,7 +238,7 @@ class SimNode(Node):
     @classmethod
     def publishes_for(cls, cfg: SimConfig) -> tuple[str, ...]:
         """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
-        optional = {"goal": cfg.publish_goal, "instruction": bool(cfg.instruction)}
+        optional = {"goal": cfg.publish_goal, "instruction": bool(cfg.instruction or cfg.instructions)}
         return tuple(t for t in cls.publishes if optional.get(t, True))
 
     def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
@@ -430,9 +442,15 @@ class SimNode(Node):
         self.next_state_ns = now_ns  # the episode's first state goes out at once
         self.start_objects = self.scene.object_poses()[:, :3].copy()
         self._publish_goal(now_ns, out)
-        if self.cfg.instruction:
+        text = self._said()
+        if text:
             # the evaluator's voice: a person telling the robot its task for this episode
-            out.append(("instruction", Instruction(stamp_ns=now_ns, text=self.cfg.instruction)))
+            out.append(("instruction", Instruction(stamp_ns=now_ns, text=text)))
+
+    def _said(self) -> str:
+        """The instruction said at this episode's start ('' none)."""
+        said = self.cfg.instructions
+        return said[self.episode % len(said)] if said else self.cfg.instruction
 
     def _publish_goal(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
         """Publish the imagined goal (and its stages) stamped ``now_ns``; remember where it
@@ -513,6 +531,7 @@ class SimNode(Node):
             duration_s=elapsed / 1e9,
             physics_s=self.ep_steps * self.scene.dt,
             final_distance_m=self.task.distance(ee, pos),
+            instruction=self._said() or None,
             **follow,
         )
         self.results.append(r)
@@ -591,7 +610,7 @@ class SimNode(Node):
         self.results.append(EpisodeResult(
             episode=self.episode, seed=self.ctx.seed + self.episode, success=False,
             time_to_success_s=None, duration_s=0.0, physics_s=0.0, final_distance_m=float("nan"),
-            refusal=reason,
+            refusal=reason, instruction=self._said() or None,
         ))
         self.log.warning("episode %d: no task: %s", self.episode, reason)
         return True

@@ -322,7 +322,9 @@ class InstructNode(Node):
             **{f"instruct_{k}": v for k, v in self.instructor.counts.items()},
         }
         if self.specs:
-            out["run"] = {"instruction": self.cfg.instruction, "specs": list(self.specs)}
+            # the configured text, else the last one heard (the sim says it on `instruction`)
+            said = self.cfg.instruction or self.specs[-1]["instruction"]
+            out["run"] = {"instruction": said, "specs": list(self.specs)}
         return out
 
     def close(self) -> None:

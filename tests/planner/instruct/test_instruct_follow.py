@@ -77,3 +77,36 @@ def test_a_spec_the_sim_cannot_do_ends_the_episode_with_the_reason() -> None:
         assert not r["success"] and "no block 'purple'" in r["refusal"]
     finally:
         sim.close()
+
+
+def test_instructions_are_said_in_turn_one_per_episode() -> None:
+    texts = ["push the red block to the left", "reach above the blue block"]
+    sim = make_sim(instructions=texts, episodes=3)
+    try:
+        said: list[str] = []
+        reply: tuple[tuple[str, Any], ...] = ()
+        for k in range(20):  # each episode: said at its start, then refused (ends it at once)
+            out = step(sim, k, *reply)
+            reply = ()
+            if "instruction" in out:
+                said.append(out["instruction"].text)
+                reply = (("task_spec", spec("purple", [0.5, 0.0, 0.025], stamp_ns=(k + 1) * DT_NS)),)
+            if sim.done():
+                break
+        assert said == [texts[0], texts[1], texts[0]] and sim.done()
+        results = sim.summary()["run"]["episode_results"]
+        assert [r["instruction"] for r in results] == said
+        assert [r["seed"] for r in results] == [0, 1, 2]
+    finally:
+        sim.close()
+
+
+def test_instruction_and_instructions_together_are_refused() -> None:
+    import pytest
+
+    from reflexarc.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="instructions.*one or the other"):
+        from_mapping(SimConfig, {"instruction": "push the red block", "instructions": ["reach the red block"]})
+    with pytest.raises(ConfigError, match="instructions.*every item must be a text"):
+        from_mapping(SimConfig, {"instructions": ["reach the red block", " "]})
