@@ -73,8 +73,15 @@ class TaskLayerConfig:
     # weaker detections keep the last place: a block half hidden by the hand is placed
     # centimetres off (its visible part's centroid)
     min_confidence: float = bounded(0.75, 0.0, 1.0)
+    # before the block's first confident sighting, a weaker one places it (the arm at its
+    # start pose may half hide it; the place is refined as soon as it is seen whole)
+    acquire_confidence: float = bounded(0.4, 0.0, 1.0)
     done_radius: float = bounded(0.01, 0.0, 0.1)  # push: the block this close: look again
     look_back: float = bounded(0.03, 0.0, 0.3)  # push: back off this much more to look
+    # push: still hidden after looking this long, the hand goes to view_pose (m, base
+    # frame: where it hides no block from the camera, as at the start) and looks from there
+    look_s: float = bounded(0.6, 0.0, 10.0)
+    view_pose: list[float] = field(default_factory=lambda: [0.4, 0.0, 0.3])
 
 
 @dataclass
@@ -124,6 +131,9 @@ class TaskLayer:
         self.block.fresh = False
         if hit is None or hit[1] < self.cfg.min_confidence:
             self.block.misses += 1
+            if hit is not None and self.block.frames == 0 and hit[1] >= self.cfg.acquire_confidence:
+                self.block.position = np.asarray(hit[0], dtype=float).copy()  # not fresh
+                self.block.stamp_ns = stamp_ns
             return
         self.block.fresh = True
         self.block.position = np.asarray(hit[0], dtype=float).copy()
@@ -151,16 +161,26 @@ class TaskLayer:
     def _push(self, hand: np.ndarray, block: np.ndarray, now_ns: int) -> Stage:
         c = self.cfg
         pushing = self.phase == "push" and self.push_dir is not None
-        if pushing and not self.block.fresh:
+        reckoned = pushing and not self.block.fresh
+        if reckoned:
             # the hand hides the block it pushes: the block is where the hand pushes it
             block = np.array([*(hand[:2] + c.contact * self.push_dir), block[2]])
         d = self.target[:2] - block[:2]
         dist = float(np.linalg.norm(d))
         u = d / max(dist, 1e-6)  # (2,) push direction
+        if reckoned:
+            # keep to the line: a reckoned block follows the hand, so aiming from it would
+            # steer the hand sideways away from the target (only a seen block re-aims)
+            u = self.push_dir
+            dist = max(float(d @ u), 0.0)
         behind = block[:2] - c.standoff * u
         rel = hand[:2] - block[:2]
-        along = float(rel @ u)  # < 0: behind the block
-        lateral = abs(float(rel[0] * u[1] - rel[1] * u[0]))
+        # while pushing, the block's offset is measured from the line the hand pushes along
+        # (a line recomputed from a block the arm half hides swings by tens of degrees with
+        # a centimetre of perception error)
+        line = self.push_dir if pushing else u
+        along = float(rel @ line)  # < 0: behind the block
+        lateral = abs(float(rel[0] * line[1] - rel[1] * line[0]))
         if self.phase == "start":
             self._go("above", now_ns)
         if self.phase == "push" and self.block.fresh and (
@@ -178,7 +198,10 @@ class TaskLayer:
             self._go("look", now_ns)
         if self.phase == "look":
             if not self.block.fresh:
-                return Stage("look", hand.copy(), CLOSE, c.speed)
+                if (now_ns - self.phase_ns) / 1e9 < c.look_s:
+                    return Stage("look", hand.copy(), CLOSE, c.speed)
+                # the arm hides the block where it stands: look from the view pose
+                return Stage("look", np.asarray(c.view_pose, dtype=float), CLOSE, c.speed)
             if dist < c.done_radius * 2:
                 self._go("done", now_ns)
             else:
@@ -198,7 +221,9 @@ class TaskLayer:
             goal = np.array([*behind, c.push_z])
             if hand[2] - c.push_z < c.reached:
                 self._go("push", now_ns)
-                self.push_dir = u
+                # the line from where the hand stands (behind the block) to the target
+                to_target = self.target[:2] - hand[:2]
+                self.push_dir = to_target / max(float(np.linalg.norm(to_target)), 1e-6)
             else:
                 return Stage("down", goal, CLOSE, c.speed)
         # aim the hand so that the block centre ends on the target

@@ -86,3 +86,35 @@ def test_goals_it_cannot_pursue_say_why(task: str, target: list[float], obj: str
                                         match: str) -> None:
     with pytest.raises(TaskError, match=match):
         TaskLayer(task, np.array(target), obj)
+
+
+def test_a_half_hidden_block_places_the_task_until_it_is_seen_whole() -> None:
+    layer = TaskLayer("push", TARGET, "red")
+    hand = np.array([0.4, 0.0, 0.3])
+    seen(layer, BLOCK, conf=0.2)  # too weak even to start from
+    assert layer.stage(hand, 0.0, 0) is None
+    seen(layer, BLOCK + [0.01, 0.0, 0.0], conf=0.6, stamp=1)  # the arm hides part of it
+    st = layer.stage(hand, 0.0, 1)
+    assert st is not None and st.name == "above" and not layer.block.fresh
+    np.testing.assert_allclose(st.hand[:2], [0.51 + layer.cfg.standoff, 0.0])
+    seen(layer, BLOCK, stamp=2)  # seen whole: its place is refined
+    st = layer.stage(hand, 0.0, 2)
+    np.testing.assert_allclose(st.hand[:2], [0.5 + layer.cfg.standoff, 0.0])
+    seen(layer, BLOCK + [0.05, 0.0, 0.0], conf=0.6, stamp=3)  # later weak sightings do not move it
+    np.testing.assert_allclose(layer.block.position, BLOCK)
+
+
+def test_a_block_hidden_after_the_push_is_looked_for_from_the_view_pose() -> None:
+    layer = TaskLayer("push", TARGET, "red")
+    c = layer.cfg
+    seen(layer, BLOCK)
+    layer.phase, layer.push_dir = "look", np.array([-1.0, 0.0])
+    layer.phase_ns = 0
+    hand = np.array([0.6, 0.0, c.above_z])
+    seen(layer, BLOCK, conf=0.3, stamp=1)  # the arm hides it
+    st = layer.stage(hand, 0.0, int(0.1e9))
+    assert st.name == "look" and np.allclose(st.hand, hand)  # wait a moment where it is
+    st = layer.stage(hand, 0.0, int((c.look_s + 0.1) * 1e9))
+    assert st.name == "look" and np.allclose(st.hand, c.view_pose)  # then look from afar
+    seen(layer, TARGET, stamp=2)  # seen, on target: done
+    assert layer.stage(np.asarray(c.view_pose), 0.0, int(2e9)).name == "done"

@@ -29,9 +29,7 @@ def run_instruction(tmp_path: Path, name: str, text: str, *overrides: str) -> di
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("backend", ["mujoco", pytest.param("pybullet", marks=pytest.mark.xfail(
-    strict=True, reason="seed 0 on PyBullet: the task planner leaves blue 2.6 cm short of the "
-    "target after 9 re-plans (docs/senses.md, what is left)"))])
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
 def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
     s = run_instruction(tmp_path, "blue", "push the blue block to the left", f"backend={backend}", "seed=0")
     assert s["ok"] and s["ended_by"] == "sim finished" and s["backend"] == backend
@@ -44,7 +42,10 @@ def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
     # 10 cm to the left (+y) of where perception placed the block (within its accuracy)
     assert np.allclose(target[:2], start[:2] + [0.0, 0.10], atol=0.01)
     assert end[1] - start[1] > 0.07 and abs(end[0] - start[0]) < 0.03  # it went left
-    assert r["tolerance_m"] == 0.02 and np.linalg.norm(end[:2] - target[:2]) < 0.02
+    # the sim ends the episode the moment the block is within 2 cm (its end place is
+    # rounded to 0.1 mm in the summary)
+    assert r["tolerance_m"] == 0.02 and r["final_distance_m"] < 0.02
+    assert np.linalg.norm(end[:2] - target[:2]) < 0.0205
     assert r["others_moved_m"] < 0.01  # red and green stayed where they were
     planner = s["node_figures"]["planner"]
     assert planner["goals"] == 1 and planner["plans"] > 0 and planner["stages"]["push"] > 0
