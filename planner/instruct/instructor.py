@@ -49,10 +49,13 @@ class InstructConfig:
     ``threshold``: the fast parser's confidence at or above which its reading is used
     without asking the LLM. ``distance``: metres of a plain direction ("to the left").
     ``memory``/``cache_dir``: the persistent memory of understood instructions.
-    ``llm_confidence``: the confidence given to a validated LLM reading.
+    ``llm_confidence``: the confidence given to a validated LLM reading. ``fast=false``
+    skips the fast parser's reading (memory, then the LLM, for every instruction): to
+    evaluate the LLM path on instructions the parser would understand.
     """
 
     threshold: float = bounded(0.8, 0.0, 1.0)
+    fast: bool = True
     distance: float = bounded(0.10, 0.005, 0.3)
     memory: bool = True
     cache_dir: str = DEFAULT_DIR
@@ -115,7 +118,7 @@ class Instructor:
                 f"instruction of {len(text)} characters; at most {MAX_CHARS}", "fast", 1.0, stamp_ns=stamp_ns
             ))
         fr = self.parser.parse(text, scene)
-        if fr.confident(self.cfg.threshold):
+        if self.cfg.fast and fr.confident(self.cfg.threshold):
             if fr.refusal:
                 return self._count(refusal(fr.refusal, "fast", fr.confidence, stamp_ns=stamp_ns))
             return self._count(self._resolve(fr.intent, scene, fr.confidence, "fast", stamp_ns))  # type: ignore[arg-type]

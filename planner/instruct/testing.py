@@ -28,6 +28,24 @@ def reply(**fields: Any) -> dict[str, Any]:
     return base
 
 
+def by_instruction(replies: dict[str, Any], otherwise: Any = None) -> Any:
+    """A script item answering each request by its instruction (the last user message):
+    ``replies[text]`` (a callable: called with the request body, as a model reading the
+    scene in the prompt), else ``otherwise`` (default: a refusal naming the text)."""
+
+    def answer(body: Any) -> Any:
+        try:
+            text = [m["content"] for m in body["messages"] if m.get("role") == "user"][-1]
+        except (TypeError, KeyError, IndexError):
+            return ("raw", 400, b'{"error": "no user message"}')
+        if text in replies:
+            item = replies[text]
+            return item(body) if callable(item) else item
+        return otherwise if otherwise is not None else reply(refusal=f"no scripted reply for {text!r}")
+
+    return answer
+
+
 def completion(content: str) -> dict[str, Any]:
     """A chat.completion response body whose message content is ``content``."""
     return {
@@ -46,7 +64,9 @@ class ChatServer:
     - a dict: sent as the JSON content of a completion;
     - ``("raw", status, body_bytes)``: sent as is;
     - ``("sleep", seconds, item)``: answer ``item`` after a delay;
-    - ``("hold", threading.Event, item)``: answer ``item`` once the event is set.
+    - ``("hold", threading.Event, item)``: answer ``item`` once the event is set;
+    - a callable: called with the parsed request body, returns the item to answer (a
+      server that answers by the instruction: :func:`by_instruction`).
     """
 
     def __init__(self, script: list[Any]) -> None:
@@ -71,6 +91,8 @@ class ChatServer:
                 self._answer(item)
 
             def _answer(self, item: Any) -> None:
+                if callable(item):
+                    item = item(server.requests[-1]["body"])
                 while isinstance(item, tuple) and item[0] in ("sleep", "hold"):
                     if item[0] == "sleep":
                         time.sleep(item[1])

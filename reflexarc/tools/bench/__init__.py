@@ -41,6 +41,12 @@ class BenchConfig:
     episodes: int = bounded(10, 1, 100_000)  # plan with model: episodes per setting and task
     graphs: list[str] = field(default_factory=list)  # faults: control, pixels, bridge; empty: all
     cases: list[str] = field(default_factory=list)  # faults: only these (kill:controller...)
+    # instruct: seeds per text of the instruction set carried out in graph instruction
+    # (lockstep, from pixels); 0: the latency rows instead
+    texts: int = bounded(0, 0, 100)
+    # instruct texts: auto (the fast parser when sure, else the LLM) or llm (every text to
+    # the LLM: the scripted local server)
+    path: str = choice("auto", "auto", "llm")
 
     def validate(self) -> None:
         defaults = BenchConfig()
@@ -72,6 +78,8 @@ _USED_BY = {  # keys only some benches read: set for another, they would do noth
     "backend": ("control", "instruct", "plan", "faults"),
     "graphs": ("faults",),
     "cases": ("faults",),
+    "texts": ("instruct",),
+    "path": ("instruct",),
     "device": ("plan",),
     "threads": ("plan",),
     "model": ("plan",),

@@ -319,6 +319,203 @@ def measure_hang(backend: str = "mujoco", seconds: float = 10.0,
     return rows
 
 
+# --------------------------------------------------------------------------------------
+# The instruction set, carried out by the planner from pixels
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One instruction of the set: what the spec must say and how it is understood.
+
+    ``path``: ``fast`` (the fast parser is sure of it) or ``llm`` (it is not: it goes to
+    the LLM, here the scripted local server answering ``reply``, as a model that understood
+    it would). ``object`` None: the block depends on the scene ("the leftmost block").
+    """
+
+    text: str
+    path: str
+    task: str
+    object: str | None
+    target: str  # the spec's target, e.g. "direction:left:0.100"
+    # the scripted LLM's answer (asked for every text with path=llm), or a function of the
+    # request body giving it
+    reply: dict[str, Any] | Callable[[Any], dict[str, Any]]
+
+
+def _leftmost(body: Any) -> str:
+    """The leftmost (largest y) object the prompt's scene lists: what a model reading it
+    would answer to "the leftmost block"."""
+    import re
+
+    system = body["messages"][0]["content"]
+    found = re.findall(r"(\w+) \([^)]*cube\) at \(([-\d.]+), ([-\d.]+), ([-\d.]+)\)", system)
+    return max(found, key=lambda f: float(f[2]))[0] if found else ""
+
+
+def _case(text: str, path: str, task: str, obj: str | None, target: str, **answer: Any) -> Case:
+    return Case(text, path, task, obj, target, reply(task=task, **answer))
+
+
+INSTRUCTION_SET: tuple[Case, ...] = (
+    # push: the named block among three, 10 cm or to a place
+    _case("push the red block to the left", "fast", "push", "red", "direction:left:0.100",
+          object="red", target_type="direction", direction="left"),
+    _case("push the green block 10 cm forward", "fast", "push", "green", "direction:forward:0.100",
+          object="green", target_type="direction", direction="forward", distance_m=0.1),
+    _case("move the blue block to the right", "fast", "push", "blue", "direction:right:0.100",
+          object="blue", target_type="direction", direction="right"),
+    Case("push the leftmost block to the right", "fast", "push", None, "direction:right:0.100",
+         lambda body: reply(task="push", object=_leftmost(body), target_type="direction",
+                            direction="right")),
+    _case("wiggle the red block over to the near edge", "llm", "push", "red", "place:front",
+          object="red", target_type="place", place="front"),
+    _case("scooch the green cube toward the robot", "llm", "push", "green", "direction:backward:0.100",
+          object="green", target_type="direction", direction="backward"),
+    # pick_place
+    _case("put the green block on the left", "fast", "pick_place", "green", "place:left",
+          object="green", target_type="place", place="left"),
+    _case("pick up the blue block and place it 10 cm to the left", "fast", "pick_place", "blue",
+          "direction:left:0.100", object="blue", target_type="direction", direction="left",
+          distance_m=0.1),
+    _case("place the red block next to the green one", "fast", "pick_place", "red", "next_to:green",
+          object="red", target_type="relation", relation="next_to", reference="green"),
+    _case("take the blue cube and drop it off near the red one", "llm", "pick_place", "blue",
+          "next_to:red", object="blue", target_type="relation", relation="next_to", reference="red"),
+    _case("carry the green cube over to the right side and let go", "llm", "pick_place", "green",
+          "place:right", object="green", target_type="place", place="right"),
+    # reach
+    _case("reach above the red block", "fast", "reach", "red", "at:red",
+          object="red", target_type="relation", relation="at", reference="red"),
+    _case("move the hand to the center", "fast", "reach", "", "place:center",
+          target_type="place", place="center"),
+    _case("park the gripper above the blue cube", "llm", "reach", "blue", "at:blue",
+          object="blue", target_type="relation", relation="at", reference="blue"),
+)
+"""Instructions across reach, push and pick_place (fast path and LLM path) that the
+``instruction`` graph carries out from pixels: ``reflexarc bench instruct texts=N`` and
+tests/planner/instruct/test_instruct_texts.py."""
+
+
+def run_texts(backend: str = "mujoco", cases: Sequence[Case] = INSTRUCTION_SET, seeds: int = 1,
+              seed: int = 0, path: str = "auto", run_dir: str | Path | None = None,
+              overrides: Sequence[str] = ()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run ``graph=instruction`` (lockstep) once for the whole set: episode ``i`` (seed
+    ``seed + i``) is told ``cases[i % len(cases)].text``, ``seeds`` episodes per text. The
+    instruct node asks a scripted chat-completions server on 127.0.0.1 for what its fast
+    parser is unsure of (``path="llm"``: for every text). One row per episode: the case,
+    its spec, the episode's result; and the run's summary."""
+    from reflexarc.planner.instruct.testing import by_instruction
+    from reflexarc.runtime.api import run
+
+    if path not in ("auto", "llm"):
+        raise ValueError(f"path {path!r}: allowed auto, llm")
+    texts = [c.text for c in cases]
+    with tempfile.TemporaryDirectory(prefix="bench-instruct-texts-") as tmp, \
+            ChatServer([by_instruction({c.text: c.reply for c in cases})]) as server:
+        result = run(
+            "instruction", task="instruction", backend=backend, clock="lockstep",
+            episodes=len(cases) * seeds, seed=seed, run_dir=str(run_dir or Path(tmp) / "run"),
+            # a process starved for CPU on a shared machine is not hung
+            heartbeat_hz=2, silent_timeout_s=20,
+            overrides={
+                "graph.nodes.sim.args.instructions": texts,
+                "graph.nodes.instruct.args.listen": "",
+                "graph.nodes.instruct.args.memory": False,
+                "graph.nodes.instruct.args.fast": path == "auto",
+                "graph.nodes.instruct.args.llm.base_url": server.url,
+                "graph.nodes.instruct.args.llm.model": "scripted",
+                "graph.nodes.instruct.args.llm.api_key": "local",
+                "graph.nodes.instruct.args.llm.timeout_s": 10.0,
+            } if not overrides else list(overrides) + [
+                f"graph.nodes.instruct.args.llm.base_url={server.url}"],
+        )
+        llm_requests = len(server.requests)
+    summary = result.summary
+    specs = list(summary.get("specs") or [])
+    rows = []
+    for i, ep in enumerate(summary.get("episode_results") or []):
+        case = cases[i % len(cases)]
+        spec = next((s for s in specs if s.get("instruction") == case.text
+                     and s.get("_episode_row") is None), None)
+        if spec is not None:
+            spec["_episode_row"] = i  # each spec answers one episode, in order
+        rows.append({"backend": backend, "path_asked": path, "case": case, "text": case.text,
+                     "spec": {k: v for k, v in (spec or {}).items() if k != "_episode_row"},
+                     "episode": ep})
+    summary["llm_requests"] = llm_requests
+    return rows, summary
+
+
+def case_problems(case: Case, spec: dict[str, Any], ep: dict[str, Any], path: str = "auto",
+                  others_m: float = 0.02) -> list[str]:
+    """Why an episode of ``case`` does not count as carried out ([] when it does): its
+    spec says what the case says, by the expected path; the episode succeeded; the named
+    block ended within its tolerance of the target; the other blocks moved at most
+    ``others_m``."""
+    problems = []
+    if ep.get("instruction") != case.text:
+        problems.append(f"the episode was told {ep.get('instruction')!r}")
+    if not spec:
+        problems.append("no spec")
+        return problems
+    if spec.get("refusal"):
+        problems.append(f"refused: {spec['refusal']}")
+        return problems
+    want_source = "llm" if path == "llm" else case.path
+    got = (spec.get("task"), spec.get("target"), spec.get("source"))
+    if got != (case.task, case.target, want_source):
+        problems.append(f"spec {got} != {(case.task, case.target, want_source)}")
+    if case.object is not None and spec.get("object") != case.object:
+        problems.append(f"spec object {spec.get('object')!r} != {case.object!r}")
+    if ep.get("refusal"):
+        problems.append(f"episode without a task: {ep['refusal']}")
+        return problems
+    tol = ep.get("tolerance_m") or 0.02
+    if case.task != "reach":
+        end, target = np.asarray(ep["object_to"]), np.asarray(ep["target"])
+        if ep.get("object") != spec.get("object"):
+            problems.append(f"the sim scored {ep.get('object')!r}")
+        miss = float(np.linalg.norm(end[:2] - target[:2]))
+        if miss > tol:
+            problems.append(f"{spec.get('object')} ended {100 * miss:.1f} cm from its target")
+    elif not ep.get("task_success"):
+        problems.append(f"the hand ended {100 * ep.get('final_distance_m', float('nan')):.1f} cm "
+                        "from its target")
+    if (ep.get("others_moved_m") or 0.0) > others_m:
+        problems.append(f"another block moved {100 * ep['others_moved_m']:.1f} cm")
+    if not ep.get("success") and not problems:
+        problems.append("not a success")
+    return problems
+
+
+def bench_texts(cfg: Any) -> list[dict[str, Any]]:
+    """``reflexarc bench instruct texts=N``: the instruction set, N seeds per text, on
+    ``backend`` through ``path``; one row per text (successes over its seeds, the path its
+    specs took, why episodes failed) and a total row."""
+    rows, summary = run_texts(cfg.backend, seeds=cfg.texts, path=cfg.path)
+    out: list[dict[str, Any]] = []
+    for case in INSTRUCTION_SET:
+        mine = [r for r in rows if r["case"] is case]
+        fails = [case_problems(case, r["spec"], r["episode"], cfg.path) for r in mine]
+        sources = sorted({r["spec"].get("source", "") for r in mine} - {""})
+        secs = [r["episode"]["time_to_success_s"] for r, f in zip(mine, fails, strict=True)
+                if not f and r["episode"].get("time_to_success_s") is not None]
+        out.append({
+            "text": case.text, "task": case.task, "backend": cfg.backend, "path": "/".join(sources),
+            "ok": sum(not f for f in fails), "n": len(mine),
+            "s_to_success": round(float(np.mean(secs)), 2) if secs else None,
+            "seeds": ",".join(str(r["episode"].get("seed")) for r in mine),
+            "failed": "; ".join(f"seed {r['episode'].get('seed')}: {', '.join(f)}"
+                                for r, f in zip(mine, fails, strict=True) if f),
+        })
+    ok, n = sum(r["ok"] for r in out), sum(r["n"] for r in out)
+    out.append({"text": "all", "task": "", "backend": cfg.backend, "path": cfg.path, "ok": ok, "n": n,
+                "share": round(ok / max(n, 1), 3), "run_s": round(summary.get("seconds", 0.0), 1),
+                "llm_requests": summary["llm_requests"]})
+    return out
+
+
 SCHEDULING = {"timeshared": 0, "sched_fifo": 50}
 """Graph variants: controller and sim time-shared, or both SCHED_FIFO at this priority (as
 ``bench control``; needs CAP_SYS_NICE, else it is logged and they run time-shared)."""
@@ -326,7 +523,10 @@ SCHEDULING = {"timeshared": 0, "sched_fifo": 50}
 
 def bench_instruct(cfg: Any) -> list[dict[str, Any]]:
     """``reflexarc bench instruct``: the fast path's row, then the graph rows for each
-    :data:`SCHEDULING` (``quick``: time-shared only), compact."""
+    :data:`SCHEDULING` (``quick``: time-shared only), compact; with ``texts=N`` the
+    instruction set instead (:func:`bench_texts`)."""
+    if cfg.texts:
+        return bench_texts(cfg)
     seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
     fast = bench_fast(repeats=50 if cfg.quick else 200)
     rows: list[dict[str, Any]] = [{"variant": "fast_path", "sched": "", "ok": True,

@@ -1,0 +1,87 @@
+"""The instruction set (reflexarc.tools.bench.instruct.INSTRUCTION_SET) carried out by the
+planner from pixels: ``graph=instruction`` in lockstep, real node processes, sockets and
+simulators, on both backends. One run per backend tells each episode the next text (seed
+i for the i-th text); the instruct node understands it against perceived blocks through the
+fast parser, or, for the texts the parser is unsure of, through a scripted OpenAI-compatible
+server on 127.0.0.1 (the LLM path). Each text has its own test: its spec, and the named
+block within tolerance of its target with the other blocks moved at most 2 cm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reflexarc.planner.instruct.instructor import InstructConfig, Instructor
+from reflexarc.planner.instruct.scene import SceneInfo
+from reflexarc.tools.bench.instruct import INSTRUCTION_SET, Case, case_problems, run_texts
+from reflexarc.tools.senses import check_graph
+
+_RUNS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def ran(backend: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The set's run on ``backend`` (once per session: every text's test reads it)."""
+    if backend not in _RUNS:
+        _RUNS[backend] = run_texts(backend, run_dir=tmp_path_factory.mktemp(f"texts-{backend}"))
+    return _RUNS[backend]
+
+
+def test_the_set_spans_the_tasks_and_both_paths() -> None:
+    assert len(INSTRUCTION_SET) >= 12 and len({c.text for c in INSTRUCTION_SET}) == len(INSTRUCTION_SET)
+    assert {c.task for c in INSTRUCTION_SET} == {"reach", "push", "pick_place"}
+    assert {c.path for c in INSTRUCTION_SET} == {"fast", "llm"}
+    # the path each text is said to take is the one the instructor takes (default scene)
+    inst = Instructor(InstructConfig(memory=False), llm=None, memory=None)
+    for c in INSTRUCTION_SET:
+        spec = inst.quick(c.text, SceneInfo())
+        assert (spec is not None) == (c.path == "fast"), c.text
+        if spec is not None:
+            assert (spec.task, spec.target, spec.source, spec.refusal) == (c.task, c.target, "fast", ""), c.text
+
+
+def test_the_instruction_graph_keeps_the_rule_of_the_senses() -> None:
+    assert check_graph("instruction") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+@pytest.mark.parametrize("case", INSTRUCTION_SET, ids=lambda c: c.text.replace(" ", "_"))
+def test_the_planner_carries_out_the_instruction(
+        case: Case, backend: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    rows, summary = ran(backend, tmp_path_factory)
+    assert summary["ok"] and summary["backend"] == backend, summary.get("ended_by")
+    (row,) = [r for r in rows if r["case"] is case]
+    spec, ep = row["spec"], row["episode"]
+    assert ep["instruction"] == case.text and ep["seed"] == INSTRUCTION_SET.index(case)
+    assert (spec["task"], spec["target"], spec["source"], spec["refusal"]) == (
+        case.task, case.target, case.path, "")
+    if case.object is not None:
+        assert spec["object"] == case.object
+    assert case_problems(case, spec, ep) == []
+    assert ep["success"] and ep["task_success"] and ep["tolerance_m"] == 0.02
+    if case.task != "reach":  # the named block within tolerance of its target
+        assert ep["object"] == spec["object"]
+        end, target = np.array(ep["object_to"]), np.array(ep["target"])
+        assert np.allclose(target, spec["target_pos"], atol=1e-3)
+        assert ep["final_distance_m"] < 0.02 and np.linalg.norm(end[:2] - target[:2]) < 0.0205
+    assert ep["others_moved_m"] <= 0.02  # the other blocks stayed (at most 2 cm)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_the_llm_path_asked_the_local_server_and_the_planner_ran(
+        backend: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    rows, summary = ran(backend, tmp_path_factory)
+    llm = [c for c in INSTRUCTION_SET if c.path == "llm"]
+    assert summary["llm_requests"] == len(llm)  # no memory: one request per LLM text
+    planner = summary["node_figures"]["planner"]
+    assert planner["goals"] == len(INSTRUCTION_SET) and planner["goal_errors"] == 0
+    ok = sum(not case_problems(r["case"], r["spec"], r["episode"]) for r in rows)
+    assert ok / len(rows) >= 0.8
+
+
+def test_a_path_not_known_is_refused() -> None:
+    with pytest.raises(ValueError, match="allowed auto, llm"):
+        run_texts("mujoco", path="slow")
