@@ -4,12 +4,23 @@ Each tick (the driver's rate, 1 kHz for a Panda) the bridge reads the arm's newe
 measurement from its :class:`reflexarc.robot.drivers.Driver` and publishes it as ``joint_state``
 (stamped with the measurement time), and sends the newest ``joint_command`` of the
 graph to the arm. Cameras attached to the driver (optional ``read_images()``) are
-published as ``camera/<name>`` at ``camera_hz``, stamped with their capture time. A
+published as ``camera/<name>`` the tick a new frame arrives, stamped with its capture
+time (with its depth, if the camera gives it). A
 ``gripper_command`` (width, speed, force) goes to the driver's ``grasp``, and its
-``read_gripper()`` comes back as ``gripper_state`` (with the grasp result). A controller,
-planner or recorder cannot tell the bridge from the sim node. Each applied command's age
-(now minus its stamp, the capture stamp of the frame it was made from) is the
-frame-to-command latency at the arm (``command_age_ms_p50``/``_p99``).
+``read_gripper()`` comes back as ``gripper_state`` (with the grasp result). The graph's
+one-float gripper (the joint command's ``gripper``, -1 closed .. 1 open) becomes grasps
+too (``gripper: auto`` with a driver that has ``grasp``): closing is a grasp of an
+object ``grasp.width`` wide with at most ``grasp.force`` N, opening a move to
+``grasp.open_width``. A controller, planner or recorder cannot tell the bridge from the
+sim node.
+
+**Frame-to-command at the arm.** A command made from a camera frame carries that frame's
+capture stamp (perception, planner and controller carry it forward). The first command
+with the stamp of a frame this bridge published is timed when it has been written to the
+driver: capture to the arm, the whole chain measured at the hardware end
+(``frame_to_command_ms_p50``/``_p99``, also in the run summary's ``bridge`` entry with the
+machine's load). ``command_age_ms_*`` is every applied command's age (it grows while a
+plan is followed until the next frame's plan: no latency).
 
 Before the graph may move the arm (docs/drivers.md), in this order:
 
@@ -48,7 +59,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +71,7 @@ from reflexarc.robot.authority import AuthorityError, ReleaseCheck
 from reflexarc.robot.description import robot_description
 from reflexarc.robot.drivers import CameraFrame, Driver, DriverError, load_driver
 from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, joint_limits
-from reflexarc.runtime.config import bounded
+from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
 from reflexarc.runtime.msgs import (
     EStop,
@@ -109,6 +122,19 @@ def check_exposure(bus: dict[str, Any]) -> None:
 
 
 @dataclass
+class GraspArgs:
+    """How the graph's one-float gripper becomes the driver's grasps (``gripper: grasp``)."""
+
+    width: float = bounded(0.05, 0.0, 0.3)  # m, the object a closing gripper grasps
+    force: float = bounded(20.0, 0.0, 200.0)  # N, at most
+    speed: float = bounded(0.1, 0.001, 1.0)  # m/s, the fingers
+    epsilon: float = bounded(0.01, 0.0, 0.1)  # m: held if they stop this close to width
+    open_width: float = bounded(0.08, 0.0, 0.3)  # m, an opening gripper's move
+    close_below: float = bounded(-0.5, -1.0, 1.0)  # the joint command's gripper below: close
+    open_above: float = bounded(0.5, -1.0, 1.0)  # above: open (between: no change)
+
+
+@dataclass
 class BridgeConfig:
     """Arguments of :class:`BridgeNode` (``graph.nodes.<bridge>.args``)."""
 
@@ -127,6 +153,10 @@ class BridgeConfig:
     start_speed: float = bounded(0.3, 0.01, 2.0)  # rad/s, the fastest joint of the move
     start_tolerance: float = bounded(0.02, 1e-4, 0.5)  # rad: every joint this close = there
     start_timeout_s: float = bounded(30.0, 1.0, 600.0)  # beyond the move's own duration
+    # the joint command's gripper: "joint" passes it to the driver as it is; "grasp" makes
+    # it grasps and opening moves (grasp); "auto": grasp if the driver has grasp()
+    gripper: str = choice("auto", "auto", "joint", "grasp")
+    grasp: GraspArgs = field(default_factory=GraspArgs)
 
     def validate(self) -> None:
         if self.operator_key:
@@ -140,6 +170,9 @@ class BridgeConfig:
                 "motion: give operator_key (`reflexarc estop keygen dir=DIR`), or "
                 "acknowledge=false where nobody needs to (a simulated arm)")
         n = robot_description(self.robot).dof
+        if self.grasp.close_below >= self.grasp.open_above:
+            raise ConfigError("grasp.close_below", f"got {self.grasp.close_below}; must be below "
+                              f"grasp.open_above ({self.grasp.open_above})")
         if self.start_position and len(self.start_position) != n:
             raise ConfigError("start_position", f"{len(self.start_position)} values for "
                               f"{n} joints ({self.robot}); or empty for no move to start")
@@ -167,7 +200,8 @@ class BridgeNode(Node):
         self.commanding = False  # commands flowing (not stopped by silence or e-stop)
         self.estop = False
         self.state_stamp = -1
-        self.next_frame_ns = 0
+        self.next_frame_ns: dict[str, int] = {}  # per camera, unstamped frames: camera_hz
+        self.frame_stamp: dict[str, int] = {}  # per camera, the newest stamp published
         self.read_images = getattr(self.driver, "read_images", None)
         limits = joint_limits(robot_description(cfg.robot))
         self.guard = CommandGuard(limits, cfg.guard)
@@ -179,7 +213,8 @@ class BridgeNode(Node):
         self.counts = {"states": 0, "commands": 0, "rejected": 0, "silent_stops": 0,
                        "estops": 0, "resets": 0, "ignored_in_estop": 0, "frames": 0,
                        "ignored_after_overspeed": 0, "releases_refused": 0,
-                       "ignored_before_start": 0, "unstamped_frames": 0, "grasps": 0}
+                       "ignored_before_start": 0, "unstamped_frames": 0, "grasps": 0,
+                       "held": 0}
         # start-up: calibrate (at connect) -> acknowledge -> start (move) -> running
         self.start = np.asarray(cfg.start_position, float)
         self.phase = "acknowledge" if cfg.acknowledge else self._after_acknowledge()
@@ -191,9 +226,22 @@ class BridgeNode(Node):
         # forward by perception, planner and controller): its age when it reaches the arm
         # is the frame-to-command latency measured at the hardware end
         self.command_age = Ring(1 << 15)
+        # stamps of the frames published lately, not yet answered by a command: the first
+        # command carrying one times the whole chain, capture -> arm
+        self.unanswered: deque[int] = deque(maxlen=256)
+        self.frame_to_command = Ring(1 << 15)
+        self.load_1m: list[float] = []  # the machine's load average, sampled each second
+        self.next_load_ns = 0
         self.grasp_seq = -1
         self.grasp = getattr(self.driver, "grasp", None)
         self.read_gripper = getattr(self.driver, "read_gripper", None)
+        self.map_gripper = cfg.gripper == "grasp" or (cfg.gripper == "auto" and callable(self.grasp))
+        if self.map_gripper and not callable(self.grasp):
+            raise ConfigError("gripper", f"grasp: the driver {cfg.driver!r} has no grasp(); "
+                              "use gripper=joint")
+        self.fingers = ""  # the mapped gripper: "", "open" or "closed" (the last asked)
+        self.gripper_result: dict[str, Any] = {}  # the newest grasp result
+        self.grasped = False
         # the slow part (an arm process to start, a connection to open) here, before the
         # loop and its heartbeats start: a loop stuck in it would be taken for a hung node
         self.connect()
@@ -248,6 +296,14 @@ class BridgeNode(Node):
         if self.read_gripper is not None:
             g = self.read_gripper()
             if g is not None:
+                if g.grasped and not self.grasped:
+                    self.counts["held"] += 1  # a grasp that closed on an object and holds it
+                    log.info("%s: grasp holds an object %.1f mm wide with %.0f N", self.ctx.name,
+                             1e3 * g.width, g.force)
+                self.grasped = bool(g.grasped)
+                self.gripper_result = {"width_m": round(float(g.width), 5),
+                                       "force_n": round(float(g.force), 2),
+                                       "moving": bool(g.moving), "grasped": bool(g.grasped)}
                 out.append(("gripper_state", GripperState(
                     stamp_ns=g.stamp_ns, width=float(g.width), force=float(g.force),
                     moving=bool(g.moving), grasped=bool(g.grasped), command_seq=self.grasp_seq)))
@@ -256,18 +312,34 @@ class BridgeNode(Node):
             self.counts["silent_stops"] += 1
             log.warning("%s: no joint_command for %.0f ms: arm stopped", self.ctx.name,
                         (now_ns - self.last_cmd_ns) / 1e6)
-        if self.read_images is not None and self.cfg.camera_hz and now_ns >= self.next_frame_ns:
-            self.next_frame_ns = now_ns + int(1e9 / self.cfg.camera_hz)
-            for name, frame in self.read_images().items():
-                self.counts["frames"] += 1
-                if isinstance(frame, CameraFrame):
-                    stamp, rgb = int(frame.stamp_ns), frame.rgb
-                    self.frame_age.add((time.monotonic_ns() - stamp) / 1e6)
-                else:  # a driver without capture stamps: the tick is the best guess
-                    stamp, rgb = now_ns, frame
-                    self.counts["unstamped_frames"] += 1
-                out.append((f"camera/{name}", Image(stamp_ns=stamp, camera=name, rgb=rgb,
-                                                    depth=empty("f4", 0, 0))))
+        if self.read_images is not None and self.cfg.camera_hz:
+            out.extend(self._frames(now_ns))
+        if now_ns >= self.next_load_ns:
+            self.next_load_ns = now_ns + 1_000_000_000
+            self.load_1m.append(os.getloadavg()[0])
+        return out
+
+    def _frames(self, now_ns: int) -> list[tuple[str, Image]]:
+        """Each camera's frame, the tick it arrives (once per capture stamp)."""
+        out = []
+        for name, frame in self.read_images().items():
+            if isinstance(frame, CameraFrame):
+                stamp, rgb = int(frame.stamp_ns), frame.rgb
+                if stamp <= self.frame_stamp.get(name, -1):
+                    continue  # published already
+                self.frame_age.add((time.monotonic_ns() - stamp) / 1e6)
+                depth = (np.asarray(frame.depth, np.float32) if frame.depth is not None
+                         else empty("f4", 0, 0))
+            else:  # a driver without capture stamps: the tick is the best guess
+                if now_ns < self.next_frame_ns.get(name, 0):
+                    continue
+                self.next_frame_ns[name] = now_ns + int(1e9 / self.cfg.camera_hz)
+                stamp, rgb, depth = now_ns, frame, empty("f4", 0, 0)
+                self.counts["unstamped_frames"] += 1
+            self.frame_stamp[name] = stamp
+            self.counts["frames"] += 1
+            self.unanswered.append(stamp)
+            out.append((f"camera/{name}", Image(stamp_ns=stamp, camera=name, rgb=rgb, depth=depth)))
         return out
 
     # -- start-up ----------------------------------------------------------------------------
@@ -356,11 +428,30 @@ class BridgeNode(Node):
             safe = dataclasses.replace(cmd, position=self.guard.position(cmd.position, self.q, now_ns),
                                        velocity=vel)
         self.driver.write_command(safe)
+        if self.map_gripper:
+            self._map_gripper(float(cmd.gripper))
         if cmd.stamp_ns > 0:
-            self.command_age.add((time.monotonic_ns() - cmd.stamp_ns) / 1e6)
+            written = time.monotonic_ns()
+            self.command_age.add((written - cmd.stamp_ns) / 1e6)
+            if cmd.stamp_ns in self.unanswered:  # the first command planned from that frame
+                self.unanswered.remove(cmd.stamp_ns)
+                self.frame_to_command.add((written - cmd.stamp_ns) / 1e6)
         self.counts["commands"] += 1
         self.last_cmd_ns = now_ns
         self.commanding = True
+
+    def _map_gripper(self, g: float) -> None:
+        """The graph's one-float gripper as the driver's grasp (closing) or move (opening)."""
+        a = self.cfg.grasp
+        if g < a.close_below and self.fingers != "closed":
+            self.fingers = "closed"
+            self.grasp(a.width, a.speed, a.force, a.epsilon)
+        elif g > a.open_above and self.fingers != "open":
+            self.fingers = "open"
+            self.grasp(a.open_width, a.speed, 0.0, a.epsilon)
+        else:
+            return
+        self.counts["grasps"] += 1
 
     def _estop(self, e: EStop, now_ns: int) -> None:
         if e.engage:
@@ -407,10 +498,23 @@ class BridgeNode(Node):
         figures = getattr(self.driver, "figures", None)
         p50, p99 = self.frame_age.percentiles([50, 99])
         c50, c99 = self.command_age.percentiles([50, 99])
+        f2c: dict[str, Any] = {}
+        if self.frame_to_command.n:
+            f50, f99 = self.frame_to_command.percentiles([50, 99])
+            f2c = {"frame_to_command_ms_p50": round(f50, 2), "frame_to_command_ms_p99": round(f99, 2),
+                   "frame_to_command_samples": self.frame_to_command.n}
+        load = ({"load_1m_mean": round(float(np.mean(self.load_1m)), 2),
+                 "load_1m_max": round(float(np.max(self.load_1m)), 2), "cpus": os.cpu_count()}
+                if self.load_1m else {})
+        run = {"phase": self.phase, "frames": self.counts["frames"], "grasps": self.counts["grasps"],
+               "held": self.counts["held"], **f2c, **load,
+               **({"gripper": self.gripper_result} if self.gripper_result else {})}
         return {**self.counts, "phase": self.phase, "calibration": self.calibration,
+                "run": {"bridge": run}, **f2c,
                 **({"frame_age_ms_p50": p50, "frame_age_ms_p99": p99} if self.frame_age.n else {}),
                 **({"command_age_ms_p50": c50, "command_age_ms_p99": c99}
                    if self.command_age.n else {}),
+                **({"gripper": self.gripper_result} if self.gripper_result else {}),
                 "guard": dict(self.guard.counts), **self.measured.summary(),
                 **(figures() if callable(figures) else {})}
 

@@ -16,7 +16,8 @@ float64 bytes):
 - arm -> driver: ``{"t": "hello", "pid", "n", "physics_hz"}`` once, then per step
   ``{"t": "state", "stamp", "q", "dq", "tau", "g"}``; with ``camera_hz``, a frame of the
   front camera ``{"t": "frame", "stamp", "cam", "h", "w", "rgb"}`` (``stamp``: just before
-  it was rendered, its capture time); once a gripper command came, per step
+  it was rendered, its capture time; with ``depth``, also ``"d"``: (h, w) float32 metres);
+  once a gripper command came, per step
   ``{"t": "grip", "stamp", "w", "f", "moving", "grasped"}``; ``{"t": "bye", ...figures}``
   at the end.
 - driver -> arm: ``{"t": "cmd", "mode", "q", "dq", "tau", "g"}``, ``{"t": "stop"}``,
@@ -29,6 +30,14 @@ until something stops them, and the grasp holds if they came to rest within ``e`
 (the width of the object expected), as Franka's gripper reports it. The simulated fingers
 are position-driven, so the force reported is the force asked for while they rest short
 of closed on something, 0 otherwise: a stand-in for a measurement.
+
+**A table to work on** (``objects``): blocks on the table in front of the arm, laid out as
+the episode reset of the ``layout`` task with ``seed`` lays them (:mod:`reflexarc.sim.tasks`),
+the arm starting where that reset puts it. The blocks' places are the world's, not the
+arm's: nothing of them is sent while it runs (a real arm does not know where the blocks
+are; the graph sees them through the camera). At the end, ``bye`` says where they were at
+the start and at the end (``blocks_start``, ``blocks_end``: name -> x, y, z in m, the
+robot's base frame), as a person watching the arm would, to score the run.
 
 Run it by hand with ``python -m reflexarc.sim.pretend_arm --address ipc:///tmp/arm``.
 """
@@ -57,6 +66,8 @@ from reflexarc.robot.drivers import CameraFrame, DriverError, DriverState, Grasp
 from reflexarc.robot.guard import CommandGuard, LimitCounter, joint_limits
 from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.msgs import JointCommand
+from reflexarc.sim.assets import BLOCK_COLORS
+from reflexarc.sim.tasks import TASKS, make_task
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +139,11 @@ class PretendDriver:
         camera_hz: > 0: the arm's process renders its front camera at this rate and the
             driver has ``read_images()`` (frames with their capture stamps).
         image_size: the camera's square frame side, pixels.
+        depth: the frames carry depth too (a depth camera), float32 m.
+        objects: blocks on the table (red, green, blue; up to 3, each once).
+        layout: the task whose seeded reset lays the blocks out and places the arm
+            (reach, push, pick_place).
+        seed: the layout's seed.
     """
 
     def __init__(
@@ -140,6 +156,10 @@ class PretendDriver:
         rt_priority: int = 0,
         camera_hz: float = 0.0,
         image_size: int = 64,
+        depth: bool = False,
+        objects: list[str] | tuple[str, ...] = (),
+        layout: str = "push",
+        seed: int = 0,
     ) -> None:
         if backend not in ("mujoco", "pybullet"):
             raise DriverError(f"backend must be 'mujoco' or 'pybullet', got {backend!r}")
@@ -158,6 +178,16 @@ class PretendDriver:
             raise DriverError(f"camera_hz must be in [0, 60], got {camera_hz}")
         self.camera_hz = camera_hz
         self.image_size = image_size
+        self.depth = bool(depth)
+        self.objects = [str(o) for o in objects]
+        if len(self.objects) > 3 or len(set(self.objects)) != len(self.objects) or any(
+                o not in BLOCK_COLORS for o in self.objects):
+            raise DriverError(f"objects must be up to 3 distinct of {', '.join(BLOCK_COLORS)}, "
+                              f"got {self.objects}")
+        if layout not in TASKS:
+            raise DriverError(f"layout must be one of {', '.join(TASKS)}, got {layout!r}")
+        self.layout = layout
+        self.seed = int(seed)
         self.frames: dict[str, CameraFrame] = {}
         self.gripper: GraspResult | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -167,6 +197,7 @@ class PretendDriver:
         self.bye: dict[str, Any] = {}
         self.states = 0
         self.bad_frames = 0
+        self.unsent = 0  # messages dropped on a full queue (the arm process starved)
         self._closed = False
 
     # -- Driver protocol ----------------------------------------------------------------
@@ -177,7 +208,8 @@ class PretendDriver:
             "--backend", self.backend, "--physics-hz", str(self.physics_hz),
             "--hold-after-s", str(self.hold_after_s), "--rt-priority", str(self.rt_priority),
             "--parent-pid", str(os.getpid()), "--camera-hz", str(self.camera_hz),
-            "--image-size", str(self.image_size),
+            "--image-size", str(self.image_size), "--objects", ",".join(self.objects),
+            "--layout", self.layout, "--seed", str(self.seed), *(["--depth"] if self.depth else []),
         ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         self.ctx = zmq.Context()
@@ -211,8 +243,11 @@ class PretendDriver:
             if t == "state":
                 newest = msg
             elif t == "frame":
-                rgb = np.frombuffer(msg["rgb"], np.uint8).reshape(msg["h"], msg["w"], 3)
-                self.frames[str(msg["cam"])] = CameraFrame(int(msg["stamp"]), rgb)
+                h, w = msg["h"], msg["w"]
+                rgb = np.frombuffer(msg["rgb"], np.uint8).reshape(h, w, 3)
+                d = msg.get("d")
+                depth = np.frombuffer(d, "<f4").reshape(h, w) if d else None
+                self.frames[str(msg["cam"])] = CameraFrame(int(msg["stamp"]), rgb, depth)
             elif t == "grip":
                 self.gripper = GraspResult(int(msg["stamp"]), float(msg["w"]), float(msg["f"]),
                                            bool(msg["moving"]), bool(msg["grasped"]))
@@ -307,12 +342,21 @@ class PretendDriver:
         try:
             self._socket().send(msgpack.packb(msg), zmq.NOBLOCK)
         except zmq.Again:
-            raise DriverError("the pretend arm does not take commands (its queue is full)") from None
+            # its queue is full: the arm process is alive but starved (a busy machine), or
+            # gone. Alive, it holds by itself after hold_after_s without a command, so the
+            # message is dropped and counted, as a lossy link would lose it
+            if self.proc is not None and self.proc.poll() is not None:
+                raise DriverError(f"the pretend arm died (exit code {self.proc.returncode})") from None
+            self.unsent += 1
+            if self.unsent == 1:
+                log.warning("pretend arm: its queue is full (the arm process is starved): "
+                            "messages to it are dropped and counted (unsent)")
 
     def figures(self) -> dict[str, Any]:
         """The arm process's pid and its own loop figures (after close)."""
         return {"arm_pid": self.hello.get("pid"), "arm_backend": self.backend,
-                "arm_states_read": self.states, "bad_frames_from_arm": self.bad_frames, **{f"arm_{k}": v for k, v in self.bye.items()
+                "arm_states_read": self.states, "bad_frames_from_arm": self.bad_frames,
+                "unsent_to_arm": self.unsent, **{f"arm_{k}": v for k, v in self.bye.items()
                                                     if k != "t"}}
 
 
@@ -357,9 +401,18 @@ class _Gripper:
                 "f": self.force if blocked else 0.0, "moving": moving, "grasped": grasped}
 
 
+def _blocks(scene: Any) -> dict[str, list[float]]:
+    """Where the blocks are (name -> x, y, z m): the world's truth, for the score at the end."""
+    if not scene.object_names:
+        return {}
+    poses = scene.object_poses()
+    return {n: [round(float(v), 5) for v in poses[i, :3]] for i, n in enumerate(scene.object_names)}
+
+
 def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
           rt_priority: int = 0, parent_pid: int = 0, camera_hz: float = 0.0,
-          image_size: int = 64) -> int:
+          image_size: int = 64, depth: bool = False, objects: list[str] | None = None,
+          layout: str = "push", seed: int = 0) -> int:
     """Run the pretend arm until told to close, its parent dies, or SIGTERM/SIGINT."""
     from reflexarc.sim.scenes import make_scene
 
@@ -376,8 +429,11 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
         except OSError as e:
             log.warning("pretend arm: no SCHED_FIFO (%s)", e)
-    scene = make_scene(backend=backend, objects=[], cameras=["front"] if camera_hz else [],
-                       physics_hz=physics_hz)
+    scene = make_scene(backend=backend, objects=list(objects or []),
+                       cameras=["front"] if camera_hz else [], physics_hz=physics_hz)
+    if objects:  # the table as the layout task's seeded reset lays it, the arm where it puts it
+        make_task(layout).reset(scene, np.random.default_rng(seed))
+    blocks_start = _blocks(scene)
     gripper = _Gripper(1.0 / physics_hz)
     frame_ns = int(1e9 / camera_hz) if camera_hz else 0
     next_frame = time.monotonic_ns()
@@ -476,9 +532,15 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
             if frame_ns and time.monotonic_ns() >= next_frame:
                 next_frame += frame_ns
                 captured = time.monotonic_ns()  # the shutter: before the render's own time
-                rgb = np.ascontiguousarray(scene.render("front", image_size))
-                out.append({"t": "frame", "stamp": captured, "cam": "front", "h": rgb.shape[0],
-                            "w": rgb.shape[1], "rgb": rgb.tobytes()})
+                frame: dict[str, Any] = {"t": "frame", "stamp": captured, "cam": "front"}
+                if depth:
+                    rgb, d = scene.render("front", image_size, depth=True)
+                    frame["d"] = np.ascontiguousarray(d, "<f4").tobytes()
+                else:
+                    rgb = scene.render("front", image_size)
+                rgb = np.ascontiguousarray(rgb)
+                frame.update(h=rgb.shape[0], w=rgb.shape[1], rgb=rgb.tobytes())
+                out.append(frame)
             for m in out:
                 try:
                     sock.send(msgpack.packb(m), zmq.NOBLOCK)
@@ -495,6 +557,8 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
                "late_steps": late, "dropped_states": dropped, "holds": holds,
                "rejected": rejected, "bad_frames": bad_frames, "guard": guard.counts,
                **counter.summary()}
+        if blocks_start:
+            bye.update(blocks_start=blocks_start, blocks_end=_blocks(scene))
         try:
             sock.send(msgpack.packb(bye), zmq.NOBLOCK)
             time.sleep(0.05)
@@ -521,13 +585,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-pid", type=int, default=0)
     p.add_argument("--camera-hz", type=float, default=0.0)
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--depth", action="store_true")
+    p.add_argument("--objects", default="", help="blocks on the table, comma-separated")
+    p.add_argument("--layout", default="push", choices=("reach", "push", "pick_place"))
+    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if not _local(a.address):
         p.error(f"the pretend arm listens on local addresses only, got {a.address!r}")
     _die_with_parent()
     logging.basicConfig(level=logging.INFO, format="[pretend-arm] %(levelname)s %(message)s")
     return serve(a.address, a.backend, a.physics_hz, a.hold_after_s, a.rt_priority, a.parent_pid,
-                 a.camera_hz, a.image_size)
+                 a.camera_hz, a.image_size, a.depth, [o for o in a.objects.split(",") if o],
+                 a.layout, a.seed)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ Besides the protocol's five methods a driver may have (the bridge looks them up)
 - ``calibrate() -> dict``: once after ``connect``, before any motion (a bus-servo arm
   reads its joint offsets, a gripper finds its range); the dict joins the bridge summary;
 - ``read_images() -> dict[str, CameraFrame]``: camera frames with their capture stamps
-  (a bare (H, W, 3) array is stamped with the tick time and counted as unstamped);
+  (and depth, where the camera gives it); the bridge calls it every tick and publishes a
+  frame once per new stamp, so returning the newest frame again is fine (a bare (H, W, 3)
+  array is stamped with the tick time, published at ``camera_hz`` and counted as
+  unstamped);
 - ``grasp(width, speed, force) -> None``: start moving the fingers to ``width`` m at
   ``speed`` m/s, squeezing with at most ``force`` N (returns at once);
   ``read_gripper() -> GraspResult | None``: the newest gripper measurement;
@@ -57,6 +60,7 @@ class CameraFrame(NamedTuple):
 
     stamp_ns: int
     rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray | None = None  # (H, W) float32 m along the optical axis, if the camera gives it
 
 
 class GraspResult(NamedTuple):

@@ -274,7 +274,7 @@ def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
     """bridge (pretend arm) + controller + planner + recorder: the same graph as the sim's."""
     ep = tmp_path / "ep"
     run_dir = tmp_path / "run"
-    r = reflexarc("record", "graph=bridge", f"path={ep}", f"run_dir={run_dir}",
+    r = reflexarc("record", "graph=bridge_scripted", f"path={ep}", f"run_dir={run_dir}",
                   "out=" + str(tmp_path / "summary.json"), timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -306,7 +306,7 @@ def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
 
 
 def test_bridge_refuses_to_start_on_an_open_unauthenticated_bus(tmp_path: Path) -> None:
-    r = reflexarc("run", "graph=bridge", f"run_dir={tmp_path / 'run'}", "bus.transport=tcp",
+    r = reflexarc("run", "graph=bridge_scripted", f"run_dir={tmp_path / 'run'}", "bus.transport=tcp",
                   "bus.host=0.0.0.0", "bus.base_port=47390", timeout=90)
     text = r.stdout + r.stderr
     assert "without authentication" in text, text[-3000:]

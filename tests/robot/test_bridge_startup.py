@@ -66,7 +66,8 @@ def test_pretend_arm_calibrates_waits_for_the_go_moves_to_start_and_grasps() -> 
     home = np.array([0.0, -0.4207, 0.0, -2.5762, 0.0, 2.1555, 0.7854])
     start = home + np.array([0.25, 0.1, 0.0, 0.0, 0.0, 0.0, -0.2])
     cfg = BridgeConfig(operator_key=OPERATOR.public_hex(), start_position=start.tolist(),
-                       start_speed=0.5, command_timeout_s=0.2, camera_hz=30)
+                       start_speed=0.5, command_timeout_s=0.2, camera_hz=30,
+                       gripper="joint")  # only the gripper_commands below move the fingers
     cfg.validate()
     node = BridgeNode(NodeContext(name="bridge", rate_hz=1000.0), cfg,
                       driver=PretendDriver(camera_hz=30))

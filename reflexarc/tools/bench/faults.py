@@ -2,7 +2,8 @@
 
 Each case runs one graph in realtime (``control``: sim + controller + scripted expert;
 ``pixels``: sim + perception + planner + controller + recorder; ``bridge``: the pretend
-arm behind the bridge + controller + a scripted planner drawing circles), waits until the
+arm behind the bridge + controller + a scripted planner drawing circles, graph
+``bridge_scripted``), waits until the
 controller has tracked plans for ``settle_s``, injects one fault, watches the arm for
 ``observe_s`` and stops the graph. Faults:
 
@@ -187,7 +188,7 @@ def _graph(graph: str, backend: str, run_dir: Path, case: str) -> Any:
     """The RunConfig of one case: the graph, restarts on death, the injector."""
     from reflexarc.runtime.config import load
 
-    name = {"control": "control", "pixels": "pixels", "bridge": "bridge"}[graph]
+    name = {"control": "control", "pixels": "pixels", "bridge": "bridge_scripted"}[graph]
     cfg = load("run", [f"graph={name}", f"backend={backend}", "task=push", "episodes=1000",
                        f"run_dir={run_dir}", "heartbeat_hz=100"])
     nodes = cfg.graph.nodes

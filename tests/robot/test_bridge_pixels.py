@@ -1,0 +1,140 @@
+"""The bridge in the pixel loop, with an in-process driver: camera frames published the tick
+they arrive with their capture stamps and depth, frame-to-command timed from the capture
+stamp of the frame a command was planned from, the graph's one-float gripper as grasps
+with width and force; and the shipped graph=bridge as the same pixel loop as graph=senses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reflexarc.robot.bridge import BridgeNode, GraspArgs
+from reflexarc.robot.drivers import CameraFrame, DriverState, GraspResult
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.msgs import JointCommand
+from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.tools.senses import check_graph
+
+MS = 1_000_000
+
+
+class CameraArm:
+    """A driver with a camera and a gripper, recording what the bridge asks of it."""
+
+    def __init__(self) -> None:
+        self.k = 0
+        self.frame: CameraFrame | None = None
+        self.written: list[JointCommand] = []
+        self.grasps: list[tuple[float, float, float, float]] = []
+
+    def connect(self) -> None: ...
+
+    def read_state(self) -> DriverState | None:
+        self.k += 1
+        z = np.zeros(7)
+        return DriverState(self.k, z + 0.1, z, z, 0.08)
+
+    def write_command(self, cmd: JointCommand) -> None:
+        self.written.append(cmd)
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def read_images(self) -> dict[str, CameraFrame]:
+        return {"front": self.frame} if self.frame is not None else {}  # the newest, again
+
+    def grasp(self, width: float, speed: float, force: float, epsilon: float = 0.005) -> None:
+        self.grasps.append((width, speed, force, epsilon))
+
+    def read_gripper(self) -> GraspResult | None:
+        return None
+
+
+def _bridge(**kw: Any) -> tuple[BridgeNode, CameraArm, Inbox]:
+    arm = CameraArm()
+    cfg = BridgeNode.Config(acknowledge=False, command_timeout_s=1.0, **kw)
+    cfg.validate()
+    return BridgeNode(NodeContext(name="bridge", rate_hz=1000.0), cfg, driver=arm), arm, Inbox()
+
+
+def _cmd(seq: int, stamp_ns: int, gripper: float = 1.0) -> JointCommand:
+    z = np.zeros(7)
+    return JointCommand(seq=seq, stamp_ns=stamp_ns, mode="torque", position=z + 0.1, velocity=z,
+                        effort=z, gripper=gripper)
+
+
+def _step(node: BridgeNode, inbox: Inbox) -> list[tuple[str, Any]]:
+    out = list(node.step(time.monotonic_ns(), inbox))
+    inbox.clear_new()
+    return out
+
+
+def test_frames_go_out_once_each_with_capture_stamp_and_depth() -> None:
+    node, arm, inbox = _bridge()
+    rgb, depth = np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.9, np.float32)
+    captured = time.monotonic_ns() - 20 * MS  # the camera's own delay
+    arm.frame = CameraFrame(captured, rgb, depth)
+    frames = [m for _ in range(5) for t, m in _step(node, inbox) if t == "camera/front"]
+    assert len(frames) == 1  # the driver returned it five times: published once
+    assert frames[0].stamp_ns == captured and frames[0].depth.shape == (8, 8)
+    arm.frame = CameraFrame(captured + 5 * MS, rgb)  # a new frame, no depth
+    frames = [m for t, m in _step(node, inbox) if t == "camera/front"]
+    assert len(frames) == 1 and frames[0].depth.size == 0
+    assert node.counts["frames"] == 2 and node.counts["unstamped_frames"] == 0
+    assert node.frame_age.percentiles([0])[0] >= 15.0  # capture to publish, the delay in it
+
+
+def test_frame_to_command_is_timed_once_per_frame_from_its_capture_stamp() -> None:
+    node, arm, inbox = _bridge()
+    captured = time.monotonic_ns() - 15 * MS
+    arm.frame = CameraFrame(captured, np.zeros((8, 8, 3), np.uint8))
+    _step(node, inbox)
+    # the controller's commands: a hold (stamped with the joint state), then three from the
+    # plan of that frame (the first is the one that times the chain), then holds again
+    stamps = [777, captured, captured, captured, 778]
+    for seq, stamp in enumerate(stamps, 1):
+        inbox.put("joint_command", _cmd(seq, stamp), time.monotonic_ns())
+        _step(node, inbox)
+    assert len(arm.written) == 5 and node.frame_to_command.n == 1
+    f2c = node.frame_to_command.percentiles([50])[0]
+    assert 15.0 <= f2c <= (time.monotonic_ns() - captured) / 1e6
+    s = node.summary()
+    assert s["frame_to_command_samples"] == 1 and s["frame_to_command_ms_p50"] == pytest.approx(f2c, abs=0.01)
+    run = s["run"]["bridge"]  # the run summary's entry, with the machine's load
+    assert run["frame_to_command_ms_p99"] >= run["frame_to_command_ms_p50"] > 0
+    assert run["cpus"] >= 1 and run["load_1m_max"] >= 0
+
+
+def test_the_graphs_gripper_becomes_grasps_with_width_and_force() -> None:
+    node, arm, inbox = _bridge(grasp=GraspArgs(width=0.04, force=30.0))
+    for seq, g in enumerate([1.0, 1.0, 0.2, -1.0, -0.9, 0.0, 1.0], 1):
+        inbox.put("joint_command", _cmd(seq, 0, gripper=g), time.monotonic_ns())
+        _step(node, inbox)
+    # open (once), close = a grasp of 4 cm with 30 N (once), open again; 0.2 and 0.0: no change
+    assert arm.grasps == [(0.08, 0.1, 0.0, 0.01), (0.04, 0.1, 30.0, 0.01), (0.08, 0.1, 0.0, 0.01)]
+    assert node.counts["grasps"] == 3
+    joint, arm2, inbox2 = _bridge(gripper="joint")
+    inbox2.put("joint_command", _cmd(1, 0, gripper=-1.0), time.monotonic_ns())
+    _step(joint, inbox2)
+    assert arm2.grasps == [] and arm2.written[0].gripper == -1.0
+    with pytest.raises(ConfigError, match="grasp.close_below"):
+        BridgeNode.Config(acknowledge=False, grasp=GraspArgs(close_below=0.6)).validate()
+
+
+def test_graph_bridge_is_the_senses_pixel_loop_behind_the_bridge() -> None:
+    import reflexarc.runtime.launcher  # noqa: F401  (the run config's schema)
+    from reflexarc.runtime import config
+
+    nodes = {}
+    for graph in ("bridge", "senses"):
+        cfg = config.load("run", [f"graph={graph}"], check=False)
+        nodes[graph] = {n: e.target for n, e in cfg.graph.nodes.items() if e.enabled}
+    bridge, senses = nodes["bridge"], nodes["senses"]
+    assert "sim" not in bridge and bridge["bridge"] == "reflexarc.robot.bridge:BridgeNode"
+    for role in ("perception", "planner", "controller"):  # the same nodes as the sim's loop
+        assert bridge[role] == senses[role]
+    assert check_graph("bridge") == []  # and nothing privileged in it
