@@ -5,7 +5,9 @@ with width and force; and the shipped graph=bridge as the same pixel loop as gra
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import JointCommand
 from reflexarc.runtime.node import Inbox, NodeContext
 from reflexarc.tools.senses import check_graph
+from tests.conftest import reflexarc
 
 MS = 1_000_000
 
@@ -138,3 +141,29 @@ def test_graph_bridge_is_the_senses_pixel_loop_behind_the_bridge() -> None:
     for role in ("perception", "planner", "controller"):  # the same nodes as the sim's loop
         assert bridge[role] == senses[role]
     assert check_graph("bridge") == []  # and nothing privileged in it
+
+
+@pytest.mark.slow
+def test_the_pixel_loop_picks_and_places_a_block_on_the_pretend_arm(tmp_path: Path) -> None:
+    """reflexarc run graph=bridge instruction=...: perception, instruct, planner and controller
+    through the bridge to the pretend arm, which says at the end where the blocks went."""
+    out = tmp_path / "summary.json"
+    r = reflexarc("run", "graph=bridge", "instruction=put the red block on the left",
+                  "duration_s=35", f"run_dir={tmp_path / 'run'}", f"out={out}", timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["ok"], summary["reasons"]
+    (spec,) = summary["specs"]
+    assert (spec["task"], spec["object"], spec["source"]) == ("pick_place", "red", "fast")
+    run = summary["bridge"]  # the bridge's entry in the run summary
+    assert run["phase"] == "running" and run["held"] >= 1  # a grasp with width and force held it
+    assert run["frame_to_command_samples"] > 50
+    assert 0 < run["frame_to_command_ms_p50"] <= run["frame_to_command_ms_p99"]
+    bridge = json.loads((tmp_path / "run" / "bridge.summary.json").read_text())
+    assert bridge["unstamped_frames"] == 0 and bridge["beyond_limits"]["position"] == 0
+    start, end = bridge["arm_blocks_start"], bridge["arm_blocks_end"]
+    target = np.array(spec["target_pos"])
+    red = np.array(end["red"])
+    assert np.linalg.norm(red - target) < 0.035 and red[2] < target[2] + 0.01, (red, target)
+    for other in ("green", "blue"):  # the others stayed where they were
+        assert np.linalg.norm(np.subtract(end[other], start[other])) < 0.02
