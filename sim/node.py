@@ -1,4 +1,4 @@
-"""The sim node: a simulated Panda scene in the graph (docs/architecture.md, "The nodes").
+"""The sim node: a simulated robot scene (``robot``: panda, xarm6) in the graph (docs/architecture.md, "The nodes").
 
 Every tick (the node's rate, 500-1000 Hz, is the physics rate: one tick advances the
 physics by ``1 / rate_hz`` s) it applies the newest command, steps the scene and
@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, panda_limits
+from reflexarc.robot.guard import CommandGuard, GuardConfig, LimitCounter, joint_limits
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, NodeError
 from reflexarc.runtime.msgs import (
@@ -84,6 +84,7 @@ class SimConfig:
 
     task: str = choice("push", "reach", "push", "pick_place")
     backend: str = choice("mujoco", "mujoco", "pybullet")
+    robot: str = "panda"  # the arm (reflexarc.robot.description; docs/robots.md)
     objects: list[str] = field(default_factory=lambda: ["red"])  # block colours; first = task's
     command: str = choice("ee_action", "ee_action", "joint")
     episodes: int = bounded(1, 0, None)  # then done(); 0: until stopped
@@ -144,6 +145,9 @@ class SimConfig:
     instructions: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
+        from reflexarc.robot.description import robot_description
+
+        robot_description(self.robot)  # a ConfigError on "robot" naming the known ones
         for cam in self.cameras:
             if cam not in CAMERAS:
                 raise ConfigError("cameras", f"got {cam!r}; allowed: {', '.join(CAMERAS)}")
@@ -244,6 +248,7 @@ class SimNode(Node):
     def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
         super().__init__(ctx, cfg)
         self.started_wall = time.monotonic()  # for the episode lines' ETA
+        from reflexarc.robot.description import robot_description
         from reflexarc.robot.kinematics import ArmKinematics
         from reflexarc.sim.ee_control import EETracker
         from reflexarc.sim.scene import SceneConfig
@@ -270,6 +275,7 @@ class SimNode(Node):
         self.scene = make_scene(
             SceneConfig(
                 backend=cfg.backend,
+                robot=cfg.robot,
                 objects=list(cfg.objects),
                 cameras=list(cfg.cameras),
                 physics_hz=physics_hz,
@@ -280,7 +286,7 @@ class SimNode(Node):
             Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
             (Path(ctx.run_dir) / "cameras.json").write_text(json.dumps(
                 {c: _calibration(c, cfg.backend, cfg.image_size) for c in cfg.cameras}, indent=1))
-        self.kin = ArmKinematics()
+        self.kin = ArmKinematics(robot_description(cfg.robot))
         self.task = make_task(cfg.task, self.kin)
         self.ramp_steps = round(physics_hz / cfg.action_hz)
         self.tracker = EETracker(self.kin, cfg.max_delta, self.ramp_steps * self.scene.dt)
@@ -313,7 +319,7 @@ class SimNode(Node):
         self.holds = 0
         self.hold_logged_episode = -1  # the episode whose first hold was logged
         self.hold_steps = 0
-        limits = panda_limits()
+        limits = joint_limits(self.kin.robot)
         # the arm's own check of joint commands; the torque rate is the controller's to shape
         self.guard = CommandGuard(limits, GuardConfig(torque_rate=False))
         self.beyond = LimitCounter(limits)

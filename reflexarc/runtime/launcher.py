@@ -136,6 +136,7 @@ class RunConfig:
     # scene-level choices that graph configs reference by interpolation (${task}...)
     task: str = choice("push", "reach", "push", "pick_place", "instruction")  # the scene's task
     backend: str = choice("mujoco", "mujoco", "pybullet")  # the simulator
+    robot: str = "panda"  # the arm, in graphs that pass it on (docs/robots.md): panda, xarm6
     episodes: int = bounded(1, 1, 100_000)  # episodes the sim runs before the run ends
     policy: str = "expert"  # graph=expert: expert or random actions
     instruction: str = ""  # graph=instruction: the instruction in plain language

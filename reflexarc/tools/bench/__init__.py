@@ -17,7 +17,7 @@ from reflexarc.runtime.errors import ConfigError
 
 @dataclass
 class BenchConfig:
-    what: str = choice("bus", "bus", "sim", "control", "plan", "instruct", "faults")
+    what: str = choice("bus", "bus", "sim", "control", "plan", "instruct", "faults", "arms")
     out: str = ""  # JSON rows; PNG plots are written beside it
     quick: bool = False  # a small, fast run (used by the tests)
     messages: int = bounded(3000, 10, 1_000_000)  # bus: messages per row
@@ -38,7 +38,8 @@ class BenchConfig:
     device: str = "cpu"  # plan: torch device
     threads: int = bounded(1, 1, 256)  # plan: torch intra-op threads (1 is fastest for small batches)
     model: str = ""  # plan: a world-model checkpoint: also success vs budget from pixels
-    episodes: int = bounded(10, 1, 100_000)  # plan with model: episodes per setting and task
+    episodes: int = bounded(10, 1, 100_000)  # plan with model, arms: episodes per setting and task
+    robots: list[str] = field(default_factory=list)  # arms: the arms measured; empty: all shipped
     graphs: list[str] = field(default_factory=list)  # faults: control, pixels, bridge; empty: all
     cases: list[str] = field(default_factory=list)  # faults: only these (kill:controller...)
     # instruct: seeds per text of the instruction set carried out in graph instruction
@@ -63,6 +64,11 @@ class BenchConfig:
                               "would starve the sender on its one core; allowed: 'block', or "
                               "'spin' with two cores or more")
         check_cpu_latency("cpu_latency_us", self.cpu_latency_us)
+        if self.robots:
+            from reflexarc.robot.description import robot_description
+
+            for name in self.robots:
+                robot_description(name, key="robots")
         for g in self.graphs:
             if g not in ("control", "pixels", "bridge"):
                 raise ConfigError("graphs", f"got {g!r}; allowed: control, pixels, bridge")
@@ -83,7 +89,8 @@ _USED_BY = {  # keys only some benches read: set for another, they would do noth
     "device": ("plan",),
     "threads": ("plan",),
     "model": ("plan",),
-    "episodes": ("plan",),
+    "episodes": ("plan", "arms"),
+    "robots": ("arms",),
 }
 
 register("bench_schema", BenchConfig)
@@ -95,6 +102,7 @@ _BENCHES = {
     "plan": "reflexarc.tools.bench.plan:bench_plan",
     "instruct": "reflexarc.tools.bench.instruct:bench_instruct",
     "faults": "reflexarc.tools.bench.faults:bench_faults",
+    "arms": "reflexarc.tools.bench.arms:bench_arms",
 }
 
 

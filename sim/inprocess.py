@@ -1,0 +1,101 @@
+"""The control graph's nodes stepped in one process on a lockstep clock: fast episodes.
+
+:func:`control_episodes` runs the nodes of ``configs/graph/control.yaml`` -- the sim
+(``command: joint``, physics 1 kHz), the 1 kHz controller and the scripted expert
+publishing Plans at 10 Hz -- with their own ``step`` code, in one process: each 1 ms
+tick steps the nodes due at it (sim, controller, expert), and what a node publishes
+reaches its subscribers at the next tick, as on the launcher's lockstep clock. No bus,
+no processes: seeded episodes cost only the nodes' own compute, which makes the 20-seed
+success figures of docs/benchmarks.md ("A second arm") affordable on a small machine.
+Camera frames are off (they do not change the physics or the expert's privileged view).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reflexarc.robot.controller import ControllerNode
+from reflexarc.runtime.config import from_mapping
+from reflexarc.runtime.errors import ConfigError
+from reflexarc.runtime.node import Inbox, Node, NodeContext
+from reflexarc.sim.node import EpisodeResult, SimNode
+from reflexarc.sim.policy_node import PolicyNode
+
+TICK_NS = 1_000_000  # the lockstep clock: 1 kHz
+
+
+@dataclass
+class _Slot:
+    node: Node
+    every: int  # ticks between its steps
+    subscribes: dict[str, str]
+    inbox: Inbox
+
+
+def _subscribes(node: Node) -> dict[str, str]:
+    of = getattr(type(node), "subscribes_for", None)
+    return dict(of(node.cfg)) if of is not None else dict(type(node).subscribes)
+
+
+def _wants(subscribes: dict[str, str], topic: str) -> bool:
+    return topic in subscribes or any(k.endswith("/") and topic.startswith(k) for k in subscribes)
+
+
+def control_episodes(
+    task: str = "reach",
+    backend: str = "mujoco",
+    robot: str = "panda",
+    episodes: int = 1,
+    seed: int = 0,
+    max_sim_s: float | None = None,
+) -> list[EpisodeResult]:
+    """Run ``episodes`` seeded episodes (episode ``i``: seed ``seed + i``) of the scripted
+    expert driving ``robot`` through the controller; the sim's results, one per episode.
+
+    ``max_sim_s`` bounds the simulated time (default: every episode's limit plus 10 s).
+    """
+    if task not in ("reach", "push", "pick_place"):
+        raise ConfigError("task", f"got {task!r}; allowed: reach, push, pick_place")
+    if episodes < 1:
+        raise ConfigError("episodes", f"got {episodes}; at least 1")
+
+    def ctx(name: str, rate_hz: float) -> NodeContext:
+        return NodeContext(name=name, rate_hz=rate_hz, seed=seed, clock="lockstep")
+
+    sim_cfg = from_mapping(SimNode.Config, {
+        "task": task, "backend": backend, "robot": robot, "episodes": episodes,
+        "command": "joint", "state_hz": 100, "camera_hz": 0, "goal_images": False,
+        "subgoals": False,
+    })
+    sim = SimNode(ctx("sim", 1000.0), sim_cfg)
+    slots = [_Slot(sim, 1, _subscribes(sim), Inbox())]
+    try:
+        ctrl = ControllerNode(ctx("controller", 1000.0),
+                              from_mapping(ControllerNode.Config, {"robot": robot}))
+        slots.append(_Slot(ctrl, 1, _subscribes(ctrl), Inbox()))
+        expert = PolicyNode(ctx("expert", 10.0), from_mapping(
+            PolicyNode.Config, {"task": task, "policy": "expert", "output": "plan"}))
+        slots.append(_Slot(expert, 100, _subscribes(expert), Inbox()))
+        limit_s = max_sim_s if max_sim_s is not None else episodes * (sim.episode_ns / 1e9 + 10.0)
+        pending: list[tuple[str, Any]] = []
+        seqs: dict[str, int] = {}  # the runtime numbers every topic's messages (the bus does)
+        k = 0
+        while not sim.done() and k * TICK_NS < limit_s * 1e9:
+            now = k * TICK_NS
+            for topic, msg in pending:  # last tick's messages arrive now
+                seqs[topic] = seq = seqs.get(topic, -1) + 1
+                object.__setattr__(msg, "seq", seq)  # as the bus's publisher does
+                for slot in slots:
+                    if _wants(slot.subscribes, topic):
+                        slot.inbox.put(topic, msg, now)
+            pending = []
+            for slot in slots:
+                if k % slot.every == 0:
+                    pending.extend(slot.node.step(now, slot.inbox))
+                    slot.inbox.clear_new()
+            k += 1
+        return list(sim.results)
+    finally:
+        for slot in slots:
+            slot.node.close()
