@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import time
 from collections import Counter, deque
 from typing import Any
@@ -73,6 +74,18 @@ class CollectWorker:
                 "s": time.perf_counter() - t}
 
 
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` that nothing listens on fails here in seconds (Ray retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # 'auto' and ray:// addresses: Ray resolves them itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5.0).close()
+    except OSError as e:
+        raise ConfigError("ray.address", f"no Ray cluster answered at {address!r} ({e}); start "
+                          "one with `ray start --head`, or use ray.address=local") from None
+
+
 def init_ray(cfg: CollectConfig) -> bool:
     """Connect to Ray as ``cfg.ray.address`` says; True when this call started it."""
     ray = _ray()
@@ -83,7 +96,17 @@ def init_ray(cfg: CollectConfig) -> bool:
         kw: dict[str, Any] = {"num_cpus": rc.num_cpus} if rc.num_cpus else {}
         ray.init(include_dashboard=False, log_to_driver=False, **kw)
     else:
-        ray.init(address=rc.address, log_to_driver=False)
+        _check_reachable(rc.address)
+        try:
+            ray.init(address=rc.address, log_to_driver=False)
+        except ConnectionError as e:
+            # a cluster started by `ray start` may require token authentication, which the
+            # driver reads from RAY_AUTH_MODE=token and ~/.ray/auth_token (docs/scale.md)
+            raise ConfigError("ray.address", f"no Ray cluster answered at {rc.address!r} ({e}); "
+                              "allowed: 'local', 'auto' (RAY_ADDRESS or a `ray start` on this "
+                              "node), host:port of a running head, or ray://host:10001; a "
+                              "cluster with token authentication also needs RAY_AUTH_MODE=token "
+                              "and its token") from None
     return True
 
 
