@@ -124,13 +124,13 @@ class RobotDescription:
 
     Every per-joint field has one value per arm joint (``dof`` of them); the arrays are
     read through the properties below (fresh numpy copies, so no caller can change the
-    description). The model is a URDF inside ``pybullet_data`` (``urdf``, relative to
+    description). The model is a URDF (``urdf``: an absolute path, or relative to
     ``pybullet_data.getDataPath()``), compiled by MuJoCo for kinematics and dynamics and
     loaded by PyBullet as is; nothing is downloaded.
     """
 
     name: str
-    urdf: str  # path inside pybullet_data, e.g. "franka_panda/panda.urdf"
+    urdf: str  # absolute, or inside pybullet_data, e.g. "franka_panda/panda.urdf"
     arm_joints: tuple[str, ...]
     ee_link: str  # the link the end-effector frame is fixed to
     hand_link: str  # the last link before the gripper (the wrist camera rides on it)
@@ -275,7 +275,13 @@ class RobotDescription:
     # -- model -----------------------------------------------------------------------------
 
     def urdf_path(self) -> Path:
-        """The URDF file inside the installed pybullet_data."""
+        """The URDF file: ``urdf`` itself when absolute (a user's own arm), else inside the
+        installed pybullet_data."""
+        if Path(self.urdf).is_absolute():
+            path = Path(self.urdf)
+            if not path.is_file():
+                raise RobotError(f"robot {self.name!r}: no URDF at {path}")
+            return path
         try:
             import pybullet_data
         except ImportError as e:  # pragma: no cover - pybullet is a dependency
@@ -360,8 +366,21 @@ def robot_names() -> list[str]:
 def robot_description(name: str, key: str = "robot") -> RobotDescription:
     """The description registered as ``name``; a shipped robot is imported on first use.
 
+    ``name`` may also be ``"package.module:NAME"``, a description in a user's own package
+    (imported in whichever process asks: every node of a graph finds it the same way).
     Raises :class:`ConfigError` on ``key`` for an unknown name, listing the known ones.
     """
+    if name not in _ROBOTS and ":" in name:
+        from reflexarc.runtime.targets import import_object
+
+        def error(message: str) -> ConfigError:
+            return ConfigError(key, message)
+
+        found = import_object(name, error, "robot description")
+        if not isinstance(found, RobotDescription):
+            raise ConfigError(key, f"{name!r} is a {type(found).__name__}, not a "
+                              "RobotDescription")
+        _ROBOTS[name] = found
     if name not in _ROBOTS and name in BUILTIN:
         module = importlib.import_module(f"reflexarc.robot.{name}")
         register(module.DESCRIPTION)

@@ -89,3 +89,13 @@ def test_the_gripper_s_joints_are_linear_in_the_opening() -> None:
     for opening in (0.0, 0.03, grip.max_opening):
         assert grip.opening(grip.joint_positions(opening)) == pytest.approx(opening)
     assert grip.opening_for(-1.0) == 0.0 and grip.opening_for(1.0) == grip.max_opening
+
+
+def test_a_description_is_found_by_module_and_name() -> None:
+    from reflexarc.runtime.errors import ConfigError
+
+    assert robot_description("reflexarc.robot.xarm6:DESCRIPTION") is XARM6
+    with pytest.raises(ConfigError, match="not a RobotDescription"):
+        robot_description("reflexarc.robot.xarm6:Gripper")
+    with pytest.raises(ConfigError, match="cannot import"):
+        robot_description("reflexarc.robot.nope:DESCRIPTION")
