@@ -67,6 +67,15 @@ class ExploreConfig:
     wander_box: list[float] = field(default_factory=lambda: [0.3, 0.7, -0.3, 0.3, 0.0, 0.3])
     waypoint_steps: list[int] = field(default_factory=lambda: [4, 12])  # wander: steps per waypoint
     gripper_flip: float = bounded(0.03, 0.0, 1.0)  # per-step chance to toggle the gripper
+    # any env (collected through GymFrames): random play, or the curious explorer
+    # (reflexarc.policies.explore): actions where an ensemble fitted on `model`'s latents
+    # disagrees most
+    policy: str = choice("random", "random", "curious")
+    model: str = ""  # curious: a world model of this env (reflexarc train on its random play)
+    candidates: int = bounded(64, 2, 4096)  # curious: action sequences scored per step
+    horizon: int = bounded(4, 1, 64)  # curious: steps of each candidate
+    ensemble: int = bounded(5, 2, 32)  # curious: predictors in the ensemble
+    fit_episodes: int = bounded(60, 1, None)  # curious: training episodes the ensemble is fitted on
 
 
 @dataclass
@@ -224,6 +233,7 @@ class GymFrames(gym.Wrapper):
                               f"{env.action_space} is not a Box; allowed: envs with Box actions")
         super().__init__(env)
         self.size = image_size
+        self.plain = False
         self.observation_space = gym.spaces.Dict(
             {"image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
 
@@ -231,6 +241,12 @@ class GymFrames(gym.Wrapper):
         import cv2
 
         frame = np.asarray(self.env.render())
+        if not self.plain:  # no shadows/reflections, as the graph's sim node renders
+            from reflexarc.sim.gym_node import plain_render
+
+            self.plain = True
+            if plain_render(self.env):
+                frame = np.asarray(self.env.render())
         h, w = frame.shape[:2]
         s = min(h, w)
         top, left = (h - s) // 2, (w - s) // 2
@@ -386,6 +402,9 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     expert_factory = _load_expert(cfg.env) if cfg.expert_ratio > 0 and not generic else None
     if cfg.expert_ratio > 0 and expert_factory is None and not generic:
         raise ConfigError("expert_ratio", f"no scripted expert for {cfg.env} (reflexarc.sim.experts.make_expert); use 0")
+    if cfg.explore.policy == "curious" and (not generic or cfg.executor == "ray" or not cfg.explore.model):
+        raise ConfigError("explore.policy", "curious exploration needs an env collected through the "
+                          "gymnasium adapter, executor=local and explore.model (a checkpoint of the env)")
     if cfg.executor == "ray":
         from reflexarc.policies.collect_ray import collect_on_ray
 
@@ -409,6 +428,11 @@ def _collect_local(cfg: CollectConfig, store: EpisodeStore, todo: list[int], exp
     n_envs = max(1, min(n_envs, len(todo))) if todo else 1
     steps_done = 0
     written = 0
+    curiosity = None
+    if todo and cfg.explore.policy == "curious":
+        from reflexarc.policies.explore import load_curiosity
+
+        curiosity = load_curiosity(cfg.explore.model, cfg.explore.fit_episodes, cfg.explore.ensemble, cfg.seed)
     if todo:
         vec_cls = gym.vector.AsyncVectorEnv if cfg.vector == "async" else gym.vector.SyncVectorEnv
         envs = vec_cls([_make_env(cfg) for _ in range(n_envs)])
@@ -420,7 +444,7 @@ def _collect_local(cfg: CollectConfig, store: EpisodeStore, todo: list[int], exp
         try:
             for b in range(0, len(todo), n_envs):
                 batch = todo[b : b + n_envs]
-                steps, new = _run_batch(cfg, envs, batch, n_envs, store, expert_factory)
+                steps, new = _run_batch(cfg, envs, batch, n_envs, store, expert_factory, curiosity)
                 steps_done += steps
                 written += new
                 if bar is not None:
@@ -458,7 +482,8 @@ def episode_meta(cfg: CollectConfig) -> dict[str, Any]:
 
 
 def _run_batch(
-    cfg: CollectConfig, envs: Any, batch: list[int], n_envs: int, store: EpisodeStore, expert_factory: Any
+    cfg: CollectConfig, envs: Any, batch: list[int], n_envs: int, store: EpisodeStore, expert_factory: Any,
+    curiosity: Any = None,
 ) -> tuple[int, int]:
     """Run one episode per env for the indices in ``batch`` (extra envs run unrecorded).
 
@@ -476,8 +501,12 @@ def _run_batch(
         pick = _rng(cfg.seed, i, 1)
         expert = expert_factory is not None and pick.random() < cfg.expert_ratio
         rng = _rng(cfg.seed, i, 2)
-        if generic:
-            agent: Any = RandomPlay(cfg.explore, space.low.reshape(-1), space.high.reshape(-1), rng)
+        if generic and curiosity is not None:
+            from reflexarc.policies.explore import CuriousPlay
+
+            agent: Any = CuriousPlay(curiosity, cfg.explore, space.low.reshape(-1), space.high.reshape(-1), rng)
+        elif generic:
+            agent = RandomPlay(cfg.explore, space.low.reshape(-1), space.high.reshape(-1), rng)
         elif expert:
             agent = expert_factory(cfg.max_delta)
         else:
@@ -499,6 +528,8 @@ def _run_batch(
                 continue
             if isinstance(agent, RandomPlay):
                 actions[k] = agent.act()
+            elif getattr(agent, "mode", "") == "curious":
+                actions[k] = agent.act(obs["image"][k])
             elif isinstance(agent, Explorer):
                 objs = _field(info, "object_pos", k)
                 block = None if objs is None or len(objs) == 0 else np.asarray(objs).reshape(-1, 3)[0]

@@ -54,6 +54,10 @@ class EpisodeData:
     names: list[str]
     object_name: str = ""
     action_space: dict | None = None  # the episodes' metadata ``action_space`` (low, high), if any
+    # (N, K) float32: ``joint_state.position`` at each frame (an env's flattened observation
+    # for episodes collected through the gymnasium adapter), NaN where none; for probes of
+    # named quantities (reflexarc.policies.quantities)
+    obs: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -73,13 +77,26 @@ class EpisodeData:
         ok = (c[t + horizon] - c[t]) == horizon
         return t[ok]
 
+    def stacked(self, rows: Tensor, frames: int = 1) -> Tensor:
+        """Images at ``rows`` (any shape R) with a history of ``frames``: (*R, 3F, S, S)
+        uint8, frames rows-F+1..rows stacked along channels, oldest first; before an
+        episode's first frame, that frame repeats (as at an env's reset)."""
+        if frames <= 1:
+            return self.frames[rows]
+        ep = self.episode.to(rows.device)
+        first = torch.searchsorted(ep, ep[rows])  # episodes are contiguous and in order
+        idx = rows[..., None] + torch.arange(1 - frames, 1, device=rows.device)  # (*R, F)
+        idx = torch.maximum(idx, first[..., None])
+        return self.frames[idx.to(self.frames.device)].flatten(-4, -3)
+
     def windows(
-        self, starts: Tensor, horizon: int, device: torch.device | str = "cpu"
+        self, starts: Tensor, horizon: int, device: torch.device | str = "cpu", frames: int = 1,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Windows at ``starts`` (B,): images (B, H+1, 3, S, S) uint8, actions (B, H, A),
-        proprio (B, H+1, P) or None, on ``device``."""
+        """Windows at ``starts`` (B,): images (B, H+1, 3F, S, S) uint8 (F = ``frames`` of
+        history, :meth:`stacked`), actions (B, H, A), proprio (B, H+1, P) or None, on
+        ``device``."""
         idx = starts[:, None] + torch.arange(horizon + 1, device=starts.device)  # (B, H+1)
-        images = self.frames[idx].to(device, non_blocking=True)
+        images = self.stacked(idx, frames).to(device, non_blocking=True)
         actions = self.actions[idx[:, :-1]].to(device, non_blocking=True)
         proprio = None if self.proprio is None else self.proprio[idx].to(device)
         return images, actions, proprio
@@ -96,7 +113,7 @@ class EpisodeData:
             block_pos=self.block_pos[mask],
             proprio=None if self.proprio is None else self.proprio[mask],
             names=[self.names[i] for i in keep], object_name=self.object_name,
-            action_space=self.action_space,
+            action_space=self.action_space, obs=None if self.obs is None else self.obs[mask],
         )
 
 
@@ -200,6 +217,17 @@ def load_episode(
                 if o.ndim == 2 and o.shape[0] > col:
                     block[i] = o[col, :3]
     out = {"rgb": rgb, "actions": actions, "valid": valid, "ee_pos": ee, "block_pos": block}
+    if "joint_state" in topics:
+        js = ep.read("joint_state")
+        pos = js["position"]
+        widths = {len(p) for p in pos} if isinstance(pos, list) else {np.asarray(pos).shape[-1]}
+        if len(widths) == 1:  # one width over the episode (an env's observation, 7 joints...)
+            j_st = np.asarray(js["stamp_ns"], np.int64)
+            k = _latest_before(j_st, stamps)
+            pos = np.asarray(pos, np.float32).reshape(len(j_st), -1)
+            o = np.full((n, pos.shape[1]), np.nan, np.float32)
+            o[k >= 0] = pos[k[k >= 0]]
+            out["obs"] = o
     if with_proprio:
         js = ep.read("joint_state")
         j_st = np.asarray(js["stamp_ns"], np.int64)
@@ -230,6 +258,13 @@ def load_episodes(
         load_episode(p, image_size, camera, action_dim, with_proprio, object_name) for p in paths
     ]
     space = Episode(paths[0]).meta.get("action_space")
+    obs_w = {p["obs"].shape[1] for p in parts if "obs" in p}
+    obs = None
+    if len(obs_w) == 1:  # NaN rows for an episode without one
+        w = obs_w.pop()
+        obs = torch.from_numpy(np.concatenate([
+            p["obs"] if "obs" in p else np.full((len(p["valid"]), w), np.nan, np.float32)
+            for p in parts]))
     rgb = np.concatenate([p["rgb"] for p in parts])  # (N, S, S, 3)
     frames = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
     episode = np.concatenate([np.full(len(p["valid"]), i, np.int64) for i, p in enumerate(parts)])
@@ -245,6 +280,7 @@ def load_episodes(
         names=[Path(p).name for p in paths],
         object_name=object_name,
         action_space=space,
+        obs=obs,
     )
 
 

@@ -7,6 +7,9 @@
 - A linear probe (ridge, closed form) from z to the end-effector position (x, y, z) and
   to the pushed block's position (x, y; the block rests on the table, so its z does not
   vary), fitted on training episodes and scored (R^2, mean over outputs) on held-out ones.
+- Probes of named quantities of any env's observation (``probe.targets``, specs of
+  :mod:`reflexarc.policies.quantities`): one ridge probe per quantity, R^2 per name
+  (``probe_r2``), fitted and scored as above.
 - Per-dimension latent std (collapse check: :func:`reflexarc.policies.world_model.is_collapsed`).
 
 ``evaluate_model(cfg)`` is what ``reflexarc eval model=...`` calls (reflexarc/tools/evaluate.py).
@@ -14,6 +17,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,21 @@ from torch import Tensor
 
 from reflexarc.policies.checkpoint import load_checkpoint
 from reflexarc.policies.data import EpisodeData, load_episodes, split_names
+from reflexarc.policies.quantities import Quantity, parse_quantities
 from reflexarc.policies.world_model import WorldModel, is_collapsed, latent_std
 from reflexarc.runtime.episode import list_episodes
 from reflexarc.runtime.errors import ConfigError
+
+
+@dataclass
+class ProbeConfig:
+    """Probes of named quantities (``probe.targets``): specs such as
+    ``fingertip:obs[4:6]+obs[8:10]`` (:mod:`reflexarc.policies.quantities`)."""
+
+    targets: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        parse_quantities(list(self.targets), "probe.targets")
 
 
 @torch.no_grad()
@@ -34,7 +50,7 @@ def encode_all(model: WorldModel, data: EpisodeData, batch: int = 512, target: b
     dev = next(model.parameters()).device
     out = []
     for i in range(0, len(data), batch):
-        obs: Any = data.frames[i : i + batch].to(dev)
+        obs: Any = data.stacked(torch.arange(i, min(i + batch, len(data))), model.cfg.frames).to(dev)
         if data.proprio is not None and model.cfg.proprio_dim:
             obs = {"image": obs, "proprio": data.proprio[i : i + batch].to(dev)}
         z = model.encode_target(obs) if target else model.encode(obs)
@@ -112,8 +128,10 @@ def probe_r2(
 def evaluate(
     model: WorldModel, fit: EpisodeData, test: EpisodeData, horizon: int, *,
     max_windows: int = 4096, max_fit_frames: int = 20000, seed: int = 0,
+    targets: list[Quantity] | tuple[Quantity, ...] = (),
 ) -> dict[str, Any]:
-    """All figures of one model: probe fitted on ``fit``, everything scored on ``test``."""
+    """All figures of one model: probe fitted on ``fit``, everything scored on ``test``;
+    ``targets``: named quantities of the observation, one probe each (``probe_r2``)."""
     was_training = model.training
     model.eval()
     z_test = encode_all(model, test)
@@ -126,6 +144,12 @@ def evaluate(
     ee_fit, blk_fit = fit.ee_pos[sel], fit.block_pos[sel, :2]
     std = latent_std(z_test)
     model.train(was_training)
+    named: dict[str, float] = {}
+    for q in targets:
+        if fit.obs is None or test.obs is None:
+            raise ConfigError("probe.targets", f"{q.spec!r}: the episodes record no observation "
+                              "(joint_state) to read it from")
+        named[q.name] = probe_r2(z_fit, q.values(fit.obs[sel]), z_test, q.values(test.obs))
     return {
         "horizon": horizon,
         "pred_error": errs["pred_error"],
@@ -135,6 +159,7 @@ def evaluate(
         "ratio_to_baseline": [p / max(b, 1e-12) for p, b in zip(errs["pred_error"], errs["baseline_error"], strict=True)],
         "probe_r2_ee": probe_r2(z_fit, ee_fit, z_test, test.ee_pos),
         "probe_r2_block": probe_r2(z_fit, blk_fit, z_test, test.block_pos[:, :2]),
+        "probe_r2": named,
         "min_latent_std": float(std.min()),
         "mean_latent_std": float(std.mean()),
         "collapsed": is_collapsed(z_test),
@@ -154,7 +179,7 @@ def _encode_rows(model: WorldModel, data: EpisodeData, rows: Tensor, batch: int 
     out = []
     for i in range(0, len(rows), batch):
         r = rows[i : i + batch]
-        obs: Any = data.frames[r].to(dev)
+        obs: Any = data.stacked(r, model.cfg.frames).to(dev)
         if data.proprio is not None and model.cfg.proprio_dim:
             obs = {"image": obs, "proprio": data.proprio[r].to(dev)}
         out.append(model.encode(obs).float().cpu())
@@ -174,9 +199,9 @@ def plot_evaluation(result: dict[str, Any], path: str | Path, title: str = "") -
     ax[0].plot(k, result["baseline_error"], "s--", label="copy-last baseline")
     ax[0].set_xlabel("prediction step k")
     ax[0].set_ylabel("normalised latent error")
-    ax[0].set_title(
-        f"probe R2: ee {result['probe_r2_ee']:.3f}, block {result['probe_r2_block']:.3f}"
-    )
+    named = result.get("probe_r2") or {}
+    probes = {**named} if named else {"ee": result["probe_r2_ee"], "block": result["probe_r2_block"]}
+    ax[0].set_title("probe R2: " + ", ".join(f"{k} {v:.3f}" for k, v in probes.items()))
     ax[0].legend()
     ax[0].grid(alpha=0.3)
     std = np.sort(np.asarray(result["latent_std"]))[::-1]
@@ -233,7 +258,10 @@ def evaluate_model(cfg: Any) -> dict[str, Any]:
           "camera": train_cfg.get("camera", "front"), "object_name": train_cfg.get("probe_object", "")}
     fit = load_episodes([fit_root / n for n in fit_names], **kw)
     test = load_episodes([root / n for n in test_names], **kw)
-    result = evaluate(model, fit, test, horizon, seed=int(getattr(cfg, "seed", 0)))
+    probe = getattr(cfg, "probe", None)
+    specs = list(getattr(probe, "targets", []) or []) or list(train_cfg.get("probe", {}).get("targets", []))
+    targets = parse_quantities(specs, "probe.targets")
+    result = evaluate(model, fit, test, horizon, seed=int(getattr(cfg, "seed", 0)), targets=targets)
     result = {"model": str(info.path), "version": info.version, "data": str(data_dir),
               "probe_fit": how, **result}
     out = getattr(cfg, "out", "")

@@ -36,7 +36,8 @@ from reflexarc.policies.checkpoint import (
     save_checkpoint,
 )
 from reflexarc.policies.data import EpisodeData, action_scales, load_episodes, split_names
-from reflexarc.policies.evaluate import evaluate, plot_evaluation
+from reflexarc.policies.evaluate import ProbeConfig, evaluate, plot_evaluation
+from reflexarc.policies.quantities import parse_quantities
 from reflexarc.policies.world_model import ModelConfig, WorldModel, jepa_loss, world_model_loss
 from reflexarc.runtime.config import bounded, choice, register
 from reflexarc.runtime.errors import ConfigError
@@ -71,6 +72,7 @@ class TrainConfig:
     steps: int = bounded(5000, 0, None)
     camera: str = "front"
     probe_object: str = ""  # block for the probe ("" = first object)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)  # named quantities (any env)
     val_fraction: float = bounded(0.1, 0.0, 0.9)
     max_episodes: int = bounded(0, 0, None)  # 0 = all
     eval_every: int = bounded(500, 0, None)  # held-out check + checkpoint; 0 = at the end only
@@ -160,7 +162,7 @@ def _quick_val(model: WorldModel, data: EpisodeData, starts: Tensor, horizon: in
     model.eval()
     with torch.no_grad():
         dev = next(model.parameters()).device
-        images, actions, proprio = data.windows(starts, horizon, dev)
+        images, actions, proprio = data.windows(starts, horizon, dev, model.cfg.frames)
         b = images.shape[0]
         flat: Any = images.flatten(0, 1)
         if proprio is not None:
@@ -243,6 +245,11 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
             object_name=cfg.probe_object,
         )
     t_loaded = time.perf_counter()
+    for q in parse_quantities(list(cfg.probe.targets), "probe.targets"):  # fail now, not after training
+        if data.obs is None:
+            raise ConfigError("probe.targets", f"{q.spec!r}: the episodes under {cfg.data} record no "
+                              "observation (joint_state) to read it from")
+        q.values(data.obs[:1])
     cfg = _with_actions(cfg, data)
     train_names, val_names = split_names(data.names, cfg.val_fraction, cfg.seed)
     train_data = data.subset(train_names)
@@ -304,7 +311,7 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
         idx = starts[torch.randint(len(starts), (cfg.optim.batch_size,), generator=gen, device=starts.device)]
         if par is not None:  # every rank draws the global batch; each trains on its slice
             idx = par.shard(idx)
-        images, actions, proprio = train_data.windows(idx, horizon, device)
+        images, actions, proprio = train_data.windows(idx, horizon, device, cfg.model.frames)
         acc += trainer.step(images, actions, proprio)
         acc_n += 1
         last = step + 1 == cfg.steps
@@ -357,11 +364,13 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
         "final_pred_loss": history["pred"][-1] if history["pred"] else float("nan"),
     }
     if cfg.final_eval and val_data is not None and len(val_data.window_starts(horizon)):
-        result = evaluate(model, _to_cpu(train_data), val_data, horizon, seed=cfg.seed)
+        result = evaluate(model, _to_cpu(train_data), val_data, horizon, seed=cfg.seed,
+                          targets=parse_quantities(list(cfg.probe.targets), "probe.targets"))
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
         plot_evaluation(result, run_dir / "eval.png", title=f"{run_dir.name} v{info.version}, held-out episodes")
         summary.update({k: result[k] for k in ("pred_error", "baseline_error", "probe_r2_ee",
-                                               "probe_r2_block", "min_latent_std", "collapsed")})
+                                               "probe_r2_block", "probe_r2", "min_latent_std",
+                                               "collapsed")})
     summary["wall_s"] = round(time.perf_counter() - t_start, 1)
     return summary
 

@@ -40,6 +40,10 @@ class ModelConfig:
     # episodes); empty: the Panda's hand action, dims 0-2 divided by action_scale
     action_scales: list[float] = field(default_factory=list)
     proprio_dim: int = bounded(0, 0, 256)  # 0: image only
+    # frame history: the encoder sees the last `frames` frames stacked along channels
+    # (oldest first), so velocity is observable; 1: one frame (checkpoints saved before
+    # this load unchanged)
+    frames: int = bounded(1, 1, 8)
 
     def validate(self) -> None:
         if not self.channels or any(int(c) < 1 for c in self.channels):
@@ -55,12 +59,13 @@ class ModelConfig:
                               f"({self.action_dim}) positive values, or none")
 
 
-def preprocess(images: Tensor) -> Tensor:
-    """uint8 images (..., H, W, 3) or (..., 3, H, W) -> float (..., 3, H, W) in [-0.5, 0.5].
+def preprocess(images: Tensor, channels: int = 3) -> Tensor:
+    """uint8 images (..., H, W, C) or (..., C, H, W) -> float (..., C, H, W) in [-0.5, 0.5].
 
-    A channels-last input (last dim 3) is permuted to channels-first.
+    C = ``channels`` (3, or 3 x frames for a stacked history). A channels-last input (last
+    dim C) is permuted to channels-first.
     """
-    if images.shape[-1] == 3 and images.shape[-3] != 3:
+    if images.shape[-1] == channels and images.shape[-3] != channels:
         images = images.movedim(-1, -3)
     if images.dtype == torch.uint8:
         return images.float().div_(255.0).sub_(0.5)
@@ -68,7 +73,8 @@ def preprocess(images: Tensor) -> Tensor:
 
 
 class Encoder(nn.Module):
-    """Conv encoder: (B, 3, S, S) float image [+ (B, P) proprio] -> (B, D) latent.
+    """Conv encoder: (B, 3F, S, S) float image(s) [+ (B, P) proprio] -> (B, D) latent
+    (F = ``frames``: the last F frames stacked along channels, oldest first).
 
     Stride-2 4x4 convolutions with GroupNorm and SiLU down to (S / 2^L) px, then an MLP
     head. The head keeps the spatial layout (flatten, not pooling): positions of the arm
@@ -78,7 +84,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        c_in = 3
+        c_in = 3 * cfg.frames
         for c in cfg.channels:
             layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GroupNorm(1, c), nn.SiLU()]
             c_in = c
@@ -134,7 +140,9 @@ class Predictor(nn.Module):
 class WorldModel(nn.Module):
     """Encoder, EMA target encoder and predictor, with the planner's verbs.
 
-    Shapes: images (B, S, S, 3) uint8 (or (B, 3, S, S), or float already preprocessed),
+    Shapes: images (B, S, S, 3) uint8 (or (B, 3, S, S), or float already preprocessed);
+    with a frame history (``cfg.frames`` = F > 1) (B, 3F, S, S) or (B, S, S, 3F), the last
+    F frames stacked along channels, oldest first (:func:`stack_frames`);
     latents (B, D), actions (B, A) or (B, H, A): for the Panda A = 4, (dx, dy, dz) in metres
     per control step and gripper in [-1, 1]; for any other env, its own action vector.
     """
@@ -155,6 +163,11 @@ class WorldModel(nn.Module):
     def action_dim(self) -> int:
         return self.cfg.action_dim
 
+    @property
+    def in_channels(self) -> int:
+        """Image channels the encoder takes: 3 per frame of history."""
+        return 3 * self.cfg.frames
+
     def _inputs(self, obs: Tensor | dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         if isinstance(obs, dict):
             return obs["image"], obs.get("proprio")
@@ -164,7 +177,8 @@ class WorldModel(nn.Module):
         """Online encoder: images (B, S, S, 3) uint8, or {"image", "proprio"} -> z (B, D)."""
         image, proprio = self._inputs(obs)
         p = next(self.encoder.parameters())
-        return self.encoder(preprocess(image.to(p.device)), None if proprio is None else proprio.to(p.device))
+        return self.encoder(preprocess(image.to(p.device), self.in_channels),
+                            None if proprio is None else proprio.to(p.device))
 
     @torch.no_grad()
     def encode_target(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
@@ -172,7 +186,8 @@ class WorldModel(nn.Module):
         image, proprio = self._inputs(obs)
         p = next(self.target_encoder.parameters())
         return self.target_encoder(
-            preprocess(image.to(p.device)), None if proprio is None else proprio.to(p.device)
+            preprocess(image.to(p.device), self.in_channels),
+            None if proprio is None else proprio.to(p.device),
         )
 
     def predict(self, z: Tensor, a: Tensor) -> Tensor:
@@ -196,6 +211,19 @@ class WorldModel(nn.Module):
         online = list(self.encoder.parameters()) + list(self.encoder.buffers())
         target = list(self.target_encoder.parameters()) + list(self.target_encoder.buffers())
         torch._foreach_lerp_(target, online, tau)
+
+
+def stack_frames(history: list[Tensor] | Tensor, frames: int) -> Tensor:
+    """The encoder's input from a frame history: the last ``frames`` of ``history``
+    ((T, S, S, 3) or a list of (S, S, 3) / (3, S, S), oldest first), the oldest repeated when
+    fewer are there (an episode's start) -> (3F, S, S), channels-first, oldest first."""
+    hist = list(history)
+    if not hist:
+        raise ValueError("stack_frames needs at least one frame")
+    hist = hist[-frames:]
+    hist = [hist[0]] * (frames - len(hist)) + hist
+    chw = [h if h.shape[0] == 3 and h.shape[-1] != 3 else h.movedim(-1, 0) for h in hist]
+    return torch.cat(chw, dim=0)
 
 
 # --------------------------------------------------------------------------------------

@@ -39,6 +39,25 @@ from reflexarc.runtime.progress import eta_text
 from reflexarc.sim.assets import SceneError
 
 
+def plain_render(env: Any) -> bool:
+    """Turn off shadows and reflections of a MuJoCo env's offscreen renderer (after its
+    first ``render()``); True if it is one. Software GL draws Pusher-v5's shadow maps in
+    about 0.7 s a frame, 10 ms without (docs/world-model.md, "Any scene"); collect and the
+    sim node both do it, so a world model sees in the graph the frames it learnt from."""
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    if renderer is None:
+        return False
+    try:
+        import mujoco
+
+        viewer = renderer._get_viewer(env.unwrapped.render_mode)
+        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    except (AttributeError, ImportError, TypeError):  # another renderer: leave it as it is
+        return False
+    return True
+
+
 @dataclass
 class GymSimConfig:
     """Arguments of :class:`GymSimNode` (``graph.nodes.<sim>.args`` with ``backend: gym``)."""
@@ -109,6 +128,7 @@ class GymSimNode(Node):
             raise ConfigError(f"{key}.env_id", str(e)) from None
         if cfg.camera_hz > 0:  # the renderer's first frame sets up its GL context: here,
             self.scene.render(cfg.camera, cfg.image_size)  # not in a heartbeat-watched tick
+            plain_render(env)  # as collect renders (no shadows, no reflections)
         self.log = ctx.log
         self.results: list[GymEpisode] = []
         self.started = False

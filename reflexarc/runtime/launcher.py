@@ -142,6 +142,9 @@ class RunConfig:
     instruction: str = ""  # graph=instruction: the instruction in plain language
     viewer: bool = False  # open the simulator's window (needs a display)
     image_size: int = bounded(64, 16, 512)  # camera frames, pixels a side
+    env_id: str = "InvertedPendulum-v5"  # graph=gym: the gymnasium env (any id with Box spaces)
+    goal_image: str = ""  # graph=gym: plan toward this image (docs/anyscene.md); "": random actions
+    world_model: str = ""  # graph=gym with goal_image: the env's world model (reflexarc train)
     # a graph split over machines: the name (in bus.hosts) of this launcher's machine. It
     # starts the nodes placed here (graph.nodes.<n>.host) and reaches the others at their
     # host's address; "" runs every node here (docs/scale.md, "A graph across hosts")

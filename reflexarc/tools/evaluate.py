@@ -14,11 +14,12 @@ reflexarc.sim.experts); ``random`` samples the action space, as a reference row.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from reflexarc.policies.evaluate import ProbeConfig
 from reflexarc.runtime.config import bounded, choice, register
 from reflexarc.runtime.progress import Progress
 
@@ -39,6 +40,9 @@ class EvalConfig:
     model: str = ""  # a world-model checkpoint: evaluate it instead (reflexarc.policies.evaluate)
     data: str = ""  # model: episode folder (default: the checkpoint's training data)
     horizon: int = bounded(0, 0, 1000)  # model: prediction horizon (0: the checkpoint's)
+    # model: probes of named observation entries (0: the checkpoint's training ones);
+    # reflexarc.policies.quantities
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
 
 register("eval_schema", EvalConfig)

@@ -12,10 +12,12 @@ import torch
 
 from reflexarc.policies.checkpoint import load_checkpoint
 from reflexarc.policies.collect import CollectConfig, ExploreConfig, RandomPlay, collect
-from reflexarc.policies.data import DataError, load_episodes
+from reflexarc.policies.data import DataError, EpisodeData, load_episodes
 from reflexarc.policies.evaluate import evaluate_model
+from reflexarc.policies.evaluate import ProbeConfig
+from reflexarc.policies.quantities import parse_quantities
 from reflexarc.policies.train import OptimConfig, TrainConfig, train
-from reflexarc.policies.world_model import ModelConfig, WorldModel
+from reflexarc.policies.world_model import ModelConfig, WorldModel, stack_frames
 from reflexarc.runtime.episode import Episode, list_episodes
 from reflexarc.runtime.errors import ConfigError
 
@@ -76,15 +78,24 @@ def test_stock_env_collect_train_eval(tmp_path: Path) -> None:
 
     cfg = TrainConfig(
         data=str(root), run_dir=str(tmp_path / "run"),
-        model=ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32),
+        model=ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32, frames=2),
         optim=OptimConfig(horizon=3, batch_size=8, warmup=2), steps=6, eval_every=0,
-        val_fraction=0.34, device="cpu", progress=False)
+        val_fraction=0.34, device="cpu", progress=False,
+        probe=ProbeConfig(targets=["fingertip:obs[4:6]+obs[8:10]", "target:obs[4:6]"]))
     summary = train(cfg)
     model, info = load_checkpoint(tmp_path / "run")
     assert info.model.action_dim == 2 and info.model.action_scales == [1.0, 1.0]
+    assert info.model.frames == 2 and model.encoder.conv[0].in_channels == 6
     assert len(summary["pred_error"]) == 3
+    assert set(summary["probe_r2"]) == {"fingertip", "target"}
+    assert all(np.isfinite(v) for v in summary["probe_r2"].values())
+    with pytest.raises(ConfigError, match="selects no entry") as e:  # refused before training
+        train(dataclasses.replace(cfg, run_dir=str(tmp_path / "bad"),
+                                  probe=ProbeConfig(targets=["x:obs[12:14]"])))
+    assert e.value.key == "probe.targets"
     result = evaluate_model(EvalCfg(str(tmp_path / "run"), str(root), str(tmp_path / "eval.json")))
     assert len(result["pred_error"]) == len(result["baseline_error"]) == 3
+    assert set(result["probe_r2"]) == {"fingertip", "target"}  # the checkpoint's own probes
     assert all(np.isfinite(result["pred_error"])) and all(b > 0 for b in result["baseline_error"])
     assert (tmp_path / "eval.png").is_file()
     # a checkpoint of another action dimension cannot start training on these episodes
@@ -109,3 +120,69 @@ def test_per_dimension_scales_divide_each_action() -> None:
     assert "predictor.action_scales" not in model.state_dict()  # old checkpoints load unchanged
     with pytest.raises(ConfigError, match="action_scales"):
         ModelConfig(action_dim=2, action_scales=[1.0]).validate()
+
+
+# --- motion in the latent: a frame history ----------------------------------------------
+
+
+def _two_episodes() -> EpisodeData:
+    frames = torch.arange(7, dtype=torch.uint8).view(7, 1, 1, 1).expand(7, 3, 4, 4).contiguous()
+    return EpisodeData(
+        frames=frames, actions=torch.zeros(7, 2), valid=torch.tensor([1, 1, 1, 0, 1, 1, 0], dtype=torch.bool),
+        episode=torch.tensor([0, 0, 0, 0, 1, 1, 1]), ee_pos=torch.zeros(7, 3), block_pos=torch.zeros(7, 3),
+        proprio=None, names=["a", "b"], obs=torch.arange(14, dtype=torch.float32).view(7, 2))
+
+
+def test_frame_history_stacks_within_an_episode() -> None:
+    data = _two_episodes()
+    x = data.stacked(torch.tensor([0, 2, 4, 6]), frames=3)  # (4, 9, 4, 4), oldest first
+    assert x.shape == (4, 9, 4, 4)
+    firsts = x[:, ::3, 0, 0].tolist()  # the frame index of each stacked frame
+    # an episode's start repeats its first frame; no frame of episode 0 leaks into episode 1
+    assert firsts == [[0, 0, 0], [0, 1, 2], [4, 4, 4], [4, 5, 6]]
+    images, _, _ = data.windows(torch.tensor([4]), 2, frames=2)
+    assert images.shape == (1, 3, 6, 4, 4) and images[0, :, ::3, 0, 0].tolist() == [[4, 4], [4, 5], [5, 6]]
+    sub = data.subset(["b"])
+    assert sub.stacked(torch.tensor([0]), 2)[:, ::3, 0, 0].tolist() == [[4, 4]]
+    assert sub.obs is not None and sub.obs[0].tolist() == [8.0, 9.0]
+    # the planner's helper builds the same input from a live history
+    hist = [data.frames[i].permute(1, 2, 0) for i in (4, 5)]  # (S, S, 3) as a camera gives
+    torch.testing.assert_close(stack_frames(hist, 3), data.stacked(torch.tensor([5]), 3)[0])
+
+
+def test_a_frame_history_model_sees_velocity() -> None:
+    """With two frames, the encoder's latent differs for the same last frame reached from
+    different directions; with one it cannot."""
+    cfg = ModelConfig(image_size=16, channels=[8, 8], latent_dim=8, hidden_dim=16, action_dim=2,
+                      action_scales=[1.0, 1.0], frames=2)
+    model = WorldModel(cfg)
+    a, b, c = (torch.full((3, 16, 16), v, dtype=torch.uint8) for v in (0, 100, 200))
+    z = model.encode(torch.stack([torch.cat([a, b]), torch.cat([c, b])]))
+    assert z.shape == (2, 8) and not torch.allclose(z[0], z[1])
+    one = WorldModel(dataclasses.replace(cfg, frames=1))
+    assert one.encoder.conv[0].in_channels == 3 and model.encoder.conv[0].in_channels == 6
+
+
+# --- probes of named quantities -----------------------------------------------------------
+
+
+def test_named_quantities_parse_and_read_the_observation() -> None:
+    tip, target, one = parse_quantities(["tip:obs[4:6]+obs[8:10]", "target: obs[4:6]", "x:obs[-1]"])
+    obs = torch.arange(20, dtype=torch.float32).view(2, 10)
+    assert tip.values(obs).tolist() == [[12.0, 14.0], [32.0, 34.0]]
+    assert target.values(obs).tolist() == [[4.0, 5.0], [14.0, 15.0]]
+    assert one.values(obs).tolist() == [[9.0], [19.0]]
+    diff = parse_quantities("d:obs[0:2]-obs[2:4]")[0]
+    assert diff.values(obs).tolist() == [[-2.0, -2.0], [-2.0, -2.0]]
+    for bad, why in [("tip", "allowed"), ("tip:info[0:2]", "unknown source 'info'"),
+                     ("tip:obs[a:b]", "cannot read"), ("2tip:obs[0]", "allowed"),
+                     ("tip:obs[]", "empty index")]:
+        with pytest.raises(ConfigError, match=why) as e:
+            parse_quantities([bad])
+        assert e.value.key == "probe.targets"
+    with pytest.raises(ConfigError, match="more than once"):
+        parse_quantities(["a:obs[0]", "a:obs[1]"])
+    with pytest.raises(ConfigError, match="one width"):
+        parse_quantities(["a:obs[0:2]+obs[3]"])[0].values(obs)
+    with pytest.raises(ConfigError, match="selects no entry"):
+        parse_quantities(["a:obs[20:22]"])[0].values(obs)
