@@ -94,7 +94,7 @@ class Curiosity:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            self.losses.append(float(loss))
+            self.losses.append(float(loss.detach()))
         self.ens.requires_grad_(False)
 
     @torch.no_grad()

@@ -13,8 +13,7 @@ import torch
 from reflexarc.policies.checkpoint import load_checkpoint
 from reflexarc.policies.collect import CollectConfig, ExploreConfig, RandomPlay, collect
 from reflexarc.policies.data import DataError, EpisodeData, load_episodes
-from reflexarc.policies.evaluate import evaluate_model
-from reflexarc.policies.evaluate import ProbeConfig
+from reflexarc.policies.evaluate import ProbeConfig, evaluate_model
 from reflexarc.policies.quantities import parse_quantities
 from reflexarc.policies.train import OptimConfig, TrainConfig, train
 from reflexarc.policies.world_model import ModelConfig, WorldModel, stack_frames
@@ -186,3 +185,58 @@ def test_named_quantities_parse_and_read_the_observation() -> None:
         parse_quantities(["a:obs[0:2]+obs[3]"])[0].values(obs)
     with pytest.raises(ConfigError, match="selects no entry"):
         parse_quantities(["a:obs[20:22]"])[0].values(obs)
+
+
+# --- the curious explorer -----------------------------------------------------------------
+
+
+def test_curious_play_takes_the_most_disputed_candidate() -> None:
+    from reflexarc.policies.explore import Curiosity, CuriousPlay
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(image_size=16, channels=[8, 8], latent_dim=8, hidden_dim=16,
+                                   action_dim=2, action_scales=[1.0, 1.0], frames=2))
+    n = 40
+    data = EpisodeData(frames=torch.randint(0, 255, (n, 3, 16, 16), dtype=torch.uint8),
+                       actions=torch.rand(n, 2) * 2 - 1, valid=torch.ones(n, dtype=torch.bool),
+                       episode=torch.zeros(n, dtype=torch.int64), ee_pos=torch.zeros(n, 3),
+                       block_pos=torch.zeros(n, 3), proprio=None, names=["a"])
+    data.valid[-1] = False
+    cur = Curiosity(model, data, k=3, steps=30)
+    assert cur.losses[-1] < cur.losses[0]  # the ensemble learns the latent transitions
+    z = cur.encode([np.zeros((16, 16, 3), np.uint8)])
+    far = torch.full((1, 3, 2), 50.0)  # far outside the data: the members disagree most there
+    near = torch.zeros((1, 3, 2))
+    assert float(cur.disagreement(z, far)[0]) > float(cur.disagreement(z, near)[0])
+    low, high = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    play = CuriousPlay(cur, ExploreConfig(candidates=16, horizon=3), low, high, np.random.default_rng(0))
+    acts = np.stack([play.act(np.full((16, 16, 3), 9 * i, np.uint8)) for i in range(5)])
+    assert acts.shape == (5, 2) and (np.abs(acts) <= 1.0 + 1e-6).all() and acts.std() > 0
+
+
+@pytest.mark.slow
+def test_curious_collect_on_a_stock_env(tmp_path: Path) -> None:
+    from reflexarc.policies.explore import moved_share
+
+    kw = dict(env="Reacher-v5", image_size=32, num_envs=1, vector="sync", progress=False,
+              env_kwargs={"width": 32, "height": 32})
+    collect(CollectConfig(root=str(tmp_path / "random"), episodes=3, steps=6, **kw))
+    train(TrainConfig(data=str(tmp_path / "random"), run_dir=str(tmp_path / "run"),
+                      model=ModelConfig(image_size=32, channels=[8, 8, 8], latent_dim=8, hidden_dim=16, frames=2),
+                      optim=OptimConfig(horizon=2, batch_size=4, warmup=1), steps=2, eval_every=0,
+                      final_eval=False, val_fraction=0.0, device="cpu", progress=False))
+    with pytest.raises(ConfigError, match="explore.model") as e:
+        collect(CollectConfig(root=str(tmp_path / "x"), episodes=1, steps=2,
+                              explore=ExploreConfig(policy="curious"), **kw))
+    assert e.value.key == "explore.policy"
+    s = collect(CollectConfig(root=str(tmp_path / "curious"), episodes=2, steps=5,
+                              explore=ExploreConfig(policy="curious", model=str(tmp_path / "run"),
+                                                    candidates=8, horizon=2, ensemble=2), **kw))
+    assert s["written"] == 2 and s["steps"] == 10
+    ep = Episode(list_episodes(tmp_path / "curious")[0])
+    assert ep.meta["policy"] == "explore-curious"
+    act = np.asarray(ep.read("ee_action")["action"])
+    assert act.shape == (5, 2) and np.abs(act).max() <= 1.0 and act.std() > 0
+    share = moved_share(tmp_path / "curious", "fingertip:obs[4:6]+obs[8:10]", threshold=1e-4)
+    assert share["episodes"] == 2 and share["moved_share"] == 1.0  # the arm moved in both
+    assert moved_share(tmp_path / "curious", "target:obs[4:6]", 1e-4)["moved_share"] == 0.0
