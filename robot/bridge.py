@@ -242,6 +242,7 @@ class BridgeNode(Node):
         self.fingers = ""  # the mapped gripper: "", "open" or "closed" (the last asked)
         self.gripper_result: dict[str, Any] = {}  # the newest grasp result
         self.grasped = False
+        self.grasp_held = False  # the newest grasp call has held an object
         # the slow part (an arm process to start, a connection to open) here, before the
         # loop and its heartbeats start: a loop stuck in it would be taken for a hung node
         self.connect()
@@ -296,7 +297,8 @@ class BridgeNode(Node):
         if self.read_gripper is not None:
             g = self.read_gripper()
             if g is not None:
-                if g.grasped and not self.grasped:
+                if g.grasped and not self.grasped and not self.grasp_held:
+                    self.grasp_held = True  # counted once per grasp, however its result flickers
                     self.counts["held"] += 1  # a grasp that closed on an object and holds it
                     log.info("%s: grasp holds an object %.1f mm wide with %.0f N", self.ctx.name,
                              1e3 * g.width, g.force)
@@ -394,6 +396,7 @@ class BridgeNode(Node):
             return
         self.grasp(float(g.width), float(g.speed), float(g.force), float(g.epsilon))
         self.counts["grasps"] += 1
+        self.grasp_held = False
 
     def _valid(self, cmd: JointCommand) -> str:
         n = self.n_joints
@@ -452,6 +455,7 @@ class BridgeNode(Node):
         else:
             return
         self.counts["grasps"] += 1
+        self.grasp_held = False
 
     def _estop(self, e: EStop, now_ns: int) -> None:
         if e.engage:

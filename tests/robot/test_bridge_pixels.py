@@ -32,6 +32,7 @@ class CameraArm:
         self.frame: CameraFrame | None = None
         self.written: list[JointCommand] = []
         self.grasps: list[tuple[float, float, float, float]] = []
+        self.gripper: GraspResult | None = None
 
     def connect(self) -> None: ...
 
@@ -54,7 +55,8 @@ class CameraArm:
         self.grasps.append((width, speed, force, epsilon))
 
     def read_gripper(self) -> GraspResult | None:
-        return None
+        g, self.gripper = self.gripper, None
+        return g
 
 
 def _bridge(**kw: Any) -> tuple[BridgeNode, CameraArm, Inbox]:
@@ -120,6 +122,13 @@ def test_the_graphs_gripper_becomes_grasps_with_width_and_force() -> None:
     # open (once), close = a grasp of 4 cm with 30 N (once), open again; 0.2 and 0.0: no change
     assert arm.grasps == [(0.08, 0.1, 0.0, 0.01), (0.04, 0.1, 30.0, 0.01), (0.08, 0.1, 0.0, 0.01)]
     assert node.counts["grasps"] == 3
+    # a held grasp counts once, however its result flickers (the fingers settle on the block)
+    inbox.put("joint_command", _cmd(8, 0, gripper=-1.0), time.monotonic_ns())
+    _step(node, inbox)
+    for grasped in (False, True, False, True):
+        arm.gripper = GraspResult(time.monotonic_ns(), 0.049, 30.0 * grasped, False, grasped)
+        _step(node, inbox)
+    assert node.counts["held"] == 1 and node.gripper_result["grasped"]
     joint, arm2, inbox2 = _bridge(gripper="joint")
     inbox2.put("joint_command", _cmd(1, 0, gripper=-1.0), time.monotonic_ns())
     _step(joint, inbox2)
