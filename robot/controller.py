@@ -223,8 +223,9 @@ class ControllerNode(Node):
         # low-passed with this time constant (s); 0: none
         jump_rad: float = bounded(0.1, 0.001, None)  # a state this far from the last: start over
         # m/s^2: how hard the setpoint brakes when holding begins (no fresh plan, e-stop,
-        # overspeed); the Panda's EE may decelerate at 13
-        brake_accel: float = bounded(8.0, 0.1, 13.0)
+        # overspeed); the Panda's EE may decelerate at 13, and the joints' acceleration
+        # limits (accel_guard) bound it too
+        brake_accel: float = bounded(12.0, 0.1, 13.0)
         # inertia: no joint is driven faster than this share of its velocity limit (the
         # commanded joint acceleration is capped so the speed reaches it within speed_horizon_s)
         speed_guard: float = bounded(0.9, 0.1, 1.0)
@@ -293,7 +294,7 @@ class ControllerNode(Node):
         self.last_target: Setpoint | None = None  # sampled (unshaped) setpoint of the last tick
         self.target_vel = np.zeros(3)  # its velocity (at most max_speed), m/s
         self.grip_cmd: float | None = None  # last gripper command sent
-        self.plan_stamp = 0
+        self.plan_stamp: int | None = None  # the newest plan's stamp
         self.unsent: Plan | None = None  # a new plan, until a command first applies it
         self.prev_ns: int | None = None
         self.state_seq = -1
@@ -311,6 +312,7 @@ class ControllerNode(Node):
         self.mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
         self.plans = 0
         self.plans_rejected = 0
+        self.plans_repeated = 0  # plans not newer than the last one taken (keepalives)
         self.states_rejected = 0
         self.overspeed_holds = 0
 
@@ -345,11 +347,16 @@ class ControllerNode(Node):
                 self.plans_rejected += 1
                 self.events.once("invalid_plan", now_ns, why)
                 continue
+            if self.plan_stamp is not None and plan.stamp_ns <= self.plan_stamp:
+                # a keepalive (the last plan resent) or an older one: nothing new, so it
+                # neither refreshes the watchdog nor restarts the blend (a planner whose
+                # input stopped must not keep the arm on its last plan)
+                self.plans_repeated += 1
+                continue
             if not self.supervisor.plan_arrived(now_ns):
                 continue  # e-stop or fault latched: plans are ignored, not queued
             self.plans += 1
-            if plan.stamp_ns != self.plan_stamp:  # a new plan, not a keepalive of the last
-                self.unsent = plan
+            self.unsent = plan
             self.plan_stamp = plan.stamp_ns
             if self.last_target is not None:
                 self.sampler.set_plan(plan, now_ns, self.last_target, self.target_vel)
@@ -394,7 +401,7 @@ class ControllerNode(Node):
             self.overspeed_holds += 1
             mode = self.supervisor.mode = Mode.HOLDING
         if mode != self.mode:
-            self._enter(mode, q, js.gripper)
+            self._enter(mode, q, dq, js.gripper)
         self.mode = mode
         self.mode_ticks[mode.value] += 1
 
@@ -426,7 +433,7 @@ class ControllerNode(Node):
         self.dq_r = dq_next
         self.q_r = q_next
         if mode == Mode.RUNNING:
-            stamp = self.plan_stamp
+            stamp = self.plan_stamp or 0  # set: running needs a plan
             self.plan_age_ms.add((now_ns - stamp) / 1e6)
         else:
             stamp = js.stamp_ns
@@ -471,7 +478,7 @@ class ControllerNode(Node):
             return 0.0
         return self.robot.gripper.command(opening)
 
-    def _enter(self, mode: Mode, q: np.ndarray, opening: float) -> None:
+    def _enter(self, mode: Mode, q: np.ndarray, dq: np.ndarray, opening: float) -> None:
         """Mode transitions: (re)start from the measured pose, or stop where braking ends."""
         if mode == Mode.FAULT:
             self.q_fault = q.copy()
@@ -491,11 +498,30 @@ class ControllerNode(Node):
             self.target_vel = np.zeros(3)
             if pending is not None:  # a plan that came before the first state
                 self.sampler.set_plan(pending, self.prev_ns or 0, start, self.target_vel)
-        elif mode in (Mode.HOLDING, Mode.ESTOP):  # brake the setpoint, hold where it stops
+        elif mode in (Mode.HOLDING, Mode.ESTOP):  # brake, hold where it stops
+            if self.mode == Mode.RUNNING:
+                self._from_measured(q, dq)
             self.shaper.amax = self.cfg.brake_accel
-            self.sampler.hold(self.shaper.stopping_point(self._gripper(opening)))
+            stop = self.shaper.stopping_point(self._gripper(opening))
+            self.sampler.hold(stop)
+            self.shaper.target = stop.pos.copy()  # no jump of the target: no feedforward
+            self.last_target = stop
         if mode == Mode.RUNNING:
             self.shaper.amax = self.cfg.max_accel
+
+    def _from_measured(self, q: np.ndarray, dq: np.ndarray) -> None:
+        """Brake from where the arm is and how it moves, not from the setpoint it lagged:
+        the shaper restarts at the measured EE pose and velocity, the joint reference at
+        the measured joints, so the stop is the arm's own braking distance and no lag is
+        caught up after it."""
+        pos, rot, jac = self.arm.pose_jacobian(q)
+        self.shaper.pos = pos.copy()
+        self.shaper.quat = mat_to_quat(rot)
+        self.shaper.vel = _clip_norm(jac[:3] @ dq, self.cfg.max_speed)  # (3,) m/s
+        self.shaper.target = self.shaper.pos.copy()
+        self.q_r = q.copy()
+        self.dq_r = dq.copy()
+        self.ddq_r = np.zeros(self.n)
 
     def _ik(self, sp: Setpoint, dt: float, null: bool) -> np.ndarray:
         """One damped-least-squares step of the reference toward ``sp`` (with the null-space
@@ -553,6 +579,7 @@ class ControllerNode(Node):
             "track_err_max_mm": err[2],
             "plans": self.plans,
             "plans_rejected": self.plans_rejected,
+            "plans_repeated": self.plans_repeated,
             "states_rejected": self.states_rejected,
             "overspeed_holds": self.overspeed_holds,
             "max_state_gap_ms": self.supervisor.max_state_gap_ns / 1e6,

@@ -16,6 +16,7 @@ import pytest
 
 from reflexarc.robot.authority import Operator
 from reflexarc.robot.controller import ControllerNode, SetpointShaper
+from reflexarc.robot.guard import LimitCounter, panda_limits
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.robot.panda import PANDA
 from reflexarc.robot.plan import PlanSampler, Setpoint, check_plan
@@ -232,6 +233,57 @@ def test_plan_watchdog_holds_within_one_tick_and_the_arm_stops(rig) -> None:
     assert np.abs(r.scene.joint_state().dq).max() < 1e-3
 
 
+def test_a_resent_plan_does_not_refresh_the_watchdog(rig) -> None:
+    """A planner whose input stopped resends its last plan (a keepalive, the same stamp):
+    the arm must not go on along it past the plan timeout."""
+    r = rig(safety={"plan_timeout_s": 0.1})
+    p0 = r.ee()
+    r.run(50)
+    traj = p0 + np.outer(np.arange(101) * 0.01, [0.0, 0.1, 0.0])  # 1 s at 0.1 m/s
+    plan = _plan(traj, t0_ns=r.now, dt_ns=10 * MS, stamp_ns=r.now)
+    first = r.k
+    for _ in range(20):  # resent every 20 ms for 0.4 s
+        r.tick(plans=[plan])
+        r.run(19)
+    first_hold = next(k for k, m in enumerate(r.modes) if k > first and m == Mode.HOLDING)
+    assert first_hold == first + 101
+    assert r.ctrl.plans == 1 and r.ctrl.plans_repeated == 19
+    assert r.ctrl.summary()["plans_repeated"] == 19
+
+
+def test_the_watchdog_brakes_from_where_the_arm_is(rig) -> None:
+    """At 0.25 m/s the arm stops within its braking distance (v^2 / 2a: 3.9 mm at the
+    default 8 m/s^2) of where it was when the watchdog fired, its lag behind the setpoint
+    not caught up after."""
+    r = rig(safety={"plan_timeout_s": 0.1})
+    p0 = r.ee()
+    r.run(50)
+    for i in range(40):  # 0.25 m/s along y, a new plan every 10 ms
+        t = i * 0.01
+        traj = p0 + np.outer(t + np.arange(11) * 0.01, [0.0, 0.25, 0.0])
+        r.tick(plans=[_plan(traj, t0_ns=r.now, dt_ns=10 * MS, stamp_ns=r.now)])
+        r.run(9)
+    fired = prev = None
+    while fired is None:
+        prev = r.ee()
+        r.tick()
+        if r.ctrl.mode == Mode.HOLDING:
+            fired = r.ee()
+    speed = np.linalg.norm(fired - prev) / 1e-3
+    count = LimitCounter(panda_limits())
+    for _ in range(500):
+        r.tick()
+        s = r.scene.joint_state()
+        count.add(s.q, s.dq, None, r.now / 1e9)
+    drift = np.linalg.norm(r.ee() - fired)
+    print(f"watchdog at {speed:.3f} m/s: {1e3 * drift:.2f} mm to rest; {count.summary()}")
+    # braking within the joints' acceleration limits, as the whole stop
+    assert count.beyond["acceleration"] == 0 and count.beyond["velocity"] == 0
+    assert speed > 0.2  # still moving when it fired: the plan ran on
+    assert np.abs(r.scene.joint_state().dq).max() < 1e-3  # at rest
+    assert drift < 5e-3, f"{1e3 * drift:.2f} mm from the watchdog to rest at {speed:.3f} m/s"
+
+
 def test_silent_state_stream_leads_to_a_safe_stop_and_fault(rig) -> None:
     r = rig(safety={"state_timeout_s": 0.02, "operator_key": OPERATOR.public_hex()})
     r.run(100)
@@ -274,7 +326,7 @@ def test_estop_latches_mid_motion_and_only_a_reset_releases(rig) -> None:
     r.run(200)
     assert r.ctrl.mode == Mode.HOLDING  # released, but the old plan does not resume
     assert np.linalg.norm(r.ee() - stopped) < 2e-4
-    r.tick(plans=[_plan(target)])
+    r.tick(plans=[_plan(target, stamp_ns=r.now)])  # a new plan (a newer stamp)
     r.run(1500)
     assert r.ctrl.mode == Mode.RUNNING
     assert np.linalg.norm(r.ee() - target) < 1e-3
