@@ -31,3 +31,16 @@ def test_bench_faults_quick_rows(tmp_path: Path) -> None:
     assert release["refused"] == 1 and "release_refused" in release["policy"]
     bad = rows[("bridge", "bad_frames")]
     assert "arm dropped 4 bad frames" in bad["policy"] and "arm clipped" in bad["policy"], bad
+
+
+def test_drift_counts_from_the_fault_or_for_a_lost_plan_source_from_the_watchdog() -> None:
+    from reflexarc.tools.bench.faults import _drift_from
+
+    signs = [(0.9, "controller holding"), (1.05, "sim holding"), (1.31, "controller plan_timeout"),
+             (1.32, "controller holding")]
+    assert _drift_from("controller", 1.0, signs) == 1.0  # command loss: from the fault
+    assert _drift_from("sim", 1.0, signs) == 1.0
+    # a plan source lost: the arm runs on along its plan until the watchdog fires, and a
+    # sim hold on the way (a late tick) is no reaction to it; signs before the fault neither
+    assert _drift_from("expert", 1.0, signs) == 1.31
+    assert _drift_from("perception", 1.0, [(1.2, "sim holding")]) == 1.0  # none came

@@ -26,11 +26,12 @@ One row per case (docs/benchmarks.md, "Safety and faults"):
   10 ms resolution); empty when nothing reacted.
 - ``policy``: what reacted, from the run's summaries (plant hold, controller hold,
   e-stop kept, refused, clipped, restart, graph stopped...).
-- ``drift_mm``: how far the end effector moved from where it was when the fault was
-  detected, while the fault lasted (until the faulty node's output flows again, at most
-  the window, or an episode reset that teleports the arm: ``episode_reset_s``; the
-  measured joint states through the arm's kinematics);
-  ``drift_from_fault_mm`` the same from the fault itself. Only for faults whose policy is
+- ``drift_mm``: how far the end effector moved from where it was at the fault -- for the
+  loss of a plan source (expert, planner, perception) from when the controller's plan
+  watchdog fired, as the arm rightly runs on along its last plan until then -- while the
+  fault lasted (until the faulty node's output flows again, at most the window, or an
+  episode reset that teleports the arm: ``episode_reset_s``; the measured joint states
+  through the arm's kinematics); ``drift_from_fault_mm`` always from the fault itself. Only for faults whose policy is
   to stop the arm (kills, stops, e-stop, forged heartbeats): with bad messages injected
   the graph goes on tracking its plans, and ``max_speed_share`` is what counts.
 - ``max_speed_share``: the largest joint speed over the window as a share of its limit.
@@ -348,6 +349,23 @@ def _policy(case: str, run_dir: Path, summary: dict[str, Any]) -> str:
     return "; ".join(dict.fromkeys(out))
 
 
+#: nodes whose loss stops the plans: the controller's plan watchdog is the reaction
+PLAN_SOURCES = ("expert", "planner", "perception")
+
+
+def _drift_from(node: str, ft: float, signs: list[tuple[float, str]]) -> float:
+    """When drift starts to count: the fault itself, except for the loss of a plan source,
+    where the arm rightly runs on along its last plan until the controller's plan
+    watchdog fires (then from that: the first ``controller plan_timeout``, or the
+    controller holding or faulting for another reason; the fault if neither came)."""
+    if node not in PLAN_SOURCES:
+        return ft
+    mine = sorted(t for t, what in signs if t >= ft and what in (
+        "controller plan_timeout", "controller holding", "controller fault",
+        "controller state_timeout"))
+    return mine[0] if mine else ft
+
+
 def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: ArmKinematics,
          wall_s: float) -> dict[str, Any]:
     run_dir = Path(summary["run_dir"])
@@ -384,13 +402,15 @@ def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: Arm
             after = after[:k]
             break
     before = [q for t, q, _ in watch.states if t < ft]
-    holds = verb in ("kill", "stop") or case in ("estop_release", "forged_heartbeat")
+    # the recorder's loss leaves the arm to its plans: no stop to measure
+    holds = (verb in ("kill", "stop") and node != "recorder") or case in ("estop_release",
+                                                                           "forged_heartbeat")
     row |= {"drift_mm": None, "drift_from_fault_mm": None, "max_speed_share": None}
     if after:
         dq = np.array([d for t, _, d in watch.states if ft <= t <= end])
         row["max_speed_share"] = round(float(np.max(np.abs(dq) / lim.dq_max)), 3)
     if after and holds:  # the arm should stop: how far did it go
-        ref_t = detected if detected is not None else ft
+        ref_t = _drift_from(node, ft, watch.signs)
         at_fault = arm.pose(before[-1] if before else after[0][1])[0]
         ees = np.array([arm.pose(q)[0] for _, q, _ in after])
         ts = np.array([t for t, _, _ in after])
