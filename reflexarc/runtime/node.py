@@ -434,6 +434,13 @@ class Runtime:
         self.zctx = busmod.context()
         self.security = busmod.Security(self.zctx, cfg)
         self.pub = busmod.Publisher(self.zctx, spec.addresses[spec.name], cfg, self.security)
+        # what the node declared it publishes (a topic ending in "/" covers a family): the
+        # launcher checked these (one publisher per topic); any other topic is published
+        # still, but counted and warned about (summary ``undeclared_topics``)
+        publishes_for = getattr(type(node), "publishes_for", None)
+        self.declared = tuple(publishes_for(node.cfg) if publishes_for else node.publishes)
+        self.checked: set[str] = set()  # topics found declared
+        self.undeclared: dict[str, int] = {}
         topics = list(node.subscribes)
         for infra in ("heartbeat", "tick") if spec.clock == "lockstep" else ("heartbeat",):
             if infra not in topics and "" not in topics:
@@ -468,7 +475,20 @@ class Runtime:
         if outputs is None:
             return
         for topic, msg in outputs:
+            if topic not in self.checked:
+                self._check_declared(topic)
             self.pub.publish(topic, msg)
+
+    def _check_declared(self, topic: str) -> None:
+        if topic in self.declared or any(d.endswith("/") and topic.startswith(d)
+                                         for d in self.declared):
+            self.checked.add(topic)
+            return
+        if topic not in self.undeclared:
+            log.warning("%s: published %r, a topic it does not declare (publishes: %s); "
+                        "counted in its summary (undeclared_topics)", self.name, topic,
+                        ", ".join(self.declared) or "none")
+        self.undeclared[topic] = self.undeclared.get(topic, 0) + 1
 
     def heartbeat(self, force: bool = False, state: str | None = None) -> None:
         """Publish a Heartbeat on the bus when one is due; every call is also loop progress
@@ -712,6 +732,7 @@ class Runtime:
             "step_p50_us": s50,
             "step_p99_us": s99,
             "woken_steps": self.woken,
+            **({"undeclared_topics": dict(self.undeclared)} if self.undeclared else {}),
             "spin_us": self.spin_us,
             "nice": os.getpriority(os.PRIO_PROCESS, 0),
             **summary,

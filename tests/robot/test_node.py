@@ -17,7 +17,7 @@ import zmq
 
 from reflexarc.runtime import bus as busmod
 from reflexarc.runtime import node as nodemod
-from reflexarc.runtime.msgs import JointState
+from reflexarc.runtime.msgs import EStop, JointCommand, JointState
 from reflexarc.runtime.node import Inbox, NodeContext, NodeSpec, spec_json
 from reflexarc.runtime.testnodes import Echo
 from reflexarc.runtime.wire import decode, encode
@@ -177,3 +177,28 @@ def test_a_subscriber_waits_to_the_microsecond_and_wakes_on_a_message(pub_sub) -
     got = sub.recv()
     assert got is not None and got[0] == "joint_state"
     assert not sub.wait(0.001)
+
+
+def test_a_topic_the_node_did_not_declare_is_counted_and_warned_about(tmp_path: Path, caplog) -> None:
+    """Echo declares joint_command; what else it publishes goes out but is counted."""
+    spec = NodeSpec(name="echo", target="reflexarc.runtime.testnodes:Echo", rate_hz=100,
+                    args={}, seed=0, clock="realtime", bus={},
+                    addresses={"echo": f"ipc://{tmp_path}/e.pub"}, run_dir=str(tmp_path))
+    node = Echo(NodeContext(name="echo", rate_hz=100.0), Echo.Config())
+    rt = nodemod.Runtime(spec, node)
+    try:
+        z = np.zeros(7)
+        cmd = JointCommand(stamp_ns=1, mode="torque", position=z, velocity=z, effort=z)
+        with caplog.at_level("WARNING"):
+            rt._publish([("joint_command", cmd), ("estop", EStop(stamp_ns=1, engage=False)),
+                         ("estop", EStop(stamp_ns=2, engage=False))])
+        assert rt.undeclared == {"estop": 2} and rt.checked == {"joint_command"}
+        assert sum("does not declare" in r.message for r in caplog.records) == 1  # once a topic
+        rt._write_summary({})
+    finally:
+        rt.pub.close()
+        rt.sub.close()
+        rt.security.close()
+        rt.zctx.term()
+    summary = json.loads((tmp_path / "echo.summary.json").read_text())
+    assert summary["undeclared_topics"] == {"estop": 2}
