@@ -229,8 +229,8 @@ class ControllerNode(Node):
         # inertia: no joint is driven faster than this share of its velocity limit (the
         # commanded joint acceleration is capped so the speed reaches it within speed_horizon_s)
         speed_guard: float = bounded(0.9, 0.1, 1.0)
-        # inertia: the commanded joint acceleration is at most this share of the robot's
-        # acceleration limits (the model's error and contacts take the rest)
+        # inertia: while holding or stopping, the commanded joint acceleration is at most
+        # this share of the robot's acceleration limits (the model's error takes the rest)
         accel_guard: float = bounded(0.9, 0.1, 1.0)
         speed_horizon_s: float = bounded(0.02, 0.001, 1.0)
         # rad: the reference stays within this of the measured pose per joint (after the
@@ -449,7 +449,9 @@ class ControllerNode(Node):
             # a speed barrier: no joint accelerated past speed_guard of its limit
             np.clip(acc, (-self.v_guard - dq) / self.cfg.speed_horizon_s,
                     (self.v_guard - dq) / self.cfg.speed_horizon_s, out=acc)
-            np.clip(acc, -self.a_guard, self.a_guard, out=acc)  # and none past accel_guard
+            if mode != Mode.RUNNING:  # a stop is a motion: within accel_guard of the limits
+                # (not while running: pushing a block needs a force no acceleration shows)
+                np.clip(acc, -self.a_guard, self.a_guard, out=acc)
             tau = self.arm.mass() @ acc + bias
         else:
             tau = self.kp * (self.q_r - q) + self.kd * (self.dq_r - dq) + bias
