@@ -64,6 +64,7 @@ class TaskLayerConfig:
     contact: float = bounded(0.04, 0.0, 0.2)  # hand to block centre while pushing
     push_step: float = bounded(0.02, 0.001, 0.2)  # the push aims this far past the block
     off_line: float = bounded(0.02, 0.0, 0.2)  # lateral hand-block offset that re-plans
+    drift: float = bounded(0.03, 0.0, 0.2)  # the block this far off the target's line re-plans
     reached: float = bounded(0.01, 0.0, 0.1)  # a waypoint within this is reached
     lift_z: float = bounded(0.12, 0.0, 0.5)
     grasp_z: float = bounded(0.02, 0.0, 0.2)
@@ -183,10 +184,15 @@ class TaskLayer:
         lateral = abs(float(rel[0] * line[1] - rel[1] * line[0]))
         if self.phase == "start":
             self._go("above", now_ns)
-        if self.phase == "push" and self.block.fresh and (
-                lateral > c.off_line or along > -c.contact / 2):
-            self.replans += 1
-            self._go("back", now_ns)
+        if self.phase == "push" and self.block.fresh and self.push_dir is not None:
+            # the block and the hand may slide off together: the block's offset from the
+            # target's line, and a block pushed past the target, re-plan as well
+            to_target = self.target[:2] - block[:2]
+            drift = abs(float(to_target[0] * line[1] - to_target[1] * line[0]))
+            past = float(to_target @ line) < -c.done_radius
+            if lateral > c.off_line or along > -c.contact / 2 or drift > c.drift or past:
+                self.replans += 1
+                self._go("back", now_ns)
         if self.phase == "push" and dist < c.done_radius:
             self._go("back", now_ns)  # pushed (as far as the hand can tell): look again
         if self.phase == "back":

@@ -118,3 +118,27 @@ def test_a_block_hidden_after_the_push_is_looked_for_from_the_view_pose() -> Non
     assert st.name == "look" and np.allclose(st.hand, c.view_pose)  # then look from afar
     seen(layer, TARGET, stamp=2)  # seen, on target: done
     assert layer.stage(np.asarray(c.view_pose), 0.0, int(2e9)).name == "done"
+
+
+def test_a_block_sliding_off_the_target_line_with_the_hand_re_plans() -> None:
+    layer = TaskLayer("push", TARGET, "red")  # toward -x
+    c = layer.cfg
+    seen(layer, BLOCK)
+    start = np.array([0.5 + c.standoff, 0.0, c.push_z])
+    layer.stage(np.array([*start[:2], c.above_z]), 0.0, 0)
+    layer.stage(start, 0.0, 1)  # down -> push
+    assert layer.phase == "push"
+    # hand and block slid sideways together: still in line with each other, not with the target
+    slid = BLOCK + [-0.04, -(c.drift + 0.01), 0.0]
+    seen(layer, slid, stamp=2)
+    st = layer.stage(np.array([slid[0] + c.contact, slid[1], c.push_z]), 0.0, 2)
+    assert st.name == "back" and layer.replans == 1
+    # and a block pushed past its target re-plans too
+    layer2 = TaskLayer("push", TARGET, "red")
+    seen(layer2, BLOCK)
+    layer2.stage(np.array([*start[:2], c.above_z]), 0.0, 0)
+    layer2.stage(start, 0.0, 1)
+    past = TARGET + [-(c.done_radius + 0.01), 0.0, 0.0]
+    seen(layer2, past, stamp=2)
+    assert layer2.stage(np.array([past[0] + c.contact, 0.0, c.push_z]), 0.0, 2).name == "back"
+    assert layer2.replans == 1
