@@ -202,7 +202,24 @@ def resolve(intent: Intent, scene: SceneInfo, distance: float = 0.10) -> Resolve
 
     if not scene.inside(pos):
         raise _outside(scene, target.text, pos)
+    if mover is not None and not (target.kind == "relation" and target.name == "on"):
+        _free(scene, mover, target.text, pos)
     return Resolved(replace(intent, target=target), pos)
+
+
+def _free(scene: SceneInfo, mover: SceneObject, text: str, pos: Vec3) -> None:
+    """Raise when another object stands where ``mover`` is to be put down: the two would
+    overlap (centres closer than their half sizes added), so pushing or placing it there
+    would shove the other one."""
+    for o in scene.objects:
+        if o.name == mover.name:
+            continue
+        d = math.hypot(o.pos[0] - pos[0], o.pos[1] - pos[1])
+        if d < 0.5 * (o.size + mover.size):
+            raise InvalidInstruction(
+                "target", f"{text} puts {mover.name} at ({pos[0]:.3f}, {pos[1]:.3f}), where "
+                f"{o.name} stands ({100 * d:.1f} cm from it): there is no room"
+            )
 
 
 def _relation(

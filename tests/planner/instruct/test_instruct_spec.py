@@ -155,3 +155,16 @@ def test_scene_info_from_scene_state() -> None:
     assert scene.signature != SCENE.signature
     with pytest.raises(InvalidInstruction, match="2 names but 1 object"):
         SceneInfo.from_scene_state(msg.replace(objects=msg.objects[:1]))
+
+
+def test_a_target_where_another_block_stands_is_refused() -> None:
+    from reflexarc.planner.instruct.spec import Intent, Target, resolve
+
+    scene = SceneInfo().with_positions({"green": (0.5, 0.12, 0.025)})  # 2 cm from red's goal
+    with pytest.raises(InvalidInstruction, match=r"puts red at \(0.500, 0.100\), where green stands \(2.0 cm"):
+        resolve(Intent("push", "red", Target("direction", "left")), scene)
+    # a free spot, on top of the other block and reaching to it are fine
+    free = scene.with_positions({"green": (0.5, 0.16, 0.025)})
+    assert np.allclose(resolve(Intent("push", "red", Target("direction", "left")), free).pos, [0.5, 0.1, 0.025])
+    assert resolve(Intent("pick_place", "red", Target("relation", "on", ref="green")), scene).pos[2] > 0.05
+    assert resolve(Intent("reach", "", Target("place", "left")), scene).pos[1] == 0.2
