@@ -22,6 +22,7 @@ def run_instruction(tmp_path: Path, name: str, text: str, *overrides: str) -> di
         "run", "graph=instruction", "task=instruction", f"instruction={text}", "clock=lockstep", "episodes=1",
         # a process starved for CPU on a shared 2-core machine is not hung: 10 s of silence
         f"run_dir={tmp_path / name}", f"out={out}", "heartbeat_hz=2", "silent_timeout_s=10",
+        "hung_timeout_s=30",
         "graph.nodes.instruct.args.listen=", "graph.nodes.instruct.args.memory=false",
         *overrides, timeout=180,
     )
