@@ -30,10 +30,14 @@ def run_instruction(tmp_path: Path, name: str, text: str, *overrides: str) -> di
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+# PyBullet seed 0: once left 2.6 cm short after 9 re-plans (a push line recomputed from a
+# block the arm half hides); MuJoCo and the other texts: test_instruct_texts.py
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["pybullet"])
 def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
     s = run_instruction(tmp_path, "blue", "push the blue block to the left", f"backend={backend}", "seed=0")
     assert s["ok"] and s["ended_by"] == "sim finished" and s["backend"] == backend
+    assert s["instruction"] == "push the blue block to the left"  # heard from the sim
     ((spec,),) = [s["specs"]]
     assert (spec["task"], spec["object"], spec["target"], spec["source"]) == (
         "push", "blue", "direction:left:0.100", "fast")
