@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +64,7 @@ from reflexarc.robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervi
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
 from reflexarc.runtime.msgs import JointCommand, JointState, Plan, frame_ready_ns
-from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
+from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs, set_scheduling
 from reflexarc.runtime.stats import Ring
 
 log = logging.getLogger(__name__)
@@ -183,17 +182,9 @@ def _clip3(x: float, y: float, z: float, limit: float) -> tuple[float, float, fl
 
 
 def set_realtime(priority: int, name: str = "", pid: int = 0) -> bool:
-    """Put process ``pid`` (0: this one) under SCHED_FIFO at ``priority``; False (logged)
-    when the OS refuses (it needs CAP_SYS_NICE). The node then waits for its ticks with
-    the wake-up latency of a real-time task rather than that of a loaded time-sharing one.
-    """
-    try:
-        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
-    except (OSError, AttributeError) as e:
-        log.warning("%s: cannot run SCHED_FIFO at priority %d (%s); running time-shared",
-                    name, priority, e)
-        return False
-    return True
+    """Put process ``pid`` (0: this one) under SCHED_FIFO at ``priority``; False (one
+    warning) when the OS refuses (:func:`reflexarc.runtime.node.set_scheduling`)."""
+    return set_scheduling("fifo", priority, name, pid) == "fifo"
 
 
 class ControllerNode(Node):
@@ -236,7 +227,6 @@ class ControllerNode(Node):
         # rad: the reference stays within this of the measured pose per joint (after the
         # plant held the arm, the controller does not yank it back to a reference that ran on)
         track_max_rad: float = bounded(0.15, 0.01, 10.0)
-        rt_priority: int = bounded(0, 0, 99)  # > 0: run the node's process SCHED_FIFO
         safety: SafetyConfig = field(default_factory=SafetyConfig)
 
         def validate(self) -> None:
@@ -260,10 +250,12 @@ class ControllerNode(Node):
 
     subscribes = {"joint_state": "latest", "plan": "all", "estop": "all"}
     publishes = ("joint_command", "safety")
+    # realtime: SCHED_FIFO unless the graph says otherwise (graph.nodes.NAME.sched): a 1 kHz
+    # loop that costs tens of microseconds a tick, woken on time whatever else runs
+    default_sched = "fifo"
 
     def __init__(self, ctx: NodeContext, cfg: Config, model: mujoco.MjModel | None = None) -> None:
         super().__init__(ctx, cfg)
-        self.realtime = cfg.rt_priority > 0 and set_realtime(cfg.rt_priority, ctx.name)
         self.robot: RobotDescription = robot_description(cfg.robot)
         self.arm = ArmKinematics(self.robot, model)
         n = self.n = self.robot.dof
@@ -587,6 +579,5 @@ class ControllerNode(Node):
             "max_state_gap_ms": self.supervisor.max_state_gap_ns / 1e6,
             "mode_ticks": dict(self.mode_ticks),
             "final_mode": self.mode.value,
-            "sched_fifo": self.realtime,
             **self.events.summary(),
         }

@@ -86,6 +86,12 @@ class NodeEntry:
     # ahead of the sim and the recorder shortens its wake-ups. Below 0 needs
     # CAP_SYS_NICE (root); without it the node warns and keeps the launcher's
     nice: int = bounded(0, -39, 39)
+    # realtime: the scheduling policy of the node's process once it is built: "fifo" runs
+    # it SCHED_FIFO at sched_priority, ahead of every time-shared process (needs
+    # CAP_SYS_NICE or root; without it one warning, and time-shared); "other" time-shared;
+    # "auto" the node's own default (the controller: fifo). docs/liveness.md, "Scheduling"
+    sched: str = choice("auto", "auto", "other", "fifo")
+    sched_priority: int = bounded(10, 1, 99)
     # the machine that runs this node, by a name of ``bus.hosts``, when the graph is split
     # over several launchers (``host=``); ignored when one launcher runs the whole graph
     host: str = ""
@@ -263,6 +269,8 @@ class Launcher:
                     cpus=list(e.cpus),
                     spin_us=e.spin_us,
                     nice=e.nice,
+                    sched=e.sched,
+                    sched_priority=e.sched_priority,
                 ),
             )
             for name, e in nodes.items()

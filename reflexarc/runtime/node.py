@@ -152,6 +152,9 @@ class Node(abc.ABC):
     # scheduled ticks (a camera frame for perception, a latent for the planner): the
     # message waits for no period, and such a node can keep a low rate for the rest
     wakes_on: ClassVar[tuple[str, ...]] = ()
+    # realtime: the scheduling policy of the node's process when its graph entry says
+    # ``sched: auto`` ("other": time-shared; "fifo": SCHED_FIFO, see set_scheduling)
+    default_sched: ClassVar[str] = "other"
 
     def __init__(self, ctx: NodeContext, cfg: Any) -> None:
         self.ctx = ctx
@@ -201,6 +204,8 @@ class NodeSpec:
     spin_us: float = -1.0  # busy-wait before each deadline; <0: automatic
     cpus: list[int] = dataclasses.field(default_factory=list)  # CPU affinity; empty: any
     nice: int = 0  # added to the launcher's nice (Linux scheduling priority)
+    sched: str = "auto"  # realtime: auto (the node class's default_sched) | other | fifo
+    sched_priority: int = 10  # SCHED_FIFO priority (1-99)
     liveness_fd: int = -1  # write end of the launcher's liveness pipe; -1: none
 
 
@@ -460,6 +465,7 @@ class Runtime:
         self.final_state = ""
         self.ticks: deque[Tick] = deque()  # lockstep: ticks not yet handled
         self.held: list[tuple[str, Message, int]] = []  # lockstep: data not yet admitted
+        self.sched = "other"  # the scheduling policy in force (set_scheduling)
 
     # -- messages ----------------------------------------------------------------------
 
@@ -735,6 +741,7 @@ class Runtime:
             **({"undeclared_topics": dict(self.undeclared)} if self.undeclared else {}),
             "spin_us": self.spin_us,
             "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "sched": self.sched,
             **summary,
         }
         path = Path(self.spec.run_dir) / f"{self.name}.summary.json"
@@ -767,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         rt = Runtime(spec, node, live)
         if stop.is_set():
             rt.stopping = True
+        rt.sched = _set_sched(spec, node)  # built: start-up ran time-shared, the loop may not
         live_stop = rt._on_signal
         if live is not None:
             live.on_orphan = lambda: live_stop(signal.SIGTERM, None)
@@ -784,6 +792,42 @@ def _set_nice(spec: NodeSpec) -> None:
     except PermissionError:
         log.warning("%s: nice %+d needs CAP_SYS_NICE (or root); running at nice %d",
                     spec.name, spec.nice, os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def set_scheduling(policy: str, priority: int, name: str, pid: int = 0) -> str:
+    """Put every thread of process ``pid`` (0: this one) under ``policy`` ("fifo":
+    SCHED_FIFO at ``priority``; "other": left as it is). Returns the policy in force:
+    "fifo", or "other" when the OS refuses (it needs CAP_SYS_NICE or root), with one
+    warning. Threads started later by a SCHED_FIFO thread inherit it (docs/liveness.md,
+    "Scheduling")."""
+    if policy != "fifo":
+        return "other"
+    tasks = f"/proc/{pid or 'self'}/task"
+    try:
+        tids = [int(t) for t in os.listdir(tasks)]
+    except OSError:
+        tids = [pid]
+    param = os.sched_param(priority)
+    done = 0
+    for tid in tids:
+        try:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, param)
+            done += 1
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        except (OSError, AttributeError) as e:
+            log.warning("%s: SCHED_FIFO at priority %d needs CAP_SYS_NICE or root (%s); "
+                        "running time-shared", name, priority, e)
+            return "other"
+    return "fifo" if done else "other"
+
+
+def _set_sched(spec: NodeSpec, node: Node) -> str:
+    """The node's scheduling policy (realtime only: a lockstep graph waits on its clock)."""
+    if spec.clock != "realtime":
+        return "other"
+    policy = type(node).default_sched if spec.sched == "auto" else spec.sched
+    return set_scheduling(policy, spec.sched_priority, spec.name)
 
 
 def spec_json(spec: NodeSpec) -> str:

@@ -104,14 +104,17 @@ def control_graph(
     rt_priority: int = 0,
 ) -> dict[str, Any]:
     """Nodes of the measured graph: sim (joint commands), controller, expert planner
-    (plans), recorder -- as in configs/graph/control.yaml."""
+    (plans), recorder -- as in configs/graph/control.yaml. The controller runs SCHED_FIFO
+    at ``rt_priority`` if > 0, else time-shared (``sched: other``, not its default)."""
+    sched = ({"sched": "fifo", "sched_priority": rt_priority} if rt_priority > 0
+             else {"sched": "other"})
     return {
         "sim": {"target": "reflexarc.sim.node:SimNode", "rate_hz": sim_hz,
                 "args": {"task": task, "backend": backend, "command": "joint", "episodes": 0,
                          "camera_hz": camera_hz, "publish_goal": camera_hz > 0,
                          "cameras": ["front"], "state_hz": 100.0}},
         "controller": {"target": "reflexarc.robot.controller:ControllerNode", "rate_hz": 1000,
-                       "args": {"rt_priority": rt_priority}},
+                       **sched},
         "expert": {"target": "reflexarc.sim.policy_node:PolicyNode", "rate_hz": 10,
                    "args": {"task": task, "output": "plan"}},
         "recorder": {"target": "reflexarc.runtime.recorder:Recorder", "rate_hz": 100},
@@ -252,7 +255,7 @@ def graph_row(
         "sim_rate_hz": window.get("sim_rate_hz"),
         "success_rate": summary.get("success_rate"),
         "episodes": summary.get("episodes"),
-        "sched_fifo": figs.get("sched_fifo"),
+        "sched": figs.get("sched"),
         "load1": load_before,
         "cores": os.cpu_count(),
         "error": window.get("error", ""),
