@@ -26,6 +26,13 @@ One tick (the controller in docs/architecture.md, "The nodes"):
    :class:`JointCommand` (``position``/``velocity`` carry ``q_r``/``dq_r``). The plan's
    gripper command passes through.
 
+Steps 1-4 cost tens of microseconds a tick: MuJoCo's calls for the tick are made in one
+go (:meth:`ArmKinematics.update`, on views taken once), and the arithmetic of steps 1-4 runs
+in compiled kernels (:mod:`reflexarc.robot.control_kernel`: numba, cached on disk; the numpy
+twin, ``kernel: numpy``, gives the same commands) on buffers made once. The summary's
+``compute_tracking_p50_us``/``_p99_us`` is the step's cost on the ticks that ran them.
+In realtime the node runs SCHED_FIFO by default (docs/liveness.md, "Scheduling").
+
 The safety layer (:mod:`reflexarc.robot.safety`) picks the mode: ``running`` (track), ``holding``
 (no fresh plan, or a measured overspeed: brake the setpoint at ``max_accel`` and hold
 where it stops), ``estop`` (latched: the same stop), ``fault`` (the joint state went
@@ -56,6 +63,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from reflexarc.robot import control_kernel as ck
 from reflexarc.robot.description import RobotDescription, robot_description
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.robot.plan import PlanSampler, Setpoint, check_plan
@@ -95,6 +103,10 @@ class SetpointShaper:
     through unchanged; a step, or a plan faster than allowed, becomes a motion that
     accelerates at most ``max_accel``, cruises at most at ``max_speed`` and stops on the
     target.
+
+    Its state is one array, ``state`` (13,): position, velocity, last target, quaternion
+    (``pos``, ``vel``, ``target``, ``quat`` are views of it), advanced in place by
+    :func:`reflexarc.robot.control_kernel.shape_numpy` here and by the controller's kernel.
     """
 
     def __init__(
@@ -102,78 +114,47 @@ class SetpointShaper:
         box: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.vmax, self.amax, self.wmax = max_speed, max_accel, max_rot_speed
-        self.box = box  # (lo (3,), hi (3,)): the setpoint never leaves it
-        self.pos: np.ndarray | None = None
-        self.quat = np.array([1.0, 0.0, 0.0, 0.0])
-        self.vel = np.zeros(3)
-        self.target = np.zeros(3)
+        # (lo (3,), hi (3,)): the setpoint never leaves it
+        self.box = box if box is not None else (np.full(3, -np.inf), np.full(3, np.inf))
+        self.state = np.zeros(13)
+        self.state[ck.SH_QUAT] = (1.0, 0.0, 0.0, 0.0)
+        self.started = False
+
+    # views of ``state``; assigning one writes into it
+    pos = property(lambda self: self.state[ck.SH_POS],
+                   lambda self, v: self.state.__setitem__(ck.SH_POS, v))
+    vel = property(lambda self: self.state[ck.SH_VEL],
+                   lambda self, v: self.state.__setitem__(ck.SH_VEL, v))
+    target = property(lambda self: self.state[ck.SH_TARGET],
+                      lambda self, v: self.state.__setitem__(ck.SH_TARGET, v))
+    quat = property(lambda self: self.state[ck.SH_QUAT],
+                    lambda self, v: self.state.__setitem__(ck.SH_QUAT, v))
 
     def reset(self, sp: Setpoint) -> None:
         """Start at rest at ``sp``."""
-        self.pos, self.quat, self.vel = sp.pos.copy(), sp.quat.copy(), np.zeros(3)
-        self.target = sp.pos.copy()
+        self.pos[:], self.quat[:], self.vel[:] = sp.pos, sp.quat, 0.0
+        self.target[:] = sp.pos
+        self.started = True
 
     def stopping_point(self, gripper: float) -> Setpoint:
         """Where the setpoint comes to rest braking at ``max_accel`` from now."""
-        if self.pos is None:
+        if not self.started:
             raise ControllerError("the setpoint shaper has not started")
         speed = _norm(self.vel)
         pos = self.pos + self.vel * (speed / (2.0 * self.amax))
         return Setpoint(pos, self.quat.copy(), gripper)
 
     def __call__(self, sp: Setpoint, dt: float) -> Setpoint:
-        if self.pos is None:
+        if not self.started:
             self.reset(sp)
             return sp
-        # 3-vectors as Python floats: a dozen numpy calls on (3,) arrays cost more than the math
-        vmax, amax = self.vmax, self.amax
-        tx, ty, tz = sp.pos.tolist()
-        ox, oy, oz = self.target.tolist()
-        px, py, pz = self.pos.tolist()
-        vx, vy, vz = self.vel.tolist()
-        ux, uy, uz = _clip3((tx - ox) / dt, (ty - oy) / dt, (tz - oz) / dt, vmax)  # target's velocity
-        self.target = sp.pos.copy()
-        ex, ey, ez = tx - (px + ux * dt), ty - (py + uy * dt), tz - (pz + uz * dt)
-        dist = math.sqrt(ex * ex + ey * ey + ez * ez)  # error left after the target's own motion
-        h = 0.5 * amax * dt  # discrete braking: v^2 / 2a + v dt / 2 <= dist
-        cap = min(vmax, math.sqrt(h * h + 2.0 * amax * dist) - h)
-        k = 1.0 / dt if dist / dt <= cap else cap / dist
-        gx, gy, gz = _clip3(ux + ex * k, uy + ey * k, uz + ez * k, vmax)
-        dx, dy, dz = _clip3(gx - vx, gy - vy, gz - vz, amax * dt)
-        vx, vy, vz = vx + dx, vy + dy, vz + dz
-        self.vel = np.array((vx, vy, vz))
-        self.pos = np.array((px + vx * dt, py + vy * dt, pz + vz * dt))
-        if self.box is not None:  # braking past a target on a face of the box: stop on it
-            lo, hi = self.box
-            out = (self.pos < lo) | (self.pos > hi)
-            if out.any():
-                self.pos = np.clip(self.pos, lo, hi)
-                self.vel[out] = 0.0
-        # orientation: at most wmax * dt per tick toward the target
-        dot = float(sp.quat @ self.quat)
-        q = sp.quat if dot >= 0.0 else -sp.quat
-        angle = 2.0 * math.acos(min(1.0, abs(dot)))
-        step = self.wmax * dt
-        self.quat = q.copy() if angle <= step else nlerp(self.quat, q, step / angle)
-        return Setpoint(self.pos.copy(), self.quat, sp.gripper)
+        ck.shape_numpy(self.state, sp.pos, sp.quat, self.vmax, self.amax, self.wmax,
+                       self.box[0], self.box[1], dt)
+        return Setpoint(self.pos.copy(), self.quat.copy(), sp.gripper)
 
 
 def _norm(v: np.ndarray) -> float:
     return math.sqrt(float(v @ v))
-
-
-def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
-    n = _norm(v)
-    return v if n <= limit else v * (limit / n)
-
-
-def _clip3(x: float, y: float, z: float, limit: float) -> tuple[float, float, float]:
-    """(x, y, z) scaled down to norm ``limit`` if longer."""
-    n = math.sqrt(x * x + y * y + z * z)
-    if n <= limit:
-        return x, y, z
-    s = limit / n
-    return x * s, y * s, z * s
 
 
 # --------------------------------------------------------------------------------------
@@ -227,6 +208,9 @@ class ControllerNode(Node):
         # rad: the reference stays within this of the measured pose per joint (after the
         # plant held the arm, the controller does not yank it back to a reference that ran on)
         track_max_rad: float = bounded(0.15, 0.01, 10.0)
+        # the tick's arithmetic: numba (compiled, cached on disk), numpy (the reference), or
+        # auto (numba where installed); both give the same commands
+        kernel: str = choice("auto", "auto", "numba", "numpy")
         safety: SafetyConfig = field(default_factory=SafetyConfig)
 
         def validate(self) -> None:
@@ -269,22 +253,40 @@ class ControllerNode(Node):
         self.sampler = PlanSampler(cfg.blend_s)
         self.shaper = SetpointShaper(cfg.max_speed, cfg.max_accel, cfg.max_rot_speed,
                                      (self.limits.ws_lo, self.limits.ws_hi))
+        # the kernel's buffers (reflexarc.robot.control_kernel), made once: a tick allocates none
+        self.kernel_name, self.kernel = ck.kernel(cfg.kernel)
         self.v_guard = self.limits.dq_max / cfg.safety.velocity_scale * cfg.speed_guard  # rad/s
         self.a_guard = self.robot.ddq_limits * cfg.accel_guard  # rad/s^2
-        self.eye6 = np.eye(6) * cfg.damping**2
-        self._rhs = np.zeros((6, 2))  # _ik: the task step and the null-space pull, weighted
-        self._jw = np.zeros((6, self.n))  # _ik: the weighted Jacobian
-        self.weights = np.array([1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight])
-        self._w_col = self.weights[:, None].copy()  # (6, 1)
+        lim = self._lim = np.zeros((ck.NLIM, n))
+        lim[ck.L_QLO], lim[ck.L_QHI] = self.limits.q_lo, self.limits.q_hi
+        lim[ck.L_DQMAX], lim[ck.L_DDQMAX] = self.limits.dq_max, self.limits.ddq_max
+        lim[ck.L_TAUMAX], lim[ck.L_VGUARD] = self.limits.tau_max, self.v_guard
+        lim[ck.L_REST], lim[ck.L_KP], lim[ck.L_KD] = self.rest, self.kp, self.kd
+        lim[ck.L_AGUARD] = self.a_guard
+        par = self._par = np.zeros(ck.NPAR)
+        par[ck.P_DT_NOM] = self.dt_nom
+        par[ck.P_INERTIA] = float(cfg.impedance == "inertia")
+        par[ck.P_IK_GAIN], par[ck.P_DAMP2] = cfg.ik_gain, cfg.damping**2
+        par[ck.P_NULL_GAIN], par[ck.P_TRACK] = cfg.nullspace_gain, cfg.track_max_rad
+        par[ck.P_ACCEL_FF], par[ck.P_OMEGA], par[ck.P_ZETA] = cfg.accel_ff_s, cfg.omega, cfg.zeta
+        par[ck.P_HORIZON], par[ck.P_TORQUE_RATE] = cfg.speed_horizon_s, cfg.safety.torque_rate
+        par[ck.P_MAX_SPEED], par[ck.P_VMAX], par[ck.P_WMAX] = cfg.max_speed, cfg.max_speed, cfg.max_rot_speed
+        par[ck.P_WS_LO:ck.P_WS_LO + 3], par[ck.P_WS_HI:ck.P_WS_HI + 3] = self.limits.ws_lo, self.limits.ws_hi
+        par[ck.P_W:ck.P_W + 6] = (1.0, 1.0, 1.0, cfg.rot_weight, cfg.rot_weight, cfg.rot_weight)
+        self._tgt = np.zeros(13)  # sampled target, last target, target velocity
+        self._js = np.zeros((4, n))  # joint reference, its velocity, torque, acceleration
+        self._info = np.zeros(ck.I_MASKS + 2 * n)
+        self._q, self._dq = np.zeros(n), np.zeros(n)  # the measured state, copied in
         # state
         self.mode = Mode.WAITING
-        self.q_r = np.zeros(n)  # joint reference
-        self.dq_r = np.zeros(n)
-        self.ddq_r = np.zeros(n)
-        self.tau_prev: np.ndarray | None = None
-        self.last_sp: Setpoint | None = None  # shaped setpoint of the last tick
-        self.last_target: Setpoint | None = None  # sampled (unshaped) setpoint of the last tick
-        self.target_vel = np.zeros(3)  # its velocity (at most max_speed), m/s
+        self.has_tau = False  # tau holds a command sent (the torque rate limit applies)
+        self._tgt7 = self._tgt[:7]  # the sampled target: position, quaternion
+        self._target_grip = 1.0  # and its gripper
+        self._has_target = False  # a target was sampled (last_target)
+        self.target_vel = self._tgt[ck.T_VEL]  # its velocity (at most max_speed), m/s (a view)
+        self._mlim = np.stack([self.limits.q_min, self.limits.q_max, self.limits.dq_limit])
+        self.within = ck.within_limits_numba if self.kernel_name == "numba" else ck.within_limits_numpy
+        self._warm_up()
         self.grip_cmd: float | None = None  # last gripper command sent
         self.plan_stamp: int | None = None  # the newest plan's stamp
         self.unsent: Plan | None = None  # a new plan, until a command first applies it
@@ -299,7 +301,8 @@ class ControllerNode(Node):
         self.f2c_render_ms = Ring(1 << 17)  # the same from the frame's stamp (render included)
         self.err_mm = Ring(1 << 17)
         self.state_age_ms = Ring(1 << 17)
-        self.compute_us = Ring(1 << 17)
+        self.compute_us = Ring(1 << 17)  # every tick's step()
+        self.compute_track_us = Ring(1 << 17)  # the ticks that tracked a setpoint (the kernel's)
         self.state_jumps = 0
         self.mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
         self.plans = 0
@@ -351,7 +354,7 @@ class ControllerNode(Node):
             self.unsent = plan
             self.plan_stamp = plan.stamp_ns
             if self.last_target is not None:
-                self.sampler.set_plan(plan, now_ns, self.last_target, self.target_vel)
+                self.sampler.set_plan(plan, now_ns, self.last_target, self.target_vel.copy())
             else:
                 self.sampler.plan = plan  # no state yet: adopted when holding begins
 
@@ -360,7 +363,10 @@ class ControllerNode(Node):
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         t0 = time.perf_counter_ns()
         out = self._tick(now_ns, inbox)
-        self.compute_us.add((time.perf_counter_ns() - t0) / 1e3)
+        us = (time.perf_counter_ns() - t0) / 1e3
+        self.compute_us.add(us)
+        if self.has_tau:  # running, holding, estop: not waiting, not a fault's hold
+            self.compute_track_us.add(us)
         return out
 
     def _tick(self, now_ns: int, inbox: Inbox) -> list[tuple[str, Any]]:
@@ -388,7 +394,11 @@ class ControllerNode(Node):
                 mode = self.supervisor.mode = Mode.HOLDING
             if mode != Mode.FAULT:
                 self.mode = Mode.WAITING  # re-enter from the measured pose, at rest
-        if self.limits.measured(q, dq, now_ns) and self.cfg.safety.overspeed_hold and mode == Mode.RUNNING:
+        self._q[:], self._dq[:] = q, dq
+        mlim = self._mlim  # the check in full (its events) only when a limit is passed
+        overspeed = not self.within(self._q, self._dq, mlim[0], mlim[1], mlim[2]) and \
+            self.limits.measured(q, dq, now_ns)
+        if overspeed and self.cfg.safety.overspeed_hold and mode == Mode.RUNNING:
             self.supervisor.last_plan_ns = None  # hold until the next plan
             self.overspeed_holds += 1
             mode = self.supervisor.mode = Mode.HOLDING
@@ -409,60 +419,78 @@ class ControllerNode(Node):
             return out
 
         # running: the plan; holding, estop: the stopping point taken when they began
-        target = self.sampler.sample(now_ns)
-        if self.last_target is not None:
-            self.target_vel = _clip_norm((target.pos - self.last_target.pos) / dt, self.cfg.max_speed)
-        self.last_target = target
-        pos = self.limits.workspace(target.pos, now_ns)
-        sp = self.shaper(Setpoint(pos, target.quat, target.gripper), dt)
-        q_next = self._ik(sp, dt, null=mode == Mode.RUNNING)
-        q_next = self.limits.reference(self.q_r, self.dq_r, q_next, dt, now_ns)
-        np.clip(q_next, q - self.cfg.track_max_rad, q + self.cfg.track_max_rad, out=q_next)
-        dq_next = (q_next - self.q_r) / dt
-        if self.cfg.accel_ff_s > 0:  # low-passed: finite differences of IK steps are noisy
-            alpha = dt / (self.cfg.accel_ff_s + dt)
-            self.ddq_r += alpha * ((dq_next - self.dq_r) / dt - self.ddq_r)
-        self.dq_r = dq_next
-        self.q_r = q_next
-        if mode == Mode.RUNNING:
+        tgt, par, info = self._tgt, self._par, self._info
+        self._target_grip = self.sampler.sample_into(now_ns, self._tgt7)
+        running = mode == Mode.RUNNING
+        par[ck.P_DT], par[ck.P_RUNNING] = dt, running
+        par[ck.P_HAS_TAU], par[ck.P_AMAX] = self.has_tau, self.shaper.amax
+        arm = self.arm
+        arm.update(self.q_r, q, dq if self.cfg.coriolis else None, js.gripper,
+                   mass=self.cfg.impedance == "inertia")
+        self.kernel(self._q, self._dq, tgt, self.shaper.state, arm.ref_pos, arm.ref_rot,
+                    arm._jac, arm._bias, arm._mass, arm.meas_pos, self._js, self._lim, par, info)
+        self.has_tau = True
+        if info[ck.I_WS] or info[ck.I_ACC] > 1.0 or info[ck.I_SPEED] > 1.0 or info[ck.I_JOINT] \
+                or info[ck.I_TORQUE]:
+            self._clip_events(tgt[ck.T_LAST].copy(), now_ns)
+        if running:
             stamp = self.plan_stamp or 0  # set: running needs a plan
             self.plan_age_ms.add((now_ns - stamp) / 1e6)
+            self.err_mm.add(info[ck.I_ERR])
         else:
             stamp = js.stamp_ns
-        self.last_sp = sp
-        self.grip_cmd = sp.gripper
-
-        bias = self.arm.bias(q, dq if self.cfg.coriolis else None, js.gripper)
-        if mode == Mode.RUNNING:
-            self.err_mm.add(1e3 * _norm(self.arm.measured_ee() - sp.pos))
-        if self.cfg.impedance == "inertia":
-            w = self.cfg.omega
-            acc = w * w * (self.q_r - q) + 2.0 * self.cfg.zeta * w * (self.dq_r - dq) + self.ddq_r
-            # a speed barrier: no joint accelerated past speed_guard of its limit
-            np.clip(acc, (-self.v_guard - dq) / self.cfg.speed_horizon_s,
-                    (self.v_guard - dq) / self.cfg.speed_horizon_s, out=acc)
-            if mode != Mode.RUNNING:  # a stop is a motion: within accel_guard of the limits
-                # (not while running: pushing a block needs a force no acceleration shows)
-                np.clip(acc, -self.a_guard, self.a_guard, out=acc)
-            tau = self.arm.mass() @ acc + bias
-        else:
-            tau = self.kp * (self.q_r - q) + self.kd * (self.dq_r - dq) + bias
-        tau = self.limits.torque(tau, self.tau_prev, dt, now_ns)
-        self.tau_prev = tau
-        cmd = JointCommand(
-            stamp_ns=stamp, mode="torque", position=self.q_r.copy(), velocity=self.dq_r.copy(),
-            effort=tau, gripper=float(sp.gripper),
-        )
+        self.grip_cmd = grip = self._target_grip
+        rows = self._js[:3].copy()  # the command's own arrays: q_r, dq_r, tau
+        cmd = JointCommand(stamp_ns=stamp, mode="torque", position=rows[0], velocity=rows[1],
+                           effort=rows[2], gripper=float(grip))
         out.append(("joint_command", cmd))
-        if mode == Mode.RUNNING and self.unsent is not None and self.unsent.stamp_ns == stamp:
+        if running and self.unsent is not None and self.unsent.stamp_ns == stamp:
             # the first command from this plan: in realtime it leaves now, after the
             # compute; in lockstep the step takes no simulated time
             sent_ns = time.monotonic_ns() if self.ctx.clock == "realtime" else now_ns
             self.f2c_render_ms.add((sent_ns - stamp) / 1e6)
             self.f2c_ms.add((sent_ns - frame_ready_ns(self.unsent)) / 1e6)
             self.unsent = None
-        out.extend(("safety", e) for e in self.events.take())
+        if self.events.pending:
+            out.extend(("safety", e) for e in self.events.take())
         return out
+
+    def _clip_events(self, target: np.ndarray, now_ns: int) -> None:
+        """The safety events of what the kernel's limits clipped this tick (``_info``)."""
+        info, n, log_ = self._info, self.n, self.events
+        if info[ck.I_WS]:
+            log_.clipped("workspace", now_ns, lambda: f"setpoint {np.round(target, 3).tolist()} clipped")
+        if info[ck.I_ACC] > 1.0:
+            r = float(info[ck.I_ACC])
+            log_.clipped("velocity_limit", now_ns, lambda: f"reference acceleration scaled by {1 / r:.3f}")
+        if info[ck.I_SPEED] > 1.0:
+            r2 = float(info[ck.I_SPEED])
+            log_.clipped("velocity_limit", now_ns, lambda: f"reference speed scaled by {1 / r2:.3f}")
+        if info[ck.I_JOINT]:
+            joints = np.flatnonzero(info[ck.I_MASKS:ck.I_MASKS + n]) + 1
+            log_.clipped("joint_limit", now_ns, lambda: f"reference clipped at joints {joints}")
+        if info[ck.I_TORQUE]:
+            joints_t = np.flatnonzero(info[ck.I_MASKS + n:ck.I_MASKS + 2 * n]) + 1
+            log_.clipped("torque_limit", now_ns, lambda: f"torque clipped at joints {joints_t}")
+
+    def _warm_up(self) -> None:
+        """One kernel call on this controller's own buffers, then cleared: numba loads (or
+        compiles) its kernel now, not on the first tick."""
+        arm = self.arm
+        arm.update(self.robot.home_q, self.robot.home_q, np.zeros(self.n), 0.0)
+        self.shaper.state[ck.SH_QUAT] = (1.0, 0.0, 0.0, 0.0)
+        self._par[ck.P_DT], self._par[ck.P_AMAX] = self.dt_nom, self.shaper.amax
+        self._tgt[ck.T_QUAT] = (1.0, 0.0, 0.0, 0.0)
+        self.kernel(self._q, self._dq, self._tgt, self.shaper.state, arm.ref_pos, arm.ref_rot,
+                    arm._jac, arm._bias, arm._mass, arm.meas_pos, self._js, self._lim, self._par,
+                    self._info)
+        self.within(self._q, self._dq, self._mlim[0], self._mlim[1], self._mlim[2])
+        if ck.numba is not None:  # the plan sampler's kernel too
+            ck.sample_numba(np.zeros((2, 3)), np.zeros((2, 4)) + 0.5, 0, 1, 0, np.zeros(10) + 0.5,
+                            0, 1, np.zeros(4), self._tgt7)
+        for buf in (self._tgt, self._js, self._info, self.shaper.state):
+            buf[...] = 0.0
+        self.shaper.state[ck.SH_QUAT] = (1.0, 0.0, 0.0, 0.0)
 
     def _gripper(self, opening: float) -> float:
         """The gripper command to keep: the last one sent, else the measured opening."""
@@ -476,29 +504,29 @@ class ControllerNode(Node):
         """Mode transitions: (re)start from the measured pose, or stop where braking ends."""
         if mode == Mode.FAULT:
             self.q_fault = q.copy()
-            self.tau_prev = None
+            self.has_tau = False
             return
         if self.mode in (Mode.WAITING, Mode.FAULT):  # at rest at the measured pose
             pos, rot = self.arm.pose(q)
             start = Setpoint(pos, mat_to_quat(rot), self._gripper(opening))
-            self.q_r = q.copy()
-            self.dq_r = np.zeros(self.n)
-            self.ddq_r = np.zeros(self.n)
-            self.tau_prev = None
+            self.q_r[:] = q
+            self.dq_r[:] = 0.0
+            self.ddq_r[:] = 0.0
+            self.has_tau = False
             pending = self.sampler.plan if mode == Mode.RUNNING else None
             self.sampler.hold(start)
             self.shaper.reset(start)
-            self.last_sp = self.last_target = start
-            self.target_vel = np.zeros(3)
+            self.last_target = start
+            self.target_vel[:] = 0.0
             if pending is not None:  # a plan that came before the first state
-                self.sampler.set_plan(pending, self.prev_ns or 0, start, self.target_vel)
+                self.sampler.set_plan(pending, self.prev_ns or 0, start, self.target_vel.copy())
         elif mode in (Mode.HOLDING, Mode.ESTOP):  # brake, hold where it stops
             if self.mode == Mode.RUNNING:
                 self._from_measured(q, dq)
             self.shaper.amax = self.cfg.brake_accel
             stop = self.shaper.stopping_point(self._gripper(opening))
             self.sampler.hold(stop)
-            self.shaper.target = stop.pos.copy()  # no jump of the target: no feedforward
+            self.shaper.target[:] = stop.pos  # no jump of the target: no feedforward
             self.last_target = stop
         if mode == Mode.RUNNING:
             self.shaper.amax = self.cfg.max_accel
@@ -509,38 +537,47 @@ class ControllerNode(Node):
         the measured joints, so the stop is the arm's own braking distance and no lag is
         caught up after it."""
         pos, rot, jac = self.arm.pose_jacobian(q)
-        self.shaper.pos = pos.copy()
-        self.shaper.quat = mat_to_quat(rot)
-        self.shaper.vel = _clip_norm(jac[:3] @ dq, self.cfg.max_speed)  # (3,) m/s
-        self.shaper.target = self.shaper.pos.copy()
-        self.q_r = q.copy()
-        self.dq_r = dq.copy()
-        self.ddq_r = np.zeros(self.n)
+        sh = self.shaper
+        sh.pos[:] = pos
+        sh.quat[:] = mat_to_quat(rot)
+        v = jac[:3] @ dq  # (3,) m/s
+        speed = _norm(v)
+        sh.vel[:] = v if speed <= self.cfg.max_speed else v * (self.cfg.max_speed / speed)
+        sh.target[:] = sh.pos
+        self.q_r[:] = q
+        self.dq_r[:] = dq
+        self.ddq_r[:] = 0.0
 
-    def _ik(self, sp: Setpoint, dt: float, null: bool) -> np.ndarray:
-        """One damped-least-squares step of the reference toward ``sp`` (with the null-space
-        pull toward the rest posture when ``null``). (n,)
+    # the joint reference, its velocity and acceleration, the torque: views of the kernel's
+    # buffer (rows of ``_js``); assigning one writes into it
+    q_r = property(lambda self: self._js[ck.J_QR],
+                   lambda self, v: self._js.__setitem__(ck.J_QR, v))
+    dq_r = property(lambda self: self._js[ck.J_DQR],
+                    lambda self, v: self._js.__setitem__(ck.J_DQR, v))
+    ddq_r = property(lambda self: self._js[ck.J_DDQR],
+                     lambda self, v: self._js.__setitem__(ck.J_DDQR, v))
+    tau = property(lambda self: self._js[ck.J_TAU])
 
-        ``dq = Jw^T A^-1 (w step) + N v`` with ``A = Jw Jw^T + d^2 I`` and the null-space
-        projector ``N = I - Jw^T A^-1 Jw``: both right-hand sides in one solve (6, 2), no
-        (n, 6) pseudo-inverse or (n, n) projector formed."""
-        pos, rot, jac = self.arm.pose_jacobian(self.q_r)
-        # the setpoint's own motion this tick (fed forward), plus a share of what is left
-        rhs = self._rhs  # (6, 2)
-        move = self.shaper.vel * dt
-        g = self.cfg.ik_gain
-        rhs[:3, 0] = move + g * (sp.pos - pos - move)
-        rhs[3:, 0] = g * rotation_error(rot, quat_to_mat(sp.quat))
-        rhs[:, 0] *= self.weights
-        jw = np.multiply(jac, self._w_col, out=self._jw)  # (6, n)
-        a = jw @ jw.T
-        a += self.eye6
-        if null and self.cfg.nullspace_gain > 0:
-            v = (self.cfg.nullspace_gain * self.dt_nom) * (self.rest - self.q_r)  # (n,)
-            rhs[:, 1] = jw @ v
-            y = np.linalg.solve(a, rhs)  # (6, 2)
-            return self.q_r + jw.T @ (y[:, 0] - y[:, 1]) + v
-        return self.q_r + jw.T @ np.linalg.solve(a, rhs[:, 0])
+    @property
+    def last_target(self) -> Setpoint | None:
+        """The sampled (unshaped) setpoint of the last tick (None before the first);
+        assigning one makes it the origin of the next blend and target velocity."""
+        if not self._has_target:
+            return None
+        tgt = self._tgt
+        return Setpoint(tgt[ck.T_LAST].copy(), tgt[ck.T_QUAT].copy(), self._target_grip)
+
+    @last_target.setter
+    def last_target(self, sp: Setpoint) -> None:
+        self._tgt[ck.T_LAST], self._tgt[ck.T_QUAT] = sp.pos, sp.quat
+        self._target_grip, self._has_target = sp.gripper, True
+
+    @property
+    def last_sp(self) -> Setpoint | None:
+        """The shaped setpoint of the last tick (None before the first)."""
+        if not self.shaper.started:
+            return None
+        return Setpoint(self.shaper.pos.copy(), self.shaper.quat.copy(), self._gripper(0.0))
 
     # -- reporting ---------------------------------------------------------------------------------
 
@@ -554,6 +591,7 @@ class ControllerNode(Node):
         err = self.err_mm.percentiles([50, 99, 100])
         st_age = self.state_age_ms.percentiles([50, 99])
         comp = self.compute_us.percentiles([50, 99])
+        comp_track = self.compute_track_us.percentiles([50, 99])
         return {
             "frame_to_command_p50_ms": f2c[0],
             "frame_to_command_p99_ms": f2c[1],
@@ -568,6 +606,10 @@ class ControllerNode(Node):
             "state_jumps": self.state_jumps,
             "compute_p50_us": comp[0],
             "compute_p99_us": comp[1],
+            "compute_tracking_p50_us": comp_track[0],  # running, holding, estop ticks only
+            "compute_tracking_p99_us": comp_track[1],
+            "compute_tracking_ticks": self.compute_track_us.n,
+            "kernel": self.kernel_name,
             "track_err_p50_mm": err[0],
             "track_err_p99_mm": err[1],
             "track_err_max_mm": err[2],

@@ -61,6 +61,13 @@ class ArmKinematics:
         self._jac = np.zeros((6, model.nv))  # (6, nv): rows vx vy vz wx wy wz
         self._bias = np.zeros(model.nv)
         self._mass = np.zeros((model.nv, model.nv))
+        # views into MjData and the buffers, taken once (the controller's update reads them)
+        self._jacp, self._jacr = self._jac[:3], self._jac[3:]
+        self._ref_q, self._meas_q = self.ref.qpos[:n], self.meas.qpos[:n]
+        self._meas_dq = self.meas.qvel[:n]
+        self.ref_pos = self.ref.site_xpos[self.site]  # (3,) EE position at the reference
+        self.ref_rot = self.ref.site_xmat[self.site]  # (9,) its rotation, row-major
+        self.meas_pos = self.meas.site_xpos[self.site]  # (3,) EE position measured
         self.home = self.robot.home_q
         self.ik_margin = 0.02  # rad IK solutions keep from the joint limits
         self.lower = self.robot.q_lo + self.ik_margin
@@ -98,6 +105,35 @@ class ArmKinematics:
         mujoco.mj_comVel(m, d)
         mujoco.mj_rne(m, d, 0, self._bias)
         return self._bias[:n]
+
+    def update(self, q_ref: np.ndarray, q: np.ndarray, dq: np.ndarray | None, gripper: float,
+               mass: bool = True) -> None:
+        """The controller's MuJoCo calls for one tick, in one go: the EE pose and Jacobian at
+        the reference ``q_ref`` (:attr:`ref_pos`, :attr:`ref_rot`, the Jacobian buffer) and
+        the bias torques (Coriolis too when ``dq`` is given), the EE position
+        (:attr:`meas_pos`) and, with ``mass``, the inertia at the measured ``q``, ``dq``
+        (dof,), the fingers at ``gripper`` (m) -- the same as :meth:`pose_jacobian`,
+        :meth:`bias` and :meth:`mass`, with no array made."""
+        m, r, d = self.model, self.ref, self.meas
+        self._ref_q[:] = q_ref
+        mujoco.mj_kinematics(m, r)
+        mujoco.mj_comPos(m, r)
+        mujoco.mj_jacSite(m, r, self._jacp, self._jacr, self.site)
+        self._meas_q[:] = q
+        if self.fingers and gripper != self._opening:  # as bias()
+            d.qpos[self.n:self.n + self.n_grip] = self.robot.gripper.joint_positions(gripper)  # type: ignore[union-attr]
+            self._opening = gripper
+        if dq is None:
+            d.qvel[:] = 0.0
+        else:
+            self._meas_dq[:] = dq  # the fingers' velocities stay 0 (nothing else sets them)
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_comVel(m, d)
+        mujoco.mj_rne(m, d, 0, self._bias)
+        if mass:
+            mujoco.mj_makeM(m, d)
+            mujoco.mj_fullM(m, d, self._mass)
 
     def mass(self) -> np.ndarray:
         """Joint-space inertia matrix (dof, dof) of the arm at the state of the last

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from reflexarc.robot import control_kernel as ck
 from reflexarc.robot.rotations import nlerp
 from reflexarc.runtime.msgs import Plan
 
@@ -76,6 +77,11 @@ class PlanSampler:
         self.start_vel = np.zeros(3)
         self.start_ns = 0
         self.quats: np.ndarray | None = None  # plan orientations, normalised (T, 4)
+        # sample_into's copies: setpoints (T, 3), orientations (T, 4; (0, 4): none), and
+        # the blend origin (position, quaternion, velocity)
+        self._pos = np.zeros((1, 3))
+        self._quats = np.zeros((0, 4))
+        self._start = np.zeros(10)
 
     def hold(self, sp: Setpoint) -> None:
         """Hold ``sp`` from now on (no plan, no blend)."""
@@ -94,6 +100,9 @@ class PlanSampler:
         self.quat, self.gripper = current.quat, current.gripper
         q = plan.ee_quat
         self.quats = q / np.linalg.norm(q, axis=1, keepdims=True) if q.size else None
+        self._pos = np.array(plan.ee_pos, dtype=float)
+        self._quats = np.zeros((0, 4)) if self.quats is None else np.array(self.quats, dtype=float)
+        self._start[:3], self._start[3:7], self._start[7:] = current.pos, current.quat, velocity
 
     def _plan_at(self, plan: Plan, now_ns: int) -> Setpoint:
         i, j, f = plan_segment(plan, now_ns)
@@ -102,6 +111,20 @@ class PlanSampler:
         g = plan.gripper
         grip = self.gripper if g.size == 0 else float(g[j] if f >= 0.5 else g[i])
         return Setpoint(pos, quat, grip)
+
+    def sample_into(self, now_ns: int, out: np.ndarray) -> float:
+        """:meth:`sample` written into ``out`` (7,): position, quaternion (wxyz); returns the
+        gripper. Compiled (reflexarc.robot.control_kernel) where numba is installed: the
+        controller's 1 kHz tick makes no array here."""
+        plan = self.plan
+        if plan is None or ck.numba is None:
+            sp = self.sample(now_ns)
+            out[:3], out[3:7] = sp.pos, sp.quat
+            return sp.gripper
+        i, j, f = ck.sample_numba(self._pos, self._quats, plan.t0_ns, plan.dt_ns, now_ns,
+                                  self._start, self.start_ns, self.blend_ns, self._start[3:7], out)
+        g = plan.gripper
+        return self.gripper if g.size == 0 else float(g[j] if f >= 0.5 else g[i])
 
     def sample(self, now_ns: int) -> Setpoint:
         """The setpoint at ``now_ns``."""

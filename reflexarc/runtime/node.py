@@ -569,11 +569,14 @@ class Runtime:
     @property
     def spin_us(self) -> float:
         """Microseconds busy-waited before each realtime deadline (the spec's, or automatic:
-        150 at 200 Hz and faster, else 0); none in lockstep."""
+        150 at 200 Hz and faster, else 0; 0 under SCHED_FIFO, whose wake-ups are on time
+        and whose spinning no time-shared process could interrupt); none in lockstep."""
         if self.spec.clock != "realtime":
             return 0.0
         if self.spec.spin_us >= 0:
             return self.spec.spin_us
+        if self.sched == "fifo":
+            return 0.0
         return AUTO_SPIN_US if self.spec.rate_hz >= 200 else 0.0
 
     def _run_realtime(self) -> None:
