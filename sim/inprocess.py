@@ -13,7 +13,7 @@ Camera frames are off (they do not change the physics or the expert's privileged
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from reflexarc.robot.controller import ControllerNode
 from reflexarc.runtime.config import from_mapping
@@ -23,6 +23,14 @@ from reflexarc.sim.node import EpisodeResult, SimNode
 from reflexarc.sim.policy_node import PolicyNode
 
 TICK_NS = 1_000_000  # the lockstep clock: 1 kHz
+
+
+class ControlRun(NamedTuple):
+    """What :func:`control_episodes` ran: the sim's episode results and each node's summary
+    (as in ``<node>.summary.json`` of a launched run: limits, holds, safety events)."""
+
+    results: list[EpisodeResult]
+    summaries: dict[str, dict[str, Any]]  # node name -> its summary()
 
 
 @dataclass
@@ -49,9 +57,10 @@ def control_episodes(
     episodes: int = 1,
     seed: int = 0,
     max_sim_s: float | None = None,
-) -> list[EpisodeResult]:
+) -> ControlRun:
     """Run ``episodes`` seeded episodes (episode ``i``: seed ``seed + i``) of the scripted
-    expert driving ``robot`` through the controller; the sim's results, one per episode.
+    expert driving ``robot`` through the controller: the sim's results, one per episode,
+    and the nodes' summaries.
 
     ``max_sim_s`` bounds the simulated time (default: every episode's limit plus 10 s).
     """
@@ -95,7 +104,8 @@ def control_episodes(
                     pending.extend(slot.node.step(now, slot.inbox))
                     slot.inbox.clear_new()
             k += 1
-        return list(sim.results)
+        return ControlRun(list(sim.results),
+                          {slot.node.ctx.name: slot.node.summary() for slot in slots})
     finally:
         for slot in slots:
             slot.node.close()

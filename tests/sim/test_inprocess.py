@@ -17,8 +17,11 @@ from tests.conftest import reflexarc
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
 def test_the_expert_reaches_with_the_xarm6_through_the_controller(backend: str) -> None:
-    results = control_episodes("reach", backend, "xarm6", episodes=1, seed=0)
+    results, summaries = control_episodes("reach", backend, "xarm6", episodes=1, seed=0)
     assert len(results) == 1 and results[0].success, results
+    beyond = summaries["sim"]["beyond_limits"]
+    assert beyond["position"] == beyond["velocity"] == beyond["torque"] == 0, beyond
+    assert summaries["controller"]["final_mode"] in ("running", "holding")
     assert results[0].final_distance_m < 0.025
     assert 0.1 < results[0].time_to_success_s < 3.0
 
@@ -46,6 +49,6 @@ def test_reflexarc_run_drives_the_xarm6_in_lockstep_as_in_process(tmp_path: Path
     assert beyond["position"] == beyond["velocity"] == beyond["torque"] == 0, beyond
     sim = json.loads((tmp_path / "run" / "sim.summary.json").read_text())
     [launched] = sim["run"]["episode_results"]
-    [alone] = control_episodes("reach", "pybullet", "xarm6", episodes=1, seed=0)
+    [alone] = control_episodes("reach", "pybullet", "xarm6", episodes=1, seed=0).results
     assert launched["success"] and alone.success
     assert launched["time_to_success_s"] == pytest.approx(alone.time_to_success_s, abs=0.02)

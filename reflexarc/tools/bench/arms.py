@@ -4,7 +4,8 @@ For each robot (``robots``; default: every shipped one), backend (MuJoCo, PyBull
 task (reach, push): ``episodes`` seeded episodes (seeds 0 .. episodes - 1) of the control
 graph's nodes -- sim, 1 kHz controller, scripted expert publishing Plans -- stepped in one
 process on a lockstep clock (:func:`reflexarc.sim.inprocess.control_episodes`). Rows:
-success rate, mean time to success, mean final task error, wall time. Figures in
+success rate, mean time to success, mean final task error, the plant's count of samples
+past the joint limits and of overspeed holds, wall time. Figures in
 docs/benchmarks.md ("A second arm").
 """
 
@@ -25,7 +26,8 @@ TASKS = ("reach", "push")
 
 def bench_arms(cfg: Any) -> list[dict[str, Any]]:
     """Rows of robot, backend, task, episodes, success_rate, mean_time_to_success_s,
-    mean_final_distance_m, wall_s. ``cfg.quick``: 2 reach episodes per arm and backend."""
+    mean_final_distance_m, beyond_limits (the sim's samples past a joint limit, all kinds),
+    max_speed_share, overspeed_holds, wall_s. ``cfg.quick``: 2 reach episodes per arm and backend."""
     quick = bool(getattr(cfg, "quick", False))
     robots = list(getattr(cfg, "robots", []) or BUILTIN)
     episodes = 2 if quick else int(cfg.episodes)
@@ -35,8 +37,9 @@ def bench_arms(cfg: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for robot, backend, task in cases:
         t0 = time.perf_counter()
-        results = control_episodes(task, backend, robot, episodes, seed=0)
+        results, summaries = control_episodes(task, backend, robot, episodes, seed=0)
         times = [r.time_to_success_s for r in results if r.success]
+        sim = summaries["sim"]
         rows.append({
             "robot": robot,
             "backend": backend,
@@ -46,6 +49,10 @@ def bench_arms(cfg: Any) -> list[dict[str, Any]]:
             "mean_time_to_success_s": round(float(np.mean(times)), 3) if times else None,
             "mean_final_distance_m": round(float(np.mean(
                 [r.final_distance_m for r in results])), 4) if results else None,
+            # the plant's view of the limits: samples past them, holds after an overspeed
+            "beyond_limits": sum(sim["beyond_limits"].values()),
+            "max_speed_share": sim["max_speed_share"],
+            "overspeed_holds": sim["overspeed_holds"],
             "wall_s": round(time.perf_counter() - t0, 1),
         })
         progress.update(len(rows), f"{robot} {backend} {task}")
