@@ -34,10 +34,10 @@ DESCRIPTION = RobotDescription(
     dtau_max=1000.0,
     # joint PD: critically damped at 25 rad/s for the diagonal of the mass matrix at home
     # ([0.470, 0.925, 0.536, 0.022, 0.033, 0.001] kg m^2), the wrist's stiffness floored at
-    # 20 N m/rad; joint 6's damping at 0.5 N m s/rad, the most an explicit step of 2 ms
-    # takes on its 0.001 kg m^2
+    # 20 N m/rad; joint 6's damping at 0.2 N m s/rad (damping ratio 0.7): on its
+    # 0.001 kg m^2 the explicit 2 ms step of the scenes' PD diverges in contact from 0.5
     kp=(300.0, 580.0, 340.0, 20.0, 21.0, 20.0),
-    kd=(24.0, 46.0, 27.0, 2.0, 2.0, 0.5),
+    kd=(24.0, 46.0, 27.0, 2.0, 2.0, 0.2),
     # every corner reachable with the fingers pointing down
     workspace=((0.2, 0.55), (-0.28, 0.28), (0.0, 0.3)),
     # blocks spawn 5 cm inside this table area and targets lie in it: the arm reaches
@@ -50,9 +50,9 @@ DESCRIPTION = RobotDescription(
         open_q=(0.0,) * 6,
         closed_q=(0.85,) * 6,
         mimic=True,
-        # the linkage's inertia about the drive joint is ~1e-4 kg m^2: a soft servo
-        kp=2.0,
-        kd=0.05,
+        # a soft servo on the light linkage, kd on each joint: it closes in about 0.5 s
+        kp=4.0,
+        kd=0.15,
     ),
     ee_speed_max=1.0,  # UFactory's published TCP speed
     ee_site="ee",

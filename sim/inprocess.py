@@ -2,9 +2,11 @@
 
 :func:`control_episodes` runs the nodes of ``configs/graph/control.yaml`` -- the sim
 (``command: joint``, physics 1 kHz), the 1 kHz controller and the scripted expert
-publishing Plans at 10 Hz -- with their own ``step`` code, in one process: each 1 ms
-tick steps the nodes due at it (sim, controller, expert), and what a node publishes
-reaches its subscribers at the next tick, as on the launcher's lockstep clock. No bus,
+publishing Plans at 10 Hz -- or of ``configs/graph/expert.yaml`` (``graph="expert"``: the
+sim at 500 Hz tracking the expert's end-effector actions with its joint PD) with their own
+``step`` code, in one process: each tick of the sim's rate steps the nodes due at it,
+and what a node publishes reaches its subscribers at the next tick, as on the
+launcher's lockstep clock. No bus,
 no processes: seeded episodes cost only the nodes' own compute, which makes the 20-seed
 success figures of docs/benchmarks.md ("A second arm") affordable on a small machine.
 Camera frames are off (they do not change the physics or the expert's privileged view).
@@ -22,7 +24,7 @@ from reflexarc.runtime.node import Inbox, Node, NodeContext
 from reflexarc.sim.node import EpisodeResult, SimNode
 from reflexarc.sim.policy_node import PolicyNode
 
-TICK_NS = 1_000_000  # the lockstep clock: 1 kHz
+GRAPHS = ("control", "expert")
 
 
 class ControlRun(NamedTuple):
@@ -57,41 +59,50 @@ def control_episodes(
     episodes: int = 1,
     seed: int = 0,
     max_sim_s: float | None = None,
+    graph: str = "control",
 ) -> ControlRun:
     """Run ``episodes`` seeded episodes (episode ``i``: seed ``seed + i``) of the scripted
     expert driving ``robot`` through the controller: the sim's results, one per episode,
     and the nodes' summaries.
 
     ``max_sim_s`` bounds the simulated time (default: every episode's limit plus 10 s).
+    ``graph``: "control" (Plans through the 1 kHz controller) or "expert" (end-effector
+    actions tracked by the sim's joint PD at 500 Hz).
     """
     if task not in ("reach", "push", "pick_place"):
         raise ConfigError("task", f"got {task!r}; allowed: reach, push, pick_place")
+    if graph not in GRAPHS:
+        raise ConfigError("graph", f"got {graph!r}; allowed: {', '.join(GRAPHS)}")
     if episodes < 1:
         raise ConfigError("episodes", f"got {episodes}; at least 1")
 
     def ctx(name: str, rate_hz: float) -> NodeContext:
         return NodeContext(name=name, rate_hz=rate_hz, seed=seed, clock="lockstep")
 
+    control = graph == "control"
+    rate = 1000 if control else 500  # the sim's rate in the graph: the clock's tick
+    tick_ns = 1_000_000_000 // rate
     sim_cfg = from_mapping(SimNode.Config, {
         "task": task, "backend": backend, "robot": robot, "episodes": episodes,
-        "command": "joint", "state_hz": 100, "camera_hz": 0, "goal_images": False,
-        "subgoals": False,
+        "command": "joint" if control else "ee_action", "state_hz": 100 if control else 1000,
+        "camera_hz": 0, "goal_images": False, "subgoals": False,
     })
-    sim = SimNode(ctx("sim", 1000.0), sim_cfg)
+    sim = SimNode(ctx("sim", float(rate)), sim_cfg)
     slots = [_Slot(sim, 1, _subscribes(sim), Inbox())]
     try:
-        ctrl = ControllerNode(ctx("controller", 1000.0),
-                              from_mapping(ControllerNode.Config, {"robot": robot}))
-        slots.append(_Slot(ctrl, 1, _subscribes(ctrl), Inbox()))
-        expert = PolicyNode(ctx("expert", 10.0), from_mapping(
-            PolicyNode.Config, {"task": task, "policy": "expert", "output": "plan"}))
-        slots.append(_Slot(expert, 100, _subscribes(expert), Inbox()))
+        if control:
+            ctrl = ControllerNode(ctx("controller", 1000.0),
+                                  from_mapping(ControllerNode.Config, {"robot": robot}))
+            slots.append(_Slot(ctrl, 1, _subscribes(ctrl), Inbox()))
+        expert = PolicyNode(ctx("expert", 10.0), from_mapping(PolicyNode.Config, {
+            "task": task, "policy": "expert", "output": "plan" if control else "ee_action"}))
+        slots.append(_Slot(expert, rate // 10, _subscribes(expert), Inbox()))
         limit_s = max_sim_s if max_sim_s is not None else episodes * (sim.episode_ns / 1e9 + 10.0)
         pending: list[tuple[str, Any]] = []
         seqs: dict[str, int] = {}  # the runtime numbers every topic's messages (the bus does)
         k = 0
-        while not sim.done() and k * TICK_NS < limit_s * 1e9:
-            now = k * TICK_NS
+        while not sim.done() and k * tick_ns < limit_s * 1e9:
+            now = k * tick_ns
             for topic, msg in pending:  # last tick's messages arrive now
                 seqs[topic] = seq = seqs.get(topic, -1) + 1
                 object.__setattr__(msg, "seq", seq)  # as the bus's publisher does

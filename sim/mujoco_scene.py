@@ -126,6 +126,12 @@ def robot_spec(
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_FALSE  # the joint clamps the total
     lo, hi = np.minimum(grip.q_open, grip.q_closed), np.maximum(grip.q_open, grip.q_closed)
+    if grip.mimic:
+        # a linkage's joints are light (1e-5 kg m^2 each): its damping goes on the joints,
+        # where the Euler step integrates it implicitly (an actuator's explicit damping
+        # diverges at a 2 ms step), which also keeps its closing speed near a real one
+        for joint in grip.joints:
+            spec.joint(joint).damping = np.array([grip.kd, 0.0, 0.0])
     for i in gripper_actuated(robot):
         joint = grip.joints[i]
         act = spec.add_actuator(name=joint, target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
@@ -133,7 +139,7 @@ def robot_spec(
         act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
         act.gainprm[0] = grip.kp
         act.biasprm[1] = -grip.kp
-        act.biasprm[2] = -grip.kd
+        act.biasprm[2] = 0.0 if grip.mimic else -grip.kd
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
         act.ctrlrange = [lo[i], hi[i]]
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE

@@ -26,11 +26,23 @@ def test_the_expert_reaches_with_the_xarm6_through_the_controller(backend: str) 
     assert 0.1 < results[0].time_to_success_s < 3.0
 
 
+@pytest.mark.slow
+def test_the_xarm6_pushes_in_the_expert_graph_without_its_wrist_spinning() -> None:
+    """The 500 Hz joint PD under contact: joint 6's damping once made the wrist spin at 14
+    times its speed limit while pushing (docs/robots.md, "The xArm6")."""
+    results, summaries = control_episodes("push", "mujoco", "xarm6", episodes=1, seed=1,
+                                          graph="expert")
+    assert results[0].success, results
+    assert summaries["sim"]["max_speed_share"] < 1.2, summaries["sim"]
+
+
 def test_bad_arguments_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="robot"):
         control_episodes("reach", "mujoco", "ur5")
     with pytest.raises(ConfigError, match="task"):
         control_episodes("wave", "mujoco", "xarm6")
+    with pytest.raises(ConfigError, match="graph"):
+        control_episodes("reach", "mujoco", "xarm6", graph="pixels")
 
 
 @pytest.mark.slow
