@@ -2,8 +2,10 @@
 
 Experience comes from episode files (``episodes``: a root that is rescanned, so episodes
 the recorder finishes are picked up) and/or from the live stream (``camera/<camera>``
-frames and ``ee_action`` commands, aligned by stamp as in :mod:`reflexarc.policies.data`). It goes
-into a replay buffer of uint8 frames.
+frames and ``ee_action`` commands, or for any gymnasium env the env's own actions on
+``joint_command.effort``, aligned by stamp as in :mod:`reflexarc.policies.data`). It goes
+into a replay buffer of uint8 frames; a model with a frame history (``model.frames``)
+trains on stacked frames that never cross an episode's start.
 
 Training runs (``train_in``) either in a background thread of the node's process
 (``thread``: the node's loop only ingests experience and forwards published weights, so
@@ -117,10 +119,24 @@ class ReplayBuffer:
         t = t[ok]
         return t[(c[t + horizon] - c[t]) == horizon]
 
-    def windows(self, starts: Tensor, horizon: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """images (B, H+1, 3, S, S) uint8, actions (B, H, A) at ``starts``."""
+    def windows(self, starts: Tensor, horizon: int, device: torch.device | str = "cpu",
+                frames: int = 1) -> tuple[Tensor, Tensor]:
+        """images (B, H+1, 3F, S, S) uint8 (F = ``frames`` of history, oldest first, the
+        first frame of an episode repeated before it), actions (B, H, A) at ``starts``."""
         idx = (starts[:, None] + torch.arange(horizon + 1)) % self.capacity
-        return self.frames[idx].to(device), self.actions[idx[:, :-1]].to(device)
+        images = self.frames[self.history(idx, frames)].flatten(-4, -3) if frames > 1 else self.frames[idx]
+        return images.to(device), self.actions[idx[:, :-1]].to(device)
+
+    def history(self, idx: Tensor, frames: int) -> Tensor:
+        """Slots (*R, F) of the F frames up to each slot of ``idx`` (*R), oldest first: a
+        step back only along linked transitions (it stops at an episode's first frame)."""
+        out = [idx]
+        cur = idx
+        for _ in range(frames - 1):
+            prev = (cur - 1) % self.capacity
+            cur = torch.where(self.valid[prev], prev, cur)
+            out.append(cur)
+        return torch.stack(out[::-1], dim=-1)
 
 
 @dataclass
@@ -231,7 +247,9 @@ class LearnerNode(Node):
     """Self-supervised world-model training as a node; publishes ``weights``."""
 
     Config = LearnerConfig
-    subscribes: ClassVar[dict[str, str]] = {"camera/": "all", "ee_action": "all"}
+    # actions: the hand's (ee_action) or, for any gymnasium env, the env's own
+    # (joint_command.effort, as the gym graph's policy sends them)
+    subscribes: ClassVar[dict[str, str]] = {"camera/": "all", "ee_action": "all", "joint_command": "all"}
     publishes: ClassVar[tuple[str, ...]] = ("weights",)
     SCAN_BATCH: ClassVar[int] = 8  # episode files loaded per scan call
 
@@ -326,7 +344,8 @@ class LearnerNode(Node):
         return sum(st.buffer.added for st in self.streams.values())
 
     def _ingest_stream(self, inbox: Inbox) -> None:
-        self._ingest(self.streams["local"], inbox.new(f"camera/{self.cfg.camera}"), inbox.new("ee_action"))
+        self._ingest(self.streams["local"], inbox.new(f"camera/{self.cfg.camera}"),
+                     [*inbox.new("ee_action"), *inbox.new("joint_command")])
 
     def _ingest_sources(self) -> None:
         cam = f"camera/{self.cfg.camera}"
@@ -337,8 +356,9 @@ class LearnerNode(Node):
 
     def _ingest(self, st: StreamState, frames: list[Any], actions: list[Any]) -> None:
         """Frames and actions of one stream into its ring, linked by their stamps."""
-        for msg in actions:
-            st.pending_actions.append((msg.stamp_ns, np.asarray(msg.action, np.float32)))
+        for msg in actions:  # EEAction.action, or an env's own action in JointCommand.effort
+            a = msg.action if hasattr(msg, "action") else msg.effort
+            st.pending_actions.append((msg.stamp_ns, np.asarray(a, np.float32).reshape(-1)))
         for img in sorted(frames, key=lambda m: m.stamp_ns):
             rgb = np.asarray(img.rgb)
             buf = st.buffer
@@ -351,8 +371,9 @@ class LearnerNode(Node):
                 lo, hi = st.last_frame_stamp, img.stamp_ns
                 acts = [a for s, a in st.pending_actions if lo <= s < hi]
                 if acts:
-                    before = np.array(acts[-1], np.float32)
-                    before[:3] = np.sum([a[:3] for a in acts], axis=0)
+                    before = np.array(acts[-1], np.float32)  # an env's action: the last one holds
+                    if not self.model.cfg.action_scales:  # the hand's displacements add up
+                        before[:3] = np.sum([a[:3] for a in acts], axis=0)
             with self.lock:
                 if st.last_frame_stamp is None:
                     buf.break_link()
@@ -388,11 +409,11 @@ class LearnerNode(Node):
     def _windows(self, starts: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
         """images (B, H+1, 3, S, S), actions (B, H, A) at global ``starts`` (see _starts)."""
         if len(self.streams) == 1:
-            return self.buffer.windows(starts, horizon, self.device)
+            return self.buffer.windows(starts, horizon, self.device, self.model.cfg.frames)
         cap = self.buffer.capacity
         ring = starts // cap
         parts = [(ring == k).nonzero().flatten() for k in range(len(self.streams))]
-        got = [st.buffer.windows(starts[i] % cap, horizon, self.device)
+        got = [st.buffer.windows(starts[i] % cap, horizon, self.device, self.model.cfg.frames)
                for st, i in zip(self.streams.values(), parts, strict=True)]
         order = torch.cat(parts).argsort()  # back to the sampled order
         return torch.cat([g[0] for g in got])[order], torch.cat([g[1] for g in got])[order]

@@ -136,3 +136,38 @@ def test_updates_are_capped_per_frame_of_experience(toy_episodes: Path, tmp_path
         node.step(t * 10**9, Inbox())
     frames = node.buffer.added
     assert frames > 40 and node.updates == int(np.ceil(0.05 * frames))  # not 2 x 1000
+
+
+def test_learner_takes_an_envs_own_actions_and_a_frame_history(tmp_path: Path) -> None:
+    """Any gymnasium env (issue 28): the env's action on joint_command.effort (the last one
+    of a frame interval holds, nothing adds up), and stacked frames within an episode."""
+    from reflexarc.runtime.msgs import JointCommand
+
+    mc = ModelConfig(image_size=32, channels=[8, 16, 16], latent_dim=16, hidden_dim=32,
+                     action_dim=2, action_scales=[1.0, 1.0], frames=2)
+    cfg = LearnerConfig(model=mc, out_dir=str(tmp_path / "live"), min_windows=2,
+                        optim=OptimConfig(horizon=2, batch_size=4, warmup=0), train_in="step",
+                        updates_per_step=1, publish_every=1000)
+    node = LearnerNode(NodeContext(name="learner", rate_hz=1.0, clock="lockstep"), cfg)
+    inbox = Inbox()
+    for j in range(5):
+        img = np.full((32, 32, 3), 10 * j, np.uint8)
+        inbox.put("camera/front", Image(stamp_ns=j * 100, camera="front", rgb=img,
+                                        depth=np.zeros((0, 0), np.float32)), 0)
+        if j < 4:
+            for s in (0, 50):
+                e = np.array([0.1 * j + s / 1000, -0.5], np.float64)
+                inbox.put("joint_command", JointCommand(stamp_ns=j * 100 + s, effort=e,
+                                                        position=np.zeros(2), velocity=np.zeros(2)), 0)
+    node.step(0, inbox)
+    buf = node.buffer
+    assert buf.size == 5 and buf.valid[:5].tolist() == [True, True, True, True, False]
+    torch.testing.assert_close(buf.actions[1], torch.tensor([0.15, -0.5]))  # the last one holds
+    assert node.updates == 1  # trained on stacked windows
+    buf.break_link()
+    buf.add_frame(np.full((32, 32, 3), 200, np.uint8))  # a new episode's first frame
+    buf.add_frame(np.full((32, 32, 3), 210, np.uint8), np.zeros(2, np.float32))
+    slots = buf.history(torch.tensor([0, 3, 5, 6]), 3).tolist()
+    assert slots == [[0, 0, 0], [1, 2, 3], [5, 5, 5], [5, 5, 6]]  # never back across a start
+    images, actions = buf.windows(torch.tensor([5]), 1, frames=2)
+    assert images.shape == (1, 2, 6, 32, 32) and images[0, :, ::3, 0, 0].tolist() == [[200, 200], [200, 210]]
