@@ -434,6 +434,9 @@ def serve(address: str, backend: str, physics_hz: int, hold_after_s: float,
     if objects:  # the table as the layout task's seeded reset lays it, the arm where it puts it
         make_task(layout).reset(scene, np.random.default_rng(seed))
     blocks_start = _blocks(scene)
+    if camera_hz:  # the first render sets the renderer up (1.2 s for MuJoCo on a busy
+        # machine): here, before the arm streams, not as a stall of its 1 kHz loop
+        scene.render("front", image_size, depth=depth)
     gripper = _Gripper(1.0 / physics_hz)
     frame_ns = int(1e9 / camera_hz) if camera_hz else 0
     next_frame = time.monotonic_ns()

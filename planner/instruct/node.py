@@ -98,6 +98,10 @@ class InstructNode(Node):
         # only) or "objects" (perception's objects/<camera> and the measured joints)
         scene_from: str = choice("scene_state", "scene_state", "objects")
         camera: str = "front"
+        # the newest accepted goal again every this many seconds (same stamp: a planner
+        # takes it once), for a planner that subscribed after it was first published (one
+        # still loading its model); 0: once
+        goal_repeat_s: float = bounded(0.0, 0.0, 3600.0)
 
         def validate(self) -> None:
             if self.listen and not self.listen.startswith(_LOCAL):
@@ -145,6 +149,9 @@ class InstructNode(Node):
         self._started = False
         self._episode: int | None = None  # the scene_state episode last seen
         self.published = 0
+        self._goal: Any = None  # the newest accepted goal, and when it was last sent
+        self._goal_sent_ns = 0
+        self.goals_repeated = 0
         self.specs: deque[dict[str, Any]] = deque(maxlen=100)  # the last specs, for the summary
         if cfg.listen:
             self._server = threading.Thread(
@@ -231,6 +238,13 @@ class InstructNode(Node):
             else:
                 still.append((fut, job))
         self._pending = still
+        repeat_ns = int(self.cfg.goal_repeat_s * 1e9)
+        if any(t == "goal" for t, _ in out):
+            self._goal_sent_ns = now_ns
+        elif repeat_ns and self._goal is not None and now_ns - self._goal_sent_ns >= repeat_ns:
+            out.append(("goal", self._goal))
+            self._goal_sent_ns = now_ns
+            self.goals_repeated += 1
         return out
 
     def _perceive(self, inbox: Inbox) -> None:
@@ -259,6 +273,7 @@ class InstructNode(Node):
             goal = goal_from_spec(spec)
             if goal is not None:
                 out.append(("goal", goal))
+                self._goal = goal
         if job.reply is not None:
             job.reply.set(spec)
         self.specs.append({"instruction": job.text, "episode": self._episode, **spec_dict(spec)})
@@ -319,6 +334,7 @@ class InstructNode(Node):
         """Counts; under "run" (the run summary's top level) the instruction and its specs."""
         out: dict[str, Any] = {
             "instructions": self.published,
+            **({"goals_repeated": self.goals_repeated} if self.cfg.goal_repeat_s else {}),
             **{f"instruct_{k}": v for k, v in self.instructor.counts.items()},
         }
         if self.specs:

@@ -176,3 +176,36 @@ def test_the_pixel_loop_picks_and_places_a_block_on_the_pretend_arm(tmp_path: Pa
     assert np.linalg.norm(red - target) < 0.035 and red[2] < target[2] + 0.01, (red, target)
     for other in ("green", "blue"):  # the others stayed where they were
         assert np.linalg.norm(np.subtract(end[other], start[other])) < 0.02
+
+
+def test_the_operators_goal_is_repeated_for_a_planner_that_came_up_late() -> None:
+    """graph=bridge: instruct publishes the goal as soon as perception sees the blocks, maybe
+    before a planner loading its model subscribed; goal_repeat_s sends it again (same stamp,
+    so a planner takes it once)."""
+    from reflexarc.planner.instruct.node import InstructGoalNode
+    from reflexarc.robot.description import robot_description
+    from reflexarc.runtime.config import from_mapping
+    from reflexarc.runtime.msgs import JointState, Objects
+
+    cfg = from_mapping(InstructGoalNode.Config, {
+        "listen": "", "memory": False, "scene_from": "objects", "goal_repeat_s": 1.0,
+        "instruction": "put the red block on the left"})
+    node = InstructGoalNode(NodeContext(name="instruct", rate_hz=20.0), cfg)
+    try:
+        box = Inbox()
+        js = JointState(stamp_ns=5, position=robot_description("panda").home_q,
+                        velocity=np.zeros(7), effort=np.zeros(7))
+        box.put("joint_state", js, 0)
+        assert list(node.step(10, box)) == []  # no blocks seen yet: the instruction waits
+        box.put("objects/front", Objects(stamp_ns=12, camera="front", names="red",
+                                         position=np.array([[0.45, 0.0, 0.025]]),
+                                         confidence=np.array([0.9], "f4")), 0)
+        goals = [m for t, m in node.step(20, box) if t == "goal"]
+        box.clear_new()
+        assert len(goals) == 1 and goals[0].task == "pick_place"
+        assert [t for t, _ in node.step(20 + 500 * MS, box)] == []  # not yet
+        again = [m for t, m in node.step(20 + 1000 * MS, box) if t == "goal"]
+        assert len(again) == 1 and again[0].stamp_ns == goals[0].stamp_ns
+        assert node.summary()["goals_repeated"] == 1
+    finally:
+        node.close()
