@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 _F8 = np.dtype("<f8")
 ROBOT = PANDA  # the arm it simulates (the scenes' robot)
 FINGER_TRAVEL = ROBOT.finger_max  # m, one finger of the gripper (the opening is twice it)
+MAX_DRAIN = 2000  # messages read_state() takes at most per call (the arm's send + our receive queues)
 
 
 def _arr(b: bytes) -> np.ndarray:
@@ -234,8 +235,14 @@ class PretendDriver:
     def read_state(self) -> DriverState | None:
         sock = self._socket()
         newest = None
-        while sock.poll(0):
-            msg = _unpack(sock.recv())
+        # at most what the two queues hold: an arm that sends faster than this process reads
+        # (a starved bridge on a busy machine) must not keep the tick here forever
+        for _ in range(MAX_DRAIN):
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            msg = _unpack(frame)
             if msg is None:
                 self.bad_frames += 1
                 continue
