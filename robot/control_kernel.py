@@ -144,8 +144,9 @@ def _quat_mat(quat: np.ndarray) -> np.ndarray:
 def tick_numpy(q: np.ndarray, dq: np.ndarray, tgt: np.ndarray, sh: np.ndarray,
                ref_pos: np.ndarray, ref_rot: np.ndarray, jac: np.ndarray, bias: np.ndarray,
                mass: np.ndarray, ee: np.ndarray, js: np.ndarray, lim: np.ndarray,
-               par: np.ndarray, info: np.ndarray) -> None:
-    """One controller tick after sampling, in numpy (module docstring)."""
+               par: np.ndarray, info: np.ndarray) -> bool:
+    """One controller tick after sampling, in numpy (module docstring). True when a limit
+    clipped (``info`` says which)."""
     n = q.shape[0]
     dt = par[P_DT]
     info[:] = 0.0
@@ -226,6 +227,8 @@ def tick_numpy(q: np.ndarray, dq: np.ndarray, tgt: np.ndarray, sh: np.ndarray,
     js[J_TAU] = out
     d = ee - sh[SH_POS]
     info[I_ERR] = 1e3 * math.sqrt(float(d @ d))
+    return bool(info[I_WS] or info[I_ACC] > 1.0 or info[I_SPEED] > 1.0 or info[I_JOINT]
+                or info[I_TORQUE])
 
 
 # --------------------------------------------------------------------------------------
@@ -462,6 +465,8 @@ def tick_numba(q, dq, tgt, sh, ref_pos, ref_rot, jac, bias, mass, ee, js, lim, p
         js[J_TAU, k] = o
     d0, d1, d2 = ee[0] - sh[0], ee[1] - sh[1], ee[2] - sh[2]
     info[I_ERR] = 1e3 * math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+    return (info[I_WS] > 0.0 or info[I_ACC] > 1.0 or info[I_SPEED] > 1.0 or info[I_JOINT] > 0.0
+            or info[I_TORQUE] > 0.0)
 
 
 @_jit
@@ -521,6 +526,28 @@ def _nb_nlerp(a, b, w, out):  # type: ignore[no-untyped-def]
     nn = math.sqrt(nn)
     for k in range(4):
         out[k] = out[k] / nn
+
+
+@_jit
+def state_check_numba(new, prev, first):  # type: ignore[no-untyped-def]
+    """As :func:`state_check_numpy`."""
+    jump = 0.0
+    for r in range(2):
+        for k in range(new.shape[1]):
+            if not math.isfinite(new[r, k]):
+                return -1.0
+    if not first:
+        for k in range(new.shape[1]):
+            jump = max(jump, abs(new[0, k] - prev[k]))
+    return jump
+
+
+def state_check_numpy(new: np.ndarray, prev: np.ndarray, first: bool) -> float:
+    """A new joint state ``new`` (2, n: positions, velocities): -1 if a value is not finite,
+    else how far (rad) its positions jumped from ``prev`` (n,) (0 when ``first``)."""
+    if not np.isfinite(new).all():
+        return -1.0
+    return 0.0 if first else float(np.abs(new[0] - prev).max())
 
 
 def within_limits_numpy(q: np.ndarray, dq: np.ndarray, q_min: np.ndarray, q_max: np.ndarray,

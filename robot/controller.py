@@ -276,7 +276,10 @@ class ControllerNode(Node):
         self._tgt = np.zeros(13)  # sampled target, last target, target velocity
         self._js = np.zeros((4, n))  # joint reference, its velocity, torque, acceleration
         self._info = np.zeros(ck.I_MASKS + 2 * n)
-        self._q, self._dq = np.zeros(n), np.zeros(n)  # the measured state, copied in
+        # the newest valid joint state (positions, velocities), copied in, and the buffer
+        # the next one is checked in
+        self._state, self._state_in = np.zeros((2, n)), np.zeros((2, n))
+        self._q, self._dq = self._state[0], self._state[1]
         # state
         self.mode = Mode.WAITING
         self.has_tau = False  # tau holds a command sent (the torque rate limit applies)
@@ -285,7 +288,9 @@ class ControllerNode(Node):
         self._has_target = False  # a target was sampled (last_target)
         self.target_vel = self._tgt[ck.T_VEL]  # its velocity (at most max_speed), m/s (a view)
         self._mlim = np.stack([self.limits.q_min, self.limits.q_max, self.limits.dq_limit])
-        self.within = ck.within_limits_numba if self.kernel_name == "numba" else ck.within_limits_numpy
+        compiled = self.kernel_name == "numba"
+        self.within = ck.within_limits_numba if compiled else ck.within_limits_numpy
+        self.state_check = ck.state_check_numba if compiled else ck.state_check_numpy
         self._warm_up()
         self.grip_cmd: float | None = None  # last gripper command sent
         self.plan_stamp: int | None = None  # the newest plan's stamp
@@ -319,19 +324,22 @@ class ControllerNode(Node):
         if js is None or js.seq == self.state_seq:
             return self.js
         self.state_seq = js.seq
-        if js.position.shape != (self.n,) or js.velocity.shape != (self.n,) or not (
-            np.isfinite(js.position).all() and np.isfinite(js.velocity).all()
-        ):
+        jump = -1.0
+        if js.position.shape == (self.n,) and js.velocity.shape == (self.n,):
+            new = self._state_in  # copied in: the checks and the kernels read own buffers
+            new[0], new[1] = js.position, js.velocity
+            jump = self.state_check(new, self._state[0], self.js is None)
+        if jump < 0.0:  # wrong shape, or not finite
             if self.states_rejected == 0:
                 log.warning("%s: dropping joint_state with position %s, velocity %s",
                             self.ctx.name, js.position.shape, js.velocity.shape)
             self.states_rejected += 1
             return self.js
         self.supervisor.state_arrived(now_ns)
-        if self.js is not None:
-            jump = float(np.abs(js.position - self.js.position).max())
-            if jump > self.cfg.jump_rad:
-                self.jump = jump
+        if jump > self.cfg.jump_rad:
+            self.jump = jump
+        self._state, self._state_in = self._state_in, self._state
+        self._q, self._dq = self._state[0], self._state[1]
         self.js = js
         return js
 
@@ -394,7 +402,6 @@ class ControllerNode(Node):
                 mode = self.supervisor.mode = Mode.HOLDING
             if mode != Mode.FAULT:
                 self.mode = Mode.WAITING  # re-enter from the measured pose, at rest
-        self._q[:], self._dq[:] = q, dq
         mlim = self._mlim  # the check in full (its events) only when a limit is passed
         overspeed = not self.within(self._q, self._dq, mlim[0], mlim[1], mlim[2]) and \
             self.limits.measured(q, dq, now_ns)
@@ -427,11 +434,11 @@ class ControllerNode(Node):
         arm = self.arm
         arm.update(self.q_r, q, dq if self.cfg.coriolis else None, js.gripper,
                    mass=self.cfg.impedance == "inertia")
-        self.kernel(self._q, self._dq, tgt, self.shaper.state, arm.ref_pos, arm.ref_rot,
-                    arm._jac, arm._bias, arm._mass, arm.meas_pos, self._js, self._lim, par, info)
+        clipped = self.kernel(self._q, self._dq, tgt, self.shaper.state, arm.ref_pos, arm.ref_rot,
+                              arm._jac, arm._bias, arm._mass, arm.meas_pos, self._js, self._lim,
+                              par, info)
         self.has_tau = True
-        if info[ck.I_WS] or info[ck.I_ACC] > 1.0 or info[ck.I_SPEED] > 1.0 or info[ck.I_JOINT] \
-                or info[ck.I_TORQUE]:
+        if clipped:
             self._clip_events(tgt[ck.T_LAST].copy(), now_ns)
         if running:
             stamp = self.plan_stamp or 0  # set: running needs a plan
@@ -485,6 +492,7 @@ class ControllerNode(Node):
                     arm._jac, arm._bias, arm._mass, arm.meas_pos, self._js, self._lim, self._par,
                     self._info)
         self.within(self._q, self._dq, self._mlim[0], self._mlim[1], self._mlim[2])
+        self.state_check(self._state_in, self._state[0], False)
         if ck.numba is not None:  # the plan sampler's kernel too
             ck.sample_numba(np.zeros((2, 3)), np.zeros((2, 4)) + 0.5, 0, 1, 0, np.zeros(10) + 0.5,
                             0, 1, np.zeros(4), self._tgt7)

@@ -71,10 +71,10 @@ def test_the_numba_kernel_gives_the_numpy_kernels_results_on_random_states() -> 
     clipped = np.zeros(5)
     for _ in range(300):
         q, dq, tgt, sh, (rp, rr, jac, bias, mass, ee), js, lim, par, info = _case(rng, arm, ctrl)
-        outs = []
+        outs, flags = [], []
         for fn in (ck.tick_numpy, compiled):
             t, s, j, i = tgt.copy(), sh.copy(), js.copy(), info.copy()
-            fn(q, dq, t, s, rp, rr, jac, bias, mass, ee, j, lim, par, i)
+            flags.append(fn(q, dq, t, s, rp, rr, jac, bias, mass, ee, j, lim, par, i))
             outs.append((t, s, j, i))
         (t0, s0, j0, i0), (t1, s1, j1, i1) = outs
         np.testing.assert_allclose(t1, t0, rtol=0, atol=1e-9)
@@ -82,6 +82,8 @@ def test_the_numba_kernel_gives_the_numpy_kernels_results_on_random_states() -> 
         np.testing.assert_allclose(j1, j0, rtol=0, atol=1e-9)
         np.testing.assert_allclose(i1, i0, rtol=1e-12, atol=1e-9)  # ratios up to 1e7
         assert np.all(np.isfinite(j1))
+        assert flags[0] == flags[1] == bool(i0[ck.I_WS] or i0[ck.I_ACC] > 1 or i0[ck.I_SPEED] > 1
+                                            or i0[ck.I_JOINT] or i0[ck.I_TORQUE])
         clipped += [i0[ck.I_WS], i0[ck.I_ACC] > 1, i0[ck.I_SPEED] > 1, i0[ck.I_JOINT], i0[ck.I_TORQUE]]
     assert np.all(clipped >= 10), clipped  # every limit clipped in some of the cases
 
@@ -150,3 +152,18 @@ def test_the_compiled_plan_sampler_samples_as_the_numpy_one() -> None:
             np.testing.assert_allclose(out[:3], ref.pos, rtol=0, atol=1e-12)
             np.testing.assert_allclose(out[3:], ref.quat, rtol=0, atol=1e-12)
             assert grip == ref.gripper
+
+
+def test_the_state_checks_agree() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        new, prev = rng.normal(size=(2, 7)), rng.normal(size=7)
+        if rng.random() < 0.3:
+            new[rng.integers(0, 2), rng.integers(0, 7)] = rng.choice([np.nan, np.inf, -np.inf])
+        first = bool(rng.random() < 0.2)
+        a = ck.state_check_numpy(new, prev, first)
+        b = ck.state_check_numba(new, prev, first)
+        assert a == b and (a < 0) == (not np.isfinite(new).all())
+        lo, hi, lim = -np.ones(7), np.ones(7), np.full(7, 1.5)
+        assert ck.within_limits_numpy(new[0], new[1], lo, hi, lim) == \
+            ck.within_limits_numba(new[0], new[1], lo, hi, lim)

@@ -273,10 +273,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def bench_control(cfg: Any) -> list[dict[str, Any]]:
     """``reflexarc bench control``: rows of the realtime graph and of tracking.
 
-    Graph variants (:data:`VARIANTS`): the graph as configured (time-shared scheduling,
-    the sim rendering its camera at 30 Hz), the same without rendering, and with the
-    controller and the sim under SCHED_FIFO (the controller's ``rt_priority``; the sim's
-    set by pid here, as ``chrt`` would), each measured over ``seconds`` after start-up.
+    Graph variants (:data:`VARIANTS`): the controller time-shared (``sched: other``; its
+    default is SCHED_FIFO) with the sim rendering its camera at 30 Hz, the same without
+    rendering, and the controller and the sim under SCHED_FIFO at priority 50 (the
+    controller's by its graph entry; the sim's set by pid here, as ``chrt`` would), each
+    measured over ``seconds`` after start-up.
     """
     seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
     rows: list[dict[str, Any]] = []
