@@ -182,6 +182,9 @@ class GymGoalNode(Node):
         self.reacher: GoalReacher | None = None
         self.plans = 0
         self.plan_ms: list[float] = []
+        self.sent = 0
+        self.lowest = np.full(len(self.low), np.inf)  # per dimension, over the commands sent
+        self.highest = np.full(len(self.low), -np.inf)
         if cfg.goal_image:
             from reflexarc.policies.checkpoint import CheckpointError, load_checkpoint
 
@@ -207,13 +210,17 @@ class GymGoalNode(Node):
             a = self.reacher.act(square(np.asarray(img.rgb), self.reacher.model.cfg.image_size))
             self.plan_ms.append(1e3 * (time.perf_counter() - t0))
             self.plans += 1
+        self.sent += 1
+        self.lowest, self.highest = np.minimum(self.lowest, a), np.maximum(self.highest, a)
         zeros = np.zeros_like(a)
         return [("joint_command", JointCommand(stamp_ns=now_ns, mode="torque", position=zeros,
                                                velocity=zeros, effort=np.asarray(a, np.float64)))]
 
     def summary(self) -> dict[str, Any]:
         ms = np.percentile(self.plan_ms, [50, 99]).tolist() if self.plan_ms else [0.0, 0.0]
-        return {"plans": self.plans, "plan_ms_p50": ms[0], "plan_ms_p99": ms[1]}
+        return {"plans": self.plans, "plan_ms_p50": ms[0], "plan_ms_p99": ms[1],
+                "commands": self.sent, "action_min": self.lowest.tolist(),
+                "action_max": self.highest.tolist()}
 
 
 # --------------------------------------------------------------------------------------

@@ -62,3 +62,31 @@ def test_bad_inputs_name_their_key(tmp_path) -> None:
     cv2.imwrite(str(tmp_path / "g.png"), np.zeros((40, 60, 3), np.uint8) + [0, 0, 255])  # BGR red
     img = load_goal_image(tmp_path / "g.png", 16)
     assert img.shape == (16, 16, 3) and img[0, 0].tolist() == [255, 0, 0]  # RGB, square
+
+
+@pytest.mark.slow
+def test_the_gym_graph_plans_toward_a_goal_image(tmp_path) -> None:
+    """reflexarc run graph=gym env_id=Reacher-v5 goal_image=FILE world_model=CKPT: the policy
+    node plans from the sim's frames and every command is within the env's Box."""
+    pytest.importorskip("mujoco")
+    import cv2
+
+    import reflexarc
+    from reflexarc.policies.checkpoint import save_checkpoint
+
+    model = WorldModel(ModelConfig(image_size=32, channels=[8, 8, 8], latent_dim=8, hidden_dim=16,
+                                   action_dim=2, action_scales=[1.0, 1.0], frames=2))
+    save_checkpoint(tmp_path / "wm", model, 1, {"train": {"optim": {"horizon": 3}}})
+    cv2.imwrite(str(tmp_path / "goal.png"), np.full((48, 64, 3), 90, np.uint8))
+    result = reflexarc.run(
+        "gym", clock="lockstep", episodes=1, env_id="Reacher-v5", image_size=32,
+        goal_image=str(tmp_path / "goal.png"), world_model=str(tmp_path / "wm"),
+        run_dir=str(tmp_path / "run"),
+        overrides={"graph.nodes.sim.rate_hz": 50,
+                   "graph.nodes.sim.args.env_kwargs": {"width": 32, "height": 32, "max_episode_steps": 12},
+                   "graph.nodes.policy.args.plan.samples": 16})
+    assert result.ok and result.episodes[0].figures["steps"] == 12
+    policy = result.nodes["policy"].figures
+    assert policy["plans"] >= 12 and policy["commands"] >= 12  # a plan per frame
+    lo, hi = np.array(policy["action_min"]), np.array(policy["action_max"])
+    assert lo.shape == (2,) and (lo >= -1.0).all() and (hi <= 1.0).all() and (hi > lo).all()
