@@ -19,8 +19,14 @@ One step (the perception node in docs/architecture.md, "The nodes"):
    :class:`~reflexarc.runtime.msgs.Objects` on ``objects/<name>`` with the frame's stamp,
    after the latents (the plan waits for those).
 
-Goals are not encoded here yet: the planner holds the goal image and encodes it with its
-own copy of the model (:mod:`reflexarc.planner.node`). docs/senses.md says where this goes.
+5. **Goals.** This node is the only encoder (docs/senses.md): a goal image, from a
+   ``goal`` message that carries one or from the file ``goal_image`` (a person showing
+   the robot what to do), is encoded with the current model and published on
+   ``goal_latent`` (a :class:`~reflexarc.runtime.msgs.Goal` with ``z`` and
+   ``model_version``, the image left out, the goal's stamp kept); again after every
+   weight swap (the latent space changed) and every ``goal_period_s``, for late joiners.
+   A goal without an image (a task, as a person states it) is not this node's: the
+   planner takes it as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +46,7 @@ from reflexarc.perception.objects import DetectorConfig, ObjectDetector
 from reflexarc.policies.checkpoint import CheckpointError, weights_path
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
-from reflexarc.runtime.msgs import Image, Latent, Objects
+from reflexarc.runtime.msgs import Goal, Image, Latent, Objects, empty
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 from reflexarc.runtime.stats import Ring
 
@@ -48,6 +55,16 @@ log = logging.getLogger(__name__)
 CAMERA_PREFIX = "camera/"
 LATENT_PREFIX = "latent/"
 OBJECTS_PREFIX = "objects/"
+
+
+def read_goal_image(path: str | Path) -> np.ndarray:
+    """An RGB goal image (H, W, 3) uint8 from a PNG/JPEG file. Raises ConfigError."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ConfigError("goal_image", f"cannot read an image from {str(path)!r}")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 class PerceptionNode(Node):
@@ -65,8 +82,14 @@ class PerceptionNode(Node):
         # in that camera's frames are found and published on objects/<camera>
         calibration: dict[str, str] = field(default_factory=dict)
         detector: DetectorConfig = field(default_factory=DetectorConfig)
+        # a goal image file (PNG/JPEG, RGB) to encode and publish on goal_latent; when set,
+        # goal messages' images are ignored
+        goal_image: str = ""
+        goal_period_s: float = bounded(1.0, 0.0, None)  # republish the goal latent; 0: once
 
         def validate(self) -> None:
+            if self.goal_image and not Path(self.goal_image).is_file():
+                raise ConfigError("goal_image", f"{self.goal_image!r} is not a file")
             for cam, name in self.calibration.items():
                 try:
                     CameraCalibration.load(name)
@@ -79,9 +102,9 @@ class PerceptionNode(Node):
                     "checkpoint", f"{self.checkpoint!r} is not a checkpoint file or directory"
                 )
 
-    subscribes = {CAMERA_PREFIX: "all", "weights": "all"}
+    subscribes = {CAMERA_PREFIX: "all", "weights": "all", "goal": "latest"}
     wakes_on = (CAMERA_PREFIX,)  # realtime: encode a frame the moment it arrives
-    publishes = (LATENT_PREFIX, OBJECTS_PREFIX)
+    publishes = (LATENT_PREFIX, OBJECTS_PREFIX, "goal_latent")
 
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:
         super().__init__(ctx, cfg)
@@ -114,6 +137,15 @@ class PerceptionNode(Node):
         self.per_camera: dict[str, int] = {}
         # warm up the allocator and kernels, so the first frame is not an outlier
         self.encoder.encode([np.zeros((loaded.image_size, loaded.image_size, 3), np.uint8)])
+        # goals: the image held (re-encoded after a swap) and its encoding
+        self.goal: Goal | None = None
+        self.goal_latent: Goal | None = None
+        self.next_goal_ns = 0
+        self.goals_encoded = 0
+        self.goal_errors = 0
+        if cfg.goal_image:
+            self.goal = Goal(stamp_ns=0, image=read_goal_image(cfg.goal_image),
+                             z=empty("f4", 0), target=np.zeros(3), source="file")
 
     # -- the step ------------------------------------------------------------------------
 
@@ -122,7 +154,8 @@ class PerceptionNode(Node):
             self.slot.request(w)
             if self.wait_swap:
                 self.slot.wait()
-        self._maybe_swap()
+        swapped = self._maybe_swap()
+        out: list[tuple[str, Any]] = self._goal(now_ns, inbox, swapped)
         frames: list[Image] = []
         for topic in inbox.topics():
             if not topic.startswith(CAMERA_PREFIX):
@@ -137,8 +170,39 @@ class PerceptionNode(Node):
                 new = new[-self.cfg.max_batch:]
             frames.extend(new)
         if not frames:
-            return ()
-        return [*self._encode(frames), *self._detect(frames)]
+            return out
+        return [*out, *self._encode(frames), *self._detect(frames)]
+
+    def _goal(self, now_ns: int, inbox: Inbox, swapped: bool) -> list[tuple[str, Any]]:
+        """Encode a new goal image (or the held one after a swap) and publish its latent;
+        republish it every ``goal_period_s``."""
+        g: Goal | None = None if self.cfg.goal_image else inbox.latest("goal")
+        new = g is not None and (self.goal is None or g.stamp_ns != self.goal.stamp_ns)
+        if new and g is not None:
+            if not g.image.size:
+                self.goal, self.goal_latent = g, None  # a task: the planner's, as it is
+                return []
+            self.goal = g
+        if self.goal is None or not self.goal.image.size:
+            return []
+        if new or swapped or self.goal_latent is None:
+            try:
+                z = self.encoder.encode([np.asarray(self.goal.image)])[0]
+            except EncodingError as e:
+                self.goal_errors += 1
+                log.warning("%s: cannot encode the goal image: %s", self.ctx.name, e)
+                self.goal = None
+                return []
+            g0 = self.goal
+            self.goal_latent = Goal(
+                stamp_ns=g0.stamp_ns, task=g0.task, object=g0.object, target=g0.target,
+                image=empty("u1", 0, 0, 3), z=z, model_version=self.encoder.version,
+                source=g0.source)
+            self.goals_encoded += 1
+        elif not self.cfg.goal_period_s or now_ns < self.next_goal_ns:
+            return []
+        self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
+        return [("goal_latent", self.goal_latent)]
 
     def _detect(self, frames: list[Image]) -> list[tuple[str, Objects]]:
         """The objects in the newest frame of each calibrated camera."""
@@ -166,14 +230,15 @@ class PerceptionNode(Node):
             )))
         return out
 
-    def _maybe_swap(self) -> None:
+    def _maybe_swap(self) -> bool:
+        """Swap in newly loaded weights; True when it did."""
         if self.slot.failures > self.failures_logged:
             self.failures_logged = self.slot.failures
             log.warning("%s: new weights not loaded, keeping v%d: %s", self.ctx.name,
                         self.encoder.version, self.slot.last_error)
         loaded = self.slot.poll()
         if loaded is None:
-            return
+            return False
         if loaded.latent_dim != self.encoder.loaded.latent_dim:
             log.warning("%s: new weights v%d change the latent size %d -> %d",
                         self.ctx.name, loaded.version, self.encoder.loaded.latent_dim,
@@ -182,6 +247,7 @@ class PerceptionNode(Node):
         self.swaps += 1
         log.info("%s: encoder now v%d (%s), loaded in %.0f ms", self.ctx.name, loaded.version,
                  loaded.path, loaded.load_ms)
+        return True
 
     def _encode(self, frames: list[Image]) -> list[tuple[str, Latent]]:
         good: list[Image] = []
@@ -250,5 +316,7 @@ class PerceptionNode(Node):
             "swap_failures": self.slot.failures,
             "swap_error": self.slot.last_error,
             "frames_while_loading": self.frames_while_loading,
+            "goals_encoded": self.goals_encoded,  # goal images encoded (again after swaps)
+            "goal_errors": self.goal_errors,
             "load_ms": list(self.slot.load_ms),
         }

@@ -25,6 +25,8 @@ Goals: :meth:`SamplingPlanner.set_goal` holds one goal latent with the world-mod
 version that encoded it. Planning without a goal raises :class:`NoGoalError`; with a goal
 from another model version (the latent space changed under a hot-swap) or older than
 ``goal_max_age_s`` raises :class:`StaleGoalError`. Both are :class:`PlannerError`.
+A planner with a ``latent_cost`` (a task's target read from the predicted latents,
+:mod:`reflexarc.planner.task_cost`) scores with it instead and needs no goal latent.
 """
 
 from __future__ import annotations
@@ -197,6 +199,10 @@ class SamplingPlanner:
         # an optional extra cost of the action sequences, (B, H, A) -> (B,): constraints
         # known outside the latent space (the planner node keeps the hand in a box with it)
         self.action_cost: Callable[[Tensor], Tensor] | None = None
+        # a cost of the predicted latents (B, H, D) -> (B,) that replaces the distance to a
+        # goal latent (no goal latent is needed then): a task's target read from the latents
+        # by a probe (reflexarc.planner.task_cost)
+        self.latent_cost: Callable[[Tensor], Tensor] | None = None
         self._score = self._score_eager
         self._graphs = cfg.compile and dev.type == "cuda"  # CUDA graphs replay the scoring
         if cfg.compile:
@@ -344,7 +350,8 @@ class SamplingPlanner:
         """
         cfg = self.cfg
         z0 = self._latent(z0, "latent")
-        z_goal = self._checked_goal(z0, model_version, now_ns)
+        z_goal = z0 if self.latent_cost is not None else self._checked_goal(
+            z0, model_version, now_ns)
         n_iter = cfg.iterations if iterations is None else int(iterations)
         if n_iter < 1:
             raise PlannerError(f"iterations must be >= 1, got {n_iter}")
@@ -395,9 +402,12 @@ class SamplingPlanner:
         """Costs (B,) and predicted latents (B, H, D) of action sequences ``a`` (B, H, A)
         (``u`` the same in normalised units) from latents ``z0`` (B, D)."""
         zs = self.model.rollout(z0, a)  # (B, H, D)
-        diff = zs - z_goal
-        dist = diff.abs().mean(-1) if self.cfg.cost == "l1" else diff.square().mean(-1)  # (B, H)
-        cost = dist @ self._weights  # (B,)
+        if self.latent_cost is not None:
+            cost = self.latent_cost(zs)  # (B,)
+        else:
+            diff = zs - z_goal
+            dist = diff.abs().mean(-1) if self.cfg.cost == "l1" else diff.square().mean(-1)
+            cost = dist @ self._weights  # (B,) from (B, H)
         if self.cfg.smoothness_weight > 0 and u.shape[1] > 1:
             du = (u[:, 1:] - u[:, :-1]).square().mean(-1).sum(-1)  # (B,)
             cost = cost + self.cfg.smoothness_weight * du

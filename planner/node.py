@@ -1,43 +1,47 @@
-"""The planner node: latent MPC from pixels toward a goal image (docs/architecture.md, "The nodes").
+"""The planner node: latent MPC from pixels toward a goal (docs/architecture.md, "The nodes").
 
 Inputs: ``latent/<camera>`` (the newest latent of one camera, from the perception node),
-``goal`` (a :class:`~reflexarc.runtime.msgs.Goal` with an image, e.g. the sim's imagined goal, or a
-latent), ``joint_state`` (for the end-effector position), ``weights`` (hot swap).
-Output: ``plan``, end-effector setpoints over time for the controller.
+``goal`` (a :class:`~reflexarc.runtime.msgs.Goal`: a task as a person states it, or a goal
+latent), ``goal_latent`` (a goal image encoded by the perception node, with its model
+version), ``objects/<camera>`` (the blocks perception placed in the base frame),
+``joint_state`` (the hand by forward kinematics, the finger opening), ``weights`` (hot
+swap). Output: ``plan``, end-effector setpoints over time for the controller.
+
+The planner holds no image encoder and reads no privileged simulator state
+(docs/senses.md): the perception node is the only encoder.
 
 One step:
 
 1. **Weights.** New weights load in a background thread
    (:class:`reflexarc.perception.encoding.ModelSlot`); the loaded model becomes a second "brain"
-   (model + planner + goal latent). Each latent is planned with the brain whose model
-   version encoded it, so the perception node and the planner may swap at different
-   steps without ever mixing latent spaces; the older brain is dropped once latents of
-   the newer version arrive.
-2. **Goal.** A goal image (from ``goal``, or from the file ``goal_image``) is encoded here
-   with each brain's own encoder, so goal latent and model version always agree (this is
-   why the perception node does not encode goals). A goal message with a new stamp is a
-   new episode: the warm start is reset. A goal that only carries a latent is used when
-   its model version matches. No goal, or a goal not heard of for ``goal_max_age_s`` (the
-   sim republishes its goal every second), gives the state "no_goal" / "stale_goal"
+   (model + planner). Each latent is planned with the brain whose model version encoded
+   it, so the perception node and the planner may swap at different steps without ever
+   mixing latent spaces; the older brain is dropped once latents of the newer version
+   arrive.
+2. **Goal.** Two kinds:
+
+   - **A task** (``Goal`` with ``task``, ``object``, ``target``; no image, no latent): the
+     task layer (:mod:`reflexarc.planner.tasks`) decides each frame's stage from the
+     blocks perception sees, the measured hand and the finger opening, and gives the
+     stage's hand target, gripper and speed. The latent MPC then searches actions whose
+     predicted latents show the hand at that target, the hand read by the hand probe
+     relative to the measured hand (:mod:`reflexarc.planner.task_cost`); the hand moves
+     at most the stage's speed. Needs ``hand_probe``.
+   - **A goal latent**: from ``goal_latent`` (the perception node encodes a goal image a
+     person shows, a goal message's image or its ``goal_image`` file, and re-encodes it
+     after a weight swap), or a ``goal`` carrying ``z``. Each brain plans with the latent
+     of its own model version; until one comes the state is "goal_wait", a latent of
+     another version only is "stale_goal". The latent distance is the cost, with a pull
+     toward the hand the probe reads from the goal latent (:class:`HandBox`).
+
+   A goal with a new stamp is a new episode: the warm start is reset. No goal, or a
+   goal not heard of for ``goal_max_age_s``, gives the state "no_goal" / "stale_goal"
    (heartbeat and summary) and no plan: the controller's watchdog then holds the arm.
-   **Stages.** A goal may come with ``subgoals``, images of the states on the way to it
-   (the sim imagines a push as: hand above the pre-push point behind the block, hand
-   down there, block at the target with the hand behind it, and first the hand lifted
-   where it is if it is down by the block; :mod:`reflexarc.sim.subgoals`). The
-   planner plans toward one stage image at a time and takes the next once the newest
-   latent shows the stage reached: the hand the probe reads from the latent is within
-   ``stage_hand_m`` of the hand it reads from the stage's image (the same probe on both
-   sides, so much of its error cancels), or without a probe the latent distance is below
-   ``stage_latent``. Only latents decide; no privileged state. While staged the hand
-   moves at most ``stage_max_step`` a control period; on the last stage (the push
-   itself) at most ``final_stage_max_step``, and hardly up or down
-   (``final_stage_max_dz``), so it slides the block along the table rather than lifting
-   over it, and slowly enough that the block stops near the target.
 3. **End effector.** The hand position comes from proprioception: forward kinematics of
-   the measured joint positions (:class:`reflexarc.robot.kinematics.ArmKinematics`; the privileged
-   ``scene_state`` is never used). As in the envs' tracker (:mod:`reflexarc.sim.ee_control`), a
-   plan starts from where the previous plan commands the hand now, kept within
-   ``windup`` of the measured hand, so displacements add up as the world model learnt.
+   the measured joint positions (:class:`reflexarc.robot.kinematics.ArmKinematics`). As in
+   the envs' tracker (:mod:`reflexarc.sim.ee_control`), a plan starts from where the
+   previous plan commands the hand now, kept within ``windup`` of the measured hand, so
+   displacements add up as the world model learnt.
 4. **Solve.** On each new latent (taken after the goal's stamp) CEM or MPPI
    (:mod:`reflexarc.planner.mpc`) searches ``horizon`` end-effector actions, warm-started and
    shifted by the control periods elapsed, with :class:`HandBox` keeping the predicted
@@ -45,15 +49,13 @@ One step:
    so the loop keeps its rate (``solve: inline`` runs it in the step, as the ``pixels``
    graph does), with its own budget (``realtime_samples``, ``realtime_iterations``) and
    ``realtime_deadline_ms``: no more iterations than end that long after the frame was
-   ready; in lockstep it runs inline (deterministic) with the full budget. The controller
-   tracks the newest plan, which spans ``horizon`` control periods, so a late solve never
-   leaves it without one; the newest plan is resent after ``keepalive_s`` without a new
-   one, for the controller's watchdog (not every step: the controller blends into every
-   plan it receives).
+   ready; in lockstep it runs inline (deterministic) with the full budget. The newest
+   plan is resent after ``keepalive_s`` without a new one, for the controller's watchdog.
 5. **Plan.** Action ``k`` is the displacement over control period ``k``, so the plan's
    setpoints are the hand position plus the cumulative displacements, ``dt`` apart from
    ``t0`` = the step that started the solve, clipped to the workspace, hand pointing down,
-   gripper from the actions; ``stamp_ns`` is the source frame's stamp.
+   gripper from the actions (a task's stage: its gripper command); ``stamp_ns`` is the
+   source frame's stamp.
 """
 
 from __future__ import annotations
@@ -62,40 +64,31 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from reflexarc.perception.encoding import FrameEncoder, LoadedModel, ModelSlot, load_model
+from reflexarc.perception.encoding import LoadedModel, ModelSlot, load_model
 from reflexarc.perception.hand import HandProbe, ProbeError, probe_path
 from reflexarc.planner.cem import CEMConfig
 from reflexarc.planner.mpc import PlannerError, SamplingPlanner, StaleGoalError
 from reflexarc.planner.mppi import MPPIConfig
 from reflexarc.planner.planners import make_planner
+from reflexarc.planner.task_cost import HandTargetCost
+from reflexarc.planner.tasks import Stage, TaskError, TaskLayer, TaskLayerConfig
 from reflexarc.policies.checkpoint import CheckpointError, weights_path
 from reflexarc.robot.description import robot_description
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.robot.plan import sample_plan
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
-from reflexarc.runtime.msgs import Goal, JointState, Latent, Plan, empty, frame_ready_ns
+from reflexarc.runtime.msgs import Goal, JointState, Latent, Objects, Plan, empty, frame_ready_ns
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 from reflexarc.runtime.stats import Ring
 
 log = logging.getLogger(__name__)
 
-
-
-def read_goal_image(path: str | Path) -> np.ndarray:
-    """An RGB goal image (H, W, 3) uint8 from a PNG/JPEG file. Raises ConfigError."""
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ConfigError("goal_image", f"cannot read an image from {str(path)!r}")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def plan_setpoints(
@@ -227,8 +220,9 @@ class _Brain:
     """One world-model version with its planner and its encoding of the current goal."""
 
     loaded: LoadedModel
-    encoder: FrameEncoder
     planner: SamplingPlanner
+    # task goals: the predicted hand against the stage's target (None: no probe of this model)
+    task_cost: HandTargetCost | None = None
     goal_id: int = -1  # which goal (PlannerNode.goal_id) the planner holds; -1: none
     goal_z: np.ndarray | None = None  # (D,) that goal's latent
 
@@ -254,12 +248,14 @@ class _Job:
     error: str = ""
     stale: bool = False  # the planner found the goal stale (another model version)
     servo: np.ndarray | None = None  # (3,) the fine pull's target, if any
+    stage: Stage | None = None  # a task goal: the stage planned toward
     deadline_ns: int | None = None  # realtime_deadline_ms after the frame was ready
     iterations: int = 0  # run (fewer than the budget when the deadline cut it short)
 
 
 class PlannerNode(Node):
-    """Latent MPC toward a goal image; publishes end-effector plans (module docstring)."""
+    """Latent MPC toward a task's stages or a goal latent; publishes end-effector plans
+    (module docstring)."""
 
     @dataclass
     class Config:
@@ -270,7 +266,6 @@ class PlannerNode(Node):
         mppi: MPPIConfig = field(default_factory=MPPIConfig)
         control_dt_s: float = bounded(0.1, 1e-3, 10.0)  # time of one action (the model's step)
         plan_steps: int = bounded(0, 0, 1024)  # actions published per plan; 0: the horizon
-        goal_image: str = ""  # a goal image file; when set, goal messages are ignored
         goal_max_age_s: float = bounded(0.0, 0.0, None)  # older goals are stale; 0: never
         max_latent_age_s: float = bounded(0.5, 0.0, None)  # no plan from older latents; 0: off
         windup: float = bounded(0.03, 0.0, 1.0)  # m the plan's start may lead the measured hand
@@ -284,28 +279,14 @@ class PlannerNode(Node):
         hand_prior_radius: float = bounded(0.07, 0.0, 1.0)  # m left to the latent cost
         # the pull lets go when the hand has come no closer for this long (s); 0: never
         hand_prior_stall_s: float = bounded(0.5, 0.0, None)
-        # staged goals (Goal.subgoals, see "Stages"): the next stage is taken once the hand
-        # the probe reads from the latent is within stage_hand_m of the hand it reads from
-        # the stage's image (without a probe: once the latent distance, mean |dz|, is below
-        # stage_latent); while staged, the pull toward the goal's hand lets go only within
-        # stage_prior_radius (the stages are hand poses a few cm apart)
-        stage_hand_m: float = bounded(0.02, 0.0, 1.0)
-        stage_latent: float = bounded(0.15, 0.0, None)
-        stage_prior_radius: float = bounded(0.015, 0.0, 1.0)
         # > 0: once the pull toward the goal's hand has let go, a fine pull toward the goal's
         # hand read relative to the measured one (measured hand + probe(goal) - probe(now):
         # the probe's error mostly cancels near the goal), letting go within this radius (m)
         hand_servo_radius: float = bounded(0.0, 0.0, 1.0)
-        # while staged, the hand moves at most this far per control step (m; 0: the
-        # planner's bounds): a block pushed at the full 5 cm per step slides past its target
-        stage_max_step: float = bounded(0.03, 0.0, 1.0)
-        # on the last stage (the push itself) at most this far per step (m; 0: as the
-        # stages), and at most final_stage_max_dz up or down: a push at 3 cm a step
-        # carries the block past its target, where the hand cannot get behind it again
-        # (the workspace ends), and a hand free to rise reaches the goal's hand over the
-        # block, leaving the block where it was
-        final_stage_max_step: float = bounded(0.015, 0.0, 1.0)
-        final_stage_max_dz: float = bounded(0.005, 0.0, 1.0)
+        # task goals: weight of the predicted hand's squared distance to the stage's
+        # target (per m^2, per step; planner/task_cost.py), and the stages' geometry
+        task_weight: float = bounded(100.0, 0.0, None)
+        layer: TaskLayerConfig = field(default_factory=TaskLayerConfig)
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
         # the solve budget in realtime, where a plan's latency counts (frame-to-command):
@@ -336,8 +317,6 @@ class PlannerNode(Node):
                 )
             if self.hand_probe and not probe_path(self.hand_probe).is_file():
                 raise ConfigError("hand_probe", f"{self.hand_probe!r} is not a file")
-            if self.goal_image and not Path(self.goal_image).is_file():
-                raise ConfigError("goal_image", f"{self.goal_image!r} is not a file")
             robot_description(self.robot)
             for key in ("workspace_lo", "workspace_hi", "hand_box_lo", "hand_box_hi"):
                 if key.startswith("workspace") and not (self.workspace_lo or self.workspace_hi):
@@ -367,8 +346,8 @@ class PlannerNode(Node):
                            iterations=self.realtime_iterations or base.iterations)
 
     wakes_on = ("latent/",)  # realtime: solve the moment a latent arrives
-    subscribes = {"latent/": "latest", "goal": "latest", "joint_state": "latest",
-                  "weights": "all"}
+    subscribes = {"latent/": "latest", "goal": "latest", "goal_latent": "all",
+                  "objects/": "latest", "joint_state": "latest", "weights": "all"}
     publishes = ("plan",)
 
     def __init__(self, ctx: NodeContext, cfg: Config) -> None:
@@ -377,6 +356,7 @@ class PlannerNode(Node):
         self.robot = robot_description(cfg.robot)
         self.kin = ArmKinematics(self.robot)
         self.topic = f"latent/{cfg.camera}"
+        self.objects_topic = f"objects/{cfg.camera}"
         box = self.robot.workspace_box
         self.lo = np.asarray(cfg.workspace_lo, dtype=float) if cfg.workspace_lo else box[:, 0]
         self.hi = np.asarray(cfg.workspace_hi, dtype=float) if cfg.workspace_hi else box[:, 1]
@@ -400,17 +380,18 @@ class PlannerNode(Node):
         # goal
         self.goal_id = 0  # increases with every new goal; 0: none yet
         self.goal: Goal | None = None
-        self.goal_image: np.ndarray | None = None
+        self.goal_kind = "none"  # none | task | latent
+        self.goal_z: dict[int, np.ndarray] = {}  # latent goals: model version -> (D,)
+        self.layer: TaskLayer | None = None  # task goals: the stages
         self.goal_stamp = 0
         self.goal_rx_ns = 0  # graph time the current goal arrived
         self.goal_seen_ns = 0  # graph time the current goal was last received
         self.goal_error = ""
         self.goal_hand: np.ndarray | None = None  # (3,) read from the goal by the probe
-        self.stages: list[np.ndarray] = []  # the goal's stage images, the goal last
-        self.stage = 0  # index into stages of the image planned toward
-        self.stage_advances = 0
         self.servo_goal_id = -1  # the goal the servo estimate belongs to
         self.servo_est: np.ndarray | None = None
+        self.last_objects_seq = -1
+        self.stage_name = ""
         # solving
         self.job: _Job | None = None  # in flight (threaded)
         self.worker: threading.Thread | None = None
@@ -421,6 +402,7 @@ class PlannerNode(Node):
         self.last_sent_ns = 0
         self.ee_seq = -1
         self.ee = np.zeros(3)
+        self.opening = 0.0  # m between the fingers, measured
         self.mode = "no_goal"
         # figures
         self.solve_ms = Ring()
@@ -437,8 +419,9 @@ class PlannerNode(Node):
         self.version_waits = 0
         self.mode_ticks: dict[str, int] = {}
         self.costs = Ring()
-        if cfg.goal_image:
-            self._set_goal_image(read_goal_image(cfg.goal_image), stamp_ns=0, now_ns=0)
+        self.stages: dict[str, int] = {}  # task goals: plans per stage
+        self.replans = 0  # task goals: of finished tasks (the current layer's are added)
+        self.regrasps = 0
 
     # -- brains (model versions) ---------------------------------------------------------------
 
@@ -453,9 +436,17 @@ class PlannerNode(Node):
                 self.cfg.hand_prior_stall_s,
             )
         planner.warmup()
-        brain = _Brain(loaded, FrameEncoder(loaded), planner)
+        task_cost = None
+        if self.probe is not None and self._probe_fits(loaded):
+            task_cost = HandTargetCost(self.probe, self.cfg.task_weight, planner.device)
+        brain = _Brain(loaded, planner, task_cost)
         self.brains[loaded.version] = brain
         return brain
+
+    def _probe_fits(self, loaded: LoadedModel) -> bool:
+        probe = self.probe
+        return (probe is not None and probe.checkpoint_sha256 == loaded.sha256
+                and probe.latent_dim == loaded.latent_dim)
 
     def _newest(self) -> _Brain:
         return self.brains[max(self.brains)]
@@ -480,85 +471,122 @@ class PlannerNode(Node):
 
     # -- goal ------------------------------------------------------------------------------------
 
-    def _set_goal_image(self, image: np.ndarray, stamp_ns: int, now_ns: int,
-                        subgoals: np.ndarray | None = None) -> None:
-        """A new goal: ``image`` (H, W, 3), after the stages ``subgoals`` (K, H, W, 3)."""
-        stages = [] if subgoals is None else list(subgoals)
-        self.stages = [np.array(im, dtype=np.uint8, copy=True) for im in (*stages, image)]
-        self.stage = 0
-        self.goal_image = self.stages[0]
-        self.goal_stamp = stamp_ns
+    def _new_goal(self, g: Goal, kind: str, now_ns: int) -> None:
+        """Start pursuing goal ``g`` (``kind`` task or latent): a new episode."""
+        self._retire_layer()
+        self.goal = g
+        self.goal_kind = kind
+        self.goal_z = {}
+        self.layer = None
+        self.goal_stamp = g.stamp_ns
         self.goal_rx_ns = now_ns
         self.goal_id += 1
         self.goals += 1
         self.goal_error = ""
+        self.goal_hand = None
+        self.stage_name = ""
         self.shift_frac = 0.0
         self.last_t0 = None
         self.last_plan = None
 
+    def _retire_layer(self) -> None:
+        if self.layer is not None:
+            self.replans += self.layer.replans
+            self.regrasps += self.layer.regrasps
+
+    def _no_goal(self, why: str) -> None:
+        self._retire_layer()
+        self.goal_kind, self.layer, self.goal_z = "none", None, {}
+        self.goal_error = why
+
     def _take_goal(self, inbox: Inbox, now_ns: int) -> None:
-        if self.cfg.goal_image:
-            return
         new = inbox.new("goal")
-        if not new:
-            return
-        g: Goal = new[-1]
-        self.goal_seen_ns = now_ns
-        if self.goal is not None and g.stamp_ns == self.goal.stamp_ns:
-            return  # the same goal again (republished for late joiners)
-        self.goal = g
-        if g.image.size:
-            if g.image.ndim != 3 or g.image.shape[2] != 3:
-                self.goal_error = f"goal image must be (H, W, 3), got {g.image.shape}"
-                self.goal_image = None
+        if new:
+            g: Goal = new[-1]
+            self.goal_seen_ns = now_ns
+            if self.goal is None or g.stamp_ns != self.goal.stamp_ns:
+                self._take_goal_message(g, now_ns)
+        for gl in inbox.new("goal_latent"):
+            self._take_goal_latent(gl, now_ns)
+
+    def _take_goal_message(self, g: Goal, now_ns: int) -> None:
+        """A new ``goal``: a task, a latent, or an image the perception node encodes."""
+        if g.z.size:
+            self._new_goal(g, "latent", now_ns)
+            self.goal_z[g.model_version] = np.asarray(g.z, dtype=np.float32)
+        elif g.image.size:
+            self._new_goal(g, "latent", now_ns)  # its latent comes on goal_latent
+        elif g.task:
+            self._new_goal(g, "task", now_ns)
+            if self.probe is None:
+                self._no_goal("a task goal needs a hand_probe (the predicted hand is its cost)")
                 return
-            sub: np.ndarray | None = g.subgoals if g.subgoals.size else None
-            error = ""
-            if sub is not None and (sub.ndim != 4 or sub.shape[1:] != g.image.shape):
-                error = f"subgoals must be (K, *{g.image.shape}), got {sub.shape}: ignored"
-                sub = None
-            self._set_goal_image(g.image, g.stamp_ns, now_ns, sub)
-            self.goal_error = error
-        elif g.z.size:
-            self._set_goal_image(np.zeros((0, 0, 3), np.uint8), g.stamp_ns, now_ns)
+            try:
+                self.layer = TaskLayer(g.task, np.asarray(g.target, dtype=float), g.object,
+                                       self.cfg.layer)
+            except TaskError as e:
+                self._no_goal(str(e))
         else:
-            self.goal_error = "goal has neither an image nor a latent"
-            self.goal_image = None
+            self.goal = g
+            self._no_goal("goal has no task, image or latent")
+
+    def _take_goal_latent(self, gl: Goal, now_ns: int) -> None:
+        """A goal image the perception node encoded: the current goal's (its stamp), or a
+        newer goal of its own (a goal image a person showed it)."""
+        if gl.z.ndim != 1 or not gl.z.size:
+            return
+        if self.goal is None or gl.stamp_ns > self.goal_stamp or (
+                gl.stamp_ns == self.goal_stamp and self.goal_kind == "none"):
+            self._new_goal(gl, "latent", now_ns)
+        elif gl.stamp_ns < self.goal_stamp or self.goal_kind != "latent":
+            return  # an older goal's
+        self.goal_seen_ns = now_ns
+        self.goal_z[gl.model_version] = np.asarray(gl.z, dtype=np.float32)
 
     def _goal_ready(self, brain: _Brain) -> str:
         """Give ``brain``'s planner the current goal if it lacks it; "" or why not."""
-        if self.goal_image is None:
+        if self.goal_kind == "none":
             return "no_goal"
         if brain.goal_id == self.goal_id:
             return ""
         if self.job is not None and self.job.brain is brain:
             return "busy"  # the worker is using this planner: set the goal after it
         planner = brain.planner
-        planner.reset()
-        self._stage_bounds(planner)
-        g = self.goal
-        if self.goal_image.size:
-            z = brain.encoder.encode([self.goal_image])[0]
-        elif g is not None and g.z.size and g.model_version == brain.version:
-            z = np.asarray(g.z, dtype=np.float32)
-        else:
+        box = planner.action_cost
+        if self.goal_kind == "task":
+            if brain.task_cost is None:
+                self.goal_error = (f"the hand probe was fitted for another model than "
+                                   f"v{brain.version}: no task goal without it")
+                return "stale_goal"
+            planner.reset()
+            planner.latent_cost = brain.task_cost
+            if isinstance(box, HandBox):
+                box.goal = None
+            brain.goal_id, brain.goal_z = self.goal_id, None
+            return ""
+        z = self.goal_z.get(brain.version)
+        if z is None:
+            if not self.goal_z:
+                return "goal_wait"  # the perception node has not encoded it yet
             self.goal_error = (
-                f"goal latent is from model v{g.model_version if g else '?'}, the planner "
-                f"has v{brain.version}, and there is no goal image to re-encode"
+                f"goal latent is from model v{', v'.join(map(str, sorted(self.goal_z)))}, the "
+                f"planner has v{brain.version}; waiting for the perception node to re-encode it"
             )
             return "stale_goal"
+        planner.reset()
+        planner.latent_cost = None
+        planner.set_bounds(*self._bounds())
         try:
             planner.set_goal(z, model_version=brain.version, stamp_ns=self.goal_rx_ns)
         except PlannerError as e:
             self.goal_error = str(e)
             return "stale_goal"
-        box = planner.action_cost
         if isinstance(box, HandBox):
-            box.radius = (self.cfg.stage_prior_radius if len(self.stages) > 1
-                          else self.cfg.hand_prior_radius)
+            box.radius = self.cfg.hand_prior_radius
             box.goal = self._goal_hand(brain, z, box.base.device)
         brain.goal_id = self.goal_id
         brain.goal_z = z
+        self.goal_error = ""
         return ""
 
     def _goal_hand(self, brain: _Brain, z_goal: np.ndarray, device: torch.device
@@ -567,7 +595,7 @@ class PlannerNode(Node):
         probe = self.probe
         if probe is None:
             return None
-        if probe.checkpoint_sha256 != brain.loaded.sha256 or probe.latent_dim != z_goal.shape[0]:
+        if not self._probe_fits(brain.loaded) or probe.latent_dim != z_goal.shape[0]:
             if not self.probe_warned:
                 self.probe_warned = True
                 log.warning("%s: the hand probe was fitted for another model than v%d: "
@@ -579,49 +607,37 @@ class PlannerNode(Node):
 
     def _goal_stale(self, now_ns: int) -> bool:
         max_age = self.cfg.goal_max_age_s
-        if not max_age or self.cfg.goal_image:
-            return False  # a goal from a file never ages
+        if not max_age:
+            return False
         return now_ns - self.goal_seen_ns > max_age * 1e9
 
-    # -- stages ----------------------------------------------------------------------------------
+    # -- task goals ------------------------------------------------------------------------------
 
-    def _stage_reached(self, brain: _Brain, z: np.ndarray) -> bool:
-        """Whether latent ``z`` (D,) shows the current stage reached (never the last one)."""
-        if self.stage >= len(self.stages) - 1 or brain.goal_z is None:
-            return False
-        probe = self.probe
-        if probe is not None and probe.checkpoint_sha256 == brain.loaded.sha256 \
-                and probe.latent_dim == z.shape[0]:
-            err = float(np.linalg.norm(probe(z) - probe(brain.goal_z)))
-            return err < self.cfg.stage_hand_m
-        return float(np.abs(np.asarray(z) - brain.goal_z).mean()) < self.cfg.stage_latent
-
-    def _stage_bounds(self, planner: SamplingPlanner) -> None:
-        """The planner's action bounds for the current goal: the configured ones, the hand's
-        displacement limited to ``stage_max_step`` while staged, and on the last stage to
-        ``final_stage_max_step``, ``final_stage_max_dz`` vertically."""
+    def _bounds(self, stage: Stage | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The action bounds: the configured ones; for a task's stage the hand's step at
+        most the stage's speed times ``control_dt_s``, the gripper at its command."""
         settings = self.cfg.settings()
         lo = np.array(settings.action_low, dtype=float)
         hi = np.array(settings.action_high, dtype=float)
-        if len(self.stages) > 1:
-            last = self.stage == len(self.stages) - 1
-            lim = self.cfg.stage_max_step
-            if last and self.cfg.final_stage_max_step > 0:
-                lim = self.cfg.final_stage_max_step
-            if lim > 0:
-                lo[:3], hi[:3] = np.maximum(lo[:3], -lim), np.minimum(hi[:3], lim)
-            dz = self.cfg.final_stage_max_dz
-            if last and dz > 0:
-                lo[2], hi[2] = max(lo[2], -dz), min(hi[2], dz)
-        planner.set_bounds(lo, hi)
+        if stage is not None:
+            lim = stage.speed * self.cfg.control_dt_s
+            lo[:3], hi[:3] = np.maximum(lo[:3], -lim), np.minimum(hi[:3], lim)
+            if lo.shape[0] > 3:
+                g = float(np.clip(stage.gripper, lo[3], hi[3]))
+                lo[3], hi[3] = max(lo[3], g - 0.01), min(hi[3], g + 0.01)
+        return lo, hi
 
-    def _next_stage(self) -> None:
-        """Aim at the next stage's image: every brain re-encodes it, warm start reset (it
-        aimed at the stage just reached)."""
-        self.stage += 1
-        self.goal_image = self.stages[self.stage]
-        self.goal_id += 1
-        self.stage_advances += 1
+    def _stage(self, inbox: Inbox, ee: np.ndarray, now_ns: int) -> Stage | None:
+        """The task layer's stage for this step, from the newest perceived blocks."""
+        layer = self.layer
+        if layer is None:
+            return None
+        objs: Objects | None = inbox.latest(self.objects_topic)
+        if objs is not None and objs.seq != self.last_objects_seq \
+                and objs.stamp_ns >= self.goal_stamp:
+            self.last_objects_seq = objs.seq
+            layer.see(objs.as_dict(), objs.stamp_ns)
+        return layer.stage(ee, self.opening, now_ns)
 
     # -- end effector ----------------------------------------------------------------------------
 
@@ -635,6 +651,7 @@ class PlannerNode(Node):
                 return None
             self.ee_seq = js.seq
             self.ee = self.kin.fk(q)[0]
+            self.opening = float(js.gripper)
         return self.ee
 
     def _base(self, ee: np.ndarray, now_ns: int) -> np.ndarray:
@@ -678,7 +695,7 @@ class PlannerNode(Node):
 
     def _solve_if_new(self, now_ns: int, inbox: Inbox, out: list[tuple[str, Plan]]) -> str:
         """Start (or run) a solve on a new latent; returns the node's mode for this step."""
-        if self.goal_image is None:
+        if self.goal_kind == "none":
             return "no_goal"
         if self._goal_stale(now_ns):
             self.last_plan = None
@@ -709,17 +726,23 @@ class PlannerNode(Node):
             self.solve_errors += 1
             self.last_latent_seq = lat.seq
             return "bad_latent"
-        if self._stage_reached(brain, lat.z):
-            self._next_stage()
-            why = self._goal_ready(brain)
-            if why:
-                return why
+        stage = None
+        if self.goal_kind == "task":
+            stage = self._stage(inbox, ee, now_ns)
+            if stage is None:
+                return "not_seen"  # the task's block has not been found yet
+            if stage.name != self.stage_name:
+                self.stage_name = stage.name
+                brain.planner.reset()  # the warm start aimed at the previous stage
+                brain.planner.latent_cost = brain.task_cost
+            brain.planner.set_bounds(*self._bounds(stage))
         if self.last_latent_seq >= 0 and lat.seq > self.last_latent_seq + 1:
             self.superseded += lat.seq - self.last_latent_seq - 1
         self.last_latent_seq = lat.seq
         job = _Job(brain=brain, z=np.array(lat.z, dtype=np.float32), goal_id=self.goal_id,
                    latent=lat, t0_ns=now_ns, base=self._base(ee, now_ns),
-                   shift=self._shift(now_ns), servo=self._servo(brain, lat.z, ee),
+                   shift=self._shift(now_ns),
+                   servo=None if stage else self._servo(brain, lat.z, ee), stage=stage,
                    deadline_ns=self._deadline(lat))
         if self.threaded:
             self.job = job
@@ -777,6 +800,10 @@ class PlannerNode(Node):
                 box.servo = torch.as_tensor(job.servo, dtype=torch.float32,
                                             device=box.base.device)
                 box.servo_radius = self.cfg.hand_servo_radius
+        if job.stage is not None and job.brain.task_cost is not None:
+            job.brain.task_cost.prepare(
+                job.brain.loaded.model, job.z, job.base, job.stage.hand,
+                job.brain.planner.cfg.horizon, job.stage.gripper)
         try:
             # no extra rollout of the chosen sequence: the plan needs only its actions,
             # and Plan.cost is then the lowest cost sampled in the last iteration
@@ -819,6 +846,9 @@ class PlannerNode(Node):
         if self.cfg.plan_steps:
             actions = actions[: self.cfg.plan_steps]
         pos, grip = plan_setpoints(job.base, actions, self.lo, self.hi)
+        if job.stage is not None:
+            grip[:] = job.stage.gripper
+            self.stages[job.stage.name] = self.stages.get(job.stage.name, 0) + 1
         quat = (
             np.tile(self.robot.ee_down_quat, (pos.shape[0], 1)) if self.cfg.orientation == "down"
             else empty("f8", 0, 4)
@@ -866,7 +896,10 @@ class PlannerNode(Node):
             "goals": self.goals,
             "goal_error": self.goal_error,
             "goal_hand": None if self.goal_hand is None else self.goal_hand.tolist(),
-            "stage_advances": self.stage_advances,
+            "goal_kind": self.goal_kind,
+            "stages": dict(self.stages),  # task goals: plans per stage
+            "replans": self.replans + (self.layer.replans if self.layer else 0),
+            "regrasps": self.regrasps + (self.layer.regrasps if self.layer else 0),
             "pull_stalls": sum(getattr(b.planner.action_cost, "stalls", 0)
                                for b in self.brains.values()),
             "model_versions": sorted(self.brains),

@@ -4,7 +4,10 @@ Every tick (the node's rate, 500-1000 Hz, is the physics rate: one tick advances
 physics by ``1 / rate_hz`` s) it applies the newest command, steps the scene and
 publishes ``joint_state``; at their own rates it renders ``camera/<name>`` frames and
 publishes the privileged ``scene_state``; at each episode reset it publishes a ``goal``
-with the imagined goal image (republished every ``goal_period_s`` for late joiners).
+(republished every ``goal_period_s`` for late joiners): the task, the block's name and
+the target, as a person would state them. With ``goal_images`` (the reference graphs
+only: privileged, docs/senses.md) the goal also carries the image the scene renders of the
+goal state.
 
 Commands (``command``):
 
@@ -101,24 +104,12 @@ class SimConfig:
     # a scene_state at the stamp of every camera frame as well (sim/evaluator.py)
     frame_state: bool = False
     publish_goal: bool = True
-    # the goal carries images the scene imagines of the goal state (and its stages) with its
-    # renderer: privileged, for the reference graphs (docs/senses.md). False: the goal says
-    # only the task, the block's name and the target, as a person would
+    # the goal carries the image the scene renders of the goal state: privileged, for the
+    # reference graphs and datasets (docs/senses.md). False: the goal says only the task,
+    # the block's name and the target, as a person would
     goal_images: bool = True
-    # imagine the stages a task passes through (a push: behind the block, then through;
-    # sim/subgoals.py) and send their images with the goal as Goal.subgoals
-    subgoals: bool = True
     goal_camera: str = "front"
     goal_period_s: float = bounded(1.0, 0.0, None)  # republish the episode's goal; 0: once
-    # staged goals: once the block has come to rest at least ``reimagine_moved_m`` from
-    # where the stages showed it, for ``reimagine_rest_s``, the scene imagines the stages
-    # anew from where it lies (a new goal: the planner starts over at the first stage);
-    # 0: the episode's first imagination stands
-    reimagine_rest_s: float = bounded(1.0, 0.0, None)
-    reimagine_moved_m: float = bounded(0.01, 0.0, 1.0)
-    # ... and when the block still lies where they show it this long after they were
-    # imagined (the hand never engaged it); 0: only once it has moved
-    reimagine_still_s: float = bounded(4.0, 0.0, None)
     action_hz: float = bounded(10.0, 0.1, 1000.0)  # ee_action: rate of the action stream
     max_delta: float = bounded(0.05, 1e-4, 0.2)  # ee_action: largest displacement per action, m
     # joint: hold the position after this long without a valid command, as a real arm's
@@ -308,9 +299,6 @@ class SimNode(Node):
         self.ep_steps = 0
         self.results: list[EpisodeResult] = []
         self.goal: Goal | None = None
-        self.reimagined = 0
-        self.imagined_objects = self.rest_objects = np.zeros((0, 3))
-        self.rest_since_ns = self.next_rest_check_ns = self.imagined_ns = 0
         self.goal_image: np.ndarray | None = None
         # commands
         self.ramp_k = self.ramp_steps + 1  # ee_action: physics steps into the current ramp
@@ -381,8 +369,6 @@ class SimNode(Node):
         if frame_due:
             self.next_frame_ns = _next_due(self.next_frame_ns, now_ns, self.cfg.camera_hz)
             out.extend(self._frames(now_ns))
-        if self.phase == "running" and not ended:
-            self._reimagine_if_stuck(now_ns, out)
         if self.goal is not None and self.cfg.goal_period_s and now_ns >= self.next_goal_ns:
             self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
             out.append(("goal", replace(self.goal)))
@@ -420,26 +406,17 @@ class SimNode(Node):
         self.ep_steps = 0
         self.spec = None
         self.goal = None  # follow_spec: no goal until a spec is adopted (none republished)
-        self.goal_image, self.subgoal_images = (
-            self._imagine() if self.cfg.publish_goal and not self.cfg.follow_spec
-            else (None, empty("u1", 0, 0, 0, 3))
+        self.goal_image = (
+            self._goal_image() if self.cfg.publish_goal and not self.cfg.follow_spec else None
         )
         self.log.info("episode %d (seed %d): target %s", self.episode, seed,
                       np.round(self.task.target, 3).tolist())
 
-    def _imagine(self) -> tuple[np.ndarray, np.ndarray]:
-        """The episode's goal image (H, W, 3) and, with ``subgoals``, the images of the
-        stages on the way to it (K, H, W, 3) (:mod:`reflexarc.sim.subgoals`; K = 0 for tasks
-        without stages)."""
-        from reflexarc.sim.subgoals import goal_sequence
-
-        cam, size = self.cfg.goal_camera, self.cfg.image_size
+    def _goal_image(self) -> np.ndarray:
+        """The episode's goal image (H, W, 3) with ``goal_images``, else an empty one."""
         if not self.cfg.goal_images:
-            return empty("u1", 0, 0, 3), empty("u1", 0, 0, 0, 3)
-        if not self.cfg.subgoals:
-            return self.task.goal_image(self.scene, cam, size), empty("u1", 0, 0, 0, 3)
-        images = goal_sequence(self.task, self.scene, cam, size)
-        return images[-1], images[:-1]
+            return empty("u1", 0, 0, 3)
+        return self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
 
     def _begin(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
         """Start the (reset) episode's clock-dependent part: stamps, goal, waiting."""
@@ -459,11 +436,7 @@ class SimNode(Node):
         return said[self.episode % len(said)] if said else self.cfg.instruction
 
     def _publish_goal(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
-        """Publish the imagined goal (and its stages) stamped ``now_ns``; remember where it
-        showed the blocks (:meth:`_reimagine_if_stuck`)."""
-        self.imagined_objects = self.scene.object_poses()[:, :3].copy()
-        self.rest_objects = self.imagined_objects
-        self.rest_since_ns = self.imagined_ns = now_ns
+        """Publish the episode's goal stamped ``now_ns``."""
         if self.goal_image is not None:
             names = self.scene.object_names
             self.goal = Goal(
@@ -474,38 +447,9 @@ class SimNode(Node):
                 image=self.goal_image,
                 z=empty("f4", 0),
                 source="imagined" if self.goal_image.size else "task",
-                subgoals=self.subgoal_images,
             )
             self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
             out.append(("goal", self.goal))
-
-    def _reimagine_if_stuck(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
-        """Staged goals: imagine the stages anew once the task's block lies at rest away
-        from where the current stages show it (pushed short, past or aside, or knocked
-        while the hand came down): those images no longer show a way to the goal."""
-        rest_s = self.cfg.reimagine_rest_s
-        if not (rest_s and self.goal is not None and self.goal.subgoals.size
-                and now_ns >= self.next_rest_check_ns):
-            return
-        self.next_rest_check_ns = now_ns + 10_000_000  # every 10 ms
-        pos = self.scene.object_poses()[:, :3]
-        if np.abs(pos - self.rest_objects).max() > 0.002:  # m: still moving
-            self.rest_objects, self.rest_since_ns = pos.copy(), now_ns
-            return
-        obj = self.task.obj
-        moved = float(np.linalg.norm(pos[obj, :2] - self.imagined_objects[obj, :2]))
-        still_s = self.cfg.reimagine_still_s
-        untouched = bool(still_s) and now_ns - self.imagined_ns >= still_s * 1e9
-        if now_ns - self.rest_since_ns < rest_s * 1e9 or (
-            moved < self.cfg.reimagine_moved_m and not untouched
-        ):
-            return
-        self.goal_image, self.subgoal_images = self._imagine()
-        self.reimagined += 1
-        self.log.info("episode %d: block at rest %.1f cm from its imagined place%s: stages "
-                      "imagined anew", self.episode, 100 * moved,
-                      f" {still_s:g} s after they were" if moved < self.cfg.reimagine_moved_m else "")
-        self._publish_goal(now_ns, out)
 
     def _episode_over(self, now_ns: int) -> bool:
         ee, _ = self.scene.ee_pose()
@@ -813,7 +757,6 @@ class SimNode(Node):
             "guard": dict(self.guard.counts),
             **self.beyond.summary(),
             "stale_actions": self.stale_actions,
-            "reimagined": self.reimagined,  # staged goals imagined anew mid-episode
             "rejected": sum(self.rejected.values()),
         }
 

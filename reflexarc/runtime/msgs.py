@@ -383,7 +383,8 @@ class Goal(_Base):
     model_version: int = 0
     source: str = ""  # imagined | file | memory | instruction
     # images of the states the task passes through on its way to ``image``, in order
-    # (K, H, W, 3); empty: ``image`` alone. The planner takes them as consecutive goals.
+    # (K, H, W, 3); empty: ``image`` alone. No shipped node sends or reads them any more
+    # (the sim's imagined stages are gone, docs/senses.md); kept so the wire format holds.
     subgoals: np.ndarray = array("u1", 4, optional=True)
 
 
@@ -435,6 +436,7 @@ TOPICS: dict[str, type] = {
     "gripper_command": GripperCommand,
     "gripper_state": GripperState,
     "goal": Goal,
+    "goal_latent": Goal,  # a goal image encoded by the perception node, with the model version
     "instruction": Instruction,
     "task_spec": TaskSpec,
     "weights": Weights,

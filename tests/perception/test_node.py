@@ -167,3 +167,46 @@ def test_calibrated_cameras_publish_the_blocks_they_see_with_the_frames_stamp(
 def test_a_missing_calibration_file_is_a_config_error(ckpt_v1: CheckpointInfo) -> None:
     with pytest.raises(ConfigError, match="calibration.front"):
         make_node(ckpt_v1, calibration={"front": "nowhere"})
+
+
+def test_perception_encodes_goal_images_with_its_model_version(
+    ckpt_v1: CheckpointInfo, ckpt_v2: CheckpointInfo
+) -> None:
+    from reflexarc.runtime.msgs import Goal
+
+    node, inbox = make_node(ckpt_v1, clock="lockstep", goal_period_s=1.0), Inbox()
+    img = frame("front", 3)
+    shown = Goal(stamp_ns=7, task="push", object="red", target=np.ones(3), image=img.rgb,
+                 z=empty("f4", 0), source="person")
+    out = run_step(node, inbox, [("goal", shown)], now=10)
+    assert [t for t, _ in out] == ["goal_latent"]
+    g = out[0][1]
+    assert g.stamp_ns == 7 and g.model_version == 1 and g.image.size == 0 and g.task == "push"
+    np.testing.assert_allclose(g.z, direct(ckpt_v1, img), rtol=1e-4, atol=1e-5)
+    assert run_step(node, inbox, [("goal", shown)], now=20) == []  # the same goal: nothing new
+    assert [t for t, _ in run_step(node, inbox, [], now=10 + 10**9)] == ["goal_latent"]  # again
+    # new weights: the goal is re-encoded with them
+    w = Weights(version=2, path=str(ckpt_v2.path), sha256=ckpt_v2.sha256)
+    out = run_step(node, inbox, [("weights", w)], now=2 * 10**9)
+    g2 = out[0][1]
+    assert out[0][0] == "goal_latent" and g2.model_version == 2 and g2.stamp_ns == 7
+    np.testing.assert_allclose(g2.z, direct(ckpt_v2, img), rtol=1e-4, atol=1e-5)
+    # a task as a person states it (no image) is the planner's: nothing to encode
+    task = Goal(stamp_ns=9, task="push", object="red", target=np.ones(3),
+                image=empty("u1", 0, 0, 3), z=empty("f4", 0))
+    assert run_step(node, inbox, [("goal", task)], now=3 * 10**9) == []
+    assert node.summary()["goals_encoded"] == 2
+
+
+def test_a_goal_image_file_is_encoded_at_start(ckpt_v1: CheckpointInfo, tmp_path) -> None:
+    import cv2
+
+    img = frame("front", 5)
+    path = tmp_path / "goal.png"
+    cv2.imwrite(str(path), np.ascontiguousarray(img.rgb[:, :, ::-1]))
+    node, inbox = make_node(ckpt_v1, goal_image=str(path)), Inbox()
+    out = run_step(node, inbox, [], now=10)
+    assert [t for t, _ in out] == ["goal_latent"] and out[0][1].source == "file"
+    np.testing.assert_allclose(out[0][1].z, direct(ckpt_v1, img), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="goal_image"):
+        make_node(ckpt_v1, goal_image=str(tmp_path / "missing.png"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -35,10 +34,11 @@ def make_node(ckpt: CheckpointInfo, clock: str = "lockstep", **args: object) -> 
     return PlannerNode(NodeContext(name="planner", rate_hz=100, clock=clock), cfg)
 
 
-def goal(stamp: int, size: int = 32, seed: int = 7) -> Goal:
-    img = np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8)
-    return Goal(stamp_ns=stamp, task="reach", target=np.zeros(3), image=img, z=empty("f4", 0),
-                source="imagined")
+def goal(stamp: int, seed: int = 7, version: int = 1, dim: int = 8) -> Goal:
+    """A goal latent, as the perception node publishes it on goal_latent."""
+    z = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return Goal(stamp_ns=stamp, target=np.zeros(3), image=empty("u1", 0, 0, 3), z=z,
+                model_version=version, source="file")
 
 
 def latent(seq: int, stamp: int, version: int = 1, dim: int = 8) -> Latent:
@@ -89,14 +89,14 @@ def test_no_goal_is_a_state_not_a_crash(ckpt: CheckpointInfo) -> None:
     empty_goal = Goal(stamp_ns=1, image=empty("u1", 0, 0, 3), z=empty("f4", 0), target=np.zeros(3))
     assert feed(20 * MS, ("goal", empty_goal), ("latent/front", latent(1, 15 * MS))) == []
     s = node.summary()
-    assert node.state() == "no_goal" and "neither an image nor a latent" in s["goal_error"]
+    assert node.state() == "no_goal" and "no task, image or latent" in s["goal_error"]
     assert s["mode_ticks"]["no_goal"] == 2 and s["solves"] == 0
 
 
-def test_a_plan_from_a_goal_image_and_a_latent(ckpt: CheckpointInfo) -> None:
+def test_a_plan_from_a_goal_latent_and_a_latent(ckpt: CheckpointInfo) -> None:
     node = make_node(ckpt)
     feed = Feed(node)
-    assert feed(10 * MS, ("goal", goal(10 * MS)), ("joint_state", state(0, 10 * MS)),
+    assert feed(10 * MS, ("goal_latent", goal(10 * MS)), ("joint_state", state(0, 10 * MS)),
                 ("latent/front", latent(0, 10 * MS))) == []  # a frame from before the goal
     assert node.state() == "no_latent"
     plans = feed(20 * MS, ("latent/front", latent(1, 15 * MS)))
@@ -121,7 +121,7 @@ def test_a_plan_from_a_goal_image_and_a_latent(ckpt: CheckpointInfo) -> None:
 def test_keepalive_resends_the_newest_plan(ckpt: CheckpointInfo) -> None:
     node = make_node(ckpt, keepalive_s=0.05)
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     p = feed(10 * MS, ("latent/front", latent(0, 5 * MS)))[0]
     assert feed(40 * MS) == []
     again = feed(61 * MS)
@@ -148,21 +148,30 @@ def test_a_stale_goal_stops_the_plans(ckpt: CheckpointInfo) -> None:
 def test_old_latents_give_no_plan(ckpt: CheckpointInfo) -> None:
     node = make_node(ckpt, max_latent_age_s=0.2)
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     assert feed(500 * MS, ("latent/front", latent(0, 100 * MS))) == []
     assert node.state() == "no_latent"
 
 
-def test_goal_image_file(ckpt: CheckpointInfo, tmp_path: Path) -> None:
-    img = goal(0).image
-    path = tmp_path / "goal.png"
-    cv2.imwrite(str(path), np.ascontiguousarray(img[:, :, ::-1]))
-    node = make_node(ckpt, goal_image=str(path))
+def test_a_goal_image_waits_for_its_latent_from_perception(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
     feed = Feed(node)
-    plans = feed(10 * MS, ("joint_state", state(0, 1 * MS)), ("latent/front", latent(0, 5 * MS)))
-    assert len(plans) == 1 and node.summary()["goals"] == 1
-    with pytest.raises(ConfigError, match="goal_image"):
-        make_node(ckpt, goal_image=str(tmp_path / "missing.png"))
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+    shown = Goal(stamp_ns=1 * MS, target=np.zeros(3), image=img, z=empty("f4", 0))
+    assert feed(10 * MS, ("goal", shown), ("joint_state", state(0, 1 * MS)),
+                ("latent/front", latent(0, 5 * MS))) == []
+    assert node.state() == "goal_wait"  # the planner holds no encoder
+    assert len(feed(20 * MS, ("goal_latent", goal(1 * MS)), ("latent/front", latent(1, 15 * MS)))) == 1
+    assert node.summary()["goals"] == 1  # the same goal, now with its latent
+    # a goal latent of an older goal is ignored
+    feed(30 * MS, ("goal_latent", goal(0, seed=3)), ("latent/front", latent(2, 25 * MS)))
+    assert node.summary()["goals"] == 1
+
+
+def test_the_planner_has_no_encoder(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
+    assert not hasattr(node.brains[1], "encoder")
+    assert "goal_image" not in PlannerNode.Config.__dataclass_fields__
 
 
 def test_goal_latent_without_image(ckpt: CheckpointInfo) -> None:
@@ -181,7 +190,7 @@ def test_threaded_solve_keeps_the_loop_free(ckpt: CheckpointInfo) -> None:
     node = make_node(ckpt, clock="realtime", solve="thread",
                      cem={**SMALL, "samples": 512, "iterations": 8})
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     assert feed(10 * MS, ("latent/front", latent(0, 5 * MS))) == []  # started, not waited for
     assert node.state() == "solving" and node.worker is not None
     node.worker.join(30)
@@ -195,13 +204,16 @@ def test_hot_swap_plans_each_latent_with_its_own_model(ckpt: CheckpointInfo, tmp
     v2 = tiny_checkpoint(tmp_path / "v2", version=2, seed=2)
     node = make_node(ckpt)  # lockstep: the load completes within the step
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     assert len(feed(10 * MS, ("latent/front", latent(0, 5 * MS, version=2)))) == 0
     assert node.state() == "version_wait"  # perception swapped first: wait for our load
     w = Weights(version=2, path=str(v2.path), sha256=v2.sha256)
-    assert len(feed(20 * MS, ("weights", w), ("latent/front", latent(1, 15 * MS, version=2)))) == 1
+    assert len(feed(20 * MS, ("weights", w), ("latent/front", latent(1, 15 * MS, version=2)))) == 0
+    assert node.state() == "stale_goal"  # the goal latent is v1's: perception re-encodes it
+    assert len(feed(30 * MS, ("goal_latent", goal(1 * MS, version=2)),
+                    ("latent/front", latent(2, 25 * MS, version=2)))) == 1
     assert sorted(node.brains) == [2]  # v1 dropped once v2 latents arrive
-    assert node.brains[2].planner._goal.model_version == 2  # the goal was re-encoded
+    assert node.brains[2].planner._goal.model_version == 2  # planned with v2's goal latent
     s = node.summary()
     assert s["swaps"] == 1 and s["version_waits"] == 1
 
@@ -209,10 +221,10 @@ def test_hot_swap_plans_each_latent_with_its_own_model(ckpt: CheckpointInfo, tmp
 def test_new_goal_restarts_the_warm_start(ckpt: CheckpointInfo) -> None:
     node = make_node(ckpt)
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     feed(10 * MS, ("latent/front", latent(0, 5 * MS)))
     assert node.brains[1].planner._warm
-    feed(20 * MS, ("goal", goal(20 * MS, seed=3)))
+    feed(20 * MS, ("goal_latent", goal(20 * MS, seed=3)))
     feed(30 * MS, ("latent/front", latent(1, 25 * MS)))
     assert node.summary()["goals"] == 2 and node.last_plan is not None
     assert node.last_plan.stamp_ns == 25 * MS
@@ -226,7 +238,7 @@ def test_config_is_checked() -> None:
 def test_solve_time_is_reported(ckpt: CheckpointInfo) -> None:
     node = make_node(ckpt)
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     t = time.perf_counter()
     for k in range(3):
         feed((10 + 10 * k) * MS, ("latent/front", latent(k, (5 + 10 * k) * MS)))
@@ -256,7 +268,7 @@ def test_plans_keep_the_hand_in_the_box(ckpt: CheckpointInfo) -> None:
     q = ArmKinematics().solve(np.array([0.69, 0.0, 0.2])).q
     node = make_node(ckpt, hand_box_weight=1e6, cem={**SMALL, "samples": 64, "iterations": 3})
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS, q)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS, q)))
     for k in range(4):
         p = feed((10 + 10 * k) * MS, ("latent/front", latent(k, (5 + 10 * k) * MS)))[0]
         assert np.all(p.ee_pos <= np.array([0.7, 0.3, 0.35]) + 0.005)
@@ -274,7 +286,7 @@ def test_hand_probe_pulls_plans_toward_the_goal_hand(ckpt: CheckpointInfo, tmp_p
     node = make_node(ckpt, hand_probe=str(probe.save(tmp_path / "p.npz")),
                      hand_prior_weight=1e4, cem={**SMALL, "samples": 64, "iterations": 3})
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     p = feed(10 * MS, ("latent/front", latent(0, 5 * MS)))[0]
     np.testing.assert_allclose(node.summary()["goal_hand"], target)
     d0 = np.linalg.norm(p.ee_pos[0] - target)
@@ -283,7 +295,7 @@ def test_hand_probe_pulls_plans_toward_the_goal_hand(ckpt: CheckpointInfo, tmp_p
     other = HandProbe(np.zeros(8), np.ones(8), weights, "0" * 64, 0.0, 1)
     node = make_node(ckpt, hand_probe=str(other.save(tmp_path / "q.npz")))
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     assert len(feed(10 * MS, ("latent/front", latent(0, 5 * MS)))) == 1  # plans without it
     assert node.summary()["goal_hand"] is None
 
@@ -351,7 +363,7 @@ def test_fine_pull_reads_the_goal_hand_relative_to_the_measured_hand(
     node = make_node(ckpt, hand_probe=str(probe.save(tmp_path / "p.npz")),
                      hand_servo_radius=0.01)
     feed = Feed(node)
-    feed(1 * MS, ("goal", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
+    feed(1 * MS, ("goal_latent", goal(1 * MS)), ("joint_state", state(0, 1 * MS)))
     lat = latent(0, 5 * MS)
     assert len(feed(10 * MS, ("latent/front", lat))) == 1
     goal_z = node.brains[1].goal_z
@@ -394,10 +406,51 @@ def test_a_late_frame_is_planned_with_fewer_iterations_not_answered_late(
                          cem={**SMALL, "iterations": 3})
         feed = Feed(node)
         now = time.monotonic_ns() if clock == "realtime" else 10**9
-        feed(now, ("goal", goal(now - age_ns - 1)), ("joint_state", state(0, now)))
+        feed(now, ("goal_latent", goal(now - age_ns - 1)), ("joint_state", state(0, now)))
         assert len(feed(now, ("latent/front", latent(0, now - age_ns)))) == 1
         return node.summary()["short_solves"]
 
     assert short_solves("realtime", 0) == 0  # 0.2 s is ample for 3 small iterations
     assert short_solves("realtime", 300 * MS) == 1  # a frame 0.3 s old: one iteration
     assert short_solves("lockstep", 300 * MS) == 0  # graph time: no deadline
+
+
+def task_goal(stamp: int, task: str = "push", obj: str = "red") -> Goal:
+    """A goal as a person states it: the task, the block and the target; no image."""
+    return Goal(stamp_ns=stamp, task=task, object=obj, target=np.array([0.5, 0.1, 0.025]),
+                image=empty("u1", 0, 0, 3), z=empty("f4", 0), source="task")
+
+
+def test_a_task_goal_is_planned_from_perceived_blocks(ckpt: CheckpointInfo, tmp_path: Path
+                                                      ) -> None:
+    from reflexarc.perception.hand import HandProbe
+    from reflexarc.runtime.msgs import Objects
+
+    weights = np.zeros((9, 3))
+    weights[:3] = 0.01 * np.eye(3)  # this probe reads the hand from z[:3]
+    probe = HandProbe(np.zeros(8), np.ones(8), weights, ckpt.sha256, 0.0, 1)
+    node = make_node(ckpt, hand_probe=str(probe.save(tmp_path / "p.npz")))
+    feed = Feed(node)
+    assert feed(10 * MS, ("goal", task_goal(1 * MS)), ("joint_state", state(0, 1 * MS)),
+                ("latent/front", latent(0, 5 * MS))) == []
+    assert node.state() == "not_seen"  # the red block has not been seen yet
+    red = Objects(stamp_ns=15 * MS, camera="front", names="green,red",
+                  position=np.array([[0.5, -0.1, 0.025], [0.45, 0.0, 0.025]]),
+                  confidence=np.array([1.0, 0.95], np.float32))
+    plans = feed(20 * MS, ("objects/front", red), ("latent/front", latent(1, 15 * MS)))
+    assert len(plans) == 1 and node.state() == "running"
+    p = plans[0]
+    assert node.layer is not None and node.layer.phase == "above"  # behind the red block, high
+    assert np.all(p.gripper == -1.0)  # the push stage's closed fingers, as the layer says
+    steps = np.linalg.norm(np.diff(p.ee_pos, axis=0), axis=1)
+    assert np.all(steps <= 0.25 * 0.1 * np.sqrt(3) + 1e-6)  # at most the stage's speed
+    s = node.summary()
+    assert s["goal_kind"] == "task" and s["stages"] == {"above": 1}
+
+
+def test_a_task_goal_needs_a_hand_probe(ckpt: CheckpointInfo) -> None:
+    node = make_node(ckpt)
+    feed = Feed(node)
+    feed(10 * MS, ("goal", task_goal(1 * MS)), ("joint_state", state(0, 1 * MS)),
+         ("latent/front", latent(0, 5 * MS)))
+    assert node.state() == "no_goal" and "hand_probe" in node.summary()["goal_error"]

@@ -30,7 +30,7 @@ def test_learner_publishes_and_perception_swaps_in_a_live_graph(tmp_path: Path) 
     init = save_checkpoint(tmp_path / "init", WorldModel(TINY), version=3)
     out, live, run_dir = tmp_path / "run.json", tmp_path / "live", tmp_path / "run"
     learner = "graph.nodes.learner.args."
-    goal = tmp_path / "goal.png"  # the planner plans toward a fixed image (no sim goal here)
+    goal = tmp_path / "goal.png"  # perception encodes a fixed goal image (no sim goal here)
     cv2.imwrite(str(goal), np.full((32, 32, 3), 128, np.uint8))
     planner = "graph.nodes.planner."
     # heartbeats at 2 Hz: a CPU-starved process on the shared 2-core machine is not
@@ -41,7 +41,7 @@ def test_learner_publishes_and_perception_swaps_in_a_live_graph(tmp_path: Path) 
         f"{learner}publish_every=10", f"{learner}min_windows=8", f"{learner}keep_versions=0",
         f"{learner}max_updates_per_frame=0",  # no replay-ratio cap: versions come fast
         f"{learner}optim.horizon=2", f"{learner}optim.batch_size=8",
-        f"{planner}enabled=true", f"{planner}args.goal_image={goal}",
+        f"{planner}enabled=true", f"graph.nodes.perception.args.goal_image={goal}",
     )
     try:
         deadline = time.monotonic() + 90

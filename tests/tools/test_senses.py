@@ -6,34 +6,20 @@ import pytest
 
 from reflexarc.tools.senses import REFERENCE_GRAPHS, Violation, check_graph, shipped_graphs
 
-#: Shipped graphs that still break the rule, and why (docs/senses.md, "What is left").
-KNOWN_BREAKS = {
-    "pixels": "the planner pursues the goal images the sim imagines with its renderer",
-    "pixels_hosts": "as pixels, across hosts",
-}
-
 
 def test_every_graph_is_checked() -> None:
     graphs = shipped_graphs()
     assert {"pixels", "instruction", "bridge", "expert", "senses"} <= set(graphs)
-    assert set(graphs) >= REFERENCE_GRAPHS and set(KNOWN_BREAKS) <= set(graphs)
+    assert set(graphs) >= REFERENCE_GRAPHS
 
 
 @pytest.mark.parametrize("graph", shipped_graphs())
 def test_no_node_that_acts_reads_privileged_state(graph: str) -> None:
-    if graph in KNOWN_BREAKS:
-        pytest.xfail(KNOWN_BREAKS[graph])
     violations = check_graph(graph)
     if graph in REFERENCE_GRAPHS:
         assert violations  # a reference graph's scripted expert acts on the truth on purpose
         return
     assert violations == []
-
-
-def test_the_known_breaks_are_still_broken() -> None:
-    # when one is fixed, it moves out of KNOWN_BREAKS (the parametrised test then holds it)
-    for graph in KNOWN_BREAKS:
-        assert check_graph(graph)
 
 
 def test_a_node_reading_the_truth_is_caught() -> None:
@@ -42,6 +28,9 @@ def test_a_node_reading_the_truth_is_caught() -> None:
     assert check_graph("control_scripted", (spy,)) == [Violation("spy", "scene_state", "sim")]
 
 
-def test_a_goal_without_imagined_images_is_not_privileged() -> None:
-    assert check_graph("pixels") == [Violation("planner", "goal", "sim")]
-    assert check_graph("pixels", ("+graph.nodes.sim.args.goal_images=false",)) == []
+def test_a_goal_with_imagined_images_is_privileged() -> None:
+    assert check_graph("pixels") == []  # the goal says the task, block and target
+    imagined = ("graph.nodes.sim.args.goal_images=true",)
+    # perception (which encodes goal images) and the planner would read the sim's imagination
+    assert set(check_graph("pixels", imagined)) == {Violation("planner", "goal", "sim"),
+                                                    Violation("perception", "goal", "sim")}
