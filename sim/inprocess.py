@@ -85,7 +85,7 @@ def control_episodes(
     sim_cfg = from_mapping(SimNode.Config, {
         "task": task, "backend": backend, "robot": robot, "episodes": episodes,
         "command": "joint" if control else "ee_action", "state_hz": 100 if control else 1000,
-        "camera_hz": 0, "goal_images": False, "subgoals": False,
+        "camera_hz": 0, "goal_images": False,
     })
     sim = SimNode(ctx("sim", float(rate)), sim_cfg)
     slots = [_Slot(sim, 1, _subscribes(sim), Inbox())]
