@@ -502,17 +502,23 @@ def bench_texts(cfg: Any) -> list[dict[str, Any]]:
         sources = sorted({r["spec"].get("source", "") for r in mine} - {""})
         secs = [r["episode"]["time_to_success_s"] for r, f in zip(mine, fails, strict=True)
                 if not f and r["episode"].get("time_to_success_s") is not None]
+        # refused: the instruction cannot be done in that seed's scene (its target outside
+        # the area, or where another block stands): a refusal with the reason, not a guess
+        refused = sum(bool(r["spec"].get("refusal")) for r in mine)
         out.append({
             "text": case.text, "task": case.task, "backend": cfg.backend, "path": "/".join(sources),
-            "ok": sum(not f for f in fails), "n": len(mine),
+            "ok": sum(not f for f in fails), "n": len(mine), "refused": refused,
             "s_to_success": round(float(np.mean(secs)), 2) if secs else None,
             "seeds": ",".join(str(r["episode"].get("seed")) for r in mine),
             "failed": "; ".join(f"seed {r['episode'].get('seed')}: {', '.join(f)}"
                                 for r, f in zip(mine, fails, strict=True) if f),
         })
     ok, n = sum(r["ok"] for r in out), sum(r["n"] for r in out)
+    refused = sum(r["refused"] for r in out)
     out.append({"text": "all", "task": "", "backend": cfg.backend, "path": cfg.path, "ok": ok, "n": n,
-                "share": round(ok / max(n, 1), 3), "run_s": round(summary.get("seconds", 0.0), 1),
+                "refused": refused, "share": round(ok / max(n, 1), 3),
+                "share_of_feasible": round(ok / max(n - refused, 1), 3),
+                "run_s": round(summary.get("seconds", 0.0), 1),
                 "llm_requests": summary["llm_requests"]})
     return out
 

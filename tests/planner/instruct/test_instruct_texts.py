@@ -86,3 +86,21 @@ def test_the_llm_path_asked_the_local_server_and_the_planner_ran(
 def test_a_path_not_known_is_refused() -> None:
     with pytest.raises(ValueError, match="allowed auto, llm"):
         run_texts("mujoco", path="slow")
+
+
+def test_what_counts_as_carried_out() -> None:
+    case = INSTRUCTION_SET[0]  # push the red block to the left, fast path
+    spec = {"task": "push", "object": "red", "target": case.target, "source": "fast", "refusal": "",
+            "target_pos": [0.5, 0.1, 0.025]}
+    ep = {"instruction": case.text, "success": True, "task_success": True, "object": "red",
+          "object_to": [0.5, 0.085, 0.025], "target": [0.5, 0.1, 0.025], "final_distance_m": 0.015,
+          "tolerance_m": 0.02, "others_moved_m": 0.004}
+    assert case_problems(case, spec, ep) == []
+    assert case_problems(case, {**spec, "source": "llm"}, ep) == [
+        f"spec ('push', '{case.target}', 'llm') != ('push', '{case.target}', 'fast')"]
+    assert case_problems(case, {**spec, "source": "llm"}, ep, path="llm") == []  # bench path=llm
+    assert case_problems(case, spec, {**ep, "others_moved_m": 0.03}) == ["another block moved 3.0 cm"]
+    assert case_problems(case, spec, {**ep, "object_to": [0.5, 0.07, 0.025], "final_distance_m": 0.03}) == [
+        "red ended 3.0 cm from its target"]
+    assert case_problems(case, {**spec, "refusal": "no room"}, ep) == ["refused: no room"]
+    assert case_problems(case, {}, ep) == ["no spec"]
