@@ -50,7 +50,9 @@ One step:
    graph does), with its own budget (``realtime_samples``, ``realtime_iterations``) and
    ``realtime_deadline_ms``: no more iterations than end that long after the frame was
    ready; in lockstep it runs inline (deterministic) with the full budget. The newest
-   plan is resent after ``keepalive_s`` without a new one, for the controller's watchdog.
+   plan is resent after ``keepalive_s`` without a new one, for a controller that missed
+   it; a resent plan (its stamp unchanged) does not refresh the controller's plan
+   watchdog (docs/safety.md, "Holds"): the arm holds when new latents stop.
 5. **Plan.** Action ``k`` is the displacement over control period ``k``, so the plan's
    setpoints are the hand position plus the cumulative displacements, ``dt`` apart from
    ``t0`` = the step that started the solve, clipped to the workspace, hand pointing down,
@@ -297,9 +299,8 @@ class PlannerNode(Node):
         # this long after its frame was ready (stamp + render): a frame that waited or
         # encoded slowly is planned with fewer iterations, not answered late. 0: never
         realtime_deadline_ms: float = bounded(0.0, 0.0, None)
-        # resend the newest plan when none has gone out for this long (the controller's
-        # watchdog holds the arm after its plan_timeout_s); 0: never. Not every step: a
-        # controller blends into every plan it receives, even an identical one
+        # resend the newest plan when none has gone out for this long (for a controller
+        # that missed it: a resent plan does not feed its plan watchdog); 0: never
         keepalive_s: float = bounded(0.2, 0.0, None)
         robot: str = "panda"  # the arm (reflexarc.robot.description): hand FK, workspace
         # the plans' box, m (x, y, z); empty: the robot's workspace
