@@ -26,8 +26,9 @@ TASKS = ("reach", "push")
 
 def bench_arms(cfg: Any) -> list[dict[str, Any]]:
     """Rows of robot, backend, task, episodes, success_rate, mean_time_to_success_s,
-    mean_final_distance_m, beyond_limits (the sim's samples past a joint limit, all kinds),
-    max_speed_share, overspeed_holds, wall_s. ``cfg.quick``: 2 reach episodes per arm and backend."""
+    mean_final_distance_m, beyond_limits (the sim's joint-state samples past a position,
+    velocity or torque limit), beyond_accel (past an acceleration limit), max_speed_share,
+    overspeed_holds, wall_s. ``cfg.quick``: 2 reach episodes per arm and backend."""
     quick = bool(getattr(cfg, "quick", False))
     robots = list(getattr(cfg, "robots", []) or BUILTIN)
     episodes = 2 if quick else int(cfg.episodes)
@@ -49,8 +50,11 @@ def bench_arms(cfg: Any) -> list[dict[str, Any]]:
             "mean_time_to_success_s": round(float(np.mean(times)), 3) if times else None,
             "mean_final_distance_m": round(float(np.mean(
                 [r.final_distance_m for r in results])), 4) if results else None,
-            # the plant's view of the limits: samples past them, holds after an overspeed
-            "beyond_limits": sum(sim["beyond_limits"].values()),
+            # the plant's view of the limits: joint-state samples past them (accelerations
+            # apart: contacts pass them), holds after an overspeed
+            "beyond_limits": sum(v for k, v in sim["beyond_limits"].items()
+                                 if k != "acceleration"),
+            "beyond_accel": sim["beyond_limits"].get("acceleration", 0),
             "max_speed_share": sim["max_speed_share"],
             "overspeed_holds": sim["overspeed_holds"],
             "wall_s": round(time.perf_counter() - t0, 1),
