@@ -43,7 +43,7 @@ import torch
 from reflexarc.perception.calibration import CalibrationError, CameraCalibration
 from reflexarc.perception.encoding import EncodingError, FrameEncoder, ModelSlot, load_model
 from reflexarc.perception.objects import DetectorConfig, ObjectDetector
-from reflexarc.policies.checkpoint import CheckpointError, weights_path
+from reflexarc.policies.checkpoint import CheckpointError, verify_checkpoint, weights_path
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import Goal, Image, Latent, Objects, empty
@@ -101,6 +101,11 @@ class PerceptionNode(Node):
                 raise ConfigError(
                     "checkpoint", f"{self.checkpoint!r} is not a checkpoint file or directory"
                 )
+
+    @classmethod
+    def preflight(cls, cfg: Config) -> None:
+        """Before any process starts: the checkpoint is whole (docs/world-model.md)."""
+        verify_checkpoint(cfg.checkpoint)
 
     subscribes = {CAMERA_PREFIX: "all", "weights": "all", "goal": "latest"}
     wakes_on = (CAMERA_PREFIX,)  # realtime: encode a frame the moment it arrives

@@ -79,7 +79,7 @@ from reflexarc.planner.mppi import MPPIConfig
 from reflexarc.planner.planners import make_planner
 from reflexarc.planner.task_cost import HandTargetCost
 from reflexarc.planner.tasks import Stage, TaskError, TaskLayer, TaskLayerConfig
-from reflexarc.policies.checkpoint import CheckpointError, weights_path
+from reflexarc.policies.checkpoint import CheckpointError, verify_checkpoint, weights_path
 from reflexarc.robot.description import robot_description
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.robot.plan import sample_plan
@@ -347,6 +347,11 @@ class PlannerNode(Node):
                            iterations=self.realtime_iterations or base.iterations)
 
     wakes_on = ("latent/",)  # realtime: solve the moment a latent arrives
+    @classmethod
+    def preflight(cls, cfg: Config) -> None:
+        """Before any process starts: the checkpoint is whole (docs/world-model.md)."""
+        verify_checkpoint(cfg.checkpoint)
+
     subscribes = {"latent/": "latest", "goal": "latest", "goal_latent": "all",
                   "objects/": "latest", "joint_state": "latest", "weights": "all"}
     publishes = ("plan",)

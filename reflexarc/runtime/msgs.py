@@ -157,7 +157,7 @@ class Heartbeat(_Base):
 
     node: str = ""
     pid: int = 0
-    state: str = "running"  # starting | running | holding | fault | stopping
+    state: str = "running"  # starting | running | holding | fault | stopped | done (work finished)
     ticks: int = 0
     rate_hz: float = 0.0  # achieved loop rate over the last heartbeat period
     misses: int = 0  # total missed deadlines

@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,43 @@ class Source(Node):
         self.q += self.rng.normal(0.0, self.cfg.noise, self.q.shape)
         zeros = np.zeros_like(self.q)
         return [("joint_state", JointState(stamp_ns=now_ns, position=self.q.copy(), velocity=zeros, effort=zeros))]
+
+
+class Plant(Node):
+    """A plant that holds still: publishes the JointState ``position`` every tick, for
+    ``ticks`` ticks, then is done. ``silent_after_ticks`` (> 0) stops its states earlier
+    while it keeps running (a state stream lost mid-run); ``close_s`` makes its shutdown
+    that slow (a simulator closing its renderer on a busy machine)."""
+
+    @dataclass
+    class Config:
+        position: list[float] = field(default_factory=lambda: [0.0] * 7)
+        ticks: int = bounded(1000, 1, None)
+        silent_after_ticks: int = bounded(0, 0, None)
+        close_s: float = bounded(0.0, 0.0, 10.0)
+
+    publishes = ("joint_state",)
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.q = np.array(cfg.position, dtype=float)
+        self.n = 0
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        self.n += 1
+        if self.cfg.silent_after_ticks and self.n > self.cfg.silent_after_ticks:
+            return ()
+        zeros = np.zeros_like(self.q)
+        return [("joint_state", JointState(stamp_ns=now_ns, position=self.q.copy(), velocity=zeros, effort=zeros))]
+
+    def done(self) -> bool:
+        return self.n >= self.cfg.ticks
+
+    def state(self) -> str:
+        return "done" if self.done() else "running"
+
+    def close(self) -> None:
+        time.sleep(self.cfg.close_s)
 
 
 class Echo(Node):

@@ -96,3 +96,61 @@ def test_atomic_hand_over_never_half_written(tmp_path: Path) -> None:
     assert proc.exitcode == 0
     assert reads > 0
     assert not list(target.parent.glob(".*.tmp")), "temporary files left behind"
+
+
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flipped":  # 2,000 bytes of the weights, past the header
+        n = int.from_bytes(data[:8], "little")
+        for i in range(2000):
+            data[8 + n + 100 + 7 * i] ^= 0xFF
+    elif how == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:  # not a checkpoint at all
+        data = bytearray(b"PK\x03\x04 this is a zip file, not weights" * 100)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how, message", [
+    ("flipped", r"damaged: its weights hash to sha256 [0-9a-f]{12}\.\.\., the checkpoint says"),
+    ("truncated", r"truncated \(\d+ bytes; its tensors need \d+\)"),
+    ("garbage", r"not a checkpoint \(header length \d+ bytes\)"),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path: Path, how: str, message: str) -> None:
+    info = save_checkpoint(tmp_path / "ck", tiny(), version=1)
+    read_checkpoint(info.path)  # whole: it loads
+    _damage(info.path, how)
+    with pytest.raises(CheckpointError, match=message) as e:
+        load_checkpoint(tmp_path / "ck")
+    text = str(e.value)
+    assert "\n" not in text and text.startswith(str(info.path))
+
+
+def test_the_weights_digest_is_in_the_file_and_rehash_keeps_the_tensors(tmp_path: Path) -> None:
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from reflexarc.policies.checkpoint import rehash, verify_checkpoint
+
+    info = save_checkpoint(tmp_path / "ck", tiny(), version=4)
+    _, meta = verify_checkpoint(info.path)
+    assert len(meta["weights_sha256"]) == 64
+    # a checkpoint from before the digest: refused with what to do, then re-hashed in place
+    data = info.path.read_bytes()
+    tensors = st_load(data)
+    old_meta = {k: v for k, v in meta.items() if k != "weights_sha256"}
+    info.path.write_bytes(st_save(tensors, metadata=old_meta))
+    with pytest.raises(CheckpointError, match=r"no weights_sha256 .* --rehash"):
+        read_checkpoint(info.path)
+    assert rehash(info.path) == meta["weights_sha256"]  # the same tensors, the same digest
+    again, info2 = read_checkpoint(info.path)
+    assert info2.version == 4 and again.keys() == tensors.keys()
+    assert all(torch.equal(again[k], tensors[k]) for k in tensors)
+
+
+def test_the_shipped_checkpoints_are_whole() -> None:
+    from reflexarc.policies.checkpoint import verify_checkpoint
+
+    for name in ("push-mujoco", "push-pybullet"):
+        _, meta = verify_checkpoint(name)
+        assert meta["version"] == "1" and len(meta["weights_sha256"]) == 64
