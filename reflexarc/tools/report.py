@@ -1,13 +1,16 @@
-"""What a run of the pixel loop shows: a video of one episode, plots, headline figures.
+"""What a run of the pixel loop shows: a video of each episode, plots, headline figures.
 
 :func:`pixels_report` runs after the graph has stopped (``report:`` in
 ``configs/graph/pixels.yaml``): it reads the recorder's episode and the run summary and
 writes into the run directory
 
-- ``episode-<k>.mp4``: the camera frames of one episode (the first, unless asked
-  otherwise) beside the goal image, with the time and the task distance written on
-  each frame (H.264, which browsers play: runtime/video.py);
-- ``pixels.png``: task distance over time for every episode, time to success per
+- ``episode-<k>.mp4`` for every episode: its camera frames, from its start (the first
+  command after its reset) to its end, one per camera period (a frame the recording
+  lacks is the one before held, so the video lasts as long as the episode), beside the
+  goal image, with the time in the episode and the task distance written on each frame
+  (H.264, which browsers play: runtime/video.py);
+- ``pixels.png``: task distance over time in each episode (0 to its end, never past
+  its time limit), time to success per
   episode, planner solve time and frame-to-plan latency, and every node's achieved rate
   against its target with its missed deadlines.
 
@@ -42,9 +45,76 @@ log = logging.getLogger(__name__)
 VIDEO_SCALE = 4  # 64 px frames -> 256 px video
 
 
-def _episode_starts(goal_stamps: np.ndarray) -> np.ndarray:
-    """Sorted distinct goal stamps: the sim publishes a new goal at every episode reset."""
-    return np.unique(goal_stamps) if goal_stamps.size else np.zeros(1, dtype=np.int64)
+def episode_spans(states: dict[str, Any], results: list[dict[str, Any]]
+                  ) -> dict[int, tuple[int, int]]:
+    """Episode index -> (start_ns, end_ns) on the graph clock, from the recorded scene states.
+
+    Every scene state names its episode. An episode ends at its last scene state (the sim
+    sends one as it ends) and starts ``duration_s`` before (its result: the episode's clock
+    runs from the first command, after the reset). Without a result, it starts at its first
+    state. An episode with no state recorded has no span.
+    """
+    if not states or not len(states.get("stamp_ns", ())):
+        return {}
+    stamps, index = np.asarray(states["stamp_ns"]), np.asarray(states["episode"])
+    spans = {}
+    for k in np.unique(index):
+        sel = stamps[index == k]
+        end = int(sel.max())
+        duration = results[k].get("duration_s") if 0 <= k < len(results) else None
+        start = end - int(round(1e9 * duration)) if duration else int(sel.min())
+        spans[int(k)] = (start, end)
+    return spans
+
+
+def _episode_video(run_dir: Path, k: int, spans: dict[int, tuple[int, int]],
+                   cams: dict[str, Any], states: dict[str, Any], goals: dict[str, Any],
+                   d_all: np.ndarray | None) -> Path | None:
+    """``episode-<k>.mp4``: every frame of episode ``k``, from its start to its end, at the
+    camera's rate. A frame the recording lacks is the one before held (so the video lasts
+    as long as the episode); the part before the first recorded frame, if the recording
+    began late, is said in the log and in the captions."""
+    if k not in spans:
+        return None
+    start, end = spans[k]
+    stamps = np.asarray(cams["stamp_ns"])
+    # a frame's episode is that of the scene state at its stamp (the sim sends the truth
+    # at each frame's stamp), which also sorts out the frame shared with a reset
+    at = np.clip(np.searchsorted(states["stamp_ns"], stamps), 0, len(states["stamp_ns"]) - 1)
+    # (its frames from before its start, while it waited for the first command, show the
+    # same frozen scene: the newest of them is the video's first frame)
+    mine = np.flatnonzero((np.asarray(states["episode"])[at] == k) & (stamps <= end))
+    if not mine.size:
+        log.warning("episode %d: no camera frame recorded in it", k)
+        return None
+    period_ns = int(np.median(np.diff(stamps))) if stamps.size > 1 else int(1e8)
+    period_ns = max(period_ns, 1)
+    first = int(stamps[mine[0]])
+    if first - start > 2 * period_ns:
+        log.warning("episode %d: its recording starts %.2f s into it (the recorder came up late)",
+                    k, (first - start) / 1e9)
+    # one video frame per camera period over the whole episode, the last one its end
+    ticks = start + period_ns * np.arange(max(1, round((end - start) / period_ns)))
+    ticks[-1] = max(ticks[-1], end)
+    pick = np.searchsorted(stamps[mine], ticks, side="right") - 1  # the newest frame by then
+    frames, captions = [], []
+    blank = np.zeros_like(np.asarray(cams["rgb"][mine[0]]))
+    for t, j in zip(ticks, pick, strict=True):
+        if j < 0:  # before the first recorded frame
+            frames.append(blank)
+            captions.append(f"ep {k}  t {(t - start) / 1e9:5.2f} s  not recorded")
+            continue
+        i = mine[j]
+        frames.append(np.asarray(cams["rgb"][i]))
+        text = f"ep {k}  t {(t - start) / 1e9:5.2f} s"
+        if d_all is not None:
+            text += f"  d {100 * d_all[min(np.searchsorted(states['stamp_ns'], stamps[i]), len(d_all) - 1)]:4.1f} cm"
+        captions.append(text)
+    goal_img = None
+    if goals:
+        gi = int(np.searchsorted(np.asarray(goals["stamp_ns"]), start, side="right")) - 1
+        goal_img = np.asarray(goals["image"][min(max(gi, 0), len(goals["image"]) - 1)])
+    return write_video(run_dir / f"episode-{k}.mp4", frames, goal_img, captions, 1e9 / period_ns)
 
 
 def task_distance(task: str, ee: np.ndarray, objects: np.ndarray, target: np.ndarray
@@ -96,6 +166,8 @@ def _plot(path: Path, task: str, curves: list[tuple[np.ndarray, np.ndarray, bool
     a = ax[0, 0]
     for t, d, ok in curves:
         a.plot(t, 100 * d, color="tab:green" if ok else "tab:red", alpha=0.5, lw=1)
+    if curves:  # from each episode's start to the end of the longest
+        a.set_xlim(0.0, max(float(t.max()) for t, _, _ in curves if t.size) * 1.02 + 1e-3)
     a.set_xlabel("time in episode (s)")
     a.set_ylabel("task distance (cm)")
     a.set_title(f"{task}: distance to the goal (green: success)")
@@ -191,9 +263,10 @@ _HEADLINE = (
 )
 
 
-def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0,
+def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = -1,
                   camera: str = "front") -> dict[str, Any]:
-    """Video, plot and headline figures of a finished run (module docstring)."""
+    """Video, plot and headline figures of a finished run (module docstring).
+    ``episode``: the one episode to make a video of; -1: every episode."""
     run_dir = Path(run_dir)
     figures = summary.get("node_figures", {})
     out: dict[str, Any] = {}
@@ -217,51 +290,35 @@ def pixels_report(run_dir: str | Path, summary: dict[str, Any], episode: int = 0
     topics = ep.topics()
     task = str(summary.get("task", ""))
     goals = ep.read("goal") if "goal" in topics else {}
-    starts = _episode_starts(np.asarray(goals.get("stamp_ns", np.zeros(0, np.int64))))
-    bounds = np.append(starts, np.iinfo(np.int64).max)
     results = list(summary.get("episode_results") or [])
+    states = ep.read("scene_state") if "scene_state" in topics else {}
+    spans = episode_spans(states, results)
 
     curves: list[tuple[np.ndarray, np.ndarray, bool]] = []
-    states = ep.read("scene_state") if "scene_state" in topics else {}
+    d = None
     if states:
         d = task_distance(task, states["ee_pos"], np.asarray(states["objects"]),
                           states["target"])
-        for k in range(len(starts)):
-            sel = np.asarray(states["episode"]) == k
+        for k, (start, _end) in spans.items():
+            # the episode's time runs from its start (the first command) to its end; the
+            # states of its reset, before the start, are not on its time axis
+            sel = (np.asarray(states["episode"]) == k) & (states["stamp_ns"] >= start)
             if sel.any():
-                t = (states["stamp_ns"][sel] - bounds[k]) / 1e9
+                t = (states["stamp_ns"][sel] - start) / 1e9
                 ok = bool(results[k]["success"]) if k < len(results) else False
                 curves.append((t, d[sel], ok))
 
     topic = f"camera/{camera}"
-    if topic in topics and episode < len(starts):
+    if topic in topics and spans:
         cams = ep.read(topic)
-        # the sim resets at the end of a tick: a later episode's goal shares its stamp
-        # with the last frame of the episode before
-        first = cams["stamp_ns"] >= bounds[episode] if episode == 0 else (
-            cams["stamp_ns"] > bounds[episode])
-        sel = np.flatnonzero(first & (cams["stamp_ns"] <= bounds[episode + 1]))
-        if sel.size:
-            stamps = cams["stamp_ns"][sel]
-            frames = [np.asarray(cams["rgb"][i]) for i in sel]
-            fps = 1e9 / float(np.median(np.diff(stamps))) if sel.size > 1 else 10.0
-            goal_img = None
-            if goals:
-                gi = int(np.searchsorted(np.asarray(goals["stamp_ns"]), bounds[episode]))
-                goal_img = np.asarray(goals["image"][min(gi, len(goals["image"]) - 1)])
-            dist = None
-            if states:
-                d_all = task_distance(task, states["ee_pos"], np.asarray(states["objects"]),
-                                      states["target"])
-                idx = np.clip(np.searchsorted(states["stamp_ns"], stamps), 0, len(d_all) - 1)
-                dist = d_all[idx]
-            captions = [
-                f"ep {episode}  t {(s - bounds[episode]) / 1e9:5.2f} s"
-                + (f"  d {100 * dist[i]:4.1f} cm" if dist is not None else "")
-                for i, s in enumerate(stamps)
-            ]
-            path = run_dir / f"episode-{episode}.mp4"
-            out["video"] = str(write_video(path, frames, goal_img, captions, fps))
+        videos = []
+        for k in sorted(spans) if episode < 0 else [episode]:
+            path = _episode_video(run_dir, k, spans, cams, states, goals, d)
+            if path is not None:
+                videos.append(str(path))
+        if videos:
+            out["video"] = videos[0]
+            out["videos"] = videos
 
     plans = ep.read("plan") if "plan" in topics else {}
     solve_ms = np.asarray(plans.get("solve_us", np.zeros(0))) / 1e3
