@@ -348,7 +348,10 @@ class SimNode(Node):
         ended = self._follow(now_ns, inbox, out) if self.cfg.follow_spec else False
         commanded = self._take_commands(now_ns, inbox)
         has_task = self.spec is not None or not self.cfg.follow_spec
-        if self.phase == "waiting" and not ended and has_task and (
+        # realtime: not before every node of the graph is up (the recorder too), so that no
+        # episode starts unrecorded or unwatched on a busy machine (docs/liveness.md)
+        graph_up = self.lockstep or self.ctx.graph_up()
+        if self.phase == "waiting" and not ended and has_task and graph_up and (
             commanded or now_ns - self.reset_ns >= int(1e9 * self.cfg.start_timeout_s)
         ):
             self.phase = "running"

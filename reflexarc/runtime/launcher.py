@@ -22,6 +22,7 @@ why not, and ``warnings`` names what degraded the run and what to change.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,15 +42,17 @@ from typing import Any
 from omegaconf import MISSING
 
 from reflexarc.runtime import bus as busmod
+from reflexarc.runtime.argkeys import argument_names
 from reflexarc.runtime.config import (
     bounded,
     check_cpu_latency,
     check_cpus,
     choice,
+    did_you_mean,
     from_mapping,
     register,
 )
-from reflexarc.runtime.errors import ConfigError, NodeError
+from reflexarc.runtime.errors import ConfigError, NodeError, ReflexarcError
 from reflexarc.runtime.limits_log import note_limits
 from reflexarc.runtime.load import background_load
 from reflexarc.runtime.node import NodeSpec, cpu_latency, node_class, spec_json
@@ -214,6 +217,8 @@ class _Proc:
     died: bool = False  # died (or was killed as hung) and not restarted
 
     stop_killed: bool = False  # killed at the end for not stopping in time
+    stacks: str = ""  # where its threads' stacks were written before it was killed
+    silent_look: float = 0.0  # when its CPU time was last read while it was silent
     exit_code: int | None = None
 
     @property
@@ -309,6 +314,16 @@ class Launcher:
 
     def _validate(self, nodes: dict[str, NodeEntry]) -> None:
         """Import every target and validate its arguments, before any process starts."""
+        # first the argument names, from the nodes' sources: a misspelled one is reported
+        # before any node module (torch, a simulator) is imported
+        for name, e in nodes.items():
+            allowed = argument_names(e.target)
+            for key in e.args if allowed is not None else ():
+                if key not in allowed:
+                    raise ConfigError(
+                        f"graph.nodes.{name}.args.{key}",
+                        f"Key {key!r} not in the arguments of {e.target}{did_you_mean(key, allowed)}",
+                    )
         owners: dict[str, str] = {}
         for name, e in nodes.items():
             try:
@@ -316,6 +331,12 @@ class Launcher:
             except NodeError as err:
                 raise ConfigError(f"graph.nodes.{name}.target", str(err)) from None
             args = from_mapping(cls.Config, e.args, prefix=f"graph.nodes.{name}.args.")
+            # the files a node reads at start, checked now (a damaged checkpoint is one line
+            # and exit 2 here, not a node dying after the others started)
+            try:
+                cls.preflight(args)
+            except ReflexarcError as err:
+                raise ConfigError(f"graph.nodes.{name}.args", str(err)) from None
             check_cpus(f"graph.nodes.{name}.cpus", e.cpus)
             # a node whose topics depend on its arguments says so with publishes_for(cfg)
             publishes_for = getattr(cls, "publishes_for", None)
@@ -476,6 +497,10 @@ class Launcher:
                 signal.signal(s, h)
             for p in self.procs.values():
                 self._close_pipe(p)
+                stacks = self.run_dir / f"{p.spec.name}.stacks.txt"
+                with contextlib.suppress(OSError):
+                    if not stacks.stat().st_size:
+                        stacks.unlink()  # no dump asked for
             busmod.cleanup_ipc(self.addresses)
         summary = self._summary()
         note_limits(summary)  # for a test session that adds up the limits (runtime/limits_log.py)
@@ -527,9 +552,12 @@ class Launcher:
                     why = self._hung(name, p, now, silent_limit)
                     if why:
                         self._event(name, why[0], why=why[1], seconds=round(now - (p.last_rec or p.started), 3))
-                        p.popen.kill()
-                        p.popen.wait()
-                        self._died(name, p, -9)
+                        self._kill(p)
+                        if p.closed:  # its work and summary were done: stuck in its exit
+                            p.finished, p.exit_code, p.stop_killed = True, -9, True
+                            self.stopping, self.reason = True, self.reason or f"{name} finished"
+                        else:
+                            self._died(name, p, -9)
                     continue
                 if rc == 0:
                     p.finished, p.exit_code = True, 0
@@ -568,9 +596,22 @@ class Launcher:
                 return "silent", f"not up {starting:.1f} s after it started ({STARTUP_STARVED} x startup_timeout_s)"
             p.slow_start = True
         if stopping:
-            if silent > self.cfg.stop_timeout_s:
-                return "silent", "did not end within stop_timeout_s of stopping"
-            return None
+            # ending by itself (its work done, or the clock's final tick): past
+            # stop_timeout_s, one still working (on a core or waiting for one, or using CPU)
+            # gets up to STOP_STARVED times it, as at the launcher's stop; one asleep does not
+            if silent <= self.cfg.stop_timeout_s:
+                return None
+            if silent > STOP_STARVED * self.cfg.stop_timeout_s:
+                return "silent", f"did not end within {STOP_STARVED} x stop_timeout_s of stopping"
+            states, cpu = os_view(p.popen.pid)  # type: ignore[union-attr]
+            working = bool(states & {"R", "D"}) or (p.silent_cpu >= 0 and cpu - p.silent_cpu >= ASLEEP_CPU_S)
+            if working or p.silent_cpu < 0:
+                p.silent_cpu, p.silent_look = cpu, now
+                p.slow_stop = p.slow_stop or working
+                return None
+            if now - p.silent_look < ASLEEP_WINDOW_S:
+                return None
+            return "silent", f"did not end within stop_timeout_s of stopping, and asleep for {ASLEEP_WINDOW_S:g} s"
         if silent <= silent_limit:
             return None
         states, cpu = os_view(p.popen.pid)  # type: ignore[union-attr]
@@ -589,6 +630,28 @@ class Launcher:
             return "silent", f"silent {silent:.1f} s (starved_timeout_s) waiting for a core"
         p.starved_s = max(p.starved_s, silent)
         return None
+
+    def _kill(self, p: _Proc) -> None:
+        """SIGKILL a node; one that came up first writes its threads' stacks to
+        ``<run_dir>/<name>.stacks.txt`` (faulthandler on SIGUSR1), which says where it hung."""
+        popen = p.popen
+        if popen is None:
+            return
+        if p.ever_up and popen.poll() is None:
+            stacks = self.run_dir / f"{p.spec.name}.stacks.txt"
+            with contextlib.suppress(OSError):
+                popen.send_signal(signal.SIGUSR1)
+                deadline, size = time.monotonic() + STACKS_WAIT_S, -1
+                while time.monotonic() < deadline and popen.poll() is None:
+                    time.sleep(0.05)
+                    now_size = stacks.stat().st_size if stacks.exists() else 0
+                    if now_size and now_size == size:
+                        break  # written in full
+                    size = now_size
+                if stacks.exists() and stacks.stat().st_size:
+                    p.stacks = str(stacks)
+        popen.kill()
+        popen.wait()
 
     def _died(self, name: str, p: _Proc, rc: int) -> None:
         self._event(name, "died", exit_code=rc)
@@ -637,8 +700,7 @@ class Launcher:
                     asleep = pid in cpu and used - cpu[pid] < ASLEEP_CPU_S and not states & {"R", "D"}
                     cpu[pid] = used
                     if now - start > STOP_STARVED * self.cfg.stop_timeout_s or asleep:
-                        p.popen.kill()  # type: ignore[union-attr]
-                        p.popen.wait()  # type: ignore[union-attr]
+                        self._kill(p)
                         p.stop_killed = True
                     else:
                         p.slow_stop = True
@@ -687,6 +749,7 @@ class Launcher:
             "clock": self.cfg.clock,
             "cpu_latency_us": self.cfg.cpu_latency_us,
             "seconds": round(time.monotonic() - self.t0, 3),
+            "loadavg_max": round(self.loadavg_max, 1),  # the largest 1-minute load seen
             "ended_by": self.reason,
             "run_dir": str(self.run_dir),
             "nodes": rows,
@@ -758,6 +821,9 @@ class Launcher:
             out.append(f"killed at stop: {', '.join(killed)} (not ended "
                        f"{STOP_STARVED}x stop_timeout_s={self.cfg.stop_timeout_s:g} after being "
                        "asked, or asleep past it): their files may be cut short")
+        stacks = [p.stacks for p in procs.values() if p.stacks]
+        if stacks:
+            out.append(f"where the killed nodes were stuck: {', '.join(stacks)}")
         if self.loadavg_max > cpus:
             out.append(f"the machine was busy ({load}): timings are not those of a quiet machine")
         return out
@@ -766,11 +832,12 @@ class Launcher:
 ASLEEP_WINDOW_S = 1.0  # a process is asleep when it used no more than ASLEEP_CPU_S in this
 ASLEEP_CPU_S = 0.005
 STOP_STARVED = 4  # a stopping node still working gets this many stop_timeout_s
+STACKS_WAIT_S = 1.0  # at most this long for a node to write its stacks before SIGKILL
 STARTUP_STARVED = 4  # a starting node still progressing gets this many startup_timeout_s
 STARTUP_ASLEEP = 5  # past startup_timeout_s, asleep this many hung_timeout_s at once is hung
 MISS_WARN_SHARE = 0.05  # a node missing more of its deadlines than this degrades the run
 
-_NODE_MAIN = "import sys; from reflexarc.runtime.node import main; sys.exit(main(sys.argv[1:]))"
+_NODE_MAIN = "import sys; from reflexarc.runtime.node import process_main; process_main(sys.argv[1:])"
 _LOOP_KEYS = {"ticks", "jitter_p50_us", "step_p50_us", "drops_by_kind", "node"}
 
 

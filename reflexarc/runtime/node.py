@@ -34,6 +34,7 @@ import abc
 import contextlib
 import ctypes
 import dataclasses
+import faulthandler
 import json
 import logging
 import os
@@ -132,6 +133,11 @@ class NodeContext:
     run_dir: str = ""
     bus: dict[str, Any] = field(default_factory=dict)  # the graph's BusConfig, as a mapping
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("reflexarc.node"))
+    # whether every other node of the graph is up (this node has heard each one's heartbeat,
+    # sent once its loop runs); set by the runtime, always True outside a launched graph.
+    # The sim starts its first episode only then: on a busy machine the recorder and the
+    # evaluator can come up a minute after the rest, and would miss it
+    graph_up: Callable[[], bool] = field(default=lambda: True, repr=False)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -159,6 +165,11 @@ class Node(abc.ABC):
     def __init__(self, ctx: NodeContext, cfg: Any) -> None:
         self.ctx = ctx
         self.cfg = cfg
+
+    @classmethod
+    def preflight(cls, cfg: Any) -> None:
+        """Check what the node will read at start (files), from its validated ``cfg``, before
+        any process of the graph starts; raise a ReflexarcError naming the file and problem."""
 
     @abc.abstractmethod
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
@@ -289,7 +300,8 @@ class Liveness:
     loop moves (docs/liveness.md).
 
     The last record's state is ``closed``: the node has stopped and written its summary;
-    ``node_state`` is the node's own ``state()`` then (``fault`` for a latched fault).
+    ``node_state`` is the node's own ``state()`` then (``fault`` for a latched fault), or,
+    when a peer's ``done`` heartbeat ended the run's work first, its state at that moment.
 
     Every ``period_s`` it writes one JSON line to the pipe the launcher made for this
     process: ``beat`` (the loop's progress counter, bumped by the loop), ``up`` (the loop
@@ -435,6 +447,9 @@ class Runtime:
         self.name = spec.name
         self.stopping = False
         self.live = liveness
+        ctx = getattr(node, "ctx", None)
+        if isinstance(ctx, NodeContext):
+            ctx.graph_up = lambda: self.ready
         cfg = from_mapping(busmod.BusConfig, spec.bus, prefix="bus.")
         self.zctx = busmod.context()
         self.security = busmod.Security(self.zctx, cfg)
@@ -463,6 +478,8 @@ class Runtime:
         self.sub_heartbeats = "heartbeat" in node.subscribes or "" in node.subscribes
         self.ready = False
         self.final_state = ""
+        self.work_ended_by = ""  # the peer whose "done" heartbeat ended the run's work
+        self.state_at_end = ""  # this node's state() when that heartbeat arrived
         self.ticks: deque[Tick] = deque()  # lockstep: ticks not yet handled
         self.held: list[tuple[str, Message, int]] = []  # lockstep: data not yet admitted
         self.sched = "other"  # the scheduling policy in force (set_scheduling)
@@ -473,9 +490,21 @@ class Runtime:
         topic, msg, recv_ns = got
         if topic == "heartbeat":
             self.heard.add(msg.node)  # type: ignore[attr-defined]
+            if msg.state == "done" and msg.node != self.name and not self.work_ended_by:  # type: ignore[attr-defined]
+                self._work_ended(msg.node)  # type: ignore[attr-defined]
             if not self.sub_heartbeats:
                 return
         self.inbox.put(topic, msg, recv_ns)
+
+    def _work_ended(self, peer: str) -> None:
+        """A peer finished its work (the sim its episodes): the run ends now. The state this
+        node reports as its end state is the one it is in now, before the silence of the
+        finished peer can move it (a controller latches a fault when the joint states stop,
+        as it must, but that is the end of the run, not a fault in it; docs/liveness.md)."""
+        self.work_ended_by = peer
+        self.state_at_end = self.node.state() if self.ready or self.stats.ticks else "starting"
+        if self.live is not None:
+            self.live.node_state = self.state_at_end
 
     def _publish(self, outputs: Outputs | None) -> None:
         if outputs is None:
@@ -528,7 +557,7 @@ class Runtime:
         self.pub.publish("heartbeat", hb)
         if live is not None:
             live.state, live.ticks = state, self.stats.ticks
-            if own:
+            if own and not self.work_ended_by:
                 live.node_state = state
 
     def _all_heard(self) -> bool:
@@ -549,6 +578,10 @@ class Runtime:
                 self._run_lockstep()
             else:
                 self._run_realtime()
+            if self.node.done():
+                # at once, before the summary and the close (slow on a busy machine): the
+                # peers learn that the work is over, not that this node fell silent
+                self.heartbeat(force=True, state="done")
         finally:
             self._shutdown()
         return 0
@@ -703,8 +736,9 @@ class Runtime:
     def _shutdown(self) -> None:
         self.final_state = "stopped"
         if self.live is not None:
-            with contextlib.suppress(Exception):  # the state the node ends in (a latched fault)
-                self.live.node_state = self.node.state()
+            if not self.work_ended_by:
+                with contextlib.suppress(Exception):  # the state the node ends in (a latched fault)
+                    self.live.node_state = self.node.state()
             self.live.state = "stopped"
         try:
             summary = self.node.summary()
@@ -742,6 +776,9 @@ class Runtime:
             "step_p99_us": s99,
             "woken_steps": self.woken,
             **({"undeclared_topics": dict(self.undeclared)} if self.undeclared else {}),
+            # its state when a peer's finish ended the work (what the run's outcome reads)
+            **({"work_ended_by": self.work_ended_by, "state_at_end": self.state_at_end}
+               if self.work_ended_by else {}),
             "spin_us": self.spin_us,
             "nice": os.getpriority(os.PRIO_PROCESS, 0),
             "sched": self.sched,
@@ -754,7 +791,8 @@ class Runtime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Process entry (the launcher runs ``from reflexarc.runtime.node import main; main([SPEC_JSON])``)."""
+    """A node process's work: build the node, run it, stop it; returns the exit status
+    (the launcher's processes run it through :func:`process_main`)."""
     argv = sys.argv[1:] if argv is None else argv
     _die_with_parent()
     spec = NodeSpec(**json.loads(argv[0]))
@@ -762,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format=f"[{spec.name}] %(levelname)s %(message)s", stream=sys.stderr
     )
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # its import notes, not the node's
+    _stacks_on_signal(spec)
     if spec.cpus:
         os.sched_setaffinity(0, spec.cpus)
     _set_nice(spec)  # first, so that every thread the node starts inherits it
@@ -785,6 +824,49 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if live is not None:
             live.close()
+
+
+def process_main(argv: list[str] | None = None) -> None:
+    """The launcher's entry for a node process: :func:`main`, then the process ends at once.
+
+    By then the node has written its summary, closed its files and sockets and sent its
+    last liveness record: what is left is the interpreter's own teardown (collecting every
+    module's objects), which on a busy machine, at ``nice 10``, took seconds of waiting for a
+    core, past ``stop_timeout_s``. So after flushing the logs and the standard streams, it
+    is skipped (``os._exit``).
+    """
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(rc)
+
+
+def _stacks_on_signal(spec: NodeSpec) -> None:
+    """On SIGUSR1, write every thread's Python stack to ``<run_dir>/<name>.stacks.txt``: the
+    launcher asks for it before it kills a node that did not stop (docs/liveness.md). The
+    file stays open to the process's end, so a hang in the interpreter's exit is caught too;
+    the launcher removes it when empty."""
+    if not spec.run_dir:
+        return
+    try:
+        f = open(Path(spec.run_dir) / f"{spec.name}.stacks.txt", "w")  # noqa: SIM115
+    except OSError:
+        return
+    faulthandler.register(signal.SIGUSR1, file=f, all_threads=True)
+    _KEEP.append(f)
+
+
+_KEEP: list[Any] = []  # the stacks file, open for faulthandler until the process ends
 
 
 def _set_nice(spec: NodeSpec) -> None:

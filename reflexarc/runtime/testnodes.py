@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +181,29 @@ class Stuck(Node):
             if self.cfg.how == "sleep":
                 time.sleep(3600)
         return ()
+
+
+class StuckInClose(Node):
+    """Done after ``after_ticks`` ticks, then stuck forever in ``close`` (asleep): a node
+    that never ends its shutdown."""
+
+    @dataclass
+    class Config:
+        after_ticks: int = bounded(10, 0, None)
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.ticks = 0
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        self.ticks += 1
+        return ()
+
+    def done(self) -> bool:
+        return self.ticks >= self.cfg.after_ticks
+
+    def close(self) -> None:
+        threading.Event().wait()
 
 
 class Faulty(Node):

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -354,6 +355,10 @@ def test_a_run_whose_node_never_comes_up_is_not_ok(run_dir: Path) -> None:
         (["run", "taks=push"], "config key 'taks': Key 'taks' not in 'RunConfig' (did you mean 'task'?)"),
         (["run", "graph=counter", "graph.nodes.source.args.nosie=1"], "(did you mean 'noise'?)"),
         (["rnu"], "unknown verb 'rnu' (did you mean 'run'?)"),
+        # read from the node's source, before torch is imported (argkeys)
+        (["run", "graph.nodes.planner.args.realtime_sampels=32"],
+         "Key 'realtime_sampels' not in the arguments of reflexarc.planner.node:PlannerNode "
+         "(did you mean 'realtime_samples'?)"),
         (["run", "graph=GRAPH", "FILE=syntax"], "GRAPH:4:4: not valid YAML"),
         (["run", "graph=GRAPH", "FILE=rate"], "'graph.nodes.a.rate_hz': Value 'fast' of type 'str' "
                                              "could not be converted to Float (in GRAPH)"),
@@ -375,3 +380,87 @@ def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path: Path, args: l
     assert res.stderr.strip().count("\n") == 0, res.stderr  # one line
     assert says.replace("GRAPH", str(graph)) in res.stderr
     assert not run.exists()
+
+
+def _plant_and_controller(tmp_path: Path, **plant: Any) -> Path:
+    """A graph of a still plant (the Panda at home) and the real 1 kHz controller, whose
+    state watchdog latches a fault after 0.1 s without a joint state."""
+    from reflexarc.robot.description import robot_description
+
+    args = {"position": list(robot_description("panda").home), **plant}
+    graph = {"nodes": {
+        "plant": {"target": "reflexarc.runtime.testnodes:Plant", "rate_hz": 1000, "args": args},
+        "controller": {"target": "reflexarc.robot.controller:ControllerNode", "rate_hz": 1000,
+                       "args": {"safety": {"state_timeout_s": 0.1}}},
+    }}
+    path = tmp_path / "plant.yaml"
+    path.write_text(json.dumps(graph))  # JSON is YAML
+    return path
+
+
+@pytest.mark.slow
+def test_the_plant_finishing_does_not_latch_a_controller_fault(tmp_path: Path) -> None:
+    """The plant ends its work and takes 1 s to shut down (a simulator closing, on a busy
+    machine): its joint states stop long before the controller is stopped, and the
+    controller latches a fault, as it must. That is the end of the run, not a fault in it."""
+    graph, out = _plant_and_controller(tmp_path, ticks=1500, close_s=1.0), tmp_path / "summary.json"
+    res = reflexarc("run", f"graph={graph}", f"run_dir={tmp_path / 'run'}", f"out={out}", timeout=240)
+    summary = json.loads(out.read_text())
+    assert res.returncode == 0 and summary["ok"] is True, (summary["reasons"], res.stderr[-2000:])
+    assert summary["ended_by"] == "plant finished"
+    ctl = json.loads((tmp_path / "run" / "controller.summary.json").read_text())
+    assert ctl["work_ended_by"] == "plant" and ctl["state_at_end"] == "holding"
+    # it did latch afterwards: the watchdog still works, its fault is just not the run's
+    assert ctl["final_mode"] == "fault" and ctl["safety_events"].get("state_timeout") == 1
+
+
+@pytest.mark.slow
+def test_joint_states_lost_mid_run_still_end_the_run_in_fault(tmp_path: Path) -> None:
+    graph, out = _plant_and_controller(tmp_path, ticks=3000, silent_after_ticks=1500), tmp_path / "summary.json"
+    res = reflexarc("run", f"graph={graph}", f"run_dir={tmp_path / 'run'}", f"out={out}", timeout=240)
+    summary = json.loads(out.read_text())
+    assert res.returncode == 1 and summary["ok"] is False
+    assert summary["reasons"] == ["controller ended in fault"], summary["reasons"]
+    ctl = json.loads((tmp_path / "run" / "controller.summary.json").read_text())
+    assert ctl["state_at_end"] == "fault"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["flipped", "truncated", "garbage"])
+def test_a_damaged_checkpoint_stops_the_run_before_any_process(tmp_path: Path, how: str) -> None:
+    import shutil
+
+    from reflexarc.policies.checkpoint import weights_path
+    from tests.policies.test_checkpoint import _damage
+
+    ck = tmp_path / "ck"
+    shutil.copytree(weights_path("push-mujoco").parent, ck)
+    _damage(ck / "model.safetensors", how)
+    run = tmp_path / "run"
+    res = reflexarc("run", f"graph.nodes.perception.args.checkpoint={ck}", f"run_dir={run}")
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    assert len(lines) == 1 and str(ck / "model.safetensors") in lines[0], lines
+    assert "graph.nodes.perception.args" in lines[0]
+    assert not (run / "pids.json").exists()  # nothing started
+
+
+def test_a_node_stuck_in_its_shutdown_is_killed_with_its_stacks_written(run_dir: Path) -> None:
+    """Its work is done, then its close never returns: at the stop it is killed once asleep
+    past stop_timeout_s, the run stays ok (its work was done), and the warnings name the
+    file holding its threads' stacks, which shows where it was stuck."""
+    out = run_dir / "summary.json"
+    res = reflexarc("run", "graph=counter", "stop_timeout_s=1",
+                    "graph.nodes.sink.target=reflexarc.runtime.testnodes:StuckInClose",
+                    "+graph.nodes.sink.args.after_ticks=150", f"run_dir={run_dir}", f"out={out}",
+                    timeout=240)
+    summary = json.loads(out.read_text())
+    assert res.returncode == 0 and summary["ok"] is True, summary["reasons"]
+    assert summary["ended_by"] == "sink finished"
+    stacks = run_dir / "sink.stacks.txt"
+    killed = [w for w in summary["warnings"] if w.startswith("killed at stop: ")]
+    assert killed and "sink" in killed[0].split(" (")[0], summary["warnings"]
+    assert any(str(stacks) in w for w in summary["warnings"]), summary["warnings"]
+    text = stacks.read_text()
+    assert "testnodes.py" in text and "in close" in text, text
+    assert not (run_dir / "source.stacks.txt").exists()  # no dump asked of the others

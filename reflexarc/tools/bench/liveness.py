@@ -48,12 +48,17 @@ def _row(out: Path, rc: int, wall: float) -> dict[str, Any]:
         "episodes": s.get("episodes"),
         "asked": ASKED,
         "success_rate": s.get("success_rate"),
+        "succeeded": sum(1 for r in s.get("episode_results") or [] if r.get("success")),
+        "frame_to_command_ms_p50": s.get("frame_to_command_ms_p50"),
+        "frame_to_command_ms_p99": s.get("frame_to_command_ms_p99"),
         "wall_s": round(wall, 1),
         "up_after_s": up[0]["after_s"] if up else None,
         "events": [f"{e['node']}:{e['event']}" for e in s.get("events", []) if e["event"] != "up"],
         "reasons": s.get("reasons", []),
         "warnings": s.get("warnings", []),
+        "loadavg_max": s.get("loadavg_max"),
         "loadavg_1m_end": round(os.getloadavg()[0], 1),
+        "controller_state_at_end": (s.get("node_figures", {}).get("controller") or {}).get("state_at_end"),
     }
 
 
