@@ -637,7 +637,8 @@ class Launcher:
         popen = p.popen
         if popen is None:
             return
-        if p.ever_up and popen.poll() is None:
+        # (not of a process the OS has stopped or that has ended: it cannot answer)
+        if p.ever_up and popen.poll() is None and not os_view(popen.pid)[0] & {"T", "t", "Z"}:
             stacks = self.run_dir / f"{p.spec.name}.stacks.txt"
             with contextlib.suppress(OSError):
                 popen.send_signal(signal.SIGUSR1)

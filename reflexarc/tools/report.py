@@ -97,6 +97,8 @@ def _episode_video(run_dir: Path, k: int, spans: dict[int, tuple[int, int]],
     ticks = start + period_ns * np.arange(max(1, round((end - start) / period_ns)))
     ticks[-1] = max(ticks[-1], end)
     pick = np.searchsorted(stamps[mine], ticks, side="right") - 1  # the newest frame by then
+    # within a period before the first recorded frame, that frame (the camera's phase)
+    pick[(pick < 0) & (ticks > first - period_ns)] = 0
     frames, captions = [], []
     blank = np.zeros_like(np.asarray(cams["rgb"][mine[0]]))
     for t, j in zip(ticks, pick, strict=True):
