@@ -404,6 +404,9 @@ class Launcher:
             if not isinstance(rec, dict):
                 continue
             p.rec, p.last_rec, p.silent_cpu = rec, now, -1.0
+            if rec.get("done") and not self.stopping:  # its work is finished: the run ends
+                self._event(p.spec.name, "finished")
+                self.stopping, self.reason = True, self.reason or f"{p.spec.name} finished"
             if rec.get("node_state"):
                 p.last_state = str(rec["node_state"])
             if rec.get("up"):
@@ -561,7 +564,8 @@ class Launcher:
                     continue
                 if rc == 0:
                     p.finished, p.exit_code = True, 0
-                    self._event(name, "finished")
+                    if not (p.rec or {}).get("done"):  # else said when it reported done
+                        self._event(name, "finished")
                     self.stopping, self.reason = True, self.reason or f"{name} finished"
                 else:
                     self._died(name, p, rc)

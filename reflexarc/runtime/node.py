@@ -328,6 +328,7 @@ class Liveness:
         self.up = False
         self.state = "starting"
         self.node_state = ""  # the node's own state() at its latest heartbeat, and at its stop
+        self.done = False  # the node finished its work (the launcher ends the run)
         self.ticks = 0
         self.stall_s = 0.0
         self._tid = threading.get_native_id()  # the loop runs on the thread that made us
@@ -371,7 +372,7 @@ class Liveness:
     def send(self) -> bool:
         """Write one record; False when the launcher is gone."""
         rec = {"beat": self.beat, "up": self.up, "state": self.state, "ticks": self.ticks,
-               "stall_s": round(self.stall_s, 3), "node_state": self.node_state}
+               "stall_s": round(self.stall_s, 3), "node_state": self.node_state, "done": self.done}
         try:
             os.write(self.fd, json.dumps(rec).encode() + b"\n")
         except BlockingIOError:  # the launcher is not reading (itself starved): skip one
@@ -580,8 +581,12 @@ class Runtime:
                 self._run_realtime()
             if self.node.done():
                 # at once, before the summary and the close (slow on a busy machine): the
-                # peers learn that the work is over, not that this node fell silent
+                # peers learn that the work is over, not that this node fell silent, and the
+                # launcher that the run ends (it does not wait for this process to exit)
                 self.heartbeat(force=True, state="done")
+                if self.live is not None:
+                    self.live.done = True
+                    self.live.send()
         finally:
             self._shutdown()
         return 0

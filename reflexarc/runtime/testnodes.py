@@ -46,7 +46,7 @@ class Source(Node):
 
 class Plant(Node):
     """A plant that holds still: publishes the JointState ``position`` every tick, for
-    ``ticks`` ticks, then is done. ``silent_after_ticks`` (> 0) stops its states earlier
+    ``ticks`` ticks once every node of the graph is up, then is done. ``silent_after_ticks`` (> 0) stops its states earlier
     while it keeps running (a state stream lost mid-run); ``close_s`` makes its shutdown
     that slow (a simulator closing its renderer on a busy machine)."""
 
@@ -65,7 +65,8 @@ class Plant(Node):
         self.n = 0
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
-        self.n += 1
+        if self.ctx.graph_up():  # its ticks count once every node is up, as a sim's episodes
+            self.n += 1
         if self.cfg.silent_after_ticks and self.n > self.cfg.silent_after_ticks:
             return ()
         zeros = np.zeros_like(self.q)
