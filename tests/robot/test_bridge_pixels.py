@@ -1,7 +1,7 @@
 """The bridge in the pixel loop, with an in-process driver: camera frames published the tick
 they arrive with their capture stamps and depth, frame-to-command timed from the capture
 stamp of the frame a command was planned from, the graph's one-float gripper as grasps
-with width and force; and the shipped graph=bridge as the same pixel loop as graph=senses."""
+with width and force; and the shipped graph=bridge as the default pixel loop (graph=pixels)."""
 
 from __future__ import annotations
 
@@ -137,18 +137,19 @@ def test_the_graphs_gripper_becomes_grasps_with_width_and_force() -> None:
         BridgeNode.Config(acknowledge=False, grasp=GraspArgs(close_below=0.6)).validate()
 
 
-def test_graph_bridge_is_the_senses_pixel_loop_behind_the_bridge() -> None:
+def test_graph_bridge_is_the_pixels_loop_behind_the_bridge() -> None:
     import reflexarc.runtime.launcher  # noqa: F401  (the run config's schema)
     from reflexarc.runtime import config
 
-    nodes = {}
-    for graph in ("bridge", "senses"):
-        cfg = config.load("run", [f"graph={graph}"], check=False)
-        nodes[graph] = {n: e.target for n, e in cfg.graph.nodes.items() if e.enabled}
-    bridge, senses = nodes["bridge"], nodes["senses"]
-    assert "sim" not in bridge and bridge["bridge"] == "reflexarc.robot.bridge:BridgeNode"
-    for role in ("perception", "planner", "controller"):  # the same nodes as the sim's loop
-        assert bridge[role] == senses[role]
+    graphs = {g: config.load("run", [f"graph={g}"], check=False).graph.nodes
+              for g in ("bridge", "pixels")}
+    bridge, pixels = graphs["bridge"], graphs["pixels"]
+    assert "sim" not in bridge and bridge["bridge"].target == "reflexarc.robot.bridge:BridgeNode"
+    for role in ("perception", "planner", "controller"):  # the default pixel loop's nodes
+        assert bridge[role].target == pixels[role].target
+    for key, value in pixels["planner"].args.items():  # and its planner, as it is set up there
+        assert bridge["planner"].args[key] == value, key
+    assert bridge["perception"].args["checkpoint"] == pixels["perception"].args["checkpoint"]
     assert check_graph("bridge") == []  # and nothing privileged in it
 
 
