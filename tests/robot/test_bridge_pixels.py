@@ -158,8 +158,12 @@ def test_the_pixel_loop_picks_and_places_a_block_on_the_pretend_arm(tmp_path: Pa
     """reflexarc run graph=bridge instruction=...: perception, instruct, planner and controller
     through the bridge to the pretend arm, which says at the end where the blocks went."""
     out = tmp_path / "summary.json"
+    # the controller's state timeout as the launcher's plant tests have it on a starved
+    # machine (1.5 s): the arm holds itself 10 ms after commands stop, and the bridge stops
+    # it after 50 ms of silence; the shipped graph keeps 0.5 s
     r = reflexarc("run", "graph=bridge", "instruction=put the red block on the left",
-                  "duration_s=35", f"run_dir={tmp_path / 'run'}", f"out={out}", timeout=300)
+                  "duration_s=35", "graph.nodes.controller.args.safety.state_timeout_s=1.5",
+                  f"run_dir={tmp_path / 'run'}", f"out={out}", timeout=300)
     summary = json.loads(out.read_text())
     assert summary["ended_by"] == "duration reached", r.stdout[-3000:] + r.stderr[-3000:]
     if not summary["ok"]:
