@@ -629,9 +629,9 @@ class SimNode(Node):
                 self.stale_actions += 1  # computed from the previous episode's state
                 continue
             ee, _ = self.scene.ee_pose()
-            q_now, _ = self.tracker.setpoint(self.ramp_k / self.ramp_steps)
+            q_now, v_now = self.tracker.setpoint(self.ramp_k / self.ramp_steps)
             try:
-                self.tracker.act(msg.action, ee, q_from=q_now)
+                self.tracker.act(msg.action, ee, q_from=q_now, v_from=v_now)
             except SceneError as e:
                 self._reject("ee_action", e)
                 continue
