@@ -297,6 +297,7 @@ class LearnerNode(Node):
         self.last_loss: Tensor | None = None
         self.published = 0
         self.file_transitions = 0  # linked frame pairs added from episode files
+        self.wrong_size_actions = 0  # actions not of the model's size: dropped, counted
         self.train_s = 0.0  # time inside training updates
         self.t0 = time.monotonic()
         self.threaded = cfg.train_in == "thread" or (cfg.train_in == "auto" and ctx.clock != "lockstep")
@@ -344,8 +345,13 @@ class LearnerNode(Node):
         return sum(st.buffer.added for st in self.streams.values())
 
     def _ingest_stream(self, inbox: Inbox) -> None:
+        # a model of the Panda's hand learns from ee_action; a model of an env's own actions
+        # (action_scales from its data) from joint_command.effort. In the Panda's graphs
+        # joint_command carries the controller's joint torques, which are not its actions.
+        own_actions = bool(self.model.cfg.action_scales)
+        ee, joint = inbox.new("ee_action"), inbox.new("joint_command")
         self._ingest(self.streams["local"], inbox.new(f"camera/{self.cfg.camera}"),
-                     [*inbox.new("ee_action"), *inbox.new("joint_command")])
+                     list(joint) if own_actions else list(ee))
 
     def _ingest_sources(self) -> None:
         cam = f"camera/{self.cfg.camera}"
@@ -357,8 +363,11 @@ class LearnerNode(Node):
     def _ingest(self, st: StreamState, frames: list[Any], actions: list[Any]) -> None:
         """Frames and actions of one stream into its ring, linked by their stamps."""
         for msg in actions:  # EEAction.action, or an env's own action in JointCommand.effort
-            a = msg.action if hasattr(msg, "action") else msg.effort
-            st.pending_actions.append((msg.stamp_ns, np.asarray(a, np.float32).reshape(-1)))
+            a = np.asarray(msg.action if hasattr(msg, "action") else msg.effort, np.float32)
+            if a.size != st.buffer.actions.shape[1]:
+                self.wrong_size_actions += 1
+                continue
+            st.pending_actions.append((msg.stamp_ns, a.reshape(-1)))
         for img in sorted(frames, key=lambda m: m.stamp_ns):
             rgb = np.asarray(img.rgb)
             buf = st.buffer
@@ -522,6 +531,7 @@ class LearnerNode(Node):
         self._stop_trainer()
         return {"updates": self.updates, "version": self.version, "published": self.published,
                 "frames": self.frames_added, "transitions": self.transitions,
+                "wrong_size_actions": self.wrong_size_actions,
                 "stream_frames": {n: st.buffer.added for n, st in self.streams.items()},
                 "experience_s": round(self.stream_ns / 1e9, 2),
                 "episodes": len(self.seen_episodes), "train_s": round(self.train_s, 2),

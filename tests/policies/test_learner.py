@@ -70,6 +70,32 @@ def test_learner_aligns_stream_frames_and_actions(tmp_path: Path) -> None:
     assert buf.window_starts(3).tolist() == [0, 1]
 
 
+def test_a_hand_model_ignores_the_controllers_joint_torques(tmp_path: Path) -> None:
+    """In the Panda's pixels graphs joint_command carries the controller's 7 joint torques:
+    a model of the hand's 4-value actions learns from ee_action and leaves those alone."""
+    from reflexarc.runtime.msgs import JointCommand
+
+    cfg = LearnerConfig(model=TINY, out_dir=str(tmp_path / "live"), min_windows=10**6,
+                        train_in="step")
+    node = LearnerNode(NodeContext(name="learner", rate_hz=1.0, clock="lockstep"), cfg)
+    inbox = Inbox()
+    for j in range(3):
+        inbox.put("camera/front", Image(stamp_ns=j * 100, camera="front",
+                                        rgb=np.full((32, 32, 3), j, np.uint8),
+                                        depth=np.zeros((0, 0), np.float32)), 0)
+        inbox.put("joint_command", JointCommand(stamp_ns=j * 100 + 10, effort=np.ones(7),
+                                                position=np.zeros(7), velocity=np.zeros(7)), 0)
+        inbox.put("ee_action", EEAction(stamp_ns=j * 100 + 20,
+                                        action=np.array([0.01, 0, 0, 1], np.float32)), 0)
+    try:
+        node.step(0, inbox)
+    finally:
+        node.close()
+    assert node.buffer.size == 3 and node.transitions == 2
+    torch.testing.assert_close(node.buffer.actions[0], torch.tensor([0.01, 0.0, 0.0, 1.0]))
+    assert node.summary()["wrong_size_actions"] == 0
+
+
 def test_replay_ring_never_crosses_the_write_pointer() -> None:
     buf = ReplayBuffer(capacity=6, image_size=4)
     frame = np.zeros((4, 4, 3), np.uint8)
