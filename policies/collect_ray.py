@@ -94,7 +94,10 @@ def init_ray(cfg: CollectConfig) -> bool:
     rc = cfg.ray
     if rc.address == "local":
         kw: dict[str, Any] = {"num_cpus": rc.num_cpus} if rc.num_cpus else {}
-        ray.init(include_dashboard=False, log_to_driver=False, **kw)
+        # "local" starts an instance of our own even where a cluster was started on this
+        # machine before (ray.init() with no address would join the one named in
+        # /tmp/ray/ray_current_cluster, and refuse num_cpus there)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, **kw)
     else:
         _check_reachable(rc.address)
         try:

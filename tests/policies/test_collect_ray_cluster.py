@@ -89,6 +89,10 @@ def ray_cluster() -> Iterator[tuple[str, dict[str, str]]]:
         ray.shutdown()
     port = free_port()
     temp = tempfile.mkdtemp(prefix="rxray-", dir="/tmp")
+    # `ray start` names its cluster in /tmp/ray/ray_current_cluster, where a later
+    # ray.init() without an address would look for it: put back what was there
+    current = Path("/tmp/ray/ray_current_cluster")
+    before = current.read_bytes() if current.exists() else None
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     head = subprocess.Popen(
         [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
@@ -104,6 +108,10 @@ def ray_cluster() -> Iterator[tuple[str, dict[str, str]]]:
         stop_processes(lambda: [p for p in [head.pid] if head.poll() is None]
                        + processes_mentioning(temp))
         shutil.rmtree(temp, ignore_errors=True)
+        if before is None:
+            current.unlink(missing_ok=True)
+        else:
+            current.write_bytes(before)
         assert not processes_mentioning(temp), "Ray processes outlived the test's cluster"
 
 

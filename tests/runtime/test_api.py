@@ -38,7 +38,7 @@ def test_run_a_graph_built_in_python_returns_typed_figures(tmp_path: Path) -> No
     assert set(result.nodes) == {"source", "echo", "recorder", "clock"}
     echo = result.nodes["echo"]
     assert echo.target_hz == 200.0 and echo.drops == 0 and echo.restarts == 0
-    assert all(n.exit_code == 0 for n in result.nodes.values())
+    assert all(n.exit_code == 0 for n in result.nodes.values()), {k: n.exit_code for k, n in result.nodes.items()}
     # lockstep: the echo sees each state one tick (5 ms at 200 Hz) after it was made
     assert result.latencies_ms["echo.echo_latency_p50_ms"] == pytest.approx(5.0)
     assert result.episode_dir == tmp_path / "r" / "episode"

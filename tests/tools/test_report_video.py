@@ -25,7 +25,7 @@ def test_every_episode_has_a_video_as_long_as_it_from_its_start(tmp_path: Path) 
         "sim": {"target": "reflexarc.sim.node:SimNode", "rate_hz": 500, "args": {
             "task": "reach", "episodes": 2, "episode_s": 1.5, "start_timeout_s": 0.3,
             "camera_hz": CAMERA_HZ, "state_hz": 20, "frame_state": True, "goal_images": False,
-            "subgoals": False, "command": "joint"}},
+            "command": "joint"}},
         "recorder": {"target": "reflexarc.runtime.recorder:Recorder", "rate_hz": 50},
     }}
     (tmp_path / "g.yaml").write_text(json.dumps(graph))
