@@ -14,13 +14,13 @@ Camera frames are off (they do not change the physics or the expert's privileged
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from reflexarc.robot.controller import ControllerNode
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError
-from reflexarc.runtime.node import Inbox, Node, NodeContext
+from reflexarc.runtime.inprocess import Slot, step_nodes
+from reflexarc.runtime.node import NodeContext
 from reflexarc.sim.node import EpisodeResult, SimNode
 from reflexarc.sim.policy_node import PolicyNode
 
@@ -33,23 +33,6 @@ class ControlRun(NamedTuple):
 
     results: list[EpisodeResult]
     summaries: dict[str, dict[str, Any]]  # node name -> its summary()
-
-
-@dataclass
-class _Slot:
-    node: Node
-    every: int  # ticks between its steps
-    subscribes: dict[str, str]
-    inbox: Inbox
-
-
-def _subscribes(node: Node) -> dict[str, str]:
-    of = getattr(type(node), "subscribes_for", None)
-    return dict(of(node.cfg)) if of is not None else dict(type(node).subscribes)
-
-
-def _wants(subscribes: dict[str, str], topic: str) -> bool:
-    return topic in subscribes or any(k.endswith("/") and topic.startswith(k) for k in subscribes)
 
 
 def control_episodes(
@@ -88,33 +71,17 @@ def control_episodes(
         "camera_hz": 0, "goal_images": False,
     })
     sim = SimNode(ctx("sim", float(rate)), sim_cfg)
-    slots = [_Slot(sim, 1, _subscribes(sim), Inbox())]
+    slots = [Slot(sim, 1)]
     try:
         if control:
             ctrl = ControllerNode(ctx("controller", 1000.0),
                                   from_mapping(ControllerNode.Config, {"robot": robot}))
-            slots.append(_Slot(ctrl, 1, _subscribes(ctrl), Inbox()))
+            slots.append(Slot(ctrl, 1))
         expert = PolicyNode(ctx("expert", 10.0), from_mapping(PolicyNode.Config, {
             "task": task, "policy": "expert", "output": "plan" if control else "ee_action"}))
-        slots.append(_Slot(expert, rate // 10, _subscribes(expert), Inbox()))
+        slots.append(Slot(expert, rate // 10))
         limit_s = max_sim_s if max_sim_s is not None else episodes * (sim.episode_ns / 1e9 + 10.0)
-        pending: list[tuple[str, Any]] = []
-        seqs: dict[str, int] = {}  # the runtime numbers every topic's messages (the bus does)
-        k = 0
-        while not sim.done() and k * tick_ns < limit_s * 1e9:
-            now = k * tick_ns
-            for topic, msg in pending:  # last tick's messages arrive now
-                seqs[topic] = seq = seqs.get(topic, -1) + 1
-                object.__setattr__(msg, "seq", seq)  # as the bus's publisher does
-                for slot in slots:
-                    if _wants(slot.subscribes, topic):
-                        slot.inbox.put(topic, msg, now)
-            pending = []
-            for slot in slots:
-                if k % slot.every == 0:
-                    pending.extend(slot.node.step(now, slot.inbox))
-                    slot.inbox.clear_new()
-            k += 1
+        step_nodes(slots, tick_ns, sim.done, limit_s * 1e9)
         return ControlRun(list(sim.results),
                           {slot.node.ctx.name: slot.node.summary() for slot in slots})
     finally:

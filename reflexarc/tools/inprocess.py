@@ -21,31 +21,14 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError
-from reflexarc.runtime.node import Inbox, Node, NodeContext, node_class
+from reflexarc.runtime.inprocess import Slot, step_nodes
+from reflexarc.runtime.node import Node, NodeContext, node_class
 
 TICK_NS = 1_000_000  # the lockstep clock: 1 kHz
-
-
-@dataclass
-class _Slot:
-    node: Node
-    every: int  # ticks between its steps
-    subscribes: dict[str, str]
-    inbox: Inbox
-
-
-def _subscribes(node: Node) -> dict[str, str]:
-    of = getattr(type(node), "subscribes_for", None)
-    return dict(of(node.cfg)) if of is not None else dict(type(node).subscribes)
-
-
-def _wants(subscribes: dict[str, str], topic: str) -> bool:
-    return topic in subscribes or any(k.endswith("/") and topic.startswith(k) for k in subscribes)
 
 
 def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
@@ -58,7 +41,7 @@ def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
     from reflexarc.runtime import config
 
     cfg = config.load("run", overrides)
-    slots: list[_Slot] = []
+    slots: list[Slot] = []
     sim: Node | None = None
     try:
         for name, e in cfg.graph.nodes.items():
@@ -74,7 +57,7 @@ def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
             ctx = NodeContext(name=name, rate_hz=e.rate_hz, seed=cfg.seed, clock="lockstep",
                               log=logging.getLogger(f"reflexarc.{name}"))
             node = cls(ctx, node_cfg)
-            slots.append(_Slot(node, round(every), _subscribes(node), Inbox()))
+            slots.append(Slot(node, round(every)))
             if name == "sim":
                 sim = node
         if sim is None:
@@ -82,24 +65,8 @@ def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
         episode_s = getattr(sim, "episode_ns", 0) / 1e9
         episodes = max(1, int(getattr(sim.cfg, "episodes", 1)))
         limit_s = max_sim_s if max_sim_s is not None else episodes * (episode_s + 10.0)
-        pending: list[tuple[str, Any]] = []
-        seqs: dict[str, int] = {}  # the runtime numbers every topic's messages (the bus does)
-        k = 0
         t0 = time.monotonic()
-        while not sim.done() and k * TICK_NS < limit_s * 1e9:
-            now = k * TICK_NS
-            for topic, msg in pending:  # last tick's messages arrive now
-                seqs[topic] = seq = seqs.get(topic, -1) + 1
-                object.__setattr__(msg, "seq", seq)  # as the bus's publisher does
-                for slot in slots:
-                    if _wants(slot.subscribes, topic):
-                        slot.inbox.put(topic, msg, now)
-            pending = []
-            for slot in slots:
-                if k % slot.every == 0:
-                    pending.extend(slot.node.step(now, slot.inbox))
-                    slot.inbox.clear_new()
-            k += 1
+        k = step_nodes(slots, TICK_NS, sim.done, limit_s * 1e9)
         summaries = {s.node.ctx.name: s.node.summary() for s in slots}
         run = dict(summaries.get("sim", {}).get("run", {}))
         return {**run, "simulated_s": k * TICK_NS / 1e9, "wall_s": time.monotonic() - t0,
