@@ -7,7 +7,6 @@ object with 20 N holds it, and the arm lifts it off the table."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,33 +18,18 @@ from reflexarc.robot.bridge import BridgeConfig, BridgeNode
 from reflexarc.robot.kinematics import ArmKinematics
 from reflexarc.robot.panda import PANDA
 from reflexarc.runtime.msgs import GripperCommand, JointCommand
-from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.runtime.node import NodeContext
 from reflexarc.sim.pretend_arm import PretendDriver
+from tests.robot.bridge_run import BridgeRun
 
 OPERATOR = Operator.generate()
 HOME = np.asarray(PANDA.home, dtype=float)
 
 
-class _Run:
-    """Steps a bridge in real time at about 1 kHz, collecting what it publishes."""
-
+class _Run(BridgeRun):
     def __init__(self, node: BridgeNode) -> None:
-        self.node, self.inbox, self.seq = node, Inbox(), 0
-        self.out: list[tuple[str, Any]] = []
-
-    def put(self, topic: str, msg: Any) -> None:
-        self.inbox.put(topic, msg, time.monotonic_ns())
-
-    def until(self, done: Any, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            assert time.monotonic() < deadline, f"timed out; phase {self.node.phase}"
-            self.out += list(self.node.step(time.monotonic_ns(), self.inbox))
-            self.inbox.clear_new()
-            time.sleep(0.0005)
-
-    def last(self, topic: str) -> Any:
-        return next(m for t, m in reversed(self.out) if t == topic)
+        super().__init__(node)
+        self.seq = 0
 
     def go(self, q_to: np.ndarray, seconds: float) -> None:
         """Position commands on a straight line in joint space to ``q_to``, then hold there."""
@@ -76,14 +60,14 @@ def test_pretend_arm_homes_waits_for_the_go_and_grasps_a_block_it_sees() -> None
     try:
         # homing: the gripper found its range at connect; the arm waits for the go
         assert node.calibration["gripper_max_width_m"] == pytest.approx(0.08, abs=0.002)
-        run.until(lambda: any(t == "joint_state" for t, _ in run.out), 30)
+        run.until(lambda: any(t == "joint_state" for _, t, _ in run.out), 30)
         assert node.phase == "acknowledge"
         run.put("estop", OPERATOR.release())
         run.until(lambda: node.phase == "running", 30)
         np.testing.assert_allclose(run.last("joint_state").position, HOME, atol=cfg.start_tolerance)
         # the block, as perception sees it in a frame the bridge published (capture stamp, depth)
         n0 = len(run.out)
-        run.until(lambda: any(t == "camera/front" for t, _ in run.out[n0:]), 5)
+        run.until(lambda: any(t == "camera/front" for _, t, _ in run.out[n0:]), 5)
         frame = run.last("camera/front")
         assert frame.depth.shape == frame.rgb.shape[:2]
         detector = ObjectDetector(CameraCalibration.load("sim-front-mujoco"))

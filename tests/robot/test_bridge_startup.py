@@ -5,7 +5,6 @@ and force, and camera frames stamped when they were captured."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from reflexarc.robot.authority import Operator
 from reflexarc.robot.bridge import BridgeConfig, BridgeNode
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import EStop, GripperCommand, JointCommand
-from reflexarc.runtime.node import Inbox, NodeContext
+from reflexarc.runtime.node import NodeContext
 from reflexarc.sim.pretend_arm import PretendDriver
+from tests.robot.bridge_run import BridgeRun as _Run
 
 OPERATOR = Operator.generate()
 
@@ -27,38 +27,6 @@ def test_acknowledgement_is_on_by_default_and_needs_the_operator_key() -> None:
     BridgeConfig(operator_key=OPERATOR.public_hex()).validate()
     with pytest.raises(ConfigError, match="start_position.*2 values for 7 joints"):
         BridgeConfig(acknowledge=False, start_position=[0.0, 1.0]).validate()
-
-
-class _Run:
-    """Steps a bridge in real time at about 1 kHz, collecting what it publishes."""
-
-    def __init__(self, node: BridgeNode) -> None:
-        self.node, self.inbox = node, Inbox()
-        self.out: list[tuple[int, str, Any]] = []
-
-    def put(self, topic: str, msg: Any) -> None:
-        self.inbox.put(topic, msg, time.monotonic_ns())
-
-    def until(self, done: Any, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            assert time.monotonic() < deadline, f"timed out; phase {self.node.phase}"
-            published = self.node.step(time.monotonic_ns(), self.inbox)
-            now = time.monotonic_ns()  # when what the step returned was ready
-            self.out += [(now, t, m) for t, m in published]
-            self.inbox.clear_new()
-            time.sleep(0.0005)
-
-    def settled_gripper(self, timeout_s: float) -> Any:
-        """The gripper's state once it moved after the last command and came to rest."""
-        start = len(self.out)
-        self.until(lambda: any(t == "gripper_state" and m.moving for _, t, m in self.out[start:]),
-                   timeout_s)
-        self.until(lambda: not self.last("gripper_state").moving, timeout_s)
-        return self.last("gripper_state")
-
-    def last(self, topic: str) -> Any:
-        return next(m for _, t, m in reversed(self.out) if t == topic)
 
 
 @pytest.mark.slow
