@@ -292,15 +292,18 @@ def allowed_values(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
-def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = True) -> Any:
+def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = True,
+         hints: bool = True) -> Any:
     """Compose ``configs/<name>.yaml`` with ``overrides`` into validated dataclass objects.
 
-    ``check=False`` skips validation (to show a config that is not complete yet).
+    ``check=False`` skips validation (to show a config that is not complete yet);
+    ``hints=False`` leaves the "did you mean" out of errors (it composes the config again).
     ``+graph.nodes.NAME={target:...,rate_hz:...}`` (or ``+graph.nodes.NAME.KEY=...``) adds
     a node: merged after the other overrides, since hydra cannot add an entry to a typed
     dict of dataclasses.
     """
-    overrides, additions = _split_additions(list(overrides))
+    given = list(overrides)
+    overrides, additions = _split_additions(given)
     overrides, graph_file = _graph_file(overrides)
     if graph_file is not None:
         try:  # a syntax error names the user's file, not the copy hydra reads
@@ -326,14 +329,15 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
             cfg = OmegaConf.merge(cfg, *additions)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise ConfigError(_key_of(e), _reason(e) + _hint(name, e)) from None
+        raise ConfigError(_key_of(e), _reason(e) + _hint(name, e, given, hints)) from None
     except yaml.YAMLError as e:
         raise _yaml_error(getattr(getattr(e, "problem_mark", None), "name", name), e) from None
     except HydraException as e:
         cause = _omegaconf_cause(e)
         if cause is not None:  # the key and the reason, not hydra's "while composing config:"
             where = f" (in {graph_file})" if graph_file is not None else ""
-            raise ConfigError(_key_of(cause), _reason(cause) + _hint(name, cause) + where) from None
+            hint = _hint(name, cause, given, hints)
+            raise ConfigError(_key_of(cause), _reason(cause) + hint + where) from None
         text = str(e)
         key = "?"
         for override in overrides:
@@ -343,7 +347,7 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
         reason = _reason(e)
         if e.__cause__ is not None:
             reason = f"{reason}: {_reason(e.__cause__)}"
-        raise ConfigError(key, reason + _hint(name, e, key)) from None
+        raise ConfigError(key, reason + _hint(name, e, given, hints, key)) from None
     if graph_file is not None:
         _resolve_graph_paths(obj.graph, graph_file.parent)
     if check:
@@ -351,8 +355,14 @@ def load(name: str, overrides: list[str] | tuple[str, ...] = (), check: bool = T
     return obj
 
 
-def _hint(name: str, e: BaseException, key: str = "") -> str:
-    """A "did you mean" for an unknown key of config ``name``: the closest of its keys."""
+def _hint(name: str, e: BaseException, given: list[str], hints: bool, key: str = "") -> str:
+    """A "did you mean" for an unknown key of config ``name``: the closest of the keys of
+    the config the user composed (``graph=counter`` suggests the counter graph's keys, not
+    the default graph's). That config is composed again from the overrides that select
+    (``graph=...``, ``task=...``: no dot in the key), without the one that failed; if even
+    those do not compose, from none."""
+    if not hints:
+        return ""
     text = str(e)
     m = _UNKNOWN_KEY.search(text) or re.search(r"Could not override '([^']+)'", text)
     if m is None:
@@ -361,11 +371,15 @@ def _hint(name: str, e: BaseException, key: str = "") -> str:
     full = getattr(e, "full_key", None)
     if full:
         wrong = str(full)
-    try:
-        keys = _keys(load(name, check=False))
-    except ConfigError:
-        return ""
-    return did_you_mean(wrong, keys)
+    selecting = [o for o in given if "=" in o and "." not in o.split("=", 1)[0]
+                 and o.split("=", 1)[0].lstrip("+~") != wrong]
+    for base in (selecting, []) if selecting else ([],):
+        try:
+            keys = _keys(load(name, base, check=False, hints=False))
+        except ConfigError:
+            continue
+        return did_you_mean(wrong, keys)
+    return ""
 
 
 #: the name a graph file (``graph=path/to/graph.yaml``) composes under

@@ -355,6 +355,12 @@ def test_a_run_whose_node_never_comes_up_is_not_ok(run_dir: Path) -> None:
         (["run", "taks=push"], "config key 'taks': Key 'taks' not in 'RunConfig' (did you mean 'task'?)"),
         (["run", "graph=counter", "graph.nodes.source.args.nosie=1"], "(did you mean 'noise'?)"),
         (["rnu"], "unknown verb 'rnu' (did you mean 'run'?)"),
+        # suggested from the keys of the graph the user chose, not the default graph's
+        (["run", "graph=counter", "graph.nodes.source.rate_hx=3"],
+         "(did you mean 'graph.nodes.source.rate_hz'?)"),
+        (["run", "graph=counter", "graph.nodes.sourc.rate_hz=3"], "(did you mean 'graph.nodes.source'?)"),
+        (["run", "graph=GRAPH", "FILE=ok", "graph.nodes.a.rate_hx=3"],
+         "(did you mean 'graph.nodes.a.rate_hz'?)"),
         # read from the node's source, before torch is imported (argkeys)
         (["run", "graph.nodes.planner.args.realtime_sampels=32"],
          "Key 'realtime_sampels' not in the arguments of reflexarc.planner.node:PlannerNode "
@@ -369,6 +375,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path: Path, args: l
     bodies = {
         "syntax": "nodes:\n  a:\n    target: x\n   rate_hz: [\n",
         "rate": "nodes:\n  a:\n    target: reflexarc.runtime.testnodes:Sink\n    rate_hz: fast\n",
+        "ok": "nodes:\n  a:\n    target: reflexarc.runtime.testnodes:Sink\n    rate_hz: 50\n",
     }
     for a in args:
         if a.startswith("FILE="):
