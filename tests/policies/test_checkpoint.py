@@ -154,3 +154,20 @@ def test_the_shipped_checkpoints_are_whole() -> None:
     for name in ("push-mujoco", "push-pybullet"):
         _, meta = verify_checkpoint(name)
         assert meta["version"] == "1" and len(meta["weights_sha256"]) == 64
+
+
+def test_the_checkpoint_tool_runs_as_a_module_with_a_clean_stderr(tmp_path: Path) -> None:
+    """``python -m reflexarc.policies.checkpoint``: the package does not import the module
+    before runpy runs it (no RuntimeWarning), and a damaged file is one line and exit 2."""
+    import subprocess
+    import sys
+
+    tool = [sys.executable, "-W", "error::RuntimeWarning", "-m", "reflexarc.policies.checkpoint"]
+    res = subprocess.run([*tool, "--verify", "push-mujoco"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert ": ok, version 1, weights_sha256 " in res.stdout
+    info = save_checkpoint(tmp_path / "ck", tiny(), version=1)
+    _damage(info.path, "truncated")
+    res = subprocess.run([*tool, "--verify", str(info.path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "RuntimeWarning" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and str(info.path) in res.stderr, res.stderr
