@@ -84,6 +84,12 @@ __all__ = [  # the plan and rotation helpers the controller is made of, importab
 ]
 
 
+_clock = time.perf_counter_ns
+
+# the parts of a tick the profile times (Config.profile), in order
+PARTS = ("state", "mode", "sample", "mujoco", "kernel", "command")
+
+
 class ControllerError(ReflexarcError):
     """The controller was given something it cannot use (a bad model, a bad message)."""
 
@@ -211,6 +217,10 @@ class ControllerNode(Node):
         # the tick's arithmetic: numba (compiled, cached on disk), numpy (the reference), or
         # auto (numba where installed); both give the same commands
         kernel: str = choice("auto", "auto", "numba", "numpy")
+        # time each part of the tick (summary ``step_parts``: p50/p99 in us of taking the
+        # state, the plans and the mode, sampling the plan, MuJoCo, the kernel, the
+        # command); off by default: the clock reads cost a few microseconds a tick
+        profile: bool = False
         safety: SafetyConfig = field(default_factory=SafetyConfig)
 
         def validate(self) -> None:
@@ -308,6 +318,11 @@ class ControllerNode(Node):
         self.state_age_ms = Ring(1 << 17)
         self.compute_us = Ring(1 << 17)  # every tick's step()
         self.compute_track_us = Ring(1 << 17)  # the ticks that tracked a setpoint (the kernel's)
+        # profile: the clock at the end of each part of a tracking tick (PARTS), and their
+        # durations, one row per tick
+        self._marks: list[int] | None = [0] * (len(PARTS) + 1) if cfg.profile else None
+        self._parts = np.zeros((1 << 16, len(PARTS)))
+        self._parts_n = 0
         self.state_jumps = 0
         self.mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
         self.plans = 0
@@ -369,16 +384,27 @@ class ControllerNode(Node):
     # -- the tick ------------------------------------------------------------------------------
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
-        t0 = time.perf_counter_ns()
+        t0 = _clock()
+        marks = self._marks
+        if marks is not None:
+            marks[0] = t0
         out = self._tick(now_ns, inbox)
-        us = (time.perf_counter_ns() - t0) / 1e3
+        t1 = _clock()
+        us = (t1 - t0) / 1e3
         self.compute_us.add(us)
         if self.has_tau:  # running, holding, estop: not waiting, not a fault's hold
             self.compute_track_us.add(us)
+            if marks is not None and marks[5] >= t0:  # the kernel ran: every part marked
+                marks[6] = t1
+                self._parts[self._parts_n % len(self._parts)] = np.diff(marks) / 1e3
+                self._parts_n += 1
         return out
 
     def _tick(self, now_ns: int, inbox: Inbox) -> list[tuple[str, Any]]:
+        marks = self._marks
         js = self._take_state(inbox, now_ns)
+        if marks is not None:
+            marks[1] = _clock()
         self.supervisor.estops(inbox.new("estop"), now_ns)
         self._take_plans(inbox, now_ns)
         mode = self.supervisor.update(now_ns)
@@ -427,16 +453,24 @@ class ControllerNode(Node):
 
         # running: the plan; holding, estop: the stopping point taken when they began
         tgt, par, info = self._tgt, self._par, self._info
+        if marks is not None:
+            marks[2] = _clock()
         self._target_grip = self.sampler.sample_into(now_ns, self._tgt7)
+        if marks is not None:
+            marks[3] = _clock()
         running = mode == Mode.RUNNING
         par[ck.P_DT], par[ck.P_RUNNING] = dt, running
         par[ck.P_HAS_TAU], par[ck.P_AMAX] = self.has_tau, self.shaper.amax
         arm = self.arm
         arm.update(self.q_r, q, dq if self.cfg.coriolis else None, js.gripper,
                    mass=self.cfg.impedance == "inertia")
+        if marks is not None:
+            marks[4] = _clock()
         clipped = self.kernel(self._q, self._dq, tgt, self.shaper.state, arm.ref_pos, arm.ref_rot,
                               arm._jac, arm._bias, arm._mass, arm.meas_pos, self._js, self._lim,
                               par, info)
+        if marks is not None:
+            marks[5] = _clock()
         self.has_tau = True
         if clipped:
             self._clip_events(tgt[ck.T_LAST].copy(), now_ns)
@@ -592,6 +626,15 @@ class ControllerNode(Node):
     def state(self) -> str:
         return self.mode.value
 
+    def _parts_summary(self) -> dict[str, list[float]]:
+        """part -> [p50, p99] us over the profiled tracking ticks (the last 65536)."""
+        k = min(self._parts_n, len(self._parts))
+        if k == 0:
+            return {}
+        pct = np.percentile(self._parts[:k], [50, 99], axis=0)
+        return {name: [round(float(pct[0, i]), 2), round(float(pct[1, i]), 2)]
+                for i, name in enumerate(PARTS)}
+
     def summary(self) -> dict[str, Any]:
         age = self.plan_age_ms.percentiles([50, 99])
         f2c = self.f2c_ms.percentiles([50, 99])
@@ -618,6 +661,7 @@ class ControllerNode(Node):
             "compute_tracking_p99_us": comp_track[1],
             "compute_tracking_ticks": self.compute_track_us.n,
             "kernel": self.kernel_name,
+            **({"step_parts": self._parts_summary()} if self._marks is not None else {}),
             "track_err_p50_mm": err[0],
             "track_err_p99_mm": err[1],
             "track_err_max_mm": err[2],

@@ -402,15 +402,24 @@ class Liveness:
 
 
 class _Stats:
-    """Ring buffers of jitter and step time; figures computed at heartbeat time."""
+    """Ring buffers of jitter and step time; figures computed at heartbeat time.
+
+    A realtime tick's step time is split in three (:meth:`parts`): taking in what arrived
+    (receive and decode), the node's ``step``, and publishing what it returned (encode and
+    send). The process's CPU time from the first tick on (:meth:`cpu`) is what the node
+    costs the machine, its threads (ZeroMQ's I/O, liveness) included.
+    """
 
     def __init__(self, n: int = 4096) -> None:
         self.jitter = np.zeros(n)
         self.steps = np.zeros(n)
+        self.recv = np.zeros(n)  # realtime ticks: receive + decode, us
+        self.publish = np.zeros(n)  # realtime ticks: encode + send, us
         self.n = 0
         self.ticks = 0
         self.misses = 0
         self.t_start = time.monotonic()
+        self.cpu_start = time.process_time()
         self.window_ticks = 0
         self.window_t = self.t_start
         self.rate_hz = 0.0
@@ -422,6 +431,33 @@ class _Stats:
         self.n += 1
         self.ticks += 1
         self.misses += missed
+
+    def add_io(self, recv_us: float, publish_us: float) -> None:
+        """The receive and publish parts of the tick :meth:`add` recorded last."""
+        i = (self.n - 1) % len(self.recv)
+        self.recv[i] = recv_us
+        self.publish[i] = publish_us
+
+    def start(self) -> None:
+        """The loop begins: rate and CPU time count from here, not from start-up."""
+        self.t_start = self.window_t = time.monotonic()
+        self.cpu_start = time.process_time()
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds of the process since :meth:`start`, and their share of the wall time
+        (1.0: one core, all the time)."""
+        cpu = time.process_time() - self.cpu_start
+        wall = time.monotonic() - self.t_start
+        return cpu, cpu / wall if wall > 0 else 0.0
+
+    def io_percentiles(self) -> tuple[float, float, float, float]:
+        """recv p50, p99, publish p50, p99 (us) over the kept ticks."""
+        k = min(self.n, len(self.recv))
+        if k == 0:
+            return 0.0, 0.0, 0.0, 0.0
+        r = np.percentile(self.recv[:k], [50, 99])
+        p = np.percentile(self.publish[:k], [50, 99])
+        return float(r[0]), float(r[1]), float(p[0]), float(p[1])
 
     def window(self) -> None:
         now = time.monotonic()
@@ -571,6 +607,7 @@ class Runtime:
         signal.signal(signal.SIGINT, self._on_signal)
         if self.live is not None:
             self.live.up = True
+        self.stats.start()
         try:
             custom = getattr(self.node, "loop", None)
             if custom is not None:
@@ -618,19 +655,30 @@ class Runtime:
         return AUTO_SPIN_US if self.spec.rate_hz >= 200 else 0.0
 
     def _run_realtime(self) -> None:
+        """Tick at ``rate_hz`` on absolute deadlines (docs/liveness.md, "Scheduling").
+
+        Between ticks the loop sleeps on its socket (messages arriving meanwhile are taken
+        in) while a period or more is left, then sleeps to the deadline (less ``spin_us``)
+        with an absolute ``clock_nanosleep`` -- a sleep cut short by the scheduler or a
+        signal resumes toward the same deadline, never a fresh interval -- and busy-waits
+        the rest. The timer slack is set to 1 us (``PR_SET_TIMERSLACK``): a time-shared
+        process's wake-ups are otherwise rounded up to 50 us (SCHED_FIFO has none).
+        """
         period_ns = int(1e9 / self.spec.rate_hz)
         spin_ns = int(self.spin_us * 1000)
-        sub, inbox = self.sub, self.inbox
+        sub, inbox, node, stats = self.sub, self.inbox, self.node, self.stats
         wakes = busmod.TopicMatch(self.node.wakes_on)
         # a node woken by a topic sleeps on its socket to the end of each period; others
         # while a millisecond or more is left, then sleep: a kHz node would otherwise wake
         # for every message it is sent, not once a period
         min_wait_ns = 1 if self.node.wakes_on else 1_000_000
-        next_ns = time.monotonic_ns()
+        set_timer_slack(1000)
+        clock = time.monotonic_ns
+        next_ns = clock()
         while not self.stopping:
             if not self.ready and self._all_heard():
                 self.ready = True
-            now = time.monotonic_ns()
+            now = clock()
             wait_ns = next_ns - now
             # sleep on the socket: messages arriving meanwhile are taken in
             if wait_ns - spin_ns >= min_wait_ns and sub.wait((wait_ns - spin_ns) / 1e9):
@@ -639,29 +687,34 @@ class Runtime:
                     self._receive(got)
                     woken = woken or wakes(got[0])
                 if woken and self.ready:  # not a tick: rate, jitter and misses stay the schedule's
-                    self._step(time.monotonic_ns())
+                    self._step(clock())
                     self.woken += 1
                 continue
             # spinning through the rest would take a whole core per kHz node: sleep
-            rest_ns = next_ns - time.monotonic_ns() - spin_ns
-            if rest_ns > 50_000:
-                time.sleep(rest_ns / 1e9)
-                continue
-            while time.monotonic_ns() < next_ns:
+            if next_ns - now - spin_ns > 20_000:
+                sleep_until_ns(next_ns - spin_ns)
+            while clock() < next_ns:
                 pass
-            start = time.monotonic_ns()
+            start = clock()
             for got in sub.drain():
                 self._receive(got)
-            self._step(start)
-            end = time.monotonic_ns()
+            if self.live is not None:
+                self.live.beat += 1
+            taken = clock()
+            outputs = node.step(start, inbox)
+            stepped = clock()
+            self._publish(outputs)
+            inbox.clear_new()
+            end = clock()
             jitter = start - next_ns
             missed = end > next_ns + period_ns
-            self.stats.add(jitter / 1e3, (end - start) / 1e3, missed)
+            stats.add(jitter / 1e3, (end - start) / 1e3, missed)
+            stats.add_io((taken - start) / 1e3, (end - stepped) / 1e3)
             next_ns += period_ns
             if end > next_ns + period_ns:  # fell far behind: skip, do not burst
                 next_ns = end + period_ns - (end - next_ns) % period_ns
             self.heartbeat()
-            if self.node.done() or not self._parent_alive():
+            if node.done() or not self._parent_alive():
                 break
         del inbox
 
@@ -765,6 +818,8 @@ class Runtime:
 
     def _write_summary(self, summary: dict[str, Any]) -> None:
         j50, j99, s50, s99 = self.stats.percentiles()
+        r50, r99, p50, p99 = self.stats.io_percentiles()
+        cpu_s, cpu_share = self.stats.cpu()
         elapsed = time.monotonic() - self.stats.t_start
         figures = {
             "node": self.name,
@@ -779,6 +834,11 @@ class Runtime:
             "jitter_p99_us": j99,
             "step_p50_us": s50,
             "step_p99_us": s99,
+            # realtime: the tick's receive (decode) and publish (encode, send) parts
+            **({"recv_p50_us": r50, "recv_p99_us": r99, "publish_p50_us": p50,
+                "publish_p99_us": p99} if self.spec.clock == "realtime" else {}),
+            "cpu_s": cpu_s,  # the process's CPU time from its loop's start
+            "cpu_share": cpu_share,  # of one core
             "woken_steps": self.woken,
             **({"undeclared_topics": dict(self.undeclared)} if self.undeclared else {}),
             # its state when a peer's finish ended the work (what the run's outcome reads)
@@ -882,6 +942,53 @@ def _set_nice(spec: NodeSpec) -> None:
     except PermissionError:
         log.warning("%s: nice %+d needs CAP_SYS_NICE (or root); running at nice %d",
                     spec.name, spec.nice, os.getpriority(os.PRIO_PROCESS, 0))
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+PR_SET_TIMERSLACK = 29
+
+
+def set_timer_slack(ns: int) -> bool:
+    """Set this thread's timer slack (Linux ``prctl(PR_SET_TIMERSLACK)``): how much later than
+    asked the kernel may end its sleeps, to batch wake-ups (50 us by default). False where
+    it cannot."""
+    try:
+        return _libc().prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(ns), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+_TIMER_ABSTIME = 1
+_EINTR = 4
+
+
+def sleep_until_ns(deadline_ns: int) -> None:
+    """Sleep until ``time.monotonic_ns()`` reaches ``deadline_ns``: an absolute
+    ``clock_nanosleep`` on CLOCK_MONOTONIC (the GIL released), resumed toward the same
+    deadline after a signal; ``time.sleep`` where that call is missing."""
+    try:
+        fn = _libc().clock_nanosleep
+    except (OSError, AttributeError):
+        left = deadline_ns - time.monotonic_ns()
+        if left > 0:
+            time.sleep(left / 1e9)
+        return
+    ts = _Timespec(deadline_ns // 1_000_000_000, deadline_ns % 1_000_000_000)
+    while fn(time.CLOCK_MONOTONIC, _TIMER_ABSTIME, ctypes.byref(ts), None) == _EINTR:
+        pass  # a signal: its Python handler runs after the sleep; the deadline stands
 
 
 def set_scheduling(policy: str, priority: int, name: str, pid: int = 0) -> str:

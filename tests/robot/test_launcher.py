@@ -174,6 +174,11 @@ def test_a_node_spins_before_its_deadlines_as_configured(tmp_path: Path) -> None
     # source: automatic (200 Hz: 150 us); echo: none; sink (50 Hz, automatically none): 40
     assert [figures[n]["spin_us"] for n in ("source", "echo", "sink")] == [150, 0, 40]
     assert figures["echo"]["woken_steps"] == 0 and figures["sink"]["received"]["joint_state"] > 0
+    # each tick's parts and the process's cost: the source publishes every tick, the echo
+    # takes in what the source sent; CPU time is some, and at most the machine's cores
+    src, echo = figures["source"], figures["echo"]
+    assert src["publish_p50_us"] > 0 and echo["recv_p99_us"] > 0
+    assert all(0 < figures[n]["cpu_share"] <= os.cpu_count() for n in ("source", "echo", "sink"))
     bad = reflexarc("run", "graph=counter", "graph.nodes.echo.spin_us=-5")
     assert bad.returncode != 0 and "graph.nodes.echo.spin_us" in bad.stderr
 
