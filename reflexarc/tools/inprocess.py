@@ -13,6 +13,13 @@ summary. Nodes named in ``skip`` are left out (the recorder writes files; the ev
 only scores perception).
 
     python -m reflexarc.tools.inprocess graph=pixels task=push backend=mujoco episodes=10 seed=0
+
+``table`` makes one row of docs/benchmarks.md's success table per backend: the graph's
+episodes in process, beside the scripted expert and random actions on the same seeds and
+the same three blocks (:func:`reflexarc.tools.evaluate.evaluate_policy`, the gymnasium
+envs; the experts read the simulator's truth: references, not part of an acting graph)::
+
+    python -m reflexarc.tools.inprocess table task=push episodes=50 seed=0 out=push.json
 """
 
 from __future__ import annotations
@@ -76,13 +83,93 @@ def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
             slot.node.close()
 
 
+TABLE_BACKENDS = ("mujoco", "pybullet")
+SCENE_BLOCKS = ("red", "green", "blue")  # the default graph's scene: the task's block first
+
+
+def table(overrides: list[str], backends: tuple[str, ...] = TABLE_BACKENDS,
+          references: bool = True) -> list[dict[str, Any]]:
+    """One row per backend: the graph ``overrides`` compose (default ``graph=pixels``; the
+    task, episodes and seed as given) run in process, and, with ``references``, the scripted
+    expert's and random actions' success on the same task, seeds and blocks. Each row:
+    task, backend, graph, episodes, seeds, successes, success_rate,
+    mean_time_to_success_s, failed_seeds, wall_s, planner (its stages, re-plans and
+    re-grasps), expert, random (success rates)."""
+    from reflexarc.tools.evaluate import evaluate_policy
+
+    keys = {a.split("=", 1)[0] for a in overrides}
+    if "backend" in keys:
+        raise ConfigError("backend", "table runs every backend in turn; leave backend out "
+                                     "(backends are the function's argument)")
+    given = [*([] if "graph" in keys else ["graph=pixels"]), *overrides]
+    rows: list[dict[str, Any]] = []
+    for backend in backends:
+        run = graph_episodes([*given, f"backend={backend}"])
+        results = run.get("episode_results", [])
+        seeds = [r["seed"] for r in results]
+        row: dict[str, Any] = {
+            "task": run.get("task"),
+            "backend": backend,
+            "graph": next(a.split("=", 1)[1] for a in given if a.startswith("graph=")),
+            "episodes": len(results),
+            "seeds": f"{min(seeds)}-{max(seeds)}" if seeds else "",
+            "successes": sum(bool(r["success"]) for r in results),
+            "success_rate": run.get("success_rate"),
+            "mean_time_to_success_s": run.get("mean_time_to_success_s"),
+            "failed_seeds": [r["seed"] for r in results if not r["success"]],
+            "wall_s": round(run["wall_s"], 1),
+            "overrides": [*given, f"backend={backend}"],
+            # the acting planner's own account: plans per stage, re-plans, re-grasps
+            "planner": {k: v for k, v in run["node_figures"].get("planner", {}).items()
+                        if k in ("goal_kind", "stages", "replans", "regrasps", "solves",
+                                 "solve_errors")},
+        }
+        if references and seeds:
+            for policy in ("expert", "random"):
+                ref = evaluate_policy(str(row["task"]), backend, policy, len(seeds),
+                                      seed=min(seeds), objects=SCENE_BLOCKS)
+                row[policy] = ref["success_rate"]
+        rows.append(row)
+    return rows
+
+
+def table_markdown(rows: list[dict[str, Any]]) -> str:
+    """``rows`` of :func:`table` as docs/benchmarks.md's markdown table."""
+    def pct(x: float | None) -> str:
+        return "" if x is None else f"{100 * x:.0f} %"
+
+    lines = ["| task | backend | graph (in process) | seeds | mean time to success | "
+             "failed seeds | expert | random | wall |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        t = r["mean_time_to_success_s"]
+        lines.append(
+            f"| {r['task']} | {r['backend']} | {r['successes']}/{r['episodes']} "
+            f"({pct(r['success_rate'])}) | {r['seeds']} | "
+            f"{'' if t is None else f'{t:.1f} s'} | "
+            f"{', '.join(map(str, r['failed_seeds'])) or 'none'} | {pct(r.get('expert'))} | "
+            f"{pct(r.get('random'))} | {r['wall_s']:.0f} s |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m reflexarc.tools.inprocess KEY=VALUE ... [out=FILE]``: the run's figures as
-    JSON (to ``out``, else stdout)."""
+    JSON (to ``out``, else stdout). ``python -m reflexarc.tools.inprocess table KEY=VALUE
+    ... [out=FILE]``: :func:`table`'s rows as JSON to ``out`` and the markdown table on
+    stdout."""
     args = list(sys.argv[1:] if argv is None else argv)
     out = next((a.split("=", 1)[1] for a in args if a.startswith("out=")), "")
     overrides = [a for a in args if not a.startswith("out=")]
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
+    if overrides[:1] == ["table"]:
+        t0 = time.monotonic()
+        rows = table(overrides[1:])
+        if out:
+            with open(out, "w") as f:
+                json.dump(rows, f, indent=1, default=str)
+        print(table_markdown(rows))
+        print(f"\n{time.monotonic() - t0:.0f} s in all")
+        return 0
     result = graph_episodes(overrides)
     text = json.dumps(result, indent=1, default=str)
     if out:
