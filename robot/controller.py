@@ -71,7 +71,7 @@ from reflexarc.robot.rotations import mat_to_quat, nlerp, quat_to_mat, rotation_
 from reflexarc.robot.safety import EventLog, Limits, Mode, SafetyConfig, Supervisor
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, ReflexarcError
-from reflexarc.runtime.msgs import JointCommand, JointState, Plan, frame_ready_ns
+from reflexarc.runtime.msgs import JointCommand, JointState, Plan, frame_ready_ns, maker
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs, set_scheduling
 from reflexarc.runtime.stats import Ring
 
@@ -85,6 +85,9 @@ __all__ = [  # the plan and rotation helpers the controller is made of, importab
 
 
 _clock = time.perf_counter_ns
+# JointCommand(seq, stamp_ns, mode, position, velocity, effort, gripper), positional: the
+# dataclass's keyword __init__ costs more than the rest of the command's making
+_command = maker(JointCommand)
 
 # the parts of a tick the profile times (Config.profile), in order
 PARTS = ("state", "mode", "sample", "mujoco", "kernel", "command")
@@ -324,7 +327,9 @@ class ControllerNode(Node):
         self._parts = np.zeros((1 << 16, len(PARTS)))
         self._parts_n = 0
         self.state_jumps = 0
-        self.mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
+        # ticks per mode: the finished runs of one mode, and the current run (mode_ticks)
+        self._mode_ticks = dict.fromkeys((m.value for m in Mode), 0)
+        self._run_mode, self._run_len = Mode.WAITING, 0
         self.plans = 0
         self.plans_rejected = 0
         self.plans_repeated = 0  # plans not newer than the last one taken (keepalives)
@@ -405,8 +410,11 @@ class ControllerNode(Node):
         js = self._take_state(inbox, now_ns)
         if marks is not None:
             marks[1] = _clock()
-        self.supervisor.estops(inbox.new("estop"), now_ns)
-        self._take_plans(inbox, now_ns)
+        estops = inbox.new("estop")
+        if estops:  # most ticks bring no e-stop and no plan: no call for them
+            self.supervisor.estops(estops, now_ns)
+        if inbox.new("plan"):
+            self._take_plans(inbox, now_ns)
         mode = self.supervisor.update(now_ns)
         dt = self.dt_nom
         if self.prev_ns is not None:
@@ -415,7 +423,7 @@ class ControllerNode(Node):
         self.prev_ns = now_ns
         out: list[tuple[str, Any]] = []
         if mode == Mode.WAITING or js is None:
-            self.mode_ticks[mode.value] += 1
+            self._count(mode)
             return out
         q, dq = js.position, js.velocity
         self.state_age_ms.add((now_ns - js.stamp_ns) / 1e6)
@@ -438,7 +446,10 @@ class ControllerNode(Node):
         if mode != self.mode:
             self._enter(mode, q, dq, js.gripper)
         self.mode = mode
-        self.mode_ticks[mode.value] += 1
+        if mode is self._run_mode:  # _count, inline: most ticks continue the run
+            self._run_len += 1
+        else:
+            self._count(mode)
 
         if mode == Mode.FAULT:
             cmd = JointCommand(
@@ -482,9 +493,8 @@ class ControllerNode(Node):
             stamp = js.stamp_ns
         self.grip_cmd = grip = self._target_grip
         rows = self._js[:3].copy()  # the command's own arrays: q_r, dq_r, tau
-        cmd = JointCommand(stamp_ns=stamp, mode="torque", position=rows[0], velocity=rows[1],
-                           effort=rows[2], gripper=float(grip))
-        out.append(("joint_command", cmd))
+        out.append(("joint_command",
+                    _command(0, stamp, "torque", rows[0], rows[1], rows[2], float(grip))))
         if running and self.unsent is not None and self.unsent.stamp_ns == stamp:
             # the first command from this plan: in realtime it leaves now, after the
             # compute; in lockstep the step takes no simulated time
@@ -533,6 +543,20 @@ class ControllerNode(Node):
         for buf in (self._tgt, self._js, self._info, self.shaper.state):
             buf[...] = 0.0
         self.shaper.state[ck.SH_QUAT] = (1.0, 0.0, 0.0, 0.0)
+
+    def _count(self, mode: Mode) -> None:
+        """One tick in ``mode`` (mode_ticks)."""
+        if mode is not self._run_mode:
+            self._mode_ticks[self._run_mode.value] += self._run_len
+            self._run_mode, self._run_len = mode, 0
+        self._run_len += 1
+
+    @property
+    def mode_ticks(self) -> dict[str, int]:
+        """Ticks spent in each mode (by its name)."""
+        ticks = dict(self._mode_ticks)
+        ticks[self._run_mode.value] += self._run_len
+        return ticks
 
     def _gripper(self, opening: float) -> float:
         """The gripper command to keep: the last one sent, else the measured opening."""
@@ -671,7 +695,7 @@ class ControllerNode(Node):
             "states_rejected": self.states_rejected,
             "overspeed_holds": self.overspeed_holds,
             "max_state_gap_ms": self.supervisor.max_state_gap_ns / 1e6,
-            "mode_ticks": dict(self.mode_ticks),
+            "mode_ticks": self.mode_ticks,
             "final_mode": self.mode.value,
             **self.events.summary(),
         }

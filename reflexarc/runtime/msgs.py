@@ -15,12 +15,15 @@ number of dimensions; its shape travels with each message).
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+M = TypeVar("M")
 
 SCHEMA_VERSION = 1
 """Version of the message schemas, sent in every header; a receiver drops other versions."""
@@ -91,6 +94,30 @@ _SCALAR_TYPES = (int, float, str, bool, dict)
 _TYPES: dict[str, type] = {}
 _SCHEMAS: dict[type, Schema] = {}
 _ON_REGISTER: list[Callable[[type, Schema], None]] = []
+
+
+def maker(cls: type[M]) -> Callable[..., M]:
+    """A positional constructor of message type ``cls``: ``make(seq, stamp_ns, *fields)``,
+    every field in declaration order, none left out.
+
+    It sets the slots directly, as the wire decoder does: a frozen dataclass's keyword
+    ``__init__`` costs a few microseconds, which a 1 kHz loop that makes one message a tick
+    feels. The message is the same as ``cls(seq=..., stamp_ns=..., ...)`` makes.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    order = ["seq", "stamp_ns", *(n for n in names if n not in ("seq", "stamp_ns"))]
+    slots = {n: d for k in reversed(cls.__mro__) for n, d in vars(k).items()
+             if isinstance(d, types.MemberDescriptorType)}
+    args = ", ".join(order)
+    src = [f"def make({args}):", "    m = _new(_cls)"]
+    src += [f"    _set_{n}(m, {n})" for n in order]
+    src.append("    return m")
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    scope |= {f"_set_{n}": slots[n].__set__ for n in order}
+    exec("\n".join(src), scope)  # noqa: S102 - our own source, from the field names
+    make = scope["make"]
+    make.__doc__ = f"{cls.__name__}({args}), positional"
+    return make  # type: ignore[no-any-return]
 
 
 def message(cls: type) -> type:
