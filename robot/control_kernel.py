@@ -209,9 +209,9 @@ def tick_numpy(q: np.ndarray, dq: np.ndarray, tgt: np.ndarray, sh: np.ndarray,
         h = par[P_HORIZON]
         vg = lim[L_VGUARD]
         np.clip(acc, (-vg - dq) / h, (vg - dq) / h, out=acc)  # the speed barrier
-        if par[P_RUNNING] <= 0.0:  # a stop is a motion: within accel_guard of the limits
-            # (not while running: pushing a block needs a force no acceleration shows)
-            np.clip(acc, -lim[L_AGUARD], lim[L_AGUARD], out=acc)
+        # every commanded joint acceleration within accel_guard of the limits, running or
+        # stopping (a contact may still push the measured one past them)
+        np.clip(acc, -lim[L_AGUARD], lim[L_AGUARD], out=acc)
         tau = mass[:n, :n] @ acc + bias[:n]
     else:
         tau = lim[L_KP] * (qr - q) + lim[L_KD] * (dqr - dq) + bias[:n]
@@ -435,15 +435,12 @@ def tick_numba(q, dq, tgt, sh, ref_pos, ref_rot, jac, bias, mass, ee, js, lim, p
         kp = w * w
         kd = 2.0 * par[P_ZETA] * w
         h = par[P_HORIZON]
-        running = par[P_RUNNING] > 0.0
         acc = np.empty(n)
         for k in range(n):
             a_k = kp * (qr[k] - q[k]) + kd * (dqr[k] - dq[k]) + ddqr[k]
             vg = lim[L_VGUARD, k]
             a_k = _nb_clip(a_k, (-vg - dq[k]) / h, (vg - dq[k]) / h)
-            if not running:
-                a_k = _nb_clip(a_k, -lim[L_AGUARD, k], lim[L_AGUARD, k])
-            acc[k] = a_k
+            acc[k] = _nb_clip(a_k, -lim[L_AGUARD, k], lim[L_AGUARD, k])
         for r in range(n):
             s = 0.0
             for k in range(n):

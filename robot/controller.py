@@ -162,6 +162,10 @@ class SetpointShaper:
         return Setpoint(self.pos.copy(), self.quat.copy(), sp.gripper)
 
 
+#: s: the plan-age governor reaches ``watchdog_speed`` this long before the plan timeout
+GOVERNOR_LEAD_S = 0.0
+
+
 def _norm(v: np.ndarray) -> float:
     return math.sqrt(float(v @ v))
 
@@ -207,6 +211,12 @@ class ControllerNode(Node):
         # overspeed); the Panda's EE may decelerate at 13, and the joints' acceleration
         # limits (accel_guard) bound it too
         brake_accel: float = bounded(12.0, 0.1, 13.0)
+        # the plan-age speed governor: as the plan ages toward safety.plan_timeout_s, the
+        # setpoint's speed cap falls at most at governor_accel
+        # (m/s^2; less where the joints could not follow) to watchdog_speed (m/s) when the
+        # watchdog fires; a plan refreshed in time never meets it (docs/safety.md, "Holds")
+        watchdog_speed: float = bounded(0.07, 0.01, None)
+        governor_accel: float = bounded(2.0, 0.1, 13.0)
         # inertia: no joint is driven faster than this share of its velocity limit (the
         # commanded joint acceleration is capped so the speed reaches it within speed_horizon_s)
         speed_guard: float = bounded(0.9, 0.1, 1.0)
@@ -335,6 +345,11 @@ class ControllerNode(Node):
         self.plans_repeated = 0  # plans not newer than the last one taken (keepalives)
         self.states_rejected = 0
         self.overspeed_holds = 0
+        self.governed_ticks = 0  # running ticks the plan-age governor slowed
+        # the governor looks at plans older than this (ns): from max_speed it can slow to
+        # watchdog_speed by the timeout at governor_accel
+        self._gov_from_ns = 1e9 * max(0.0, cfg.safety.plan_timeout_s - GOVERNOR_LEAD_S - max(
+            0.0, cfg.max_speed - cfg.watchdog_speed) / cfg.governor_accel)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -472,6 +487,9 @@ class ControllerNode(Node):
         running = mode == Mode.RUNNING
         par[ck.P_DT], par[ck.P_RUNNING] = dt, running
         par[ck.P_HAS_TAU], par[ck.P_AMAX] = self.has_tau, self.shaper.amax
+        par[ck.P_VMAX] = self.cfg.max_speed
+        if running:
+            self._govern(now_ns)
         arm = self.arm
         arm.update(self.q_r, q, dq if self.cfg.coriolis else None, js.gripper,
                    mass=self.cfg.impedance == "inertia")
@@ -505,6 +523,31 @@ class ControllerNode(Node):
         if self.events.pending:
             out.extend(("safety", e) for e in self.events.take())
         return out
+
+    def _govern(self, now_ns: int) -> None:
+        """The plan-age speed governor (``watchdog_speed``, ``governor_accel``). Once the
+        plan is older than half the plan timeout, the shaper's speed is capped at what can
+        still slow to ``watchdog_speed`` by the timeout, decelerating at ``governor_accel``
+        or at what the joints can follow (:meth:`_brake_accel`), whichever is less: the
+        watchdog's stop then starts slow and ends within a few millimetres. It looks only
+        at plans older than ``_gov_from_ns`` (0.1 s by default: a 10 Hz plan source in
+        time never meets it)."""
+        age = now_ns - (self.supervisor.last_plan_ns or now_ns)
+        if age <= self._gov_from_ns:
+            return
+        cfg = self.cfg
+        accel = min(cfg.governor_accel, self._brake_accel(self._dq))
+        left_s = (self.supervisor.plan_timeout_ns - age) / 1e9 - GOVERNOR_LEAD_S
+        cap = cfg.watchdog_speed + accel * max(left_s, 0.0)
+        if cap >= cfg.max_speed:
+            return
+        par = self._par
+        par[ck.P_VMAX] = cap
+        # the shaper may slow a little faster than the cap falls: a turning target uses
+        # some of its acceleration
+        par[ck.P_AMAX] = max(self.shaper.amax, 1.5 * accel)
+        if cap < _norm(self.shaper.vel):
+            self.governed_ticks += 1
 
     def _clip_events(self, target: np.ndarray, now_ns: int) -> None:
         """The safety events of what the kernel's limits clipped this tick (``_info``)."""
@@ -587,15 +630,29 @@ class ControllerNode(Node):
             if pending is not None:  # a plan that came before the first state
                 self.sampler.set_plan(pending, self.prev_ns or 0, start, self.target_vel.copy())
         elif mode in (Mode.HOLDING, Mode.ESTOP):  # brake, hold where it stops
+            self.shaper.amax = self.cfg.brake_accel
             if self.mode == Mode.RUNNING:
                 self._from_measured(q, dq)
-            self.shaper.amax = self.cfg.brake_accel
+                self.shaper.amax = self._brake_accel(dq)
             stop = self.shaper.stopping_point(self._gripper(opening))
             self.sampler.hold(stop)
             self.shaper.target[:] = stop.pos  # no jump of the target: no feedforward
             self.last_target = stop
         if mode == Mode.RUNNING:
             self.shaper.amax = self.cfg.max_accel
+
+    def _brake_accel(self, dq: np.ndarray) -> float:
+        """The EE deceleration (m/s^2) of a stop that every joint can follow within
+        ``accel_guard`` of its acceleration limit: the joints stop together in
+        ``T = max_k |dq_k| / a_k``, so the EE (straight on, at its measured speed ``v``)
+        decelerates at ``v / T``; at most ``brake_accel``. A harder EE brake would ask a
+        joint for more than its limit: its reference lags, overshoots the stop and is
+        pulled back (docs/safety.md, "Holds")."""
+        t_stop = float(np.max(np.abs(dq) / self.a_guard))
+        speed = _norm(self.shaper.vel)
+        if t_stop <= 0.0 or speed <= 0.0:
+            return self.cfg.brake_accel
+        return min(self.cfg.brake_accel, max(speed / t_stop, 0.5))
 
     def _from_measured(self, q: np.ndarray, dq: np.ndarray) -> None:
         """Brake from where the arm is and how it moves, not from the setpoint it lagged:
@@ -694,6 +751,7 @@ class ControllerNode(Node):
             "plans_repeated": self.plans_repeated,
             "states_rejected": self.states_rejected,
             "overspeed_holds": self.overspeed_holds,
+            "governed_ticks": self.governed_ticks,
             "max_state_gap_ms": self.supervisor.max_state_gap_ns / 1e6,
             "mode_ticks": self.mode_ticks,
             "final_mode": self.mode.value,
