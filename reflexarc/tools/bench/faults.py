@@ -28,9 +28,12 @@ One row per case (docs/benchmarks.md, "Safety and faults"):
   e-stop kept, refused, clipped, restart, graph stopped...).
 - ``drift_mm``: how far the end effector moved from where it was at the fault -- for the
   loss of a plan source (expert, planner, perception) from when the controller's plan
-  watchdog fired, as the arm rightly runs on along its last plan until then -- while the
-  fault lasted (until the faulty node's output flows again, at most the window, or an
-  episode reset that teleports the arm: ``episode_reset_s``; the measured joint states
+  watchdog fired, as the arm rightly runs on along its last plan until then; for
+  ``estop_release`` from the refused release (the arm, stopped by the e-stop, must not
+  move on; the e-stop's own braking is in ``drift_from_fault_mm``) -- while the
+  fault lasted (until the faulty node's output flows again -- for ``forged_heartbeat``
+  the SIGSTOPped controller's commands, once it was found and restarted -- at most the
+  window, or an episode reset that teleports the arm: ``episode_reset_s``; the measured joint states
   through the arm's kinematics); ``drift_from_fault_mm`` always from the fault itself. Only for faults whose policy is
   to stop the arm (kills, stops, e-stop, forged heartbeats): with bad messages injected
   the graph goes on tracking its plans, and ``max_speed_share`` is what counts.
@@ -353,11 +356,19 @@ def _policy(case: str, run_dir: Path, summary: dict[str, Any]) -> str:
 PLAN_SOURCES = ("expert", "planner", "perception")
 
 
-def _drift_from(node: str, ft: float, signs: list[tuple[float, str]]) -> float:
-    """When drift starts to count: the fault itself, except for the loss of a plan source,
-    where the arm rightly runs on along its last plan until the controller's plan
-    watchdog fires (then from that: the first ``controller plan_timeout``, or the
-    controller holding or faulting for another reason; the fault if neither came)."""
+def _drift_from(case: str, node: str, ft: float, signs: list[tuple[float, str]]) -> float:
+    """When drift starts to count: the fault itself, except
+
+    - for the loss of a plan source, where the arm rightly runs on along its last plan
+      until the controller's plan watchdog fires (then from that: the first ``controller
+      plan_timeout``, or the controller holding or faulting for another reason; the fault
+      if neither came);
+    - for ``estop_release``, where the fault is the unsigned release: the arm, braking
+      from the e-stop before it, must not move on after it (from the controller's
+      ``release_refused``; the e-stop's own braking is ``drift_from_fault_mm``)."""
+    if case == "estop_release":
+        refused = sorted(t for t, what in signs if t >= ft and what == "controller release_refused")
+        return refused[0] if refused else ft + Injector.Config.release_after_s
     if node not in PLAN_SOURCES:
         return ft
     mine = sorted(t for t, what in signs if t >= ft and what in (
@@ -383,6 +394,8 @@ def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: Arm
     row["policy"] = _policy(case, run_dir, summary)
     end = ft + watch.observe_s
     verb, _, node = case.partition(":")
+    if case == "forged_heartbeat":  # the controller is the node stopped (its heartbeats forged)
+        node = "controller"
     # the fault lasts until the faulty node's output flows again (the end of its longest
     # gap); injected messages last the whole window
     until = end
@@ -410,7 +423,7 @@ def _row(graph: str, case: str, watch: _Watch, summary: dict[str, Any], arm: Arm
         dq = np.array([d for t, _, d in watch.states if ft <= t <= end])
         row["max_speed_share"] = round(float(np.max(np.abs(dq) / lim.dq_max)), 3)
     if after and holds:  # the arm should stop: how far did it go
-        ref_t = _drift_from(node, ft, watch.signs)
+        ref_t = _drift_from(case, node, ft, watch.signs)
         at_fault = arm.pose(before[-1] if before else after[0][1])[0]
         ees = np.array([arm.pose(q)[0] for _, q, _ in after])
         ts = np.array([t for t, _, _ in after])
