@@ -280,9 +280,11 @@ def goal_image_of(env: Any, setter: Any) -> np.ndarray:
 def goal_benchmark(env_id: str, checkpoint: str, episodes: int = 20, seed: int = 1000,
                    steps: int = 0, cfg: GoalPlanConfig | None = None,
                    policies: tuple[str, ...] = ("plan", "random", "zero"),
-                   goal_dir: str = "") -> dict[str, Any]:
+                   goal_dir: str = "", env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """``episodes`` seeded episodes per policy: the env's distance at the end, the share
-    within its tolerance, the share that came within it at some step, and the wall time."""
+    within its tolerance, the share that came within it at some step, and the wall time.
+    ``env_kwargs``: what ``collect`` made the env with (``width``/``height`` 64 unless
+    given, a camera's ``default_camera_config``...)."""
     import gymnasium as gym
 
     from reflexarc.policies.checkpoint import load_checkpoint
@@ -294,7 +296,8 @@ def goal_benchmark(env_id: str, checkpoint: str, episodes: int = 20, seed: int =
     model, info = load_checkpoint(checkpoint)
     size = model.cfg.image_size
     horizon = int(info.config.get("train", {}).get("optim", {}).get("horizon", 5))
-    env = GymFrames(gym.make(env_id, render_mode="rgb_array", width=64, height=64), size)
+    kwargs = {"width": 64, "height": 64, **(env_kwargs or {})}
+    env = GymFrames(gym.make(env_id, render_mode="rgb_array", **kwargs), size)
     low, high = env.action_space.low.reshape(-1), env.action_space.high.reshape(-1)
     reacher = GoalReacher(model, low, high, cfg or GoalPlanConfig(), horizon)
     out: dict[str, Any] = {"env": env_id, "checkpoint": str(info.path), "episodes": episodes,
@@ -348,11 +351,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=0)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--goal-dir", default="")
+    p.add_argument("--env-kwargs", default="{}",
+                   help="JSON: the env_kwargs collect was given (camera, size)")
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
+    try:
+        env_kwargs = json.loads(a.env_kwargs)
+    except json.JSONDecodeError as e:
+        raise ConfigError("--env-kwargs", f"not JSON ({e}): {a.env_kwargs!r}") from None
+    if not isinstance(env_kwargs, dict):
+        raise ConfigError("--env-kwargs", f"need a JSON object, got {a.env_kwargs!r}")
     torch.set_num_threads(1)
     res = goal_benchmark(a.env_id, a.checkpoint, a.episodes, a.seed, a.steps,
-                         GoalPlanConfig(samples=a.samples), goal_dir=a.goal_dir)
+                         GoalPlanConfig(samples=a.samples), goal_dir=a.goal_dir,
+                         env_kwargs=env_kwargs)
     text = json.dumps(res, indent=2)
     if a.out:
         Path(a.out).write_text(text + "\n")

@@ -38,7 +38,13 @@ from reflexarc.policies.checkpoint import (
 from reflexarc.policies.data import EpisodeData, action_scales, load_episodes, split_names
 from reflexarc.policies.evaluate import ProbeConfig, evaluate, plot_evaluation
 from reflexarc.policies.quantities import parse_quantities
-from reflexarc.policies.world_model import ModelConfig, WorldModel, jepa_loss, world_model_loss
+from reflexarc.policies.world_model import (
+    ModelConfig,
+    WorldModel,
+    jepa_latents,
+    jepa_loss,
+    state_loss,
+)
 from reflexarc.runtime.config import bounded, choice, register
 from reflexarc.runtime.errors import ConfigError
 
@@ -58,6 +64,20 @@ class OptimConfig:
     cov_coef: float = bounded(0.04, 0.0, None)  # VICReg covariance weight
     target_std: float = bounded(1.0, 0.0, None)
     discount: float = bounded(1.0, 0.0, 1.0)  # weight of step k: discount^(k-1)
+    state_coef: float = bounded(1.0, 0.0, None)  # weight of the state head's error (state.parts)
+
+
+@dataclass
+class StateConfig:
+    """The robot's own state in an env's observation (``state.parts``: named quantities,
+    :mod:`reflexarc.policies.quantities`, e.g. ``angles:obs[0:4]``), which the latent is
+    trained to carry through a linear head (``model.state_dim``). Name the robot's joints
+    only, never the goal or the objects: it is proprioception, not a label."""
+
+    parts: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        parse_quantities(list(self.parts), "state.parts")
 
 
 @dataclass
@@ -73,6 +93,7 @@ class TrainConfig:
     camera: str = "front"
     probe_object: str = ""  # block for the probe ("" = first object)
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # named quantities (any env)
+    state: StateConfig = field(default_factory=StateConfig)  # proprioception into the latent
     val_fraction: float = bounded(0.1, 0.0, 0.9)
     max_episodes: int = bounded(0, 0, None)  # 0 = all
     eval_every: int = bounded(500, 0, None)  # held-out check + checkpoint; 0 = at the end only
@@ -126,10 +147,13 @@ class Trainer:
         t = min(1.0, (step - c.warmup) / max(1, self.total_steps - c.warmup))
         return c.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * t)))
 
-    def step(self, images: Tensor, actions: Tensor, proprio: Tensor | None = None) -> Tensor:
-        """One update on windows: images (B, H+1, 3, S, S) uint8, actions (B, H, A).
+    def step(self, images: Tensor, actions: Tensor, proprio: Tensor | None = None,
+             state: Tensor | None = None) -> Tensor:
+        """One update on windows: images (B, H+1, 3, S, S) uint8, actions (B, H, A);
+        ``state`` (B, H+1, P) normalised: the robot's state for the model's state head.
 
-        Returns the detached loss terms (4,) = total, pred, var, cov (no host sync).
+        Returns the detached loss terms (4,) = total, pred, var, cov (no host sync); the
+        state head's error is in total.
         """
         c = self.cfg
         for g in self.opt.param_groups:
@@ -140,10 +164,12 @@ class Trainer:
             losses = jepa_loss(z0, preds, targets, var_coef=c.var_coef, cov_coef=c.cov_coef,
                                target_std=c.target_std, discount=c.discount)
         else:
-            losses = world_model_loss(
-                self.model, images, actions, proprio, var_coef=c.var_coef, cov_coef=c.cov_coef,
-                target_std=c.target_std, discount=c.discount,
-            )
+            z0, preds, targets = jepa_latents(self.model, images, actions, proprio)
+            losses = jepa_loss(z0, preds, targets, var_coef=c.var_coef, cov_coef=c.cov_coef,
+                               target_std=c.target_std, discount=c.discount)
+            if state is not None and self.model.state_head is not None:
+                s_loss = state_loss(self.model, z0, preds, state.to(z0.device))
+                losses = dataclasses.replace(losses, total=losses.total + c.state_coef * s_loss)
         self.opt.zero_grad(set_to_none=True)
         losses.total.backward()
         if c.grad_clip > 0:
@@ -253,6 +279,15 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
     cfg = _with_actions(cfg, data)
     train_names, val_names = split_names(data.names, cfg.val_fraction, cfg.seed)
     train_data = data.subset(train_names)
+    state_parts = parse_quantities(list(cfg.state.parts), "state.parts")
+    train_state, state_norm = None, None
+    if state_parts:
+        if par is not None:
+            raise ConfigError("state.parts", "the state head trains in one process; run without "
+                              "torchrun, or leave state.parts empty")
+        train_state, state_norm = _state(train_data, state_parts, cfg.data)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, state_dim=int(train_state.shape[1])))
     val_data = data.subset(val_names) if val_names else None
     horizon = cfg.optim.horizon
     starts = train_data.window_starts(horizon)
@@ -273,6 +308,8 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
             train_data = dataclasses.replace(train_data, frames=train_data.frames.to(device),
                                              actions=train_data.actions.to(device))
             starts = starts.to(device)
+    if train_state is not None:
+        train_state = train_state.to(starts.device)
     trainer = Trainer(model, cfg.optim, total_steps=cfg.steps, parallel=par)
     gen = torch.Generator(device=starts.device).manual_seed(cfg.seed)
 
@@ -295,6 +332,8 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
                  "bytes": data.nbytes},
         "command": " ".join(sys.argv),
     }
+    if state_norm is not None:  # the head reads (state - mean) / std
+        saved["state"] = state_norm
 
     if par is not None:
         saved["parallel"] = {"world_size": par.world_size, "backend": par.backend}
@@ -312,7 +351,10 @@ def _train(cfg: TrainConfig, data: EpisodeData | None, par: distributed.Parallel
         if par is not None:  # every rank draws the global batch; each trains on its slice
             idx = par.shard(idx)
         images, actions, proprio = train_data.windows(idx, horizon, device, cfg.model.frames)
-        acc += trainer.step(images, actions, proprio)
+        state = None
+        if train_state is not None and model.state_head is not None:
+            state = train_state[idx[:, None] + torch.arange(horizon + 1, device=idx.device)]
+        acc += trainer.step(images, actions, proprio, state)
         acc_n += 1
         last = step + 1 == cfg.steps
         if (step + 1) % log_every == 0 or last:
@@ -394,6 +436,19 @@ def _with_actions(cfg: TrainConfig, data: EpisodeData) -> TrainConfig:
     mc = dataclasses.replace(mc, action_dim=dim, action_scales=scales)
     mc.validate()
     return dataclasses.replace(cfg, model=mc)
+
+
+def _state(data: EpisodeData, parts: list[Any], root: str) -> tuple[Tensor, dict[str, Any]]:
+    """The robot's state named by ``state.parts`` at every frame of ``data``, normalised
+    per entry over these (training) episodes: (N, P) float32, and the normalisation."""
+    if data.obs is None:
+        raise ConfigError("state.parts", f"the episodes under {root} record no observation "
+                          "(joint_state) to read the robot's state from")
+    s = torch.cat([q.values(data.obs, "state.parts") for q in parts], dim=1).float()
+    s = torch.nan_to_num(s)
+    mean, std = s.mean(0), s.std(0).clamp_min(1e-6)
+    norm = {"parts": [q.spec for q in parts], "mean": mean.tolist(), "std": std.tolist()}
+    return (s - mean) / std, norm
 
 
 def _to_cpu(d: EpisodeData) -> EpisodeData:

@@ -44,6 +44,11 @@ class ModelConfig:
     # (oldest first), so velocity is observable; 1: one frame (checkpoints saved before
     # this load unchanged)
     frames: int = bounded(1, 1, 8)
+    # the robot's own state (named entries of an env's observation, ``state.parts``) that a
+    # linear head reads from the latent, trained beside the JEPA loss: proprioception shapes
+    # the image latent, and the encoder still takes images only, so a goal image (which has
+    # no joint state) encodes like any frame; 0: no head (train fills it from state.parts)
+    state_dim: int = bounded(0, 0, 256)
 
     def validate(self) -> None:
         if not self.channels or any(int(c) < 1 for c in self.channels):
@@ -154,6 +159,8 @@ class WorldModel(nn.Module):
         self.target_encoder = copy.deepcopy(self.encoder)
         self.target_encoder.requires_grad_(False)
         self.predictor = Predictor(cfg)
+        # only with state_dim > 0, so checkpoints saved before it load unchanged
+        self.state_head = nn.Linear(cfg.latent_dim, cfg.state_dim) if cfg.state_dim else None
 
     @property
     def latent_dim(self) -> int:
@@ -202,6 +209,12 @@ class WorldModel(nn.Module):
             z = self.predictor(z, actions[:, k])
             out.append(z)
         return torch.stack(out, dim=1)
+
+    def decode_state(self, z: Tensor) -> Tensor:
+        """The robot's state (normalised, ``state_dim``) read from latents z (..., D)."""
+        if self.state_head is None:
+            raise ValueError("this model has no state head (model.state_dim is 0)")
+        return self.state_head(z)
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:
@@ -324,6 +337,14 @@ def world_model_loss(
     z0, preds, targets = jepa_latents(model, images, actions, proprio)
     return jepa_loss(z0, preds, targets, var_coef=var_coef, cov_coef=cov_coef,
                      target_std=target_std, discount=discount)
+
+
+def state_loss(model: WorldModel, z0: Tensor, preds: Tensor, state: Tensor) -> Tensor:
+    """The state head's mean squared error on the encoded frame 0 and on the predictor's
+    H-step rollout: z0 (B, D), preds (B, H, D), state (B, H+1, P) normalised. Reading the
+    state from predicted latents makes the predictor carry the robot's dynamics."""
+    z = torch.cat([z0[:, None], preds], dim=1)  # (B, H+1, D)
+    return (model.decode_state(z) - state.to(z.dtype)).pow(2).mean()
 
 
 def latent_std(z: Tensor) -> Tensor:

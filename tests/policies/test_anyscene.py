@@ -240,3 +240,67 @@ def test_curious_collect_on_a_stock_env(tmp_path: Path) -> None:
     share = moved_share(tmp_path / "curious", "fingertip:obs[4:6]+obs[8:10]", threshold=1e-4)
     assert share["episodes"] == 2 and share["moved_share"] == 1.0  # the arm moved in both
     assert moved_share(tmp_path / "curious", "target:obs[4:6]", 1e-4)["moved_share"] == 0.0
+
+
+# --- proprioception into the latent: the state head -------------------------------------
+
+
+def _moving_square(n_eps: int = 6, steps: int = 12, size: int = 32) -> EpisodeData:
+    """A square whose position (the 'joint state', obs[0:2]) follows the actions, and a
+    second, static entry (obs[2], a 'goal') the state does not name."""
+    rng = np.random.default_rng(0)
+    frames, actions, valid, episode, obs = [], [], [], [], []
+    for e in range(n_eps):
+        pos = rng.integers(3, size - 7, 2).astype(float)
+        for t in range(steps):
+            img = np.zeros((3, size, size), np.uint8)
+            y, x = int(pos[0]), int(pos[1])
+            img[:, y : y + 4, x : x + 4] = 255
+            a = rng.uniform(-1, 1, 2)
+            frames.append(img)
+            obs.append([pos[0], pos[1], float(e)])
+            actions.append(a)
+            valid.append(t < steps - 1)
+            episode.append(e)
+            pos = np.clip(pos + np.round(3 * a), 1, size - 5)
+    n = len(frames)
+    return EpisodeData(
+        frames=torch.from_numpy(np.stack(frames)), actions=torch.tensor(np.stack(actions), dtype=torch.float32),
+        valid=torch.tensor(valid), episode=torch.tensor(episode), ee_pos=torch.zeros(n, 3),
+        block_pos=torch.zeros(n, 3), proprio=None, names=[f"ep{e}" for e in range(n_eps)],
+        action_space={"low": [-1.0, -1.0], "high": [1.0, 1.0]},
+        obs=torch.tensor(obs, dtype=torch.float32))
+
+
+@pytest.mark.slow
+def test_the_state_head_puts_the_robots_state_into_the_latent(tmp_path: Path) -> None:
+    """``state.parts`` names the robot's joints in the observation; a linear head reads
+    them from the latent (and from the predictor's rollout) and trains with the JEPA loss.
+    The encoder still takes images only, so a goal image encodes as before."""
+    from reflexarc.policies.train import StateConfig
+
+    data = _moving_square()
+    cfg = TrainConfig(
+        data="synthetic", run_dir=str(tmp_path / "run"),
+        model=ModelConfig(image_size=32, channels=[8, 8, 8], latent_dim=8, hidden_dim=32),
+        optim=OptimConfig(horizon=2, batch_size=16, warmup=2, lr=3e-3), steps=120, eval_every=0,
+        val_fraction=0.0, device="cpu", progress=False, final_eval=False,
+        state=StateConfig(parts=["pos:obs[0:2]"]))
+    train(cfg, data=data)
+    model, info = load_checkpoint(tmp_path / "run")
+    assert info.model.state_dim == 2 and model.state_head is not None
+    norm = info.config["state"]
+    assert norm["parts"] == ["pos:obs[0:2]"] and len(norm["mean"]) == len(norm["std"]) == 2
+    # the head decodes the state from image latents alone, far better than its mean
+    with torch.no_grad():
+        z = model.encode(data.frames)
+        pred = model.decode_state(z) * torch.tensor(norm["std"]) + torch.tensor(norm["mean"])
+    err = (pred - data.obs[:, :2]).pow(2).mean()
+    assert float(err) < 0.3 * float(data.obs[:, :2].var(0).mean())
+    # without state.parts: no head, and the checkpoint's keys are the ones saved before it
+    plain = WorldModel(ModelConfig(image_size=32, channels=[8, 8, 8], latent_dim=8, hidden_dim=32))
+    assert plain.state_head is None and not any(k.startswith("state_head") for k in plain.state_dict())
+    with pytest.raises(ConfigError, match="selects no entry") as e:
+        train(dataclasses.replace(cfg, run_dir=str(tmp_path / "bad"),
+                                  state=StateConfig(parts=["q:obs[5:7]"])), data=data)
+    assert e.value.key == "state.parts"
