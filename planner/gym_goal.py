@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reflexarc.planner.mpc import NoGoalError
 from reflexarc.planner.planners import make_planner
 from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError
@@ -50,6 +51,12 @@ class GoalPlanConfig:
     noise_std: float = bounded(0.6, 0.0, 10.0)
     running_weight: float = bounded(0.25, 0.0, None)  # each step before the last
     terminal_weight: float = bounded(1.0, 0.0, None)  # the horizon's last step
+    # with a model that has a state head (train's state.parts): weight of the distance
+    # between the robot's state read from the predicted latents and from the goal's (its
+    # velocities at rest there), added to the latent distance at each step. For a goal that
+    # is a pose of the robot; 0 for a goal about an object (the goal image's arm is then
+    # not where the arm should end)
+    state_weight: float = bounded(0.0, 0.0, None)
     seed: int = 0
 
 
@@ -101,6 +108,14 @@ class GoalReacher:
             "action_low": low.tolist(), "action_high": high.tolist(), "seed": cfg.seed})
         self.history: deque[torch.Tensor] = deque(maxlen=self.frames)
         self.goal: torch.Tensor | None = None
+        self.goal_state: torch.Tensor | None = None
+        self.state_weight = float(cfg.state_weight)
+        h = self.planner.cfg.horizon
+        self.step_weights = torch.full((h,), float(cfg.running_weight))
+        self.step_weights[-1] = float(cfg.terminal_weight)
+        if self.state_weight > 0 and getattr(model, "state_head", None) is None:
+            raise ConfigError("plan.state_weight", "the world model has no state head (train it "
+                              "with state.parts, docs/anyscene.md); set plan.state_weight=0")
         self.steps = 0
 
     @torch.no_grad()
@@ -114,6 +129,23 @@ class GoalReacher:
         """The goal: ``image`` (S, S, 3) uint8 held still for F frames."""
         self.goal = self.encode([image] * self.frames)
         self.planner.set_goal(self.goal)
+        if self.state_weight > 0:
+            with torch.no_grad():
+                self.goal_state = self.model.decode_state(self.goal)
+            self.planner.latent_cost = self._cost
+
+    def _cost(self, zs: torch.Tensor) -> torch.Tensor:
+        """Predicted latents (B, H, D) -> cost (B,): the latent distance to the goal plus
+        ``state_weight`` x the distance of the robot's state read from them, per step,
+        weighted as the planner weighs steps (running, terminal)."""
+        goal, goal_state = self.goal, self.goal_state
+        if goal is None or goal_state is None:
+            raise NoGoalError("plan toward a goal image: call set_goal first")
+        def dist(x: torch.Tensor) -> torch.Tensor:  # the planner's own metric, over the last dim
+            return x.abs().mean(-1) if self.planner.cfg.cost == "l1" else x.square().mean(-1)
+
+        d = dist(zs - goal) + self.state_weight * dist(self.model.decode_state(zs) - goal_state)
+        return d @ self.step_weights.to(d)
 
     def reset(self, seed: int | None = None) -> None:
         """A new episode: forget the frames and the warm start (the goal stays)."""
@@ -350,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--steps", type=int, default=0)
     p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--state-weight", type=float, default=0.0,
+                   help="plan.state_weight (a model trained with state.parts)")
     p.add_argument("--goal-dir", default="")
     p.add_argument("--env-kwargs", default="{}",
                    help="JSON: the env_kwargs collect was given (camera, size)")
@@ -363,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError("--env-kwargs", f"need a JSON object, got {a.env_kwargs!r}")
     torch.set_num_threads(1)
     res = goal_benchmark(a.env_id, a.checkpoint, a.episodes, a.seed, a.steps,
-                         GoalPlanConfig(samples=a.samples), goal_dir=a.goal_dir,
+                         GoalPlanConfig(samples=a.samples, state_weight=a.state_weight),
+                         goal_dir=a.goal_dir,
                          env_kwargs=env_kwargs)
     text = json.dumps(res, indent=2)
     if a.out:

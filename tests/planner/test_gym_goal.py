@@ -48,6 +48,33 @@ def test_plans_stay_in_the_env_bounds_and_move_toward_the_goal() -> None:
     assert float(sol.cost) < float(d @ reacher.planner._weights)
 
 
+def test_a_state_head_adds_the_robots_state_to_the_goal_cost() -> None:
+    """plan.state_weight: the distance of the robot's state read from the predicted latents
+    to the goal's, added to the latent distance per step, weighted like it."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    base = _model()
+    model = WorldModel(dataclasses.replace(base.cfg, state_dim=3)).eval()
+    model.load_state_dict(base.state_dict(), strict=False)
+    low, high = -np.ones(3), np.ones(3)
+    cfg = GoalPlanConfig(samples=32, iterations=1, state_weight=2.0)
+    reacher = GoalReacher(model, low, high, cfg, horizon=3)
+    goal = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    reacher.set_goal(goal)
+    zs = torch.randn(5, 3, 8)
+    with torch.no_grad():
+        want = ((zs - reacher.goal).abs().mean(-1)
+                + 2.0 * (model.decode_state(zs) - model.decode_state(reacher.goal)).abs().mean(-1))
+        got = reacher.planner.latent_cost(zs)
+    torch.testing.assert_close(got, want @ torch.tensor([0.25, 0.25, 1.0]))
+    a = reacher.act(goal)
+    assert a.shape == (3,) and (np.abs(a) <= 1 + 1e-6).all()
+    with pytest.raises(ConfigError, match="no state head") as e:
+        GoalReacher(base, low, high, cfg, horizon=3)
+    assert e.value.key == "plan.state_weight"
+
+
 def test_bad_inputs_name_their_key(tmp_path) -> None:
     with pytest.raises(ConfigError, match="3-d actions") as e:
         GoalReacher(_model(), np.zeros(2) - 1, np.ones(2), GoalPlanConfig(), 3)
