@@ -9,7 +9,8 @@ the same overrides, the same validated node configs) and its nodes are built wit
 steps the nodes due at it (a node at ``rate_hz`` every ``1000 / rate_hz`` ticks), and what
 a node publishes reaches its subscribers at the next tick, as on the launcher's lockstep
 clock. The figures are the sim's episode results (its summary's ``run``) and each node's
-summary. Nodes named in ``skip`` are left out (the recorder writes files; the evaluator
+summary, with ``ok`` and its ``reasons`` as the launcher gives them (a node that ended in fault,
+episodes left undone). Nodes named in ``skip`` are left out (the recorder writes files; the evaluator
 only scores perception).
 
     python -m reflexarc.tools.inprocess graph=pixels task=push backend=mujoco episodes=10 seed=0
@@ -33,6 +34,7 @@ from typing import Any
 from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.inprocess import Slot, step_nodes
+from reflexarc.runtime.limits_log import note_limits
 from reflexarc.runtime.node import Node, NodeContext, node_class
 
 TICK_NS = 1_000_000  # the lockstep clock: 1 kHz
@@ -47,7 +49,13 @@ def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
     import reflexarc.runtime.launcher  # noqa: F401  (registers the run config's schema)
     from reflexarc.runtime import config
 
-    cfg = config.load("run", overrides)
+    return config_episodes(config.load("run", overrides), skip, max_sim_s, list(overrides))
+
+
+def config_episodes(cfg: Any, skip: tuple[str, ...] = ("recorder",), max_sim_s: float | None = None,
+                    overrides: list[str] | None = None) -> dict[str, Any]:
+    """:func:`graph_episodes` for a run config already composed and validated (as
+    ``reflexarc.runtime.api.configure`` gives it)."""
     slots: list[Slot] = []
     sim: Node | None = None
     try:
@@ -74,10 +82,22 @@ def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
         limit_s = max_sim_s if max_sim_s is not None else episodes * (episode_s + 10.0)
         t0 = time.monotonic()
         k = step_nodes(slots, TICK_NS, sim.done, limit_s * 1e9)
+        states = {s.node.ctx.name: s.node.state() for s in slots}
         summaries = {s.node.ctx.name: s.node.summary() for s in slots}
         run = dict(summaries.get("sim", {}).get("run", {}))
-        return {**run, "simulated_s": k * TICK_NS / 1e9, "wall_s": time.monotonic() - t0,
-                "in_process": True, "overrides": list(overrides), "node_figures": summaries}
+        # the launcher's outcome, for what can go wrong in one process: a node that ended in
+        # fault, episodes left undone (a node raising ends the run with its exception)
+        ended_by = "sim finished" if sim.done() else f"{limit_s:g} s of simulated time"
+        reasons = [f"{name} ended in fault" for name, st in states.items() if st == "fault"]
+        if run.get("episodes", 0) < episodes:
+            reasons.append(f"sim ran {run.get('episodes', 0)} of {episodes} episodes "
+                           f"(ended by: {ended_by})")
+        result = {"ok": not reasons, "reasons": reasons, **run, "ended_by": ended_by,
+                  "simulated_s": k * TICK_NS / 1e9, "wall_s": time.monotonic() - t0,
+                  "in_process": True, "overrides": list(overrides or []), "node_states": states,
+                  "node_figures": summaries}
+        note_limits(result)  # the plants' joint-limit figures, as the launcher logs them
+        return result
     finally:
         for slot in slots:
             slot.node.close()

@@ -399,39 +399,49 @@ tests/planner/instruct/test_instruct_texts.py."""
 
 def run_texts(backend: str = "mujoco", cases: Sequence[Case] = INSTRUCTION_SET, seeds: int = 1,
               seed: int = 0, path: str = "auto", run_dir: str | Path | None = None,
-              overrides: Sequence[str] = ()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+              overrides: Sequence[str] = (), in_process: bool = False,
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run ``graph=instruction`` (lockstep) once for the whole set: episode ``i`` (seed
     ``seed + i``) is told ``cases[i % len(cases)].text``, ``seeds`` episodes per text. The
     instruct node asks a scripted chat-completions server on 127.0.0.1 for what its fast
     parser is unsure of (``path="llm"``: for every text). One row per episode: the case,
-    its spec, the episode's result; and the run's summary."""
+    its spec, the episode's result; and the run's summary. ``in_process``: the same graph's
+    nodes stepped in this process (reflexarc/tools/inprocess.py) instead of the launcher's
+    processes: the same episodes for about a quarter of the CPU time."""
     from reflexarc.planner.instruct.testing import by_instruction
-    from reflexarc.runtime.api import run
+    from reflexarc.runtime.api import configure, run
 
     if path not in ("auto", "llm"):
         raise ValueError(f"path {path!r}: allowed auto, llm")
     texts = [c.text for c in cases]
     with tempfile.TemporaryDirectory(prefix="bench-instruct-texts-") as tmp, \
             ChatServer([by_instruction({c.text: c.reply for c in cases})]) as server:
-        result = run(
-            "instruction", task="instruction", backend=backend, clock="lockstep",
-            episodes=len(cases) * seeds, seed=seed, run_dir=str(run_dir or Path(tmp) / "run"),
-            # a process starved for CPU on a shared machine is not hung
-            heartbeat_hz=2, silent_timeout_s=20, hung_timeout_s=30,
-            overrides={
-                "graph.nodes.sim.args.instructions": texts,
-                "graph.nodes.instruct.args.listen": "",
-                "graph.nodes.instruct.args.memory": False,
-                "graph.nodes.instruct.args.fast": path == "auto",
-                "graph.nodes.instruct.args.llm.base_url": server.url,
-                "graph.nodes.instruct.args.llm.model": "scripted",
-                "graph.nodes.instruct.args.llm.api_key": "local",
-                "graph.nodes.instruct.args.llm.timeout_s": 10.0,
-            } if not overrides else list(overrides) + [
-                f"graph.nodes.instruct.args.llm.base_url={server.url}"],
-        )
+        keys = {"task": "instruction", "backend": backend, "clock": "lockstep",
+                "episodes": len(cases) * seeds, "seed": seed}
+        args: dict[str, Any] | list[str] = {
+            "graph.nodes.sim.args.instructions": texts,
+            "graph.nodes.instruct.args.listen": "",
+            "graph.nodes.instruct.args.memory": False,
+            "graph.nodes.instruct.args.fast": path == "auto",
+            "graph.nodes.instruct.args.llm.base_url": server.url,
+            "graph.nodes.instruct.args.llm.model": "scripted",
+            "graph.nodes.instruct.args.llm.api_key": "local",
+            "graph.nodes.instruct.args.llm.timeout_s": 10.0,
+        } if not overrides else list(overrides) + [
+            f"graph.nodes.instruct.args.llm.base_url={server.url}"]
+        if in_process:
+            from reflexarc.tools.inprocess import config_episodes
+
+            summary = config_episodes(configure("instruction", overrides=args, **keys))
+            # the instruct node's run figures (its specs), merged as the launcher merges them
+            summary.update(summary["node_figures"].get("instruct", {}).get("run", {}))
+        else:
+            summary = run(
+                "instruction", run_dir=str(run_dir or Path(tmp) / "run"),
+                # a process starved for CPU on a shared machine is not hung
+                heartbeat_hz=2, silent_timeout_s=20, hung_timeout_s=30, overrides=args, **keys,
+            ).summary
         llm_requests = len(server.requests)
-    summary = result.summary
     specs = list(summary.get("specs") or [])
     rows = []
     for i, ep in enumerate(summary.get("episode_results") or []):

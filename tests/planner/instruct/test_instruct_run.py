@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from reflexarc.tools.inprocess import graph_episodes
 from tests.conftest import reflexarc
 
 
@@ -54,3 +55,12 @@ def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
     assert r["others_moved_m"] < 0.01  # red and green stayed where they were
     planner = s["node_figures"]["planner"]
     assert planner["goals"] == 1 and planner["plans"] > 0 and planner["stages"]["push"] > 0
+    # the same graph stepped in one process (how test_instruct_texts.py runs the instruction
+    # set) gives the same episode, bit for bit: the launcher's lockstep schedule
+    inproc = graph_episodes([
+        "graph=instruction", "task=instruction", "instruction=push the blue block to the left",
+        "clock=lockstep", "episodes=1", f"backend={backend}", "seed=0",
+        "++graph.nodes.instruct.args.listen=", "++graph.nodes.instruct.args.memory=false"])
+    assert inproc["ok"] and inproc["episode_results"] == s["episode_results"]
+    assert inproc["node_figures"]["instruct"]["run"]["specs"] == s["specs"]
+    assert inproc["node_figures"]["planner"]["plans"] == planner["plans"]

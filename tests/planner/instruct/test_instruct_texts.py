@@ -1,10 +1,15 @@
 """The instruction set (reflexarc.tools.bench.instruct.INSTRUCTION_SET) carried out by the
-planner from pixels: ``graph=instruction`` in lockstep, real node processes, sockets and
-simulators, on both backends. One run per backend tells each episode the next text (seed
-i for the i-th text); the instruct node understands it against perceived blocks through the
-fast parser, or, for the texts the parser is unsure of, through a scripted OpenAI-compatible
-server on 127.0.0.1 (the LLM path). Each text has its own test: its spec, and the named
-block within tolerance of its target with the other blocks moved at most 2 cm."""
+planner from pixels: ``graph=instruction`` in lockstep, real simulators, on both backends.
+One run per backend tells each episode the next text (seed i for the i-th text); the
+instruct node understands it against perceived blocks through the fast parser, or, for the
+texts the parser is unsure of, through a scripted OpenAI-compatible server on 127.0.0.1 (the
+LLM path, over real HTTP). Each text has its own test: its spec, and the named block within
+tolerance of its target with the other blocks moved at most 2 cm.
+
+The set's runs step the graph's nodes in this process (reflexarc/tools/inprocess.py: the
+same composed graph, node configs and node code, on the launcher's lockstep schedule), a
+quarter of the launcher's CPU time; that the launcher's processes give the same episodes
+is tested below, and ``reflexarc run graph=instruction`` end to end in test_instruct_run.py."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ _RUNS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
 def ran(backend: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The set's run on ``backend`` (once per session: every text's test reads it)."""
     if backend not in _RUNS:
-        _RUNS[backend] = run_texts(backend, run_dir=tmp_path_factory.mktemp(f"texts-{backend}"))
+        _RUNS[backend] = run_texts(backend, in_process=True)
     return _RUNS[backend]
 
 
