@@ -108,13 +108,14 @@ SCENE_BLOCKS = ("red", "green", "blue")  # the default graph's scene: the task's
 
 
 def table(overrides: list[str], backends: tuple[str, ...] = TABLE_BACKENDS,
-          references: bool = True) -> list[dict[str, Any]]:
+          references: bool = True, out: str = "") -> list[dict[str, Any]]:
     """One row per backend: the graph ``overrides`` compose (default ``graph=pixels``; the
     task, episodes and seed as given) run in process, and, with ``references``, the scripted
     expert's and random actions' success on the same task, seeds and blocks. Each row:
     task, backend, graph, episodes, seeds, successes, success_rate,
     mean_time_to_success_s, failed_seeds, wall_s, planner (its stages, re-plans and
-    re-grasps), expert, random (success rates)."""
+    re-grasps), expert, random (success rates). ``out``: the rows so far are written there
+    as JSON after each row (a long table keeps what it has measured)."""
     from reflexarc.tools.evaluate import evaluate_policy
 
     keys = {a.split("=", 1)[0] for a in overrides}
@@ -150,6 +151,9 @@ def table(overrides: list[str], backends: tuple[str, ...] = TABLE_BACKENDS,
                                       seed=min(seeds), objects=SCENE_BLOCKS)
                 row[policy] = ref["success_rate"]
         rows.append(row)
+        if out:
+            with open(out, "w") as f:
+                json.dump(rows, f, indent=1, default=str)
     return rows
 
 
@@ -175,18 +179,22 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m reflexarc.tools.inprocess KEY=VALUE ... [out=FILE]``: the run's figures as
     JSON (to ``out``, else stdout). ``python -m reflexarc.tools.inprocess table KEY=VALUE
-    ... [out=FILE]``: :func:`table`'s rows as JSON to ``out`` and the markdown table on
-    stdout."""
+    ... [backends=mujoco,pybullet] [out=FILE]``: :func:`table`'s rows as JSON to ``out``
+    and the markdown table on stdout."""
     args = list(sys.argv[1:] if argv is None else argv)
     out = next((a.split("=", 1)[1] for a in args if a.startswith("out=")), "")
     overrides = [a for a in args if not a.startswith("out=")]
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
     if overrides[:1] == ["table"]:
         t0 = time.monotonic()
-        rows = table(overrides[1:])
-        if out:
-            with open(out, "w") as f:
-                json.dump(rows, f, indent=1, default=str)
+        given = [a for a in overrides[1:] if not a.startswith("backends=")]
+        chosen = next((a.split("=", 1)[1] for a in overrides if a.startswith("backends=")), "")
+        backends = tuple(b for b in chosen.split(",") if b) or TABLE_BACKENDS
+        for b in backends:
+            if b not in TABLE_BACKENDS:
+                raise ConfigError("backends", f"got {b!r}; allowed: "
+                                              f"{', '.join(TABLE_BACKENDS)} (comma-separated)")
+        rows = table(given, backends, out=out)
         print(table_markdown(rows))
         print(f"\n{time.monotonic() - t0:.0f} s in all")
         return 0

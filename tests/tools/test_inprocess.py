@@ -46,3 +46,10 @@ def test_a_bad_override_is_a_config_error() -> None:
 def test_a_table_runs_every_backend_itself() -> None:
     with pytest.raises(ConfigError, match="backend"):
         table(["task=reach", "backend=mujoco"])
+
+
+def test_the_table_command_names_an_unknown_backend() -> None:
+    from reflexarc.tools.inprocess import main
+
+    with pytest.raises(ConfigError, match="backends.*gazebo"):
+        main(["table", "task=reach", "backends=mujoco,gazebo"])
