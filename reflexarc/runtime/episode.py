@@ -1,8 +1,11 @@
 """Episode files: every topic of a run in HDF5, readable while being written.
 
-An episode is a directory of parts, ``part-000000.h5``, ``part-000001.h5``... Each part
-is closed (hence complete and consistent on disk) after ``part_seconds`` of recording,
-so a SIGKILL of the writer loses at most the part that was open: the last second.
+An episode is a directory of parts, ``part-000000.h5``, ``part-000001.h5``... A part
+gathers ``part_seconds`` of messages in memory and is then written whole, under a
+temporary name renamed once it is complete and consistent on disk, so a SIGKILL of the
+writer loses at most what it had not yet written: the last second. (Writing a part once,
+each dataset made with its data, costs a fraction of appending to it as messages come:
+a compressed chunk is rewritten at every append.)
 
 Inside a part, one group per topic (``/topics/<topic>``, with ``/`` in topic names
 replaced by ``|``), with attribute ``type`` (message type name) and one dataset per
@@ -33,7 +36,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,21 +70,54 @@ class _TopicBuffer:
         self.type_name = type_name
         self.columns: dict[str, list[Any]] = defaultdict(list)
         self.count = 0
+        self.first_stamp = 0  # stamp_ns of the first and the last message held
+        self.last_stamp = 0
+        self._names: tuple[str, ...] = ()
 
     def add(self, msg: Message, recv_ns: int) -> None:
+        names = self._names
+        if not names:  # one message type per topic: its field names, once
+            names = self._names = tuple(f.name for f in dataclasses.fields(msg))  # type: ignore[arg-type]
         cols = self.columns
-        for f in dataclasses.fields(msg):  # type: ignore[arg-type]
-            cols[f.name].append(getattr(msg, f.name))
+        for name in names:
+            cols[name].append(getattr(msg, name))
         cols["recv_ns"].append(recv_ns)
+        if not self.count:
+            self.first_stamp = msg.stamp_ns
+        self.last_stamp = msg.stamp_ns
         self.count += 1
 
 
-class EpisodeWriter:
-    """Append messages of any topic; parts rotate every ``part_seconds``.
+class _Part:
+    """A part whose messages are all gathered (sealed), written topic by topic."""
 
-    Use as a context manager, or call :meth:`close`. ``flush()`` writes buffered messages
-    into the open part; :meth:`maybe_rotate` (called by the recorder at 1 Hz) closes the
-    open part when it is older than ``part_seconds``.
+    def __init__(self, index: int, buffers: dict[str, _TopicBuffer], file: h5py.File | None,
+                 names: tuple[Path, Path] | None) -> None:
+        self.index = index
+        self.buffers = buffers
+        self.todo = [t for t, b in buffers.items() if b.count]  # topics not yet in the file
+        self.file = file  # open already when flush() wrote into it
+        self.names = names  # (temporary name, final name) of its file once opened
+
+    @property
+    def started(self) -> bool:
+        return self.file is not None
+
+    def messages(self) -> dict[str, int]:
+        return {t: b.count for t, b in self.buffers.items() if b.count}
+
+
+class EpisodeWriter:
+    """Append messages of any topic; a part is gathered in memory for ``part_seconds`` and
+    then written whole.
+
+    Use as a context manager, or call :meth:`close`. :meth:`maybe_rotate` writes the part
+    in memory once it is older than ``part_seconds``. A writer on a time budget (the
+    recorder, docs/liveness.md "Recordings") splits that: :meth:`seal` ends the part in
+    memory, :meth:`write_sealed` writes sealed parts topic by topic until a deadline,
+    :meth:`drop_sealed` gives up parts it cannot keep. ``flush()`` writes what is in
+    memory into the open part's file at once. ``kept`` counts, per topic, the messages in
+    closed parts (complete on disk).
     """
 
     def __init__(
@@ -94,9 +130,14 @@ class EpisodeWriter:
         self.meta = meta or {}
         self.part_seconds = part_seconds
         self.buffers: dict[str, _TopicBuffer] = {}
-        self.file: h5py.File | None = None
-        self.opened_at = 0.0
+        self.file: h5py.File | None = None  # the open part's file, when flush() made it
+        self._names: tuple[Path, Path] | None = None
+        self.gathering_since: float | None = None  # when the part in memory got its first message
+        self.sealed: deque[_Part] = deque()
         self.messages_written = 0
+        # topic -> [messages, first stamp_ns, last stamp_ns] in closed parts
+        self.kept: dict[str, list[int]] = {}
+        self.parts_closed = 0
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -108,53 +149,121 @@ class EpisodeWriter:
         buf = self.buffers.get(topic)
         if buf is None:
             buf = self.buffers[topic] = _TopicBuffer(msg.TYPE)
+        if self.gathering_since is None:
+            self.gathering_since = time.monotonic()
         buf.add(msg, time.monotonic_ns() if recv_ns is None else recv_ns)
 
-    def _open_part(self) -> h5py.File:
-        name = self.path / f"part-{self.part_index:06d}.h5"
+    @property
+    def buffered(self) -> int:
+        """Messages in memory, not yet sealed."""
+        return sum(b.count for b in self.buffers.values())
+
+    def _open_part(self, index: int) -> tuple[h5py.File, tuple[Path, Path]]:
+        name = self.path / f"part-{index:06d}.h5"
         tmp = name.with_suffix(".h5.tmp")
         f = h5py.File(tmp, "w")
         f.attrs["format"] = FORMAT
         f.attrs["version"] = VERSION
-        f.attrs["part"] = self.part_index
-        if self.part_index == 0 or not (self.path / "part-000000.h5").exists():
+        f.attrs["part"] = index
+        if index == 0 or not (self.path / "part-000000.h5").exists():
             f.attrs["meta"] = json.dumps(self.meta, default=str)
         f.create_group("topics")
-        self.opened_at = time.monotonic()
-        self._tmp_name, self._final_name = tmp, name
-        return f
+        return f, (tmp, name)
 
     def flush(self) -> None:
-        """Write buffered messages to the open part (opening one if needed)."""
-        if not any(b.count for b in self.buffers.values()):
+        """Write the messages in memory to the open part's file (opening one if needed)."""
+        if not self.buffered:
             return
         if self.file is None:
-            self.file = self._open_part()
+            self.file, self._names = self._open_part(self.part_index)
         for topic, buf in self.buffers.items():
             if buf.count:
                 _append(self.file["topics"], topic, buf)
-                self.messages_written += buf.count
+                self._count_kept(topic, buf)
                 buf.columns.clear()
                 buf.count = 0
         self.file.flush()
 
-    def maybe_rotate(self) -> None:
-        """Flush, and close the open part if it is older than ``part_seconds``."""
-        self.flush()
-        if self.file is not None and time.monotonic() - self.opened_at >= self.part_seconds:
-            self._close_part()
+    def _count_kept(self, topic: str, buf: _TopicBuffer) -> None:
+        self.messages_written += buf.count
+        kept = self.kept.get(topic)
+        if kept is None:
+            self.kept[topic] = [buf.count, buf.first_stamp, buf.last_stamp]
+        else:
+            kept[0] += buf.count
+            kept[2] = buf.last_stamp
 
-    def _close_part(self) -> None:
-        if self.file is None:
+    def part_due(self, now: float | None = None) -> bool:
+        """Whether the part in memory (or the open part) is ``part_seconds`` old."""
+        since = self.gathering_since
+        if since is None:
+            return False
+        return (time.monotonic() if now is None else now) - since >= self.part_seconds
+
+    def seal(self) -> None:
+        """End the part in memory (and the open part's file, if flush() made one): it is
+        written next, by :meth:`write_sealed`; new messages gather in the next part."""
+        if not self.buffered and self.file is None:
+            self.gathering_since = None
             return
-        self.file.close()
-        self._tmp_name.rename(self._final_name)  # a part is visible only once complete
-        self.file = None
+        self.sealed.append(_Part(self.part_index, self.buffers, self.file, self._names))
         self.part_index += 1
+        self.buffers, self.file, self._names, self.gathering_since = {}, None, None, None
+
+    def write_sealed(self, deadline: float = float("inf")) -> bool:
+        """Write sealed parts, oldest first, one topic at a time, closing each part when it
+        is whole, until ``time.monotonic()`` passes ``deadline`` (at least one topic per
+        call, so a starved writer still moves). True when no sealed part is left."""
+        while self.sealed:
+            part = self.sealed[0]
+            if part.file is None:
+                part.file, part.names = self._open_part(part.index)
+            if part.todo:
+                topic = part.todo.pop(0)
+                buf = part.buffers[topic]
+                _append(part.file["topics"], topic, buf)
+                self._count_kept(topic, buf)
+                buf.columns.clear()
+                buf.count = 0
+            if not part.todo:
+                self._close_part(part)
+                self.sealed.popleft()
+            if time.monotonic() >= deadline:
+                break
+        return not self.sealed
+
+    def drop_sealed(self, keep: int) -> dict[str, int]:
+        """Give up the sealed parts not yet started beyond ``keep`` waiting, oldest first
+        (the writer is too far behind); returns the messages given up, per topic."""
+        dropped: dict[str, int] = {}
+        while len(self.sealed) > keep:
+            i = next((k for k, part in enumerate(self.sealed) if not part.started), None)
+            if i is None:
+                break
+            part = self.sealed[i]
+            del self.sealed[i]
+            for topic, n in part.messages().items():
+                dropped[topic] = dropped.get(topic, 0) + n
+        return dropped
+
+    def maybe_rotate(self) -> None:
+        """Write the part in memory (and close it) once it is ``part_seconds`` old."""
+        if self.part_due():
+            self.seal()
+        self.write_sealed()
+
+    def _close_part(self, part: _Part) -> None:
+        if part.file is None or part.names is None:  # never opened: nothing to close
+            return
+        part.file.close()
+        part.names[0].rename(part.names[1])  # a part is visible only once complete
+        part.file = None
+        self.parts_closed += 1
 
     def close(self) -> None:
-        self.flush()
-        self._close_part()
+        """Write everything held (the part in memory, sealed parts) and close the files."""
+        self.seal()
+        self.write_sealed()
 
 
 def _append(root: h5py.Group, topic: str, buf: _TopicBuffer) -> None:

@@ -187,8 +187,12 @@ class Node(abc.ABC):
         """True when the node has finished its work (the launcher may end the run)."""
         return False
 
+    def finish(self) -> None:
+        """At the stop, before :meth:`summary`: end the work in flight (the recorder writes
+        what it holds), so the summary counts it. Called once, on shutdown."""
+
     def close(self) -> None:
-        """Release resources (called once, on shutdown)."""
+        """Release resources (called once, on shutdown, after :meth:`summary`)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -799,9 +803,10 @@ class Runtime:
                     self.live.node_state = self.node.state()
             self.live.state = "stopped"
         try:
+            self.node.finish()
             summary = self.node.summary()
         except Exception as e:  # a failing summary must not prevent a clean stop
-            log.exception("%s: summary failed", self.name)
+            log.exception("%s: finish or summary failed", self.name)
             summary = {"summary_error": str(e)}
         try:
             self.node.close()

@@ -1,19 +1,31 @@
 """The recorder node and ``reflexarc record`` / ``reflexarc replay``.
 
 The recorder subscribes to every topic and writes each message to an episode
-(reflexarc/runtime/episode.py: HDF5 parts closed every second, so a SIGKILL loses at most the
-last second). The episode's metadata names the task, backend and robot, and holds the run's
-whole config and the project's version (from the launcher's ``run.json``); when the
-recording ends, ``meta.json`` adds the cameras' calibration (the scene's ``cameras.json``)
-and each topic's message count and rate (docs/data.md); it is rewritten with every part
-(about once a second), so a killed recorder leaves it too, as current as its last part. Replay republishes an episode's
-messages on their topics, with the original
-timing (``speed=1``), faster or slower, or as fast as possible (``speed=0``).
+(reflexarc/runtime/episode.py). It gathers ``part_seconds`` of messages in memory, then
+writes them as one part, so a SIGKILL loses at most what it had not written: under a
+second when it gets a core. The episode's metadata names the task, backend and robot, and
+holds the run's whole config and the project's version (from the launcher's ``run.json``);
+``meta.json`` adds the cameras' calibration (the scene's ``cameras.json``) and each topic's
+message count and rate as kept on disk (docs/data.md), rewritten with every part, so a
+killed recorder leaves it too, as current as its last part.
+
+On a busy machine (docs/liveness.md, "Recordings") it stays bounded: a step writes parts
+for at most ``step_budget_s`` of wall time and leaves the rest for the next step; sealed
+parts waiting beyond ``max_pending_parts`` are given up, oldest first, and counted
+(``dropped``), as are messages that never reached it (``lost``: gaps in a topic's
+``seq``, a full socket queue). At the stop it raises its priority back to the launcher's
+where the OS allows and writes what it holds: at most ``max_pending_parts`` + 1 parts.
+
+Replay republishes an episode's messages on their topics, with the original timing
+(``speed=1``), faster or slower, or as fast as possible (``speed=0``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +39,24 @@ from reflexarc.runtime.launcher import NodeEntry, RunConfig
 from reflexarc.runtime.msgs import INFRA_TOPICS
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 
-# the open part's age is checked this many times per part_seconds: checked only once, a
-# part opened just after a check would stay open nearly two part_seconds
-ROTATE_CHECKS = 8
-
 
 class Recorder(Node):
-    """Writes every non-infrastructure topic to an episode directory."""
+    """Writes every non-infrastructure topic to an episode directory, on a time budget."""
 
     @dataclass
     class Config:
         path: str = ""  # episode directory; default <run_dir>/episode
-        # a part is closed (complete on disk) this long after it opened: a SIGKILL loses at
-        # most the open part, so this plus one check (ROTATE_CHECKS) is what it can lose
-        part_seconds: float = bounded(0.75, 0.05, 3600.0)
+        # a part gathers this long of messages in memory and is then written whole: a
+        # SIGKILL loses what is not written yet, this and the time to write it
+        part_seconds: float = bounded(0.5, 0.05, 3600.0)
         include_infra: bool = False
+        # wall time one step may spend writing parts (at least one topic of one part): the
+        # rest waits for the next step, so the loop keeps its rate; 0: half the period
+        step_budget_s: float = bounded(0.0, 0.0, 60.0)
+        # sealed parts waiting to be written beyond this many are given up, the oldest
+        # not started first, and counted (summary "dropped"): a starved recorder keeps a
+        # bounded backlog, and so a bounded stop, rather than fall ever further behind
+        max_pending_parts: int = bounded(2, 1, 1000)
 
     subscribes = {"": "all"}
 
@@ -53,52 +68,108 @@ class Recorder(Node):
                         **run_meta(ctx.run_dir)},
             part_seconds=cfg.part_seconds,
         )
-        self.count = 0
-        self.last_rotate = time.monotonic()
-        # topic -> [messages, first stamp_ns, last stamp_ns], for each topic's rate
-        self.seen: dict[str, list[int]] = {}
+        self.budget_s = cfg.step_budget_s or 0.5 / ctx.rate_hz
+        self.count = 0  # messages taken in
+        self.first_seq: dict[str, int] = {}  # topic -> seq of the first message taken in
+        self.last_seq: dict[str, int] = {}  # topic -> newest seq taken in
+        self.lost: dict[str, int] = {}  # topic -> messages missing from its seq numbering
+        self.dropped: dict[str, int] = {}  # topic -> messages given up (too far behind)
+        self.most_pending = 0  # the most sealed parts waiting at once
+        self.over_budget = 0  # steps whose writing ran past the budget (one topic is at least written)
+        self.stop_nice: int | None = None  # niceness at the stop, when it was raised back
+        self.cameras: dict[str, Any] | None = None
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        t0 = time.monotonic()
+        writer = self.writer
+        if writer.part_due(t0):  # what was gathered before this step: a part on the wall clock
+            writer.seal()
+            self._drop(writer.drop_sealed(self.cfg.max_pending_parts))
         for topic in inbox.topics():
             if topic in INFRA_TOPICS and not self.cfg.include_infra:
                 continue
             for msg in inbox.new(topic):
-                self.writer.write(topic, msg)
+                self._seq(topic, msg.seq)
+                writer.write(topic, msg)
                 self.count += 1
-                seen = self.seen.get(topic)
-                if seen is None:
-                    self.seen[topic] = [1, msg.stamp_ns, msg.stamp_ns]
-                else:
-                    seen[0] += 1
-                    seen[2] = msg.stamp_ns
-        if time.monotonic() - self.last_rotate >= self.cfg.part_seconds / ROTATE_CHECKS:
-            part = self.writer.part_index
-            self.writer.maybe_rotate()
-            # rewritten as each part closes, when every message counted is in a closed part:
-            # a killed recorder leaves the metadata of the parts it left on disk
-            if self.writer.part_index != part:
-                write_meta(self.writer.path, self.closing_meta())
-            self.last_rotate = time.monotonic()
+        if writer.sealed:
+            closed = writer.parts_closed
+            writer.write_sealed(t0 + self.budget_s)
+            self.over_budget += time.monotonic() > t0 + self.budget_s
+            if writer.parts_closed != closed:
+                # rewritten as parts close: counts of what is on disk, so a killed recorder
+                # leaves the metadata of the parts it left
+                write_meta(writer.path, self.closing_meta())
         return ()
 
-    def summary(self) -> dict[str, Any]:
-        return {"recorded": self.count, "episode": str(self.writer.path)}
+    def _seq(self, topic: str, seq: int) -> None:
+        last = self.last_seq.get(topic)
+        if last is None:
+            self.first_seq[topic] = seq
+        elif seq > last + 1:
+            self.lost[topic] = self.lost.get(topic, 0) + seq - last - 1
+        self.last_seq[topic] = seq  # a seq that goes back: its publisher restarted
 
-    def close(self) -> None:
+    def _drop(self, dropped: dict[str, int]) -> None:
+        for topic, n in dropped.items():
+            self.dropped[topic] = self.dropped.get(topic, 0) + n
+        self.most_pending = max(self.most_pending, len(self.writer.sealed))
+
+    def finish(self) -> None:
+        """At the stop: back to the launcher's priority where the OS allows (a recorder at
+        ``nice 10`` on a busy machine would wait long for a core), then write what it holds,
+        at most ``max_pending_parts`` + 1 parts."""
+        with contextlib.suppress(OSError):  # PermissionError without CAP_SYS_NICE: as it is
+            tid = threading.get_native_id()  # niceness is per thread on Linux
+            mine = os.getpriority(os.PRIO_PROCESS, tid)
+            theirs = os.getpriority(os.PRIO_PROCESS, os.getppid())
+            if theirs < mine:
+                os.setpriority(os.PRIO_PROCESS, tid, theirs)
+            self.stop_nice = os.getpriority(os.PRIO_PROCESS, tid)
+        self._write_all()
+
+    def _write_all(self) -> None:
         self.writer.close()
         if self.writer.messages_written:
             write_meta(self.writer.path, self.closing_meta())
 
+    def summary(self) -> dict[str, Any]:
+        writer = self.writer
+        return {
+            "recorded": writer.messages_written,  # in closed parts, complete on disk
+            "taken": self.count,
+            "dropped": sum(self.dropped.values()),
+            "dropped_by_topic": dict(self.dropped),
+            "lost": sum(self.lost.values()),
+            "lost_by_topic": dict(self.lost),
+            # the first and last seq taken in: with no restart, taken + lost = last - first + 1
+            "seqs_by_topic": {t: [self.first_seq[t], self.last_seq[t]] for t in self.last_seq},
+            "parts": writer.parts_closed,
+            "most_pending_parts": self.most_pending,
+            "steps_over_budget": self.over_budget,
+            "step_budget_s": self.budget_s,
+            **({"stop_nice": self.stop_nice} if self.stop_nice is not None else {}),
+            "episode": str(writer.path),
+        }
+
+    def close(self) -> None:
+        if self.writer.buffered or self.writer.sealed:  # not finished (run outside a runtime)
+            self._write_all()
+
     def closing_meta(self) -> dict[str, Any]:
-        """What is known once recording ends: per-topic counts and rates, calibration."""
+        """What is known as recording goes on: per-topic counts and rates of what is on
+        disk, the cameras' calibration."""
         topics = {
             topic: {"messages": n, "hz": (n - 1) * 1e9 / (last - first) if last > first else 0.0}
-            for topic, (n, first, last) in sorted(self.seen.items())
+            for topic, (n, first, last) in sorted(self.writer.kept.items())
         }
         meta: dict[str, Any] = {"topics": topics}
-        cameras = Path(self.ctx.run_dir or ".") / "cameras.json"
-        if self.ctx.run_dir and cameras.is_file():
-            meta["cameras"] = json.loads(cameras.read_text())
+        if self.cameras is None and self.ctx.run_dir:
+            cameras = Path(self.ctx.run_dir) / "cameras.json"
+            if cameras.is_file():
+                self.cameras = json.loads(cameras.read_text())
+        if self.cameras is not None:
+            meta["cameras"] = self.cameras
         return meta
 
 
