@@ -996,12 +996,29 @@ def sleep_until_ns(deadline_ns: int) -> None:
         pass  # a signal: its Python handler runs after the sleep; the deadline stands
 
 
+def _time_shared_thread(tasks: str, tid: int) -> bool:
+    """Whether thread ``tid`` stays time-shared under a SCHED_FIFO node: ZeroMQ's own
+    background threads (I/O, reaper; named ``ZMQbg/...``)."""
+    try:
+        with open(f"{tasks}/{tid}/comm") as f:
+            return f.read().startswith("ZMQbg")
+    except OSError:
+        return False
+
+
 def set_scheduling(policy: str, priority: int, name: str, pid: int = 0) -> str:
-    """Put every thread of process ``pid`` (0: this one) under ``policy`` ("fifo":
+    """Put the threads of process ``pid`` (0: this one) under ``policy`` ("fifo":
     SCHED_FIFO at ``priority``; "other": left as it is). Returns the policy in force:
     "fifo", or "other" when the OS refuses (it needs CAP_SYS_NICE or root), with one
     warning. Threads started later by a SCHED_FIFO thread inherit it (docs/liveness.md,
-    "Scheduling")."""
+    "Scheduling").
+
+    Every Python thread goes SCHED_FIFO (they share the interpreter's lock: a time-shared
+    one preempted while holding it would stall the loop), but ZeroMQ's background threads
+    stay time-shared at the process's nice: at realtime priority each message the node
+    sends or receives (a joint state and a command every millisecond for the controller)
+    preempted whatever ran on that core, and the planner beside a SCHED_FIFO controller
+    solved markedly slower (docs/benchmarks.md, "Controller step and SCHED_FIFO")."""
     if policy != "fifo":
         return "other"
     tasks = f"/proc/{pid or 'self'}/task"
@@ -1012,6 +1029,8 @@ def set_scheduling(policy: str, priority: int, name: str, pid: int = 0) -> str:
     param = os.sched_param(priority)
     done = 0
     for tid in tids:
+        if _time_shared_thread(tasks, tid):
+            continue
         try:
             os.sched_setscheduler(tid, os.SCHED_FIFO, param)
             done += 1

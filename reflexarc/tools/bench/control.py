@@ -262,6 +262,100 @@ def graph_row(
     }
 
 
+# --------------------------------------------------------------------------------------
+# The default job (graph pixels) with the controller SCHED_FIFO and time-shared
+# --------------------------------------------------------------------------------------
+
+# name: the controller's scheduling, CPU-bound background processes (``load=``)
+PIXELS_VARIANTS: dict[str, dict[str, Any]] = {
+    "fifo": {"sched": "fifo", "load": 0},
+    "timeshared": {"sched": "other", "load": 0},
+    "fifo_load4": {"sched": "fifo", "load": 4},
+    "timeshared_load4": {"sched": "other", "load": 4},
+}
+
+
+def pixels_run(sched: str, load: int, seconds: float, run_dir: Path,
+               extra: list[str] | None = None) -> dict[str, Any]:
+    """One run of the default job (``reflexarc run``: graph pixels, MuJoCo push) for
+    ``seconds`` with the controller under ``sched`` beside ``load`` CPU-bound processes;
+    the run's summary. The controller's state timeout is 5 s (not the graph's 0.5 s): on a
+    loaded machine a starved sim's pause would latch its fault, and a faulted controller
+    computes nothing to measure."""
+    from reflexarc.runtime.config import load as load_config
+    from reflexarc.runtime.launcher import Launcher
+
+    cfg = load_config("run", [
+        f"duration_s={seconds}", "episodes=1000", f"run_dir={run_dir}", f"load={load}",
+        f"graph.nodes.controller.sched={sched}",
+        "graph.nodes.controller.args.safety.state_timeout_s=5", *(extra or [])])
+    cfg.graph.report = ""  # no video or plot: the figures only
+    return Launcher(cfg).run()
+
+
+def pixels_row(summary: dict[str, Any], label: str, load_before: float) -> dict[str, Any]:
+    """The controller's figures and the planner's beside them, from their summaries."""
+    run_dir = Path(summary["run_dir"])
+
+    def figs(node: str) -> dict[str, Any]:
+        path = run_dir / f"{node}.summary.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    c, p = figs("controller"), figs("planner")
+    planner_s = p.get("ticks", 0) / p["rate_hz"] if p.get("rate_hz") else 0.0
+    return {
+        "part": "pixels",
+        "variant": label,
+        "ok": bool(summary.get("ok")),
+        "sched": c.get("sched"),
+        "load_procs": PIXELS_VARIANTS.get(label, {}).get("load"),
+        "rate_hz": c.get("rate_hz"),
+        "miss_share": c.get("miss_share"),
+        # the controller's step() on the ticks that tracked (the kernel ran)
+        "step_p50_us": c.get("compute_tracking_p50_us"),
+        "step_p99_us": c.get("compute_tracking_p99_us"),
+        # the runtime's whole tick: receive + step + publish
+        "tick_p50_us": c.get("step_p50_us"),
+        "tick_p99_us": c.get("step_p99_us"),
+        "recv_p50_us": c.get("recv_p50_us"),
+        "publish_p50_us": c.get("publish_p50_us"),
+        "jitter_p99_us": c.get("jitter_p99_us"),
+        "state_age_p99_ms": c.get("state_age_p99_ms"),  # joint state's age when used
+        "ctrl_cpu_share": c.get("cpu_share"),  # of one core, its threads included
+        "planner_solves_per_s": p.get("solves", 0) / planner_s if planner_s else 0.0,
+        "plan_ms_p50": summary.get("plan_ms_p50"),
+        "plan_ms_p99": summary.get("plan_ms_p99"),
+        "frame_to_plan_ms_p50": p.get("frame_to_plan_ms_p50"),
+        "planner_cpu_share": p.get("cpu_share"),
+        "successes": summary.get("successes", summary.get("success_rate")),
+        "load1": load_before,
+        "loadavg_max": summary.get("loadavg_max"),
+        "cores": os.cpu_count(),
+    }
+
+
+def bench_pixels(cfg: Any) -> list[dict[str, Any]]:
+    """``reflexarc bench control graphs=[pixels]``: the default job with the controller
+    SCHED_FIFO and time-shared, quiet and beside 4 CPU-bound processes (one run each,
+    ``seconds`` long, in :data:`PIXELS_VARIANTS` order)."""
+    names = ["fifo"] if cfg.quick else list(PIXELS_VARIANTS)
+    seconds = min(cfg.seconds, 5.0) if cfg.quick else cfg.seconds
+    rows = []
+    progress = Progress("bench control pixels", len(names), "runs", every_s=0.0)
+    with tempfile.TemporaryDirectory(prefix="bench-pixels-") as tmp:
+        for i, name in enumerate(names):
+            v = PIXELS_VARIANTS[name]
+            load = os.getloadavg()[0]
+            t0 = time.monotonic()
+            summary = pixels_run(v["sched"], v["load"], seconds, Path(tmp) / name,
+                                 [f"backend={cfg.backend}"])
+            row = pixels_row(summary, name, load)
+            row["wall_s"] = round(time.monotonic() - t0, 1)
+            rows.append(row)
+            progress.update(i + 1, f"pixels {name}")
+    return rows
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     # name: camera rate of the sim, SCHED_FIFO priority of controller and sim (0: none)
     "timeshared": {"camera_hz": 30.0, "rt": 0},
@@ -279,6 +373,8 @@ def bench_control(cfg: Any) -> list[dict[str, Any]]:
     controller's by its graph entry; the sim's set by pid here, as ``chrt`` would), each
     measured over ``seconds`` after start-up.
     """
+    if "pixels" in cfg.graphs:
+        return bench_pixels(cfg)
     seconds = min(cfg.seconds, 3.0) if cfg.quick else cfg.seconds
     rows: list[dict[str, Any]] = []
     out = Path(cfg.out) if cfg.out else None
