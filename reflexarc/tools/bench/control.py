@@ -288,7 +288,7 @@ def pixels_run(sched: str, load: int, seconds: float, run_dir: Path,
     cfg = load_config("run", [
         f"duration_s={seconds}", "episodes=1000", f"run_dir={run_dir}", f"load={load}",
         f"graph.nodes.controller.sched={sched}",
-        "graph.nodes.controller.args.safety.state_timeout_s=5", *(extra or [])])
+        "++graph.nodes.controller.args.safety.state_timeout_s=5", *(extra or [])])
     cfg.graph.report = ""  # no video or plot: the figures only
     return Launcher(cfg).run()
 
@@ -307,6 +307,7 @@ def pixels_row(summary: dict[str, Any], label: str, load_before: float) -> dict[
         "part": "pixels",
         "variant": label,
         "ok": bool(summary.get("ok")),
+        "why_not_ok": "; ".join(summary.get("reasons", [])),
         "sched": c.get("sched"),
         "load_procs": PIXELS_VARIANTS.get(label, {}).get("load"),
         "rate_hz": c.get("rate_hz"),
@@ -320,7 +321,6 @@ def pixels_row(summary: dict[str, Any], label: str, load_before: float) -> dict[
         "recv_p50_us": c.get("recv_p50_us"),
         "publish_p50_us": c.get("publish_p50_us"),
         "jitter_p99_us": c.get("jitter_p99_us"),
-        "state_age_p99_ms": c.get("state_age_p99_ms"),  # joint state's age when used
         "ctrl_cpu_share": c.get("cpu_share"),  # of one core, its threads included
         "planner_solves_per_s": p.get("solves", 0) / planner_s if planner_s else 0.0,
         "plan_ms_p50": summary.get("plan_ms_p50"),
