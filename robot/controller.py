@@ -318,6 +318,7 @@ class ControllerNode(Node):
         self.within = ck.within_limits_numba if compiled else ck.within_limits_numpy
         self.state_check = ck.state_check_numba if compiled else ck.state_check_numpy
         self._coriolis, self._inertia = cfg.coriolis, cfg.impedance == "inertia"  # per tick
+        self._mlim_rows = tuple(self._mlim)  # its rows as views, made once
         self._warm_up()
         self.grip_cmd: float | None = None  # last gripper command sent
         self.plan_stamp: int | None = None  # the newest plan's stamp
@@ -455,8 +456,9 @@ class ControllerNode(Node):
                 mode = self.supervisor.mode = Mode.HOLDING
             if mode != Mode.FAULT:
                 self.mode = Mode.WAITING  # re-enter from the measured pose, at rest
-        mlim = self._mlim  # the check in full (its events) only when a limit is passed
-        overspeed = not self.within(self._q, self._dq, mlim[0], mlim[1], mlim[2]) and \
+        # the check in full (its events) only when a limit is passed
+        q_min, q_max, dq_lim = self._mlim_rows
+        overspeed = not self.within(self._q, self._dq, q_min, q_max, dq_lim) and \
             self.limits.measured(q, dq, now_ns)
         if overspeed and self.cfg.safety.overspeed_hold and mode == Mode.RUNNING:
             self.supervisor.last_plan_ns = None  # hold until the next plan
