@@ -495,11 +495,13 @@ class Runtime:
         self.zctx = busmod.context()
         self.security = busmod.Security(self.zctx, cfg)
         self.pub = busmod.Publisher(self.zctx, spec.addresses[spec.name], cfg, self.security)
-        # what the node declared it publishes (a topic ending in "/" covers a family): the
+        # what the node declared it publishes, matched as the bus matches subscriptions
+        # (busmod.TopicMatch: a topic ending in "/" covers a family, "" every topic): the
         # launcher checked these (one publisher per topic); any other topic is published
         # still, but counted and warned about (summary ``undeclared_topics``)
         publishes_for = getattr(type(node), "publishes_for", None)
         self.declared = tuple(publishes_for(node.cfg) if publishes_for else node.publishes)
+        self.declared_match = busmod.TopicMatch(self.declared)
         self.checked: set[str] = set()  # topics found declared
         self.undeclared: dict[str, int] = {}
         topics = list(node.subscribes)
@@ -556,8 +558,7 @@ class Runtime:
             self.pub.publish(topic, msg)
 
     def _check_declared(self, topic: str) -> None:
-        if topic in self.declared or any(d.endswith("/") and topic.startswith(d)
-                                         for d in self.declared):
+        if self.declared_match(topic):
             self.checked.add(topic)
             return
         if topic not in self.undeclared:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
+import pytest
 import zmq
 
 from reflexarc.runtime import bus as busmod
@@ -202,3 +203,31 @@ def test_a_topic_the_node_did_not_declare_is_counted_and_warned_about(tmp_path: 
         rt.zctx.term()
     summary = json.loads((tmp_path / "echo.summary.json").read_text())
     assert summary["undeclared_topics"] == {"estop": 2}
+
+
+@pytest.mark.parametrize(("declared", "covered", "not_covered"), [
+    (("joint_command",), ["joint_command"], ["joint_commands", "joint", "camera/wrist", ""]),
+    (("camera/",), ["camera/wrist", "camera/"], ["camera", "cameras/x", "plan"]),
+    # "" covers every topic, as in a subscription (a relay that republishes anything)
+    (("",), ["plan", "camera/wrist", "estop", ""], []),
+])
+def test_declared_topics_match_as_the_bus_does(tmp_path: Path, declared, covered,
+                                               not_covered) -> None:
+    """A node's declared topics are matched with the bus's own TopicMatch: exact names,
+    ``prefix/`` families, and ``""`` for every topic."""
+    spec = NodeSpec(name="echo", target="reflexarc.runtime.testnodes:Echo", rate_hz=100,
+                    args={}, seed=0, clock="realtime", bus={},
+                    addresses={"echo": f"ipc://{tmp_path}/e.pub"}, run_dir=str(tmp_path))
+    node = Echo(NodeContext(name="echo", rate_hz=100.0), Echo.Config())
+    node.publishes = declared  # this instance's declaration
+    rt = nodemod.Runtime(spec, node)
+    try:
+        for topic in covered + not_covered:
+            rt._check_declared(topic)
+        assert rt.checked == set(covered)
+        assert set(rt.undeclared) == set(not_covered)
+    finally:
+        rt.pub.close()
+        rt.sub.close()
+        rt.security.close()
+        rt.zctx.term()
