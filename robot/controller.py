@@ -222,7 +222,7 @@ class ControllerNode(Node):
         governor_accel: float = bounded(2.0, 0.1, 13.0)
         # inertia: no joint is driven faster than this share of its velocity limit (the
         # commanded joint acceleration is capped so the speed reaches it within speed_horizon_s)
-        speed_guard: float = bounded(0.9, 0.1, 1.0)
+        speed_guard: float = bounded(0.85, 0.1, 1.0)
         # inertia: while holding or stopping, the commanded joint acceleration is at most
         # this share of the robot's acceleration limits (the model's error takes the rest)
         accel_guard: float = bounded(0.9, 0.1, 1.0)

@@ -59,8 +59,10 @@ class GuardConfig:
     torque_share: float = 1.0  # |tau| <= share * tau_max
     torque_rate: bool = True  # |d tau / dt| <= dtau_max between commands
     position_margin: float = 0.01  # rad kept from the position limits (position mode)
-    speed_share: float = 0.9  # position mode: a target moves at most this share of dq_max
-    stop_share: float = 0.95  # a measured speed above this share of dq_max stops the arm
+    speed_share: float = 0.85  # position mode: a target moves at most this share of dq_max
+    # a measured speed above this share of dq_max stops the arm; a loaded machine's late
+    # ticks let a joint overshoot it by up to ~8 % before the stop bites (docs/safety.md)
+    stop_share: float = 0.9
     zone: float = 0.15  # rad from a position limit where torques toward it are damped
     damping: float = 0.1  # N m s/rad per N m of the joint's torque limit, in the zone
 

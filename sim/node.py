@@ -19,7 +19,7 @@ Commands (``command``):
   real arm's controller box, the sim checks every command against the joint limits
   (:class:`reflexarc.robot.guard.CommandGuard`: torques clipped, damped near the position
   limits; position targets clipped and rate limited) and holds for ``overspeed_hold_s``
-  when a joint moves faster than 95 % of its limit. Every published joint state past a
+  when a joint moves faster than 90 % of its limit. Every published joint state past a
   limit is counted (``beyond_limits``, ``max_speed_share`` in the summary).
 - ``ee_action``: ``ee_action`` (EEAction, 4 values) from a policy, tracked by the
   gymnasium envs' built-in joint controller (:class:`reflexarc.sim.ee_control.EETracker`): each

@@ -99,12 +99,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for r in rows:
         for k, v in (r.get("beyond_limits") or {}).items():
             total[k] = total.get(k, 0) + int(v)
-    speed = max((float(r.get("max_speed_share") or 0.0) for r in rows), default=0.0)
+    top = max(rows, key=lambda r: float(r.get("max_speed_share") or 0.0), default={})
+    speed = float(top.get("max_speed_share") or 0.0)
     accel = max((float(r.get("max_accel_share") or 0.0) for r in rows), default=0.0)
     past = ", ".join(f"{k} {v}" for k, v in total.items())
     terminalreporter.write_line(
         f"joint limits over {runs} graph runs ({len(rows)} plant summaries): samples past "
         f"the limits: {past}; max speed share {speed:.3f}, max acceleration share {accel:.2f}")
+    if top:  # the run closest to the speed limit, to find it again
+        terminalreporter.write_line(
+            f"  max speed share from {top.get('label') or '?'}: {top.get('node', '?')} "
+            f"({top.get('run_dir', '')})")
     for row, why in _state["bad"]:
         exempt = " (limits_exempt)" if row.get("label") in _state["exempt"] else ""
         terminalreporter.write_line(
