@@ -13,7 +13,10 @@ env's own play so far, and no reward and no label:
    ``explore.horizon`` steps (the random player's Ornstein-Uhlenbeck noise, from the
    current one) are rolled through every member, and the first action of the sequence
    whose predicted latents disagree most (variance over the members, summed over the
-   steps) is taken: where the members disagree, the data has not been.
+   steps) is taken: where the members disagree, the data has not been. With a model that
+   has a state head (train's ``state.parts``), the disagreement is measured only in the
+   part of the latent the head does not read (its row space projected out): the robot's
+   own state is known, so curiosity points at everything else, the objects.
 
 :func:`moved_share` measures what exploration reached: the share of episodes in which a
 named quantity of the observation (say the object's position, ``object:obs[17:20]``,
@@ -96,6 +99,12 @@ class Curiosity:
             opt.step()
             self.losses.append(float(loss.detach()))
         self.ens.requires_grad_(False)
+        # the robot's state is what the state head reads: disagree about the rest only
+        self.beyond: Tensor | None = None
+        head = getattr(model, "state_head", None)
+        if head is not None:
+            q, _ = torch.linalg.qr(head.weight.detach().float().T)  # (D, P) orthonormal basis
+            self.beyond = torch.eye(model.latent_dim) - q @ q.T  # (D, D) projector
 
     @torch.no_grad()
     def disagreement(self, z: Tensor, actions: Tensor) -> Tensor:
@@ -105,7 +114,8 @@ class Curiosity:
         total = torch.zeros(c)
         for t in range(actions.shape[1]):
             zk = self.ens(zk, actions[:, t].expand(self.ens.w1.shape[0], -1, -1))
-            total += zk.var(dim=0).mean(-1)
+            spread = zk.var(dim=0) if self.beyond is None else (zk @ self.beyond).var(dim=0)
+            total += spread.mean(-1)
         return total
 
     @torch.no_grad()

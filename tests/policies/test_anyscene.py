@@ -214,6 +214,33 @@ def test_curious_play_takes_the_most_disputed_candidate() -> None:
     assert acts.shape == (5, 2) and (np.abs(acts) <= 1.0 + 1e-6).all() and acts.std() > 0
 
 
+def test_with_a_state_head_curiosity_ignores_the_robots_own_state() -> None:
+    """The disagreement is measured beyond the state head's row space: members that
+    disagree only along what the head reads (the robot) count as agreeing."""
+    from reflexarc.policies.explore import Curiosity
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(image_size=16, channels=[8, 8], latent_dim=8, hidden_dim=16,
+                                   action_dim=2, action_scales=[1.0, 1.0], state_dim=2))
+    n = 20
+    data = EpisodeData(frames=torch.randint(0, 255, (n, 3, 16, 16), dtype=torch.uint8),
+                       actions=torch.rand(n, 2) * 2 - 1, valid=torch.ones(n, dtype=torch.bool),
+                       episode=torch.zeros(n, dtype=torch.int64), ee_pos=torch.zeros(n, 3),
+                       block_pos=torch.zeros(n, 3), proprio=None, names=["a"])
+    data.valid[-1] = False
+    cur = Curiosity(model, data, k=3, steps=5)
+    assert cur.beyond is not None
+    w = model.state_head.weight.detach()  # (2, 8)
+    torch.testing.assert_close(w @ cur.beyond, torch.zeros(2, 8), atol=1e-5, rtol=0)
+    # members apart only along the head's rows: no disagreement; apart elsewhere: some
+    along = torch.stack([w[0] * t for t in (-1.0, 0.0, 1.0)])[:, None]  # (K, 1, D)
+    other = torch.randn(8)
+    other = other @ cur.beyond
+    across = torch.stack([other * t for t in (-1.0, 0.0, 1.0)])[:, None]
+    assert float((along @ cur.beyond).var(0).mean()) < 1e-10
+    assert float((across @ cur.beyond).var(0).mean()) > 1e-3
+
+
 @pytest.mark.slow
 def test_curious_collect_on_a_stock_env(tmp_path: Path) -> None:
     from reflexarc.policies.explore import moved_share
