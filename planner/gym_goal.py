@@ -387,8 +387,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--goal-dir", default="")
     p.add_argument("--env-kwargs", default="{}",
                    help="JSON: the env_kwargs collect was given (camera, size)")
+    p.add_argument("--policies", default="plan,random,zero",
+                   help="comma-separated, of plan, random, zero")
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
+    policies = tuple(x.strip() for x in a.policies.split(",") if x.strip())
+    if not policies or set(policies) - {"plan", "random", "zero"}:
+        raise ConfigError("--policies", f"got {a.policies!r}; allowed: plan, random, zero")
     try:
         env_kwargs = json.loads(a.env_kwargs)
     except json.JSONDecodeError as e:
@@ -398,8 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     res = goal_benchmark(a.env_id, a.checkpoint, a.episodes, a.seed, a.steps,
                          GoalPlanConfig(samples=a.samples, state_weight=a.state_weight),
-                         goal_dir=a.goal_dir,
-                         env_kwargs=env_kwargs)
+                         policies=policies, goal_dir=a.goal_dir, env_kwargs=env_kwargs)
     text = json.dumps(res, indent=2)
     if a.out:
         Path(a.out).write_text(text + "\n")
