@@ -47,6 +47,10 @@ def test_sigkill_of_the_planner_mid_motion_leaves_the_arm_holding_still(tmp_path
         "graph.nodes.planner.args.start_delay_s=1.5",  # and the restarted one waits
         "graph.nodes.planner.args.duration_s=0",
         "graph.nodes.controller.args.safety.plan_timeout_s=0.2",
+        # the joint-state watchdog as the launcher's plant tests have it (1.5 s, not 0.1 s): on
+        # a busy machine the realtime sim is starved for longer than 0.1 s, and the fault that
+        # latches then is not the plan timeout this test is about
+        "graph.nodes.controller.args.safety.state_timeout_s=1.5",
     )
     try:
         _plans(run_dir, 40)  # 0.8 s into the circle at 50 Hz: moving at 0.25 m/s
@@ -54,6 +58,10 @@ def test_sigkill_of_the_planner_mid_motion_leaves_the_arm_holding_still(tmp_path
         kill_ns = time.monotonic_ns()
         os.kill(pid, signal.SIGKILL)
         time.sleep(2.2)
+        # the launcher restarts the planner (on_death=restart): the graph goes on with it. Stop
+        # the run only once the new one plans, not while it is still importing on a busy
+        # machine (a node stopped before it is up exits with SIGTERM's status, not 0)
+        _plans(run_dir, 1)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
@@ -66,7 +74,9 @@ def test_sigkill_of_the_planner_mid_motion_leaves_the_arm_holding_still(tmp_path
     t = t[::5]
     before = (t > kill_ns - 200 * 1_000_000) & (t < kill_ns)
     speed = np.linalg.norm(np.diff(ee[before], axis=0), axis=1).sum() / 0.2
-    assert speed > 0.1, f"the arm was not moving when the planner died ({speed:.3f} m/s)"
+    # the circle is 0.25 m/s; a starved sim lags it (0.075 m/s seen at load 29): moving is
+    # what matters, fifty times the 1 mm drift allowed below over the same second
+    assert speed > 0.05, f"the arm was not moving when the planner died ({speed:.3f} m/s)"
     # held: from 0.2 s (plan timeout) + 0.3 s (braking) after the kill, for 1 s
     w = (t > kill_ns + 500 * 1_000_000) & (t < kill_ns + 1500 * 1_000_000)
     assert w.sum() > 20  # joint states recorded in the window
