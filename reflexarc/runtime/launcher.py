@@ -582,9 +582,13 @@ class Launcher:
         """Whether a live node is hung, as (event, why); None while it lives or is starved."""
         rec = p.rec or {}
         stopping = rec.get("state") in ("stopped", "closed")
-        stall_limit = max(self.cfg.hung_timeout_s, 2.5 / p.entry.rate_hz)
+        # scaled with the node's own steps as its liveness thread measured them lately (a
+        # node whose steps take 0.6 s on this machine now is not hung 2 s into one)
+        stall_limit = max(self.cfg.hung_timeout_s, 2.5 / p.entry.rate_hz,
+                          STEP_SCALE * float(rec.get("step_s", 0.0)))
         if p.up and not stopping and rec.get("stall_s", 0.0) > stall_limit:
-            return "stalled", f"its loop has not moved for {rec['stall_s']:.2f} s it could run"
+            return "stalled", (f"its loop has not moved for {rec['stall_s']:.2f} s it could run "
+                               f"(limit {stall_limit:.2f} s)")
         silent = now - (p.last_rec or p.started)
         starting = now - p.started
         if not p.up and starting > self.cfg.startup_timeout_s:
@@ -834,6 +838,7 @@ class Launcher:
         return out
 
 
+STEP_SCALE = 4  # a step may take this many times the node's longest recent one before it is hung
 ASLEEP_WINDOW_S = 1.0  # a process is asleep when it used no more than ASLEEP_CPU_S in this
 ASLEEP_CPU_S = 0.005
 STOP_STARVED = 4  # a stopping node still working gets this many stop_timeout_s

@@ -283,6 +283,20 @@ def _run_queue_wait_s(skip_tid: int) -> float | None:
     return total / 1e9
 
 
+def _thread_wait_s(tid: int) -> float | None:
+    """Seconds thread ``tid`` of this process has spent runnable and waiting for a core."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# completed steps longer than a liveness period are remembered this long: ``step_s`` in the
+# records is the longest of them (the launcher scales its stall limit with it)
+STEP_WINDOW_S = 60.0
+
+
 def remove_ipc_file(address: str) -> None:
     """Remove the socket file of a bound ``ipc://`` address (ZeroMQ leaves it), and its
     directory once empty: a graph leaves no socket file behind, whoever ends it."""
@@ -311,11 +325,14 @@ class Liveness:
     process: ``beat`` (the loop's progress counter, bumped by the loop), ``up`` (the loop
     has started), ``state`` (the node's), ``ticks`` and ``stall_s``: how long the loop has
     not moved, counted only while it could have: the wall time less the time the process's
-    threads waited for a core (Linux schedstat), and at least the CPU time the loop used.
-    Asleep or spinning inside a step counts in full; a process the OS does not schedule
-    counts nothing, so a node starved by a busy machine is not taken for a hung one. Before
-    the loop starts (imports, construction) ``stall_s`` is how long the main thread has
-    been asleep (neither on a core nor waiting for one) without a break.
+    threads waited for a core (Linux schedstat), this thread's own included while it
+    worked (it holds the GIL then, which the loop may be waiting for), and at least the
+    CPU time the loop used. Asleep or spinning inside a step counts in full; a process the
+    OS does not schedule counts nothing, so a node starved by a busy machine is not taken
+    for a hung one. Before the loop starts (imports, construction) ``stall_s`` is how long
+    the main thread has been asleep (neither on a core nor waiting for one) without a break.
+    ``step_s`` is the longest step of the last ``STEP_WINDOW_S`` that spanned a record,
+    counted the same way: what this node's steps take on this machine now.
 
     The pipe is the proof of identity: only this process holds its write end, so no other
     process can speak for the node. When the pipe breaks (the launcher died), the node is
@@ -335,6 +352,8 @@ class Liveness:
         self.done = False  # the node finished its work (the launcher ends the run)
         self.ticks = 0
         self.stall_s = 0.0
+        self.steps: deque[tuple[float, float]] = deque()  # (when, stall) of long steps that ended
+        self.step_s = 0.0  # the longest of them
         self._tid = threading.get_native_id()  # the loop runs on the thread that made us
         try:
             self._cpu_clock: int | None = time.pthread_getcpuclockid(threading.get_ident())
@@ -354,29 +373,43 @@ class Liveness:
         me = threading.get_native_id()
         last_beat, last_t, last_cpu = -1, time.monotonic(), self._loop_cpu()
         last_wait = _run_queue_wait_s(me)
+        held = 0.0  # this thread's wait for a core while it worked, since the last record
         while not self._stop.wait(self.period_s):
+            mine = _thread_wait_s(me)  # from here to the record, it holds the GIL
             now, cpu, wait = time.monotonic(), self._loop_cpu(), _run_queue_wait_s(me)
             dt, dcpu = now - last_t, cpu - last_cpu
             # the time the scheduler let the process run: the wall time less what its
             # threads waited for a core (a thread waiting for the GIL that a starved thread
-            # holds is starved too); without schedstat, only the loop's own CPU time
-            dfree = dt - (wait - last_wait) if wait is not None and last_wait is not None else dcpu
+            # holds is starved too: this one's wait counts while it holds the GIL, not while
+            # it sleeps); without schedstat, only the loop's own CPU time
+            if wait is not None and last_wait is not None:
+                dfree = dt - (wait - last_wait) - held
+            else:
+                dfree = dcpu
             if not self.up:  # building the node: time free but not on a core is asleep
                 asleep = dfree - dcpu > 0.5 * dt
                 self.stall_s = self.stall_s + dt if asleep else 0.0
             elif self.beat != last_beat:
+                if self.stall_s > 0:  # a step longer than a period ended: how long it took
+                    self.steps.append((now, self.stall_s))
                 self.stall_s, last_beat = 0.0, self.beat
             else:
                 self.stall_s += min(dt, max(dcpu, dfree))
+            while self.steps and self.steps[0][0] < now - STEP_WINDOW_S:
+                self.steps.popleft()
+            self.step_s = max((s for _, s in self.steps), default=0.0)
             last_t, last_cpu, last_wait = now, cpu, wait
             if not self.send():
                 self._orphaned()
                 return
+            after = _thread_wait_s(me)
+            held = after - mine if after is not None and mine is not None else 0.0
 
     def send(self) -> bool:
         """Write one record; False when the launcher is gone."""
         rec = {"beat": self.beat, "up": self.up, "state": self.state, "ticks": self.ticks,
-               "stall_s": round(self.stall_s, 3), "node_state": self.node_state, "done": self.done}
+               "stall_s": round(self.stall_s, 3), "step_s": round(self.step_s, 3),
+               "node_state": self.node_state, "done": self.done}
         try:
             os.write(self.fd, json.dumps(rec).encode() + b"\n")
         except BlockingIOError:  # the launcher is not reading (itself starved): skip one

@@ -184,6 +184,43 @@ class Stuck(Node):
         return ()
 
 
+class SlowSteps(Node):
+    """Steps that each take ``step_cpu_s`` of the thread's CPU time (step ``slow_at`` takes
+    ``slow_cpu_s``), done after ``done_after`` steps; from step ``stuck_at`` on (0: never)
+    stuck forever, asleep or spinning. A node slow but progressing, and one stuck after
+    long steps, as a busy machine makes of a node that encodes frames."""
+
+    @dataclass
+    class Config:
+        step_cpu_s: float = bounded(0.1, 0.0, 60.0)
+        slow_at: int = bounded(0, 0, None)  # 0: no slower step
+        slow_cpu_s: float = bounded(1.0, 0.0, 60.0)
+        done_after: int = bounded(0, 0, None)  # 0: never done
+        stuck_at: int = bounded(0, 0, None)  # 0: never stuck
+        how: str = choice("sleep", "sleep", "spin")
+
+    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
+        super().__init__(ctx, cfg)
+        self.ticks = 0
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        self.ticks += 1
+        cfg = self.cfg
+        while cfg.stuck_at and self.ticks >= cfg.stuck_at:
+            if cfg.how == "sleep":
+                time.sleep(3600)
+        end = time.thread_time() + (cfg.slow_cpu_s if self.ticks == cfg.slow_at else cfg.step_cpu_s)
+        while time.thread_time() < end:
+            pass
+        return ()
+
+    def done(self) -> bool:
+        return bool(self.cfg.done_after) and self.ticks >= self.cfg.done_after
+
+    def summary(self) -> dict[str, int]:
+        return {"steps": self.ticks}
+
+
 class StuckInClose(Node):
     """Done after ``after_ticks`` ticks, then stuck forever in ``close`` (asleep): a node
     that never ends its shutdown."""
