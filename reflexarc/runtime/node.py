@@ -441,7 +441,7 @@ class Liveness:
 class _Stats:
     """Ring buffers of jitter and step time; figures computed at heartbeat time.
 
-    A realtime tick's step time is split in three (:meth:`parts`): taking in what arrived
+    A realtime tick's step time is split in three (:meth:`add_io`): taking in what arrived
     (receive and decode), the node's ``step``, and publishing what it returned (encode and
     send). The process's CPU time from the first tick on (:meth:`cpu`) is what the node
     costs the machine, its threads (ZeroMQ's I/O, liveness) included.
