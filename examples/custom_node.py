@@ -21,9 +21,11 @@ def main() -> None:
     a = parser.parse_args()
 
     graph = reflexarc.Graph({
-        "sim": reflexarc.node("reflexarc.sim.node:SimNode", 500, task="reach",
-                              backend=a.backend, episodes=1, command="ee_action",
-                              camera_hz=0.0, publish_goal=False),
+        "sim": reflexarc.node("reflexarc.sim.node:SimNode", 500, backend=a.backend,
+                              command="ee_action", camera_hz=0.0),
+        # the episodes: lays each one out on the plant, says when it succeeded
+        "evaluator": reflexarc.node("reflexarc.sim.evaluator:EvaluatorNode", 50, task="reach",
+                                    backend=a.backend, episodes=1, publish_goal=False),
         "expert": reflexarc.node("reflexarc.sim.policy_node:PolicyNode", 10, task="reach",
                                  policy="expert", output="ee_action"),
         "watch": reflexarc.node(JointWatch, 50, joints=7),  # the class itself, or "my_nodes:JointWatch"

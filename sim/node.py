@@ -1,13 +1,24 @@
-"""The sim node: a simulated robot scene (``robot``: panda, xarm6) in the graph (docs/architecture.md, "The nodes").
+"""The sim node: the plant, a simulated robot scene (``robot``: panda, xarm6) in the graph
+(docs/architecture.md, "The nodes").
 
-Every tick (the node's rate, 500-1000 Hz, is the physics rate: one tick advances the
-physics by ``1 / rate_hz`` s) it applies the newest command, steps the scene and
-publishes ``joint_state``; at their own rates it renders ``camera/<name>`` frames and
-publishes the privileged ``scene_state``; at each episode reset it publishes a ``goal``
-(republished every ``goal_period_s`` for late joiners): the task, the block's name and
-the target, as a person would state them. With ``goal_images`` (the reference graphs
-only: privileged, docs/senses.md) the goal also carries the image the scene renders of the
-goal state.
+It does what a real arm and its cameras do, and no more: every tick (the node's rate,
+500-1000 Hz, is the physics rate: one tick advances the physics by ``1 / rate_hz`` s) it
+applies the newest command, steps the scene and publishes ``joint_state``; at their own
+rates it renders ``camera/<name>`` frames (stamped with the state's time, with their
+render time; their calibration is written to ``cameras.json`` in the run directory) and
+publishes the privileged ``scene_state`` (the truth, for the evaluator, the recorder and
+the reference experts only: docs/senses.md).
+
+Episodes are not the plant's: the evaluator (:mod:`reflexarc.sim.evaluator`) samples each
+episode's layout, asks the plant to lay it out with a ``reset`` message (on a real arm a
+person does), states the task, and scores it from ``scene_state``. The plant performs each
+reset it is asked for (a newer ``episode`` than the one it holds): the arm at rest at the
+layout's joints, the blocks where the layout puts them. After a reset its physics stays
+frozen, and its clock stopped, until the first valid command arrives (or
+``start_timeout_s`` passes; in realtime not before the whole graph is up), so the graph's
+start-up and the policy's first reaction do not eat into the episode; ``scene_state``
+says when it reset (``reset_ns``), when it started (``started_ns``) and the time simulated
+since (``sim_time_s``). Before its first reset the plant publishes nothing.
 
 Commands (``command``):
 
@@ -24,26 +35,7 @@ Commands (``command``):
 - ``ee_action``: ``ee_action`` (EEAction, 4 values) from a policy, tracked by the
   gymnasium envs' built-in joint controller (:class:`reflexarc.sim.ee_control.EETracker`): each
   action's joint ramp runs over ``1 / action_hz`` s, then its end is held. Actions
-  computed before the current episode began (older stamps) are dropped.
-
-Instructions (``follow_spec``): the episode's task, block and target are not the reset's
-sample but those of the newest accepted ``task_spec`` stamped in the episode (the instruct
-node's, resolved against this episode's ``scene_state``). The episode waits for one; once
-adopted, the sim publishes it as the episode's ``goal`` (source "instruction", with the
-imagined goal image when ``publish_goal``), which the policy follows. A refusal, or no
-spec within ``spec_timeout_s``, ends the episode unsuccessfully with the reason. Success
-then also needs the other blocks to have moved at most ``others_tolerance``; each episode
-result says which block moved from where to where. The sim says ``instruction`` on topic
-``instruction`` at each episode's start (``instructions``: episode i says the i-th, in turn,
-so that one run evaluates a set of instructions); the result carries the text said.
-
-Episodes: episode ``i`` is reset with seed ``ctx.seed + i`` (the same initial state as
-``env.reset(seed=ctx.seed + i)``). Its physics stays frozen, and its clock stopped,
-until the first valid command arrives (or ``start_timeout_s`` passes), so the graph's
-start-up and the policy's first reaction do not eat into it. It ends at the task's
-first success, or after ``episode_s``. After ``episodes`` episodes :meth:`done` is
-true and the launcher ends the run. Episode times are taken on the graph's clock
-(``now_ns``: wall time in realtime, simulated time in lockstep).
+  computed before the current reset (older stamps) are dropped.
 
 In realtime, a tick that comes late (a camera frame took longer than the tick period)
 is followed by up to ``catch_up_steps`` extra physics steps, so simulated time keeps up
@@ -54,7 +46,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,51 +57,37 @@ from reflexarc.runtime.config import bounded, choice
 from reflexarc.runtime.errors import ConfigError, NodeError
 from reflexarc.runtime.msgs import (
     EEAction,
-    Goal,
     Image,
-    Instruction,
     JointCommand,
     JointState,
+    Reset,
     SceneState,
-    TaskSpec,
     empty,
 )
 from reflexarc.runtime.node import Inbox, Node, NodeContext, Outputs
 from reflexarc.runtime.stats import Ring
 from reflexarc.sim.assets import CAMERAS, SceneError, has_display
 
-DEFAULT_EPISODE_STEPS_HZ = 10.0  # tasks' max_steps are counted at the envs' 10 Hz
-
 
 @dataclass
 class SimConfig:
     """Arguments of :class:`SimNode` (``graph.nodes.<sim>.args``)."""
 
-    task: str = choice("push", "reach", "push", "pick_place")
     backend: str = choice("mujoco", "mujoco", "pybullet")
     robot: str = "panda"  # the arm (reflexarc.robot.description; docs/robots.md)
-    objects: list[str] = field(default_factory=lambda: ["red"])  # block colours; first = task's
+    objects: list[str] = field(default_factory=lambda: ["red"])  # block colours
     command: str = choice("ee_action", "ee_action", "joint")
-    episodes: int = bounded(1, 0, None)  # then done(); 0: until stopped
-    episode_s: float = bounded(0.0, 0.0, None)  # time limit; 0: the task's (max_steps at 10 Hz)
-    start_timeout_s: float = bounded(10.0, 0.0, None)  # start an episode without a command after
+    start_timeout_s: float = bounded(10.0, 0.0, None)  # start after a reset without a command after
     cameras: list[str] = field(default_factory=lambda: ["front"])
     camera_hz: float = bounded(30.0, 0.0, 1000.0)  # 0: no frames
     image_size: int = bounded(64, 16, 512)
     depth: bool = False  # frames carry depth (H, W) float32 m
-    # scene_state; 0: only at episode ends. Every tick by default: a policy acting at 10 Hz
-    # then sees the hand where its last action's ramp ends, as in the envs (an older view
-    # makes displacement actions overshoot)
+    # scene_state; 0: only after a reset and at the start. Every tick by default: a policy
+    # acting at 10 Hz then sees the hand where its last action's ramp ends, as in the envs
+    # (an older view makes displacement actions overshoot)
     state_hz: float = bounded(1000.0, 0.0, 1000.0)
     # a scene_state at the stamp of every camera frame as well (sim/evaluator.py)
     frame_state: bool = False
-    publish_goal: bool = True
-    # the goal carries the image the scene renders of the goal state: privileged, for the
-    # reference graphs and datasets (docs/senses.md). False: the goal says only the task,
-    # the block's name and the target, as a person would
-    goal_images: bool = True
-    goal_camera: str = "front"
-    goal_period_s: float = bounded(1.0, 0.0, None)  # republish the episode's goal; 0: once
     action_hz: float = bounded(10.0, 0.1, 1000.0)  # ee_action: rate of the action stream
     max_delta: float = bounded(0.05, 1e-4, 0.2)  # ee_action: largest displacement per action, m
     # joint: hold the position after this long without a valid command, as a real arm's
@@ -120,20 +98,6 @@ class SimConfig:
     catch_up_steps: int = bounded(4, 0, 100)  # realtime: extra physics steps after a late tick
     viewer: bool = False  # MuJoCo's passive viewer / PyBullet's GUI (needs a display)
     viewer_hz: float = bounded(30.0, 1.0, 240.0)
-    # instructions: task, block and target from the instruct node's task_spec (see above)
-    follow_spec: bool = False
-    spec_timeout_s: float = bounded(60.0, 0.1, None)  # follow_spec: wait this long for one
-    others_tolerance: float = bounded(0.02, 0.0, 1.0)  # follow_spec: other blocks may move, m
-    # follow_spec: the instructed block's success radius, m; 0: the task's (push 4 cm), which
-    # is as long as a short instructed move ("5 cm to the right")
-    spec_tolerance: float = bounded(0.0, 0.0, 0.1)
-    # said on topic "instruction" at the start of every episode, as a person would tell the
-    # robot its task (the instruct node understands it against what perception sees); ""
-    # says nothing
-    instruction: str = ""
-    # one instruction per episode, in turn (episode i says instructions[i % n]): a set of
-    # instructions evaluated in one run; instead of ``instruction``
-    instructions: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         from reflexarc.robot.description import robot_description
@@ -142,16 +106,6 @@ class SimConfig:
         for cam in self.cameras:
             if cam not in CAMERAS:
                 raise ConfigError("cameras", f"got {cam!r}; allowed: {', '.join(CAMERAS)}")
-        if self.publish_goal and self.goal_images and self.goal_camera not in self.cameras:
-            raise ConfigError(
-                "goal_camera", f"{self.goal_camera!r} is not in cameras {self.cameras}"
-            )
-        if self.instruction and self.instructions:
-            raise ConfigError("instructions", f"got {len(self.instructions)} together with "
-                              f"instruction={self.instruction!r}; give one or the other")
-        if any(not str(t).strip() for t in self.instructions):
-            raise ConfigError("instructions", f"got {self.instructions!r}; an empty "
-                              "instruction says nothing: every item must be a text")
         if self.viewer and not has_display():
             raise ConfigError(
                 "viewer",
@@ -171,43 +125,13 @@ def _calibration(camera: str, backend: str, size: int) -> dict[str, Any]:
             "parent": spec.body}
 
 
-@dataclass
-class EpisodeResult:
-    """How one episode went."""
-
-    episode: int
-    seed: int
-    success: bool
-    time_to_success_s: float | None  # graph clock, from the episode's start
-    duration_s: float  # graph clock
-    physics_s: float  # simulated time stepped
-    final_distance_m: float  # task error at the end
-    # follow_spec only (None otherwise): the instructed block, where it went, the others
-    object: str | None = None
-    object_from: list[float] | None = None  # (3,) at the episode's start
-    object_to: list[float] | None = None  # (3,) at its end
-    target: list[float] | None = None  # (3,)
-    others_moved_m: float | None = None  # largest xy displacement of another block
-    tolerance_m: float | None = None  # the success radius the block was held to
-    task_success: bool | None = None  # the task's own test (success also needs the others still)
-    refusal: str | None = None  # why the episode had no task (refused instruction, no spec)
-    instruction: str | None = None  # what the sim said at the episode's start (if anything)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The result as a JSON-ready dict (the follow_spec fields only when set)."""
-        return {k: v for k, v in self.__dict__.items() if v is not None or k not in _FOLLOW_KEYS}
-
-
-_FOLLOW_KEYS = ("object", "object_from", "object_to", "target", "others_moved_m", "tolerance_m",
-                "task_success", "refusal", "instruction")
-
-
 class SimNode(Node):
-    """Steps a MuJoCo or PyBullet Panda scene and publishes what its sensors see."""
+    """Steps a MuJoCo or PyBullet scene, performs the resets it is asked for and publishes
+    what its sensors see (module docstring)."""
 
     Config = SimConfig
-    subscribes = {"joint_command": "latest", "ee_action": "all"}
-    publishes = ("joint_state", "scene_state", "goal", "camera/", "instruction")
+    subscribes = {"joint_command": "latest", "ee_action": "all", "reset": "all"}
+    publishes = ("joint_state", "scene_state", "camera/")
 
     @classmethod
     def select_class(cls, args: dict[str, Any]) -> type[Node]:
@@ -219,32 +143,17 @@ class SimNode(Node):
         return cls
 
     @classmethod
-    def subscribes_for(cls, cfg: SimConfig) -> dict[str, str]:
-        """Topics subscribed to with ``cfg``."""
-        return {**cls.subscribes, "task_spec": "all"} if cfg.follow_spec else dict(cls.subscribes)
-
-    @classmethod
     def privileged_for(cls, cfg: SimConfig) -> tuple[str, ...]:
-        """Topics that carry the simulator's truth with ``cfg`` (reflexarc.tools.senses):
-        ``scene_state``, and ``goal`` when the scene imagines its images."""
-        goal = cfg.publish_goal and cfg.goal_images
-        return ("scene_state", "goal") if goal else ("scene_state",)
-
-    @classmethod
-    def publishes_for(cls, cfg: SimConfig) -> tuple[str, ...]:
-        """Topics published with ``cfg`` (the launcher's one-publisher-per-topic check)."""
-        optional = {"goal": cfg.publish_goal, "instruction": bool(cfg.instruction or cfg.instructions)}
-        return tuple(t for t in cls.publishes if optional.get(t, True))
+        """Topics that carry the simulator's truth (reflexarc.tools.senses)."""
+        return ("scene_state",)
 
     def __init__(self, ctx: NodeContext, cfg: SimConfig) -> None:
         super().__init__(ctx, cfg)
-        self.started_wall = time.monotonic()  # for the episode lines' ETA
         from reflexarc.robot.description import robot_description
         from reflexarc.robot.kinematics import ArmKinematics
         from reflexarc.sim.ee_control import EETracker
         from reflexarc.sim.scene import SceneConfig
         from reflexarc.sim.scenes import make_scene
-        from reflexarc.sim.tasks import make_task
 
         physics_hz = round(ctx.rate_hz)
         if abs(ctx.rate_hz - physics_hz) > 1e-9 or not 500 <= physics_hz <= 1000:
@@ -278,28 +187,20 @@ class SimNode(Node):
             (Path(ctx.run_dir) / "cameras.json").write_text(json.dumps(
                 {c: _calibration(c, cfg.backend, cfg.image_size) for c in cfg.cameras}, indent=1))
         self.kin = ArmKinematics(robot_description(cfg.robot))
-        self.task = make_task(cfg.task, self.kin)
         self.ramp_steps = round(physics_hz / cfg.action_hz)
         self.tracker = EETracker(self.kin, cfg.max_delta, self.ramp_steps * self.scene.dt)
-        self.episode_ns = int(
-            1e9 * (cfg.episode_s or self.task.max_steps / DEFAULT_EPISODE_STEPS_HZ)
-        )
         self.lockstep = ctx.clock == "lockstep"
-        self.subscribes = self.subscribes_for(cfg)
-        self.spec: TaskSpec | None = None  # follow_spec: the episode's adopted task spec
-        self.start_objects = np.zeros((0, 3))  # (k, 3) block positions at the episode's start
-        self.specs_stale = 0
 
-        # episode
-        self.phase = "reset"  # reset | waiting | running | done
-        self.episode = 0
-        self.reset_ns = 0  # when the current episode was reset (its goal's stamp)
-        self.valid_from_ns = 0  # stamp of the episode's first scene_state: older actions are stale
-        self.start_ns = 0  # when its physics started
+        # resets (the evaluator's requests)
+        self.phase = "unset"  # unset (no reset yet) | waiting (reset, frozen) | running
+        self.episode = -1  # the newest reset performed
+        self.target = np.zeros(3)  # its layout's target (echoed in scene_state)
+        self.reset_ns = 0  # when it was performed
+        self.valid_from_ns = 0  # stamp of the reset's first scene_state: older actions are stale
+        self.start_ns = -1  # when its physics started
         self.ep_steps = 0
-        self.results: list[EpisodeResult] = []
-        self.goal: Goal | None = None
-        self.goal_image: np.ndarray | None = None
+        self.resets = 0
+        self.bad_resets = 0
         # commands
         self.ramp_k = self.ramp_steps + 1  # ee_action: physics steps into the current ramp
         self.last_cmd_ns: int | None = None  # joint: when the newest valid command was seen
@@ -321,7 +222,6 @@ class SimNode(Node):
         self.anchor_steps = 0
         self.next_frame_ns = 0
         self.next_state_ns = 0
-        self.next_goal_ns = 0
         self.next_view_ns = 0
         self.physics_steps = 0
         self.dropped_steps = 0
@@ -330,8 +230,7 @@ class SimNode(Node):
         self.run_wall_s = 0.0
         self._wall_t: float | None = None
         # the slow parts of the first tick happen here, before the heartbeats start:
-        # the first reset (IK, goal image) and the renderers' creation
-        self._reset()
+        # the renderers' creation
         for cam in cfg.cameras if cfg.camera_hz else ():
             self.scene.render(cam, cfg.image_size, depth=cfg.depth)
 
@@ -339,53 +238,40 @@ class SimNode(Node):
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         out: list[tuple[str, Any]] = []
-        if self.phase == "done":
-            return out
         self._check_tick(now_ns)
-        if self.phase == "reset":
-            self._begin(now_ns, out)
-            self.valid_from_ns = now_ns  # this tick's states are the episode's first
-        ended = self._follow(now_ns, inbox, out) if self.cfg.follow_spec else False
+        reset = self._take_reset(now_ns, inbox)
+        if self.phase == "unset":
+            return out
         commanded = self._take_commands(now_ns, inbox)
-        has_task = self.spec is not None or not self.cfg.follow_spec
         # realtime: not before every node of the graph is up (the recorder too), so that no
         # episode starts unrecorded or unwatched on a busy machine (docs/liveness.md)
         graph_up = self.lockstep or self.ctx.graph_up()
-        if self.phase == "waiting" and not ended and has_task and graph_up and (
+        started = False
+        if self.phase == "waiting" and graph_up and (
             commanded or now_ns - self.reset_ns >= int(1e9 * self.cfg.start_timeout_s)
         ):
             self.phase = "running"
             self.start_ns = self.anchor_ns = now_ns
             self.anchor_steps = 0
+            started = True
         if self.phase == "running":
             self._physics(now_ns)
-            ended = self._episode_over(now_ns)
         out.append(("joint_state", self._joint_state(now_ns)))
         frame_due = bool(self.cfg.camera_hz) and now_ns >= self.next_frame_ns
         state_due = bool(self.cfg.state_hz) and now_ns >= self.next_state_ns
         if state_due:
             self.next_state_ns = _next_due(self.next_state_ns, now_ns, self.cfg.state_hz)
-        # with frame_state, the truth at each frame's stamp too (the evaluator scores
+        # the truth at once after a reset and at the start (the evaluator times the episode
+        # from them); with frame_state, at each frame's stamp too (the evaluator scores
         # perception's view of that frame against it)
-        if ended or state_due or (frame_due and self.cfg.frame_state):
+        if reset or started or state_due or (frame_due and self.cfg.frame_state):
             out.append(("scene_state", self._scene_state(now_ns)))
         if frame_due:
             self.next_frame_ns = _next_due(self.next_frame_ns, now_ns, self.cfg.camera_hz)
             out.extend(self._frames(now_ns))
-        if self.goal is not None and self.cfg.goal_period_s and now_ns >= self.next_goal_ns:
-            self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
-            out.append(("goal", replace(self.goal)))
         if self.cfg.viewer and now_ns >= self.next_view_ns:
             self.next_view_ns = _next_due(self.next_view_ns, now_ns, self.cfg.viewer_hz)
             self.scene.human_render()
-        if ended:
-            if self.cfg.episodes and self.episode + 1 >= self.cfg.episodes:
-                self.phase = "done"
-            else:
-                self.episode += 1
-                self._reset()
-                self._begin(now_ns, out)
-                self.valid_from_ns = now_ns + 1  # this tick's states were the last episode's
         return out
 
     def _check_tick(self, now_ns: int) -> None:
@@ -397,176 +283,47 @@ class SimNode(Node):
             )
         self.prev_ns = now_ns
 
-    # ---- episodes ------------------------------------------------------------------------
+    # ---- resets --------------------------------------------------------------------------
 
-    def _reset(self) -> None:
-        """Reset the scene for episode ``self.episode`` (seeded) and imagine its goal."""
-        seed = self.ctx.seed + self.episode
-        self.task.reset(self.scene, np.random.default_rng(seed))  # as env.reset(seed=seed)
-        self.tracker.reset(self.task.init_q)
+    def _take_reset(self, now_ns: int, inbox: Inbox) -> bool:
+        """Perform the newest reset asked for with a newer episode than the one held (the
+        evaluator repeats its request until it sees it done); True when one was."""
+        asked = [r for r in inbox.new("reset") if r.episode > self.episode]
+        for msg in reversed(asked):
+            try:
+                self._reset(msg)
+            except (SceneError, ValueError, TypeError) as e:
+                self.bad_resets += 1
+                self.log.warning("%s: cannot lay out episode %d: %s", self.ctx.name, msg.episode, e)
+                continue
+            self.phase = "waiting"
+            self.reset_ns = self.valid_from_ns = now_ns
+            self.start_ns = -1
+            self.next_state_ns = now_ns
+            return True
+        return False
+
+    def _reset(self, msg: Reset) -> None:
+        """Lay the scene out as ``msg`` says (the arm at rest, the blocks placed)."""
+        q = np.asarray(msg.q, np.float64)
+        objects = np.asarray(msg.objects, np.float64)
+        k = len(self.scene.object_names)
+        if q.shape != (self.scene.n_joints,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"q must be {self.scene.n_joints} finite joint positions, got "
+                             f"shape {q.shape}")
+        if objects.shape != (k, 7) or not np.all(np.isfinite(objects)):
+            raise ValueError(f"objects must be {k} x 7 finite poses ({', '.join(self.scene.object_names)}),"
+                             f" got shape {objects.shape}")
+        self.scene.reset(q, gripper=float(msg.gripper), object_poses=objects)
+        self.tracker.reset(q)
         self.beyond.restart()  # the arm was placed, not moved: no acceleration across it
         self.ramp_k = self.ramp_steps + 1
         self.ep_steps = 0
-        self.spec = None
-        self.goal = None  # follow_spec: no goal until a spec is adopted (none republished)
-        self.goal_image = (
-            self._goal_image() if self.cfg.publish_goal and not self.cfg.follow_spec else None
-        )
-        self.log.info("episode %d (seed %d): target %s", self.episode, seed,
-                      np.round(self.task.target, 3).tolist())
-
-    def _goal_image(self) -> np.ndarray:
-        """The episode's goal image (H, W, 3) with ``goal_images``, else an empty one."""
-        if not self.cfg.goal_images:
-            return empty("u1", 0, 0, 3)
-        return self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
-
-    def _begin(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
-        """Start the (reset) episode's clock-dependent part: stamps, goal, waiting."""
-        self.phase = "waiting"
-        self.reset_ns = now_ns
-        self.next_state_ns = now_ns  # the episode's first state goes out at once
-        self.start_objects = self.scene.object_poses()[:, :3].copy()
-        self._publish_goal(now_ns, out)
-        text = self._said()
-        if text:
-            # the evaluator's voice: a person telling the robot its task for this episode
-            out.append(("instruction", Instruction(stamp_ns=now_ns, text=text)))
-
-    def _said(self) -> str:
-        """The instruction said at this episode's start ('' none)."""
-        said = self.cfg.instructions
-        return said[self.episode % len(said)] if said else self.cfg.instruction
-
-    def _publish_goal(self, now_ns: int, out: list[tuple[str, Any]]) -> None:
-        """Publish the episode's goal stamped ``now_ns``."""
-        if self.goal_image is not None:
-            names = self.scene.object_names
-            self.goal = Goal(
-                stamp_ns=now_ns,
-                task=self.cfg.task,
-                object=names[0] if names and self.task.needs_object else "",
-                target=self.task.target.copy(),
-                image=self.goal_image,
-                z=empty("f4", 0),
-                source="imagined" if self.goal_image.size else "task",
-            )
-            self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
-            out.append(("goal", self.goal))
-
-    def _episode_over(self, now_ns: int) -> bool:
-        ee, _ = self.scene.ee_pose()
-        pos = self.scene.object_poses()[:, :3]
-        success = self.task.success(ee, pos)
-        elapsed = now_ns - self.start_ns
-        if not success and elapsed < self.episode_ns:
-            return False
-        follow: dict[str, Any] = {}
-        if self.cfg.follow_spec and self.spec is not None:
-            others = np.arange(len(pos)) != self.task.obj
-            moved = np.linalg.norm(pos[:, :2] - self.start_objects[:, :2], axis=1)
-            others_moved = float(moved[others].max()) if others.any() else 0.0
-            follow = {
-                "object": self.spec.object,
-                "object_from": self.start_objects[self.task.obj].round(4).tolist() if len(pos) else None,
-                "object_to": pos[self.task.obj].round(4).tolist() if len(pos) else None,
-                "target": self.task.target.round(4).tolist(),
-                "others_moved_m": others_moved,
-                "tolerance_m": self.task.tolerance,
-                "task_success": bool(success),
-            }
-            success = success and others_moved <= self.cfg.others_tolerance
-        r = EpisodeResult(
-            episode=self.episode,
-            seed=self.ctx.seed + self.episode,
-            success=bool(success),
-            time_to_success_s=elapsed / 1e9 if success else None,
-            duration_s=elapsed / 1e9,
-            physics_s=self.ep_steps * self.scene.dt,
-            final_distance_m=self.task.distance(ee, pos),
-            instruction=self._said() or None,
-            **follow,
-        )
-        self.results.append(r)
-        self.log.info("episode %d: %s after %.2f s%s", r.episode,
-                      "success" if r.success else "time limit", r.duration_s, self._progress())
-        return True
-
-    def _progress(self) -> str:
-        """`` (2/5 episodes, 14.2 s, ETA 21 s)`` in wall time since the node started."""
-        from reflexarc.runtime.progress import eta_text
-
-        if not self.cfg.episodes:
-            return ""
-        done, total = len(self.results), self.cfg.episodes
-        elapsed = time.monotonic() - self.started_wall
-        eta = eta_text(done, total, elapsed)
-        return f" ({done}/{total} episodes, {elapsed:.1f} s{', ' + eta if eta else ''})"
-
-    def _follow(self, now_ns: int, inbox: Inbox, out: list[tuple[str, Any]]) -> bool:
-        """follow_spec: adopt the newest task spec of this episode (as its goal); True when
-        the episode ends here without a task (a refusal, or no spec in time)."""
-        for spec in inbox.new("task_spec"):
-            if spec.stamp_ns < self.valid_from_ns:
-                self.specs_stale += 1  # resolved against an earlier episode's scene
-                continue
-            problem = spec.refusal or self._adopt(now_ns, spec, out)
-            if not problem:
-                continue
-            if self.phase == "waiting" and self.spec is None:
-                return self._no_task(now_ns, problem)
-            self.log.info("%s: keeps its task; ignoring a task spec: %s", self.ctx.name, problem)
-        if self.phase == "waiting" and self.spec is None and (
-            now_ns - self.reset_ns >= int(1e9 * self.cfg.spec_timeout_s)
-        ):
-            return self._no_task(now_ns, f"no task spec within {self.cfg.spec_timeout_s:g} s")
-        return False
-
-    def _adopt(self, now_ns: int, spec: TaskSpec, out: list[tuple[str, Any]]) -> str:
-        """Retarget the episode to ``spec`` and publish it as the goal; '' or the problem."""
-        from reflexarc.sim.tasks import TASKS, make_task
-
-        names = list(self.scene.object_names)
-        target = np.asarray(spec.target_pos, dtype=float)
-        if spec.task not in TASKS:
-            return f"task {spec.task!r} is not one of {', '.join(TASKS)}"
-        if target.shape != (3,) or not np.all(np.isfinite(target)):
-            return f"target_pos must be 3 finite numbers, got {target.tolist()}"
-        if spec.task != "reach" and spec.object not in names:
-            return f"no block {spec.object!r} in the scene (blocks: {', '.join(names) or 'none'})"
-        if spec.task != self.task.name:
-            init_q = self.task.init_q
-            self.task = make_task(spec.task, self.kin)
-            self.task.init_q = init_q
-            self.episode_ns = int(
-                1e9 * (self.cfg.episode_s or self.task.max_steps / DEFAULT_EPISODE_STEPS_HZ)
-            )
-        self.task.retarget(names.index(spec.object) if spec.object in names else 0, target,
-                           self.cfg.spec_tolerance)
-        self.spec = spec
-        image = (
-            self.task.goal_image(self.scene, self.cfg.goal_camera, self.cfg.image_size)
-            if self.cfg.publish_goal and self.cfg.goal_images else np.zeros((0, 0, 3), np.uint8)
-        )
-        if self.cfg.publish_goal:  # else the instruct node gives the planner its goal
-            self.goal = Goal(stamp_ns=now_ns, task=spec.task, object=spec.object,
-                             target=self.task.target.copy(), image=image, z=empty("f4", 0),
-                             source="instruction")
-            self.next_goal_ns = now_ns + int(1e9 * self.cfg.goal_period_s)
-            out.append(("goal", self.goal))
-        self.log.info("episode %d: %s %s to %s (instruction)", self.episode, spec.task,
-                      spec.object, np.round(target, 3).tolist())
-        return ""
-
-    def _no_task(self, now_ns: int, reason: str) -> bool:
-        """End the waiting episode unsuccessfully: the instruction gave it no task."""
-        self.results.append(EpisodeResult(
-            episode=self.episode, seed=self.ctx.seed + self.episode, success=False,
-            time_to_success_s=None, duration_s=0.0, physics_s=0.0, final_distance_m=float("nan"),
-            refusal=reason, instruction=self._said() or None,
-        ))
-        self.log.warning("episode %d: no task: %s", self.episode, reason)
-        return True
+        self.episode = int(msg.episode)
+        target = np.asarray(msg.target, np.float64)
+        self.target = target.copy() if target.shape == (3,) else np.zeros(3)
+        self.resets += 1
+        self.log.info("reset for episode %d (seed %d)", msg.episode, msg.seed)
 
     # ---- commands ------------------------------------------------------------------------
 
@@ -688,17 +445,17 @@ class SimNode(Node):
 
     def _scene_state(self, now_ns: int) -> SceneState:
         ee, quat = self.scene.ee_pose()
-        objects = self.scene.object_poses()
-        success = self.task.success(ee, objects[:, :3]) if self.phase != "waiting" else False
         return SceneState(
             stamp_ns=now_ns,
             ee_pos=ee,
             ee_quat=quat,
-            objects=objects,
+            objects=self.scene.object_poses(),
             names=",".join(self.scene.object_names),
-            target=self.task.target.copy(),
-            success=bool(success),
+            target=self.target.copy(),
             episode=self.episode,
+            reset_ns=self.reset_ns,
+            started_ns=self.start_ns,
+            sim_time_s=self.ep_steps * self.scene.dt,
         )
 
     def _frames(self, now_ns: int) -> list[tuple[str, Image]]:
@@ -722,32 +479,18 @@ class SimNode(Node):
     # ---- node interface ------------------------------------------------------------------
 
     def state(self) -> str:
-        if self.phase == "done":
-            return "done"
         joint_idle = self.cfg.command == "joint" and self.last_cmd_ns is None
-        if self.holding or joint_idle or self.phase in ("reset", "waiting"):
+        if self.holding or joint_idle or self.phase != "running":
             return "holding"
         return "running"
 
-    def done(self) -> bool:
-        return self.phase == "done"
-
     def summary(self) -> dict[str, Any]:
-        """Task figures under "run" (merged into the run summary's top level by the
-        launcher), loop and physics figures beside them."""
-        successes = [r.time_to_success_s for r in self.results if r.success]
-        n = len(self.results)
+        """Loop and physics figures (the episodes' figures are the evaluator's)."""
         physics_hz = self.physics_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
         render = self.render_ms.percentiles([50, 99])
         return {
-            "run": {
-                "task": self.task.name,  # follow_spec: the last episode's (the spec's)
-                "backend": self.cfg.backend,
-                "episodes": n,
-                "success_rate": len(successes) / n if n else 0.0,
-                "mean_time_to_success_s": float(np.mean(successes)) if successes else None,
-                "episode_results": [r.as_dict() for r in self.results],
-            },
+            "resets": self.resets,
+            "bad_resets": self.bad_resets,
             "physics_hz": physics_hz,  # physics steps per wall second while running
             "realtime_factor": physics_hz * self.scene.dt,
             "steps_dropped": self.dropped_steps,

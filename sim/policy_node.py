@@ -16,10 +16,11 @@ publishes either
   displacement, the blocks stay put); only the first matters much, since the plan is
   redone every period.
 
-With ``follow_goal`` (instructions: configs/graph/instruction.yaml) the task, the block
-and the target are the newest ``goal``'s (the sim publishes the instruction's task spec
-it adopted as the episode's goal): the expert of ``goal.task`` acts on ``goal.object``.
-It acts only on scene states whose target is the goal's, i.e. once the sim pursues it.
+With ``follow_goal`` (instructions: configs/graph/instruction_expert.yaml) the task, the
+block and the target are the newest ``goal``'s (the evaluator publishes the instruction's
+task spec it adopted as the episode's goal): the expert of ``goal.task`` acts on
+``goal.object``. It acts only on a goal stated after the plant's last reset (the scene
+state's ``reset_ns``), i.e. one of this episode.
 
 Every message carries the stamp of the scene state it was computed from. A scene state
 already acted on, older than ``state_timeout_s``, malformed, or of a finished episode
@@ -120,10 +121,12 @@ class PolicyNode(Node):
         return [("plan", self._plan(ss.stamp_ns, info))]
 
     def _follow(self, goal: Goal | None, ss: SceneState, info: dict[str, Any]) -> dict[str, Any] | None:
-        """``info`` with the goal's block first (the experts act on block 0), or None while the
-        sim does not pursue ``goal`` yet (its scene state's target is another)."""
-        if goal is None or not np.array_equal(np.asarray(goal.target, np.float64), info["target"]):
+        """``info`` with the goal's target and its block first (the experts act on block 0),
+        or None while there is no goal stated since the plant's last reset."""
+        target = np.asarray(goal.target, np.float64) if goal is not None else np.zeros(0)
+        if goal is None or goal.stamp_ns < ss.reset_ns or target.shape != (3,):
             return None
+        info = {**info, "target": target}
         names = info["object_names"]
         if goal.task != "reach" and goal.object not in names:
             return None

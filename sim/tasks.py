@@ -1,7 +1,8 @@
 """Tasks on the robot scene: reach, push, pick_place.
 
-A task samples a seeded initial state and a target, tests success on privileged state,
-and poses the scene in its goal state to render a goal image (inside
+A task samples a seeded initial state and a target (:meth:`Task.sample`: the layout the
+evaluator asks the plant to reset to), tests success on privileged state, and poses a
+scene in its goal state to render a goal image (inside
 ``scene.preserved()``, so the episode is not disturbed). The block a task is about is
 the first of ``scene.object_names`` (``Task.obj`` names another one when an instruction
 chose it: see :meth:`Task.retarget`); the others are distractors.
@@ -10,6 +11,7 @@ chose it: see :meth:`Task.retarget`); the others are distractors.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -19,6 +21,17 @@ from reflexarc.sim.assets import BLOCK_SIZE, SPAWN_MARGIN, SceneError
 from reflexarc.sim.scene import Scene
 
 MIN_BLOCK_GAP = 0.08  # m between block centres at reset
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An episode's initial state: the arm at rest at ``q`` (dof,), the gripper command in
+    [-1, 1], the blocks' poses ``objects`` (k, 7: xyz, quaternion wxyz) and the target (3,)."""
+
+    q: np.ndarray
+    gripper: float
+    objects: np.ndarray
+    target: np.ndarray
 
 
 def _yaw_quat(yaw: float) -> np.ndarray:
@@ -52,15 +65,23 @@ class Task(abc.ABC):
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         """Sample and apply a new initial state and target (deterministic given ``rng``)."""
-        if self.needs_object and not scene.object_names:
+        layout = self.sample(rng, len(scene.object_names))
+        scene.reset(layout.q, gripper=layout.gripper, object_poses=layout.objects)
+
+    def sample(self, rng: np.random.Generator, blocks: int) -> Layout:
+        """Sample a new episode for a scene of ``blocks`` blocks: the layout to reset the
+        scene to, the target (deterministic given ``rng``). The task takes it as its own
+        episode (target, initial joints, block 0); the scene is not touched: the evaluator
+        asks the plant to lay it out (sim/evaluator.py)."""
+        if self.needs_object and not blocks:
             raise SceneError(f"task {self.name!r} needs at least one block in the scene")
         ee0 = self.home_ee + rng.uniform(-0.03, 0.03, size=3)
         self.init_q = self.kin.solve(ee0, q0=self.kin.home).q
         self.obj = 0
         self.tolerance = type(self).tolerance
-        poses = self._sample_objects(rng, len(scene.object_names))
+        poses = self._sample_objects(rng, blocks)
         self.target = self._sample_target(rng, poses)
-        scene.reset(self.init_q, gripper=1.0, object_poses=poses)
+        return Layout(q=self.init_q.copy(), gripper=1.0, objects=poses, target=self.target.copy())
 
     def _sample_objects(self, rng: np.random.Generator, k: int) -> np.ndarray:
         poses = np.zeros((k, 7))

@@ -25,8 +25,12 @@ import numpy as np
 
 M = TypeVar("M")
 
-SCHEMA_VERSION = 1
-"""Version of the message schemas, sent in every header; a receiver drops other versions."""
+SCHEMA_VERSION = 2
+"""Version of the message schemas, sent in every header; a receiver drops other versions.
+
+2: ``Goal.subgoals`` removed; ``SceneState`` carries the plant's reset and start
+(``reset_ns``, ``started_ns``, ``sim_time_s``); ``Reset`` (topic ``reset``) added.
+"""
 
 
 @dataclass(frozen=True)
@@ -254,10 +258,15 @@ class Image(_Base):
 
 @message
 class SceneState(_Base):
-    """Privileged simulator state (simulation only): for experts, probes and success tests.
+    """Privileged simulator state (simulation only): for the evaluator, experts and probes.
 
     ``objects`` is (k, 7): position xyz and quaternion wxyz of each object in ``names``
-    (comma-separated, e.g. "red,green,blue").
+    (comma-separated, e.g. "red,green,blue"). ``episode`` and ``target`` are those of the
+    newest :class:`Reset` the plant performed (the layout the evaluator asked for);
+    ``reset_ns`` is when it performed it, ``started_ns`` when its physics started after it
+    (-1 while it holds, frozen, waiting for a first command) and ``sim_time_s`` the time
+    simulated since. ``success``: the sim node never scores (the evaluator does, in its
+    ``episode_results``); datasets written from a gymnasium env fill it from the env.
     """
 
     ee_pos: np.ndarray = array("f8", 1)  # (3,)
@@ -267,6 +276,25 @@ class SceneState(_Base):
     target: np.ndarray = array("f8", 1)  # (3,) task target
     success: bool = False
     episode: int = 0
+    reset_ns: int = 0
+    started_ns: int = -1
+    sim_time_s: float = 0.0
+
+
+@message
+class Reset(_Base):
+    """The evaluator asks the plant to lay the scene out for episode ``episode`` (seeded
+    with ``seed``): the arm at rest at ``q`` with the gripper at ``gripper`` ([-1, 1]), the
+    blocks at ``objects`` ((k, 7): xyz and quaternion wxyz, in the plant's order), the
+    task's ``target`` (3,). Privileged: it is the simulator's truth. On a real arm a person
+    lays the scene out."""
+
+    episode: int = 0
+    seed: int = 0
+    q: np.ndarray = array("f8", 1)
+    gripper: float = 1.0
+    objects: np.ndarray = array("f8", 2)
+    target: np.ndarray = array("f8", 1)
 
 
 @message
@@ -408,11 +436,7 @@ class Goal(_Base):
     image: np.ndarray = array("u1", 3)
     z: np.ndarray = array("f4", 1)
     model_version: int = 0
-    source: str = ""  # imagined | file | memory | instruction
-    # images of the states the task passes through on its way to ``image``, in order
-    # (K, H, W, 3); empty: ``image`` alone. No shipped node sends or reads them any more
-    # (the sim's imagined stages are gone, docs/senses.md); kept so the wire format holds.
-    subgoals: np.ndarray = array("u1", 4, optional=True)
+    source: str = ""  # imagined | task | file | memory | instruction
 
 
 @message
@@ -455,6 +479,7 @@ TOPICS: dict[str, type] = {
     "ack": Ack,
     "joint_state": JointState,
     "scene_state": SceneState,
+    "reset": Reset,
     "ee_action": EEAction,
     "plan": Plan,
     "joint_command": JointCommand,

@@ -8,10 +8,11 @@ the same overrides, the same validated node configs) and its nodes are built wit
 ``build_node``'s arguments, then stepped with their own ``step`` code: each 1 ms tick
 steps the nodes due at it (a node at ``rate_hz`` every ``1000 / rate_hz`` ticks), and what
 a node publishes reaches its subscribers at the next tick, as on the launcher's lockstep
-clock. The figures are the sim's episode results (its summary's ``run``) and each node's
-summary, with ``ok`` and its ``reasons`` as the launcher gives them (a node that ended in fault,
-episodes left undone). Nodes named in ``skip`` are left out (the recorder writes files; the evaluator
-only scores perception).
+clock, until a node is done (the evaluator, after its episodes). The figures are the
+nodes' ``run`` summaries merged as the launcher merges them (the evaluator's episode
+results) and each node's summary, with ``ok`` and its ``reasons`` as the launcher gives
+them (a node that ended in fault, episodes left undone). Nodes named in ``skip`` are left
+out (the recorder writes files).
 
     python -m reflexarc.tools.inprocess graph=pixels task=push backend=mujoco episodes=10 seed=0
 
@@ -43,9 +44,9 @@ TICK_NS = 1_000_000  # the lockstep clock: 1 kHz
 def graph_episodes(overrides: list[str], skip: tuple[str, ...] = ("recorder",),
                    max_sim_s: float | None = None) -> dict[str, Any]:
     """Run the graph ``reflexarc run`` would compose from ``overrides`` (``graph=pixels
-    task=push episodes=10 ...``) in this process until its sim is done (or ``max_sim_s``
+    task=push episodes=10 ...``) in this process until a node is done (or ``max_sim_s``
     of simulated time, default: every episode's limit plus 10 s); the run figures: the
-    sim's ``run`` summary (success rate, episode results) and each node's summary."""
+    nodes' ``run`` summaries (success rate, episode results) and each node's summary."""
     import reflexarc.runtime.launcher  # noqa: F401  (registers the run config's schema)
     from reflexarc.runtime import config
 
@@ -77,21 +78,27 @@ def config_episodes(cfg: Any, skip: tuple[str, ...] = ("recorder",), max_sim_s: 
                 sim = node
         if sim is None:
             raise ConfigError("graph.nodes.sim", "the graph has no node named sim")
-        episode_s = getattr(sim, "episode_ns", 0) / 1e9
-        episodes = max(1, int(getattr(sim.cfg, "episodes", 1)))
+        # the episodes are the evaluator's (the node that says how many and how long)
+        judge = next((s.node for s in slots if hasattr(s.node, "episode_ns")), sim)
+        episode_s = getattr(judge, "episode_ns", 0) / 1e9
+        episodes = max(1, int(getattr(judge.cfg, "episodes", 1)))
         limit_s = max_sim_s if max_sim_s is not None else episodes * (episode_s + 10.0)
         t0 = time.monotonic()
-        k = step_nodes(slots, TICK_NS, sim.done, limit_s * 1e9)
+        k = step_nodes(slots, TICK_NS, lambda: any(s.node.done() for s in slots), limit_s * 1e9)
         states = {s.node.ctx.name: s.node.state() for s in slots}
         summaries = {s.node.ctx.name: s.node.summary() for s in slots}
-        run = dict(summaries.get("sim", {}).get("run", {}))
+        run: dict[str, Any] = {}
+        for fig in summaries.values():  # as the launcher merges the nodes' "run"
+            if isinstance(fig.get("run"), dict):
+                run.update(fig["run"])
         # the launcher's outcome, for what can go wrong in one process: a node that ended in
         # fault, episodes left undone (a node raising ends the run with its exception)
-        ended_by = "sim finished" if sim.done() else f"{limit_s:g} s of simulated time"
+        done = next((s.node.ctx.name for s in slots if s.node.done()), "")
+        ended_by = f"{done} finished" if done else f"{limit_s:g} s of simulated time"
         reasons = [f"{name} ended in fault" for name, st in states.items() if st == "fault"]
         if run.get("episodes", 0) < episodes:
-            reasons.append(f"sim ran {run.get('episodes', 0)} of {episodes} episodes "
-                           f"(ended by: {ended_by})")
+            reasons.append(f"{getattr(judge.ctx, 'name', 'sim')} ran {run.get('episodes', 0)} "
+                           f"of {episodes} episodes (ended by: {ended_by})")
         result = {"ok": not reasons, "reasons": reasons, **run, "ended_by": ended_by,
                   "simulated_s": k * TICK_NS / 1e9, "wall_s": time.monotonic() - t0,
                   "in_process": True, "overrides": list(overrides or []), "node_states": states,

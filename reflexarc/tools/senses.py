@@ -1,9 +1,11 @@
 """The rule of the senses, checked on a graph's declared topics (docs/senses.md).
 
 In every graph that acts, no node that perceives, plans or acts reads privileged simulator
-state: not ``scene_state``, not a goal the simulator imagined with its renderer. Only the
-plant (the sim node, which *is* the simulator), the evaluator (which scores episodes) and
-the recorder (which writes every topic to files and never acts) may subscribe to those.
+state: not ``scene_state``, not the evaluator's ``reset`` (an episode's layout), not a goal
+rendered from the simulator's truth. Only the plant (the sim node, which *is* the
+simulator and performs the resets), the evaluator (which runs and scores the episodes)
+and the recorder (which writes every topic to files and never acts) may subscribe to
+those.
 
 The check is static: each enabled node's class and arguments, as the launcher validates
 them; its subscriptions are ``subscribes_for(cfg)`` when the class has one, else
@@ -27,7 +29,8 @@ from reflexarc.runtime.node import node_class
 #: Topics that carry the simulator's truth whoever publishes them (a publisher names more
 #: with ``privileged_for``).
 PRIVILEGED_TOPICS = frozenset({"scene_state"})
-#: Node classes that may read privileged topics: the plant itself, the evaluator, the recorder.
+#: Node classes that may read privileged topics: the plant itself (it performs the resets),
+#: the evaluator, the recorder.
 MAY_READ = frozenset({
     "reflexarc.sim.node:SimNode",
     "reflexarc.sim.evaluator:EvaluatorNode",

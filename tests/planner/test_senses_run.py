@@ -24,7 +24,7 @@ def test_a_push_of_the_named_block_among_three_from_perceived_positions(tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = json.loads(out.read_text())
-    assert s["ok"] and s["ended_by"] == "sim finished"
+    assert s["ok"] and s["ended_by"] == "evaluator finished"
     ((r,),) = [s["episode_results"]]
     assert r["success"]
     planner = s["node_figures"]["planner"]

@@ -34,7 +34,7 @@ def test_a_graph_without_goal_plans_nothing_and_says_no_goal(tmp_path: Path) -> 
     s = run_pixels(
         tmp_path / "run", "task=reach", "duration_s=1.0",
         f"graph.nodes.perception.args.checkpoint={ckpt.path}",
-        "graph.nodes.sim.args.publish_goal=false",
+        "graph.nodes.evaluator.args.publish_goal=false",
     )
     assert s["ok"], s["events"]
     planner = s["node_figures"]["planner"]

@@ -59,8 +59,8 @@ def test_reflexarc_run_drives_the_xarm6_in_lockstep_as_in_process(tmp_path: Path
     assert s["ok"] and s["success_rate"] == 1.0, s.get("events")
     beyond = s["node_figures"]["sim"]["beyond_limits"]
     assert beyond["position"] == beyond["velocity"] == beyond["torque"] == 0, beyond
-    sim = json.loads((tmp_path / "run" / "sim.summary.json").read_text())
-    [launched] = sim["run"]["episode_results"]
+    judge = json.loads((tmp_path / "run" / "evaluator.summary.json").read_text())
+    [launched] = judge["run"]["episode_results"]
     [alone] = control_episodes("reach", "pybullet", "xarm6", episodes=1, seed=0).results
     assert launched["success"] and alone.success
     assert launched["time_to_success_s"] == pytest.approx(alone.time_to_success_s, abs=0.02)

@@ -1,4 +1,6 @@
-"""The sim node and the policy node, stepped with plain objects (no sockets, no processes)."""
+"""The sim node (the plant) and the policy node, stepped with plain objects (no sockets, no
+processes); the plant is laid out by a reset as the evaluator sends it (tests/sim/test_evaluator.py
+runs the two together)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ from reflexarc.runtime.config import from_mapping
 from reflexarc.runtime.errors import ConfigError
 from reflexarc.runtime.msgs import (
     EEAction,
-    Goal,
     Image,
     JointCommand,
     JointState,
     Plan,
+    Reset,
     SceneState,
     empty,
 )
@@ -25,14 +27,33 @@ from reflexarc.runtime.node import Inbox, NodeContext
 from reflexarc.sim.experts import make_expert
 from reflexarc.sim.node import SimConfig, SimNode
 from reflexarc.sim.policy_node import PolicyConfig, PolicyNode
+from reflexarc.sim.tasks import make_task
 
 RATE = 500
 DT_NS = 1_000_000_000 // RATE
 
 
-def make_sim(clock: str = "lockstep", seed: int = 0, **args: Any) -> SimNode:
+def layout(task: str = "push", seed: int = 0, blocks: int = 1, episode: int = 0) -> Reset:
+    """The reset the evaluator sends for episode ``episode`` seeded ``seed``."""
+    lay = make_task(task).sample(np.random.default_rng(seed), blocks)
+    return Reset(episode=episode, seed=seed, q=lay.q, gripper=lay.gripper, objects=lay.objects,
+                 target=lay.target)
+
+
+def laid_inbox() -> Inbox:
+    """An inbox holding the reset of episode 0."""
+    box = Inbox()
+    box.put("reset", layout(), 0)
+    return box
+
+
+def make_sim(clock: str = "lockstep", seed: int = 0, laid: bool = True, **args: Any) -> SimNode:
+    """A plant; ``laid``: its inbox holds the reset of episode 0 (seeded ``seed``) for its
+    first step (:func:`run` passes it)."""
     cfg = from_mapping(SimConfig, args, prefix="args.")
-    return SimNode(NodeContext(name="sim", rate_hz=RATE, seed=seed, clock=clock), cfg)
+    node = SimNode(NodeContext(name="sim", rate_hz=RATE, seed=seed, clock=clock), cfg)
+    node._first = layout(seed=seed, blocks=len(cfg.objects)) if laid else None  # type: ignore[attr-defined]
+    return node
 
 
 def run(node: SimNode, ticks: int, start: int = 0, inbox: Inbox | None = None,
@@ -41,6 +62,10 @@ def run(node: SimNode, ticks: int, start: int = 0, inbox: Inbox | None = None,
     inbox = inbox or Inbox()
     out = []
     for k in range(start, start + ticks):
+        first = getattr(node, "_first", None)
+        if first is not None:
+            inbox.put("reset", first, k)
+            node._first = None  # type: ignore[attr-defined]
         if feed is not None:
             feed(k, inbox)
         out += [(k, topic, msg) for topic, msg in node.step(k * DT_NS, inbox)]
@@ -71,17 +96,40 @@ def test_step_publishes_joint_state_every_tick_and_frames_at_the_camera_rate(bac
         assert m.rgb.shape == (64, 64, 3) and m.rgb.dtype == np.uint8 and m.depth.size == 0
         assert m.render_us == 0.0  # lockstep: rendering takes no graph time
     assert len(on(out, "scene_state")) == RATE // 2  # every tick by default
-    goals = on(out, "goal")
-    assert [k for k, _ in goals] == [0]  # at the reset; republished every second
-    goal = goals[0][1]
-    assert isinstance(goal, Goal) and goal.source == "imagined" and goal.task == "push"
-    assert goal.image.shape == (64, 64, 3) and goal.object == "red"
-    np.testing.assert_array_equal(goal.target, on(out, "scene_state")[0][1].target)
-    assert not np.array_equal(goal.image, frames[0][1].rgb)  # the block is elsewhere
+    assert on(out, "goal") == []  # the task is the evaluator's to state
+    ss = on(out, "scene_state")
+    assert ss[0][1].reset_ns == 0 and ss[0][1].started_ns == 0  # start_timeout_s 0: at once
+    assert ss[-1][1].sim_time_s == pytest.approx((RATE // 2) / RATE)
+
+
+def test_the_plant_publishes_nothing_before_its_first_reset_and_performs_each_once() -> None:
+    node = make_sim(laid=False, camera_hz=30, start_timeout_s=0.0)
+    inbox = Inbox()
+    try:
+        assert run(node, 5, inbox=inbox) == [] and node.state() == "holding"
+        first = layout(seed=3)
+        out = run(node, 3, start=5, inbox=inbox,
+                  feed=lambda k, box: box.put("reset", first, k) if k < 7 else None)
+        # performed once (the evaluator repeats its request until it sees it done)
+        assert node.resets == 1 and [m.episode for _, m in on(out, "scene_state")] == [0, 0, 0]
+        ss = on(out, "scene_state")[0][1]
+        assert ss.reset_ns == 5 * DT_NS and ss.started_ns == 5 * DT_NS
+        np.testing.assert_allclose(ss.objects, first.objects, atol=1e-4)  # one physics step on
+        np.testing.assert_array_equal(ss.target, first.target)
+        assert not ss.success  # the plant never scores
+        # a reset the scene cannot take (2 blocks for 1) is refused and counted
+        bad = layout(blocks=2, episode=1)
+        run(node, 1, start=8, inbox=inbox, feed=lambda k, box: box.put("reset", bad, k))
+        assert node.episode == 0 and node.bad_resets == 1
+        nxt = layout(seed=4, episode=1)
+        out = run(node, 1, start=9, inbox=inbox, feed=lambda k, box: box.put("reset", nxt, k))
+        assert node.episode == 1 and on(out, "scene_state")[0][1].reset_ns == 9 * DT_NS
+    finally:
+        node.close()
 
 
 def test_reset_is_seeded_like_the_env(backend: str) -> None:
-    node = make_sim(backend=backend, seed=7, camera_hz=0, publish_goal=False)
+    node = make_sim(backend=backend, seed=7, camera_hz=0)
     env = gym.make(sim.ENV_IDS["push"], backend=backend)
     try:
         ss = on(run(node, 1), "scene_state")[0][1]
@@ -100,7 +148,7 @@ def _js(out: list[tuple[int, str, Any]], k: int) -> JointState:
 
 
 def test_joint_mode_holds_position_when_commands_stop() -> None:
-    node = make_sim(command="joint", camera_hz=0, publish_goal=False, command_timeout_s=0.1)
+    node = make_sim(command="joint", camera_hz=0, command_timeout_s=0.1)
     try:
         q0 = on(run(node, 1), "joint_state")[0][1].position.copy()
         assert node.state() == "holding"  # no command yet
@@ -137,11 +185,11 @@ def test_joint_mode_holds_position_when_commands_stop() -> None:
 
 
 def test_late_realtime_ticks_are_caught_up() -> None:
-    node = make_sim(clock="realtime", camera_hz=0, publish_goal=False, start_timeout_s=0.0,
+    node = make_sim(clock="realtime", camera_hz=0, start_timeout_s=0.0,
                     catch_up_steps=4)
     try:
         t0 = 10**12
-        node.step(t0, Inbox())
+        node.step(t0, laid_inbox())
         node.step(t0 + DT_NS, Inbox())
         assert node.physics_steps == 2
         node.step(t0 + 4 * DT_NS + DT_NS // 3, Inbox())  # 3 ticks late: 3 more steps
@@ -156,10 +204,10 @@ def test_late_realtime_ticks_are_caught_up() -> None:
 
 
 def test_realtime_frames_say_how_long_they_took_to_render() -> None:
-    node = make_sim(clock="realtime", camera_hz=30, publish_goal=False, start_timeout_s=0.0)
+    node = make_sim(clock="realtime", camera_hz=30, start_timeout_s=0.0)
     try:
         t0 = 10**12
-        frames = [m for t, m in node.step(t0, Inbox()) if t == "camera/front"]
+        frames = [m for t, m in node.step(t0, laid_inbox()) if t == "camera/front"]
         assert len(frames) == 1 and frames[0].stamp_ns == t0
         assert frames[0].render_us > 0
         assert node.summary()["render_ms_p50"] == pytest.approx(frames[0].render_us / 1e3)
@@ -168,7 +216,7 @@ def test_realtime_frames_say_how_long_they_took_to_render() -> None:
 
 
 def test_ee_actions_move_the_hand_and_stale_ones_are_dropped() -> None:
-    node = make_sim(camera_hz=0, publish_goal=False)
+    node = make_sim(camera_hz=0)
     inbox = Inbox()
     try:
         out = run(node, 10, inbox=inbox)  # waiting for a first command: physics frozen
@@ -192,25 +240,6 @@ def test_ee_actions_move_the_hand_and_stale_ones_are_dropped() -> None:
         node.close()
 
 
-def test_episodes_end_at_the_time_limit_and_then_the_node_is_done() -> None:
-    node = make_sim(task="reach", camera_hz=0, episodes=2, episode_s=0.1, start_timeout_s=0.02,
-                    goal_period_s=0.0)
-    try:
-        out = run(node, 200)
-        assert node.done() and node.state() == "done"
-        # reset at 0, start at 0.02 s, ends at 0.12 s; the second: reset 0.12, ends at 0.24 s
-        assert [k for k, _ in on(out, "goal")] == [0, 60]
-        episodes = [m.episode for _, m in on(out, "scene_state")]
-        assert episodes[0] == 0 and episodes[-1] == 1 and sorted(episodes) == episodes
-        assert len(on(out, "joint_state")) == 121  # ticks 0-120: nothing after the last episode
-        run_figures = node.summary()["run"]
-        assert run_figures["episodes"] == 2 and run_figures["success_rate"] == 0.0
-        assert [r["seed"] for r in run_figures["episode_results"]] == [0, 1]
-        assert all(r["duration_s"] == pytest.approx(0.1) for r in run_figures["episode_results"])
-    finally:
-        node.close()
-
-
 def test_sim_config_is_checked_before_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -220,8 +249,8 @@ def test_sim_config_is_checked_before_start(monkeypatch: pytest.MonkeyPatch) -> 
         from_mapping(SimConfig, {"cameras": ["top"]})
     with pytest.raises(ConfigError, match="rate_hz"):
         SimNode(NodeContext(name="sim", rate_hz=100), SimConfig())
-    assert SimNode.publishes_for(SimConfig(publish_goal=False)) == (
-        "joint_state", "scene_state", "camera/")
+    with pytest.raises(ConfigError, match="task"):  # the task is the evaluator's
+        from_mapping(SimConfig, {"task": "push"})
 
 
 # --------------------------------------------------------------------------------------
@@ -312,7 +341,7 @@ def test_policy_node_publishes_one_topic_per_output() -> None:
 
 
 def test_joint_commands_are_held_to_the_arms_limits_and_overspeed_holds() -> None:
-    node = make_sim(command="joint", camera_hz=0, publish_goal=False)  # holds after 10 ms
+    node = make_sim(command="joint", camera_hz=0)  # holds after 10 ms
     try:
         huge = JointCommand(stamp_ns=0, mode="torque", position=np.zeros(7), velocity=empty("f8", 0),
                             effort=np.full(7, 1e6), gripper=1.0)
@@ -327,18 +356,3 @@ def test_joint_commands_are_held_to_the_arms_limits_and_overspeed_holds() -> Non
         assert node.holds >= 1 and np.abs(_js(out, 499).velocity).max() < 0.05
     finally:
         node.close()
-
-
-def test_a_goal_without_images_says_the_task_block_and_target_and_nothing_imagined() -> None:
-    node = make_sim(objects=["red", "green"], camera_hz=10, goal_images=False, frame_state=True)
-    try:
-        out = run(node, 60)
-    finally:
-        node.close()
-    (k, goal), = on(out, "goal")
-    assert k == 0 and goal.source == "task" and goal.task == "push" and goal.object == "red"
-    assert goal.image.size == 0 and goal.subgoals.size == 0
-    np.testing.assert_array_equal(goal.target, node.task.target)
-    # frame_state: the truth at every frame's stamp, for the evaluator
-    states = {m.stamp_ns for _, m in on(out, "scene_state")}
-    assert {m.stamp_ns for _, m in on(out, "camera/front")} <= states

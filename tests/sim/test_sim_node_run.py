@@ -23,7 +23,7 @@ def test_lockstep_expert_push_succeeds_and_is_deterministic(tmp_path: Path) -> N
     """The expert graph (MuJoCo push with its expert) in lockstep, twice with one seed."""
     a = run_expert(tmp_path, "a", "clock=lockstep", "episodes=2", "seed=3")
     b = run_expert(tmp_path, "b", "clock=lockstep", "episodes=2", "seed=3")
-    assert a["ok"] and a["ended_by"] == "sim finished"
+    assert a["ok"] and a["ended_by"] == "evaluator finished"
     assert (a["task"], a["backend"], a["episodes"]) == ("push", "mujoco", 2)
     assert a["success_rate"] == 1.0
     results = a["episode_results"]
@@ -35,12 +35,12 @@ def test_lockstep_expert_push_succeeds_and_is_deterministic(tmp_path: Path) -> N
     sim = a["node_figures"]["sim"]
     assert sim["frames"] > 0 and sim["stale_actions"] == 0 and sim["rejected"] == 0
     rows = {r["node"]: r for r in a["nodes"]}
-    assert set(rows) == {"sim", "expert", "clock"} and rows["sim"]["exit"] == 0
+    assert set(rows) == {"sim", "expert", "evaluator", "clock"} and rows["sim"]["exit"] == 0
 
 
 def test_realtime_reach_on_pybullet_succeeds(tmp_path: Path) -> None:
     s = run_expert(tmp_path, "rt", "task=reach", "backend=pybullet", "episodes=1")
-    assert s["ok"] and s["clock"] == "realtime" and s["ended_by"] == "sim finished"
+    assert s["ok"] and s["clock"] == "realtime" and s["ended_by"] == "evaluator finished"
     assert (s["task"], s["backend"], s["success_rate"]) == ("reach", "pybullet", 1.0)
     sim = s["node_figures"]["sim"]
     assert sim["physics_hz"] > 0 and sim["realtime_factor"] > 0
@@ -52,5 +52,10 @@ def test_bad_sim_arguments_fail_before_any_process_starts(tmp_path: Path) -> Non
     proc = reflexarc("run", "graph=expert", f"run_dir={tmp_path / 'bad'}", "task=instruction",
                      timeout=60)
     assert proc.returncode != 0
-    assert "graph.nodes.sim.args.task" in proc.stderr + proc.stdout
+    assert "args.task': got 'instruction'" in proc.stderr + proc.stdout
+    assert not (tmp_path / "bad").exists()
+    proc = reflexarc("run", "graph=expert", f"run_dir={tmp_path / 'bad'}", "graph.nodes.sim.args.cameras=[top]",
+                     timeout=60)
+    assert proc.returncode != 0
+    assert "graph.nodes.sim.args.cameras" in proc.stderr + proc.stdout
     assert not (tmp_path / "bad").exists()

@@ -19,13 +19,15 @@ CAMERA_HZ = 10.0
 
 @pytest.mark.slow
 def test_every_episode_has_a_video_as_long_as_it_from_its_start(tmp_path: Path) -> None:
-    # the sim alone (episodes start without a command after start_timeout_s) and the
-    # recorder; 2 episodes of 1.5 s, frames at 10 Hz with the truth at each frame
+    # the sim and its evaluator alone (episodes start without a command after
+    # start_timeout_s) and the recorder; 2 episodes of 1.5 s, frames at 10 Hz with the
+    # truth at each frame
     graph = {"nodes": {
         "sim": {"target": "reflexarc.sim.node:SimNode", "rate_hz": 500, "args": {
-            "task": "reach", "episodes": 2, "episode_s": 1.5, "start_timeout_s": 0.3,
-            "camera_hz": CAMERA_HZ, "state_hz": 20, "frame_state": True, "goal_images": False,
-            "command": "joint"}},
+            "start_timeout_s": 0.3, "camera_hz": CAMERA_HZ, "state_hz": 20,
+            "frame_state": True, "command": "joint"}},
+        "evaluator": {"target": "reflexarc.sim.evaluator:EvaluatorNode", "rate_hz": 50, "args": {
+            "task": "reach", "episodes": 2, "episode_s": 1.5}},
         "recorder": {"target": "reflexarc.runtime.recorder:Recorder", "rate_hz": 50},
     }}
     (tmp_path / "g.yaml").write_text(json.dumps(graph))

@@ -30,7 +30,16 @@ def test_a_node_reading_the_truth_is_caught() -> None:
 
 def test_a_goal_with_imagined_images_is_privileged() -> None:
     assert check_graph("pixels") == []  # the goal says the task, block and target
-    imagined = ("graph.nodes.sim.args.goal_images=true",)
-    # perception (which encodes goal images) and the planner would read the sim's imagination
-    assert set(check_graph("pixels", imagined)) == {Violation("planner", "goal", "sim"),
-                                                    Violation("perception", "goal", "sim")}
+    imagined = ("graph.nodes.evaluator.args.goal_images=true",)
+    # perception (which encodes goal images) and the planner would read the evaluator's
+    # rendering of the goal state
+    assert set(check_graph("pixels", imagined)) == {Violation("planner", "goal", "evaluator"),
+                                                    Violation("perception", "goal", "evaluator")}
+
+
+def test_the_evaluators_reset_is_privileged() -> None:
+    # the reset carries the layout (the truth): only the plant may read it; a node that
+    # reads every topic is caught on it and on scene_state
+    spy = "+graph.nodes.spy={target:reflexarc.runtime.testnodes:Sink,rate_hz:10}"
+    assert set(check_graph("pixels", (spy,))) == {Violation("spy", "scene_state", "sim"),
+                                                  Violation("spy", "reset", "evaluator")}

@@ -110,9 +110,11 @@ def control_graph(
              else {"sched": "other"})
     return {
         "sim": {"target": "reflexarc.sim.node:SimNode", "rate_hz": sim_hz,
-                "args": {"task": task, "backend": backend, "command": "joint", "episodes": 0,
-                         "camera_hz": camera_hz, "publish_goal": camera_hz > 0,
-                         "cameras": ["front"], "state_hz": 100.0}},
+                "args": {"backend": backend, "command": "joint",
+                         "camera_hz": camera_hz, "cameras": ["front"], "state_hz": 100.0}},
+        "evaluator": {"target": "reflexarc.sim.evaluator:EvaluatorNode", "rate_hz": 50,
+                      "args": {"task": task, "backend": backend, "episodes": 0,
+                               "publish_goal": camera_hz > 0}},
         "controller": {"target": "reflexarc.robot.controller:ControllerNode", "rate_hz": 1000,
                        **sched},
         "expert": {"target": "reflexarc.sim.policy_node:PolicyNode", "rate_hz": 10,

@@ -419,7 +419,7 @@ def run_texts(backend: str = "mujoco", cases: Sequence[Case] = INSTRUCTION_SET, 
         keys = {"task": "instruction", "backend": backend, "clock": "lockstep",
                 "episodes": len(cases) * seeds, "seed": seed}
         args: dict[str, Any] | list[str] = {
-            "graph.nodes.sim.args.instructions": texts,
+            "graph.nodes.evaluator.args.instructions": texts,
             "graph.nodes.instruct.args.listen": "",
             "graph.nodes.instruct.args.memory": False,
             "graph.nodes.instruct.args.fast": path == "auto",

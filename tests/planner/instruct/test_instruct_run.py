@@ -37,7 +37,7 @@ def run_instruction(tmp_path: Path, name: str, text: str, *overrides: str) -> di
 @pytest.mark.parametrize("backend", ["pybullet"])
 def test_push_the_blue_block_to_the_left(tmp_path: Path, backend: str) -> None:
     s = run_instruction(tmp_path, "blue", "push the blue block to the left", f"backend={backend}", "seed=0")
-    assert s["ok"] and s["ended_by"] == "sim finished" and s["backend"] == backend
+    assert s["ok"] and s["ended_by"] == "evaluator finished" and s["backend"] == backend
     assert s["instruction"] == "push the blue block to the left"  # heard from the sim
     ((spec,),) = [s["specs"]]
     assert (spec["task"], spec["object"], spec["target"], spec["source"]) == (
