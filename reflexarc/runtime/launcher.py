@@ -679,7 +679,7 @@ class Launcher:
         clock = self.procs.get("clock") if self.cfg.clock == "lockstep" else None
         if self.ok and clock is not None and clock.finished and not self.reason.startswith("SIG"):
             # the clock's final tick ends every node by itself: let them close their files
-            # (a node that finished first, e.g. the sim after its episodes, sent no final tick)
+            # (a node that finished first, e.g. the evaluator after its episodes, sent no final tick)
             deadline = time.monotonic() + self.cfg.stop_timeout_s
             while live and time.monotonic() < deadline:
                 time.sleep(0.01)
