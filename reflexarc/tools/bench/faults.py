@@ -207,8 +207,8 @@ def _graph(graph: str, backend: str, run_dir: Path, case: str) -> Any:
             nodes["bridge"].args["driver"] = "reflexarc.tools.bench.faults:BadFramesDriver"
             nodes["bridge"].args["driver_args"] = {**nodes["bridge"].args["driver_args"],
                                                    "run_dir": str(run_dir)}
-    if "sim" in nodes:
-        nodes["sim"].args["episode_s"] = 60.0
+    if "evaluator" in nodes:  # the episodes are the evaluator's
+        nodes["evaluator"].args["episode_s"] = 60.0
     if case in INJECTIONS[graph] and case != "bad_frames":
         from reflexarc.runtime.launcher import NodeEntry
 
