@@ -123,14 +123,14 @@ def test_a_recorded_pixels_run_carries_its_metadata_and_exports(tmp_path: Path) 
     ep = Episode(run_dir / "episode")
     meta = ep.meta
     assert (meta["task"], meta["backend"], meta["robot"]) == ("reach", "mujoco", "panda")
-    assert meta["version"] and meta["config"]["graph"]["nodes"]["sim"]["args"]["task"] == "reach"
+    assert meta["version"] and meta["config"]["graph"]["nodes"]["evaluator"]["args"]["task"] == "reach"
     front = meta["cameras"]["front"]
     assert front["width"] == 64 and np.asarray(front["K"]).shape == (3, 3)
     assert meta["topics"]["camera/front"]["hz"] == pytest.approx(30, rel=0.05)
     assert meta["topics"]["joint_state"]["hz"] == pytest.approx(1000, rel=0.05)
     table = frame_table(ep)
     assert len(table) == meta["topics"]["camera/front"]["messages"]
-    assert table.success[-1]  # the sim's result: the reach succeeded
+    assert table.success[-1]  # the evaluator's result: the reach succeeded
     _, info = read_video(run_dir / "episode-0.mp4")  # the report's video plays in browsers
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
     ds = read_lerobot(export([str(run_dir / "episode")], "lerobot", tmp_path / "ds")["out"])
