@@ -30,7 +30,7 @@ VERBS: dict[str, Verb] = {
     "run": Verb("reflexarc.runtime.launcher:run_verb", "run the configured node graph (default: the main job)"),
     "record": Verb("reflexarc.runtime.recorder:record_verb", "run the graph and record every topic to episode files"),
     "replay": Verb("reflexarc.runtime.recorder:replay_verb", "republish recorded episode files with their timing", "path"),
-    "bench": Verb("reflexarc.tools.bench:bench_verb", "measure: bus | sim | control | plan | instruct | faults | arms", "what"),
+    "bench": Verb("reflexarc.tools.bench:bench_verb", "measure: bus | sim | control | plan | instruct | faults | arms | liveness", "what"),
     "load": Verb("reflexarc.runtime.load:load_verb", "keep N CPU-bound background processes busy (a loaded machine on demand)", "processes"),
     "keys": Verb("reflexarc.runtime.bus:keys_verb", "make CURVE keys for a graph across hosts", "dir"),
     "estop": Verb("reflexarc.robot.operator:estop_verb", "e-stop: engage | release (signed) | keygen", "action"),

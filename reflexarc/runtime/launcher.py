@@ -753,7 +753,7 @@ class Launcher:
         return {
             "ok": not reasons,
             "reasons": reasons,
-            "warnings": self._warnings(rows, episodes),
+            "warnings": self._warnings(rows, episodes) + _recording_warnings(extra),
         } | top | {
             "clock": self.cfg.clock,
             "cpu_latency_us": self.cfg.cpu_latency_us,
@@ -836,6 +836,19 @@ class Launcher:
         if self.loadavg_max > cpus:
             out.append(f"the machine was busy ({load}): timings are not those of a quiet machine")
         return out
+
+
+def _recording_warnings(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """A recorder that gave up messages (behind its writing) or never got some (its socket
+    queue full) degrades the run: its episode has holes (docs/liveness.md, "Recordings")."""
+    out = []
+    for name, f in figures.items():
+        dropped, lost = f.get("dropped"), f.get("lost")
+        if isinstance(dropped, int) and isinstance(lost, int) and dropped + lost:
+            out.append(f"{name} kept {f.get('recorded', 0)} messages and gave up {dropped}, "
+                       f"lost {lost} (behind its writing): a lower graph.nodes.{name}.nice, a "
+                       f"larger graph.nodes.{name}.args.max_pending_parts, or fewer topics")
+    return out
 
 
 STEP_SCALE = 4  # a step may take this many times the node's longest recent one before it is hung

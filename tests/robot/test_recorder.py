@@ -214,6 +214,7 @@ def test_a_starved_recorder_process_keeps_its_loop_counts_what_it_drops_and_stop
     rec = json.loads((run_dir / "recorder.summary.json").read_text())
     assert rec["dropped"] > 0 and rec["most_pending_parts"] <= 1
     assert rec["recorded"] + rec["dropped"] == rec["taken"]
+    assert any(w.startswith(f"recorder kept {rec['recorded']} messages and gave up") for w in run["warnings"])
     first, last = rec["seqs_by_topic"]["joint_state"]
     ep = Episode(run_dir / "episode")
     states = ep.read("joint_state")

@@ -17,7 +17,7 @@ from reflexarc.runtime.errors import ConfigError
 
 @dataclass
 class BenchConfig:
-    what: str = choice("bus", "bus", "sim", "control", "plan", "instruct", "faults", "arms")
+    what: str = choice("bus", "bus", "sim", "control", "plan", "instruct", "faults", "arms", "liveness")
     out: str = ""  # JSON rows; PNG plots are written beside it
     quick: bool = False  # a small, fast run (used by the tests)
     messages: int = bounded(3000, 10, 1_000_000)  # bus: messages per row
@@ -50,6 +50,9 @@ class BenchConfig:
     # instruct texts: auto (the fast parser when sure, else the LLM) or llm (every text to
     # the LLM: the scripted local server)
     path: str = choice("auto", "auto", "llm")
+    runs: int = bounded(10, 1, 1000)  # liveness: default runs in a row
+    load: int = bounded(4, 0, 64)  # liveness: CPU-bound background processes beside each run
+    stop: str = ""  # liveness: one more run that SIGSTOPs this node (planner...); "": none
 
     def validate(self) -> None:
         defaults = BenchConfig()
@@ -94,6 +97,9 @@ _USED_BY = {  # keys only some benches read: set for another, they would do noth
     "model": ("plan",),
     "episodes": ("plan", "arms"),
     "robots": ("arms",),
+    "runs": ("liveness",),
+    "load": ("liveness",),
+    "stop": ("liveness",),
 }
 
 register("bench_schema", BenchConfig)
@@ -106,6 +112,7 @@ _BENCHES = {
     "instruct": "reflexarc.tools.bench.instruct:bench_instruct",
     "faults": "reflexarc.tools.bench.faults:bench_faults",
     "arms": "reflexarc.tools.bench.arms:bench_arms",
+    "liveness": "reflexarc.tools.bench.liveness:bench_liveness",
 }
 
 
