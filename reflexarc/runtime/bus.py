@@ -263,14 +263,20 @@ class Subscriber:
             return None
         return topic, msg, recv_ns
 
-    def drain(self) -> list[tuple[str, Message, int]]:
-        """Every message waiting now, oldest first (never blocks)."""
+    def drain(self, until_ns: int | None = None) -> list[tuple[str, Message, int]]:
+        """Every message waiting now, oldest first (never blocks); with ``until_ns``
+        (``time.monotonic_ns()``), those taken before then: the rest wait in the socket.
+        A subscriber that decodes slower than messages arrive (starved on a busy machine)
+        would otherwise never come back from a drain."""
         out = []
         get = self.sock.get
+        clock = time.monotonic_ns
         while get(EVENTS) & POLLIN:  # cheaper than poll(0), which builds a Poller per call
             got = self.recv(zmq.NOBLOCK)
             if got is not None:
                 out.append(got)
+            if until_ns is not None and clock() >= until_ns:
+                break
         return out
 
     def wait(self, timeout_s: float) -> bool:

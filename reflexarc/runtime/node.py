@@ -721,7 +721,9 @@ class Runtime:
             # sleep on the socket: messages arriving meanwhile are taken in
             if wait_ns - spin_ns >= min_wait_ns and sub.wait((wait_ns - spin_ns) / 1e9):
                 woken = False
-                for got in sub.drain():
+                # a drain takes at most a period: a node starved while messages pour in
+                # still steps and beats (the rest stays queued in its socket)
+                for got in sub.drain(clock() + period_ns):
                     self._receive(got)
                     woken = woken or wakes(got[0])
                 if woken and self.ready:  # not a tick: rate, jitter and misses stay the schedule's
@@ -734,7 +736,7 @@ class Runtime:
             while clock() < next_ns:
                 pass
             start = clock()
-            for got in sub.drain():
+            for got in sub.drain(start + period_ns):
                 self._receive(got)
             if self.live is not None:
                 self.live.beat += 1

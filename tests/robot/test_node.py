@@ -231,3 +231,25 @@ def test_declared_topics_match_as_the_bus_does(tmp_path: Path, declared, covered
         rt.sub.close()
         rt.security.close()
         rt.zctx.term()
+
+
+def test_a_drain_with_a_deadline_takes_what_fits_and_leaves_the_rest_queued(pub_sub) -> None:
+    """A starved node whose messages arrive faster than it decodes them still comes back
+    from its drain (the loop drains for at most a period): a deadline already past takes
+    one message, the rest wait in the socket, in order."""
+    pub, sub = pub_sub(["joint_state"])
+    z = np.zeros(7)
+    deadline = time.monotonic() + 30
+    while not sub.wait(0.05):  # the subscription reaches the publisher after the connect
+        assert time.monotonic() < deadline
+        pub.publish("joint_state", JointState(position=z, velocity=z, effort=z, stamp_ns=1))
+    sub.drain()
+    for i in range(200):
+        pub.publish("joint_state", JointState(position=z, velocity=z, effort=z, stamp_ns=i + 1))
+    got: list = []
+    while len(got) < 200 and time.monotonic() < deadline:
+        part = sub.drain(time.monotonic_ns())  # a deadline past at once
+        assert len(part) <= 1
+        got += part
+        sub.wait(0.01)
+    assert [m.stamp_ns for _, m, _ in got] == list(range(1, 201))
