@@ -94,7 +94,8 @@ def stop_run(run_dir: Path, load: int, node: str, asked: int, timeout_s: float) 
                 pids = json.loads(pids_path.read_text())
             except (OSError, ValueError):
                 pids = {}
-            if set(pids) - {"up"} and set(pids) - {"up"} <= set(pids.get("up", [])) and node in pids:
+            nodes = {k for k, v in pids.items() if isinstance(v, int)} - {"launcher"}
+            if node in nodes and nodes <= set(pids.get("up", [])):  # the whole graph is up
                 time.sleep(2.0)
                 stopped_at = time.time()
                 os.kill(pids[node], signal.SIGSTOP)
