@@ -46,6 +46,7 @@ def test_bench_control_pixels_quick_measures_the_controller_and_the_planner_besi
     assert row["tick_p50_us"] >= row["recv_p50_us"] > 0 and row["publish_p50_us"] > 0
     assert 0 < row["ctrl_cpu_share"] <= row["cores"]
     assert row["planner_solves_per_s"] > 0 and row["plan_ms_p50"] > 0  # it planned beside it
+    assert row["sim_rate_hz"] > 0 and row["state_age_p50_ms"] >= 0
 
 
 def test_bench_control_takes_only_the_pixels_graph() -> None:

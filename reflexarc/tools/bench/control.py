@@ -303,7 +303,7 @@ def pixels_row(summary: dict[str, Any], label: str, load_before: float) -> dict[
         path = run_dir / f"{node}.summary.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    c, p = figs("controller"), figs("planner")
+    c, p, sim = figs("controller"), figs("planner"), figs("sim")
     planner_s = p.get("ticks", 0) / p["rate_hz"] if p.get("rate_hz") else 0.0
     return {
         "part": "pixels",
@@ -324,6 +324,10 @@ def pixels_row(summary: dict[str, Any], label: str, load_before: float) -> dict[
         "publish_p50_us": c.get("publish_p50_us"),
         "jitter_p99_us": c.get("jitter_p99_us"),
         "ctrl_cpu_share": c.get("cpu_share"),  # of one core, its threads included
+        # the plant beside it: its loop's rate, and how old the joint state the controller
+        # used was (a starved sim shows in both)
+        "sim_rate_hz": sim.get("rate_hz"),
+        "state_age_p50_ms": c.get("state_age_p50_ms"),
         "planner_solves_per_s": p.get("solves", 0) / planner_s if planner_s else 0.0,
         "plan_ms_p50": summary.get("plan_ms_p50"),
         "plan_ms_p99": summary.get("plan_ms_p99"),
