@@ -165,10 +165,6 @@ class SetpointShaper:
         return Setpoint(self.pos.copy(), self.quat.copy(), sp.gripper)
 
 
-#: s: the plan-age governor reaches ``watchdog_speed`` this long before the plan timeout
-GOVERNOR_LEAD_S = 0.0
-
-
 def _norm(v: np.ndarray) -> float:
     return math.sqrt(float(v @ v))
 
@@ -351,9 +347,10 @@ class ControllerNode(Node):
         self.states_rejected = 0
         self.overspeed_holds = 0
         self.governed_ticks = 0  # running ticks the plan-age governor slowed
+        self._governed = False  # the shaper's speed cap (par P_VMAX) is the governor's
         # the governor looks at plans older than this (ns): from max_speed it can slow to
         # watchdog_speed by the timeout at governor_accel
-        self._gov_from_ns = 1e9 * max(0.0, cfg.safety.plan_timeout_s - GOVERNOR_LEAD_S - max(
+        self._gov_from_ns = 1e9 * max(0.0, cfg.safety.plan_timeout_s - max(
             0.0, cfg.max_speed - cfg.watchdog_speed) / cfg.governor_accel)
 
     # -- inputs ----------------------------------------------------------------------------
@@ -493,9 +490,11 @@ class ControllerNode(Node):
         running = mode is _RUNNING
         par[ck.P_DT], par[ck.P_RUNNING] = dt, running
         par[ck.P_HAS_TAU], par[ck.P_AMAX] = self.has_tau, self.shaper.amax
-        par[ck.P_VMAX] = self.cfg.max_speed
-        if running:
+        # the plan-age governor, only for an aged plan (running: last_plan_ns is set)
+        if running and now_ns - self.supervisor.last_plan_ns > self._gov_from_ns:  # type: ignore[operator]
             self._govern(now_ns)
+        elif self._governed:
+            par[ck.P_VMAX], self._governed = self.cfg.max_speed, False
         arm = self.arm
         arm.update(self.q_r, q, dq if self._coriolis else None, js.gripper, mass=self._inertia)
         if marks is not None:
@@ -530,24 +529,22 @@ class ControllerNode(Node):
         return out
 
     def _govern(self, now_ns: int) -> None:
-        """The plan-age speed governor (``watchdog_speed``, ``governor_accel``). Once the
-        plan is older than half the plan timeout, the shaper's speed is capped at what can
-        still slow to ``watchdog_speed`` by the timeout, decelerating at ``governor_accel``
-        or at what the joints can follow (:meth:`_brake_accel`), whichever is less: the
-        watchdog's stop then starts slow and ends within a few millimetres. It looks only
-        at plans older than ``_gov_from_ns`` (0.1 s by default: a 10 Hz plan source in
-        time never meets it)."""
+        """The plan-age speed governor (``watchdog_speed``, ``governor_accel``), for a plan
+        older than ``_gov_from_ns`` (0.085 s by default: a 10 Hz plan source in time meets
+        it only in the last milliseconds of a cycle, capped near ``max_speed``). The
+        shaper's speed is capped at what can still slow to ``watchdog_speed`` by the plan
+        timeout, decelerating at ``governor_accel`` or at what the joints can follow
+        (:meth:`_brake_accel`), whichever is less: the watchdog's stop then starts slow and
+        ends within a few millimetres."""
+        cfg, par = self.cfg, self._par
         age = now_ns - (self.supervisor.last_plan_ns or now_ns)
-        if age <= self._gov_from_ns:
-            return
-        cfg = self.cfg
         accel = min(cfg.governor_accel, self._brake_accel(self._dq))
-        left_s = (self.supervisor.plan_timeout_ns - age) / 1e9 - GOVERNOR_LEAD_S
-        cap = cfg.watchdog_speed + accel * max(left_s, 0.0)
+        left_s = (self.supervisor.plan_timeout_ns - age) / 1e9
+        cap = min(cfg.max_speed, cfg.watchdog_speed + accel * max(left_s, 0.0))
+        par[ck.P_VMAX] = cap
+        self._governed = True
         if cap >= cfg.max_speed:
             return
-        par = self._par
-        par[ck.P_VMAX] = cap
         # the shaper may slow a little faster than the cap falls: a turning target uses
         # some of its acceleration
         par[ck.P_AMAX] = max(self.shaper.amax, 1.5 * accel)
