@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reflexarc.perception.block_head import BlockHead, BlockHeadError, head_path
 from reflexarc.perception.encoding import LoadedModel, ModelSlot, load_model
 from reflexarc.perception.hand import HandProbe, ProbeError, probe_path
 from reflexarc.planner.cem import CEMConfig
@@ -251,6 +252,8 @@ class _Job:
     stale: bool = False  # the planner found the goal stale (another model version)
     servo: np.ndarray | None = None  # (3,) the fine pull's target, if any
     stage: Stage | None = None  # a task goal: the stage planned toward
+    # the block term of this solve: (head row, block as seen (3,), its target (3,)), or None
+    block: tuple[int, np.ndarray, np.ndarray] | None = None
     deadline_ns: int | None = None  # realtime_deadline_ms after the frame was ready
     iterations: int = 0  # run (fewer than the budget when the deadline cut it short)
 
@@ -288,6 +291,12 @@ class PlannerNode(Node):
         # task goals: weight of the predicted hand's squared distance to the stage's
         # target (per m^2, per step; planner/task_cost.py), and the stages' geometry
         task_weight: float = bounded(100.0, 0.0, None)
+        # task goals: a block head of this checkpoint (perception/block_head.py, trained on
+        # perception's own detections; "": no block term): in ``block_stages`` the block
+        # the world model predicts pays ``block_weight`` per m^2 per step off its target
+        block_head: str = ""
+        block_weight: float = bounded(100.0, 0.0, None)
+        block_stages: list[str] = field(default_factory=lambda: ["push"])
         layer: TaskLayerConfig = field(default_factory=TaskLayerConfig)
         orientation: str = choice("down", "down", "keep")  # down: plans hold the hand down
         solve: str = choice("auto", "auto", "inline", "thread")  # auto: thread in realtime
@@ -318,6 +327,9 @@ class PlannerNode(Node):
                 )
             if self.hand_probe and not probe_path(self.hand_probe).is_file():
                 raise ConfigError("hand_probe", f"{self.hand_probe!r} is not a file")
+            if self.block_head and not head_path(self.block_head).is_file():
+                raise ConfigError("block_head", f"{self.block_head!r} is not a file or a "
+                                  "shipped head (python -m reflexarc.perception.block_head)")
             robot_description(self.robot)
             for key in ("workspace_lo", "workspace_hi", "hand_box_lo", "hand_box_hi"):
                 if key.startswith("workspace") and not (self.workspace_lo or self.workspace_hi):
@@ -380,6 +392,16 @@ class PlannerNode(Node):
             except ProbeError as e:
                 raise ConfigError("hand_probe", str(e)) from None
         self.probe_warned = False
+        self.block_head: BlockHead | None = None
+        if cfg.block_head:
+            try:
+                self.block_head = BlockHead.load(cfg.block_head)
+            except BlockHeadError as e:
+                raise ConfigError("block_head", str(e)) from None
+            if self.block_head.checkpoint_sha256 != loaded.sha256:
+                raise ConfigError("block_head", f"{cfg.block_head!r} was fitted for another "
+                                  f"checkpoint than {cfg.checkpoint!r}")
+        self.block_terms = 0  # solves with the block term
         self.slot = ModelSlot(cfg.device)
         self.brains: dict[int, _Brain] = {}
         self._add_brain(loaded)
@@ -444,7 +466,12 @@ class PlannerNode(Node):
         planner.warmup()
         task_cost = None
         if self.probe is not None and self._probe_fits(loaded):
-            task_cost = HandTargetCost(self.probe, self.cfg.task_weight, planner.device)
+            head = self.block_head
+            fits = head is not None and head.checkpoint_sha256 == loaded.sha256
+            task_cost = HandTargetCost(
+                self.probe, self.cfg.task_weight, planner.device,
+                head.module(planner.device) if fits and head is not None else None,
+                self.cfg.block_weight)
         brain = _Brain(loaded, planner, task_cost)
         self.brains[loaded.version] = brain
         return brain
@@ -749,6 +776,7 @@ class PlannerNode(Node):
                    latent=lat, t0_ns=now_ns, base=self._base(ee, now_ns),
                    shift=self._shift(now_ns),
                    servo=None if stage else self._servo(brain, lat.z, ee), stage=stage,
+                   block=self._block_term(brain, stage),
                    deadline_ns=self._deadline(lat))
         if self.threaded:
             self.job = job
@@ -761,6 +789,18 @@ class PlannerNode(Node):
         if plan is not None:
             out.append(("plan", plan))
         return "running"
+
+    def _block_term(self, brain: _Brain, stage: Stage | None
+                    ) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """The block term's inputs for a solve in ``stage``: the head's row of the task's
+        block, where perception last placed it and the task's target; None when off."""
+        layer, task_cost = self.layer, brain.task_cost
+        if (stage is None or layer is None or task_cost is None or task_cost.head is None
+                or stage.name not in self.cfg.block_stages or layer.block.position is None
+                or self.block_head is None or layer.obj not in self.block_head.names):
+            return None
+        return (self.block_head.index(layer.obj), layer.block.position.copy(),
+                layer.target.copy())
 
     def _servo(self, brain: _Brain, z: np.ndarray, ee: np.ndarray) -> np.ndarray | None:
         """The goal's hand read relative to the measured hand ``ee`` (3,): ``ee +
@@ -809,7 +849,8 @@ class PlannerNode(Node):
         if job.stage is not None and job.brain.task_cost is not None:
             job.brain.task_cost.prepare(
                 job.brain.loaded.model, job.z, job.base, job.stage.hand,
-                job.brain.planner.cfg.horizon, job.stage.gripper)
+                job.brain.planner.cfg.horizon, job.stage.gripper, job.block)
+            self.block_terms += job.block is not None
         try:
             # no extra rollout of the chosen sequence: the plan needs only its actions,
             # and Plan.cost is then the lowest cost sampled in the last iteration
@@ -904,6 +945,7 @@ class PlannerNode(Node):
             "goal_hand": None if self.goal_hand is None else self.goal_hand.tolist(),
             "goal_kind": self.goal_kind,
             "stages": dict(self.stages),  # task goals: plans per stage
+            "block_terms": self.block_terms,  # solves with the block term (block_head)
             "replans": self.replans + (self.layer.replans if self.layer else 0),
             "regrasps": self.regrasps + (self.layer.regrasps if self.layer else 0),
             "pull_stalls": sum(getattr(b.planner.action_cost, "stalls", 0)

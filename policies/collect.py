@@ -97,7 +97,7 @@ class CollectConfig:
     """``reflexarc collect`` (configs/collect.yaml)."""
 
     env: str = "reflexarc/PandaPush-v0"  # a reflexarc scene or any gymnasium env id with a Box action space
-    env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gym.make (any env)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gym.make (any env, reflexarc scenes too)
     backend: str = choice("mujoco", "pybullet", "toy", "gym")  # reflexarc scenes; "gym": any other env
     image_size: int = bounded(64, 16, 512)
     camera: str = "front"
@@ -316,7 +316,8 @@ def _make_env(cfg: CollectConfig) -> Any:
             import reflexarc.policies.toy  # noqa: F401  (registers the toy scene)
         else:
             from reflexarc import sim  # noqa: F401  (registers the scenes)
-        return gym.make(cfg.env, backend=cfg.backend, image_size=cfg.image_size)
+        # the scene's own arguments too (``objects=[red,green,blue]``: the three-block table)
+        return gym.make(cfg.env, backend=cfg.backend, image_size=cfg.image_size, **cfg.env_kwargs)
 
     return thunk
 
