@@ -86,7 +86,7 @@ class BlockHeadConfig:
     hidden: int = 64  # units of each of the two hidden layers
     horizon: int = 6  # rolled-out steps it is trained on (the planner's horizon or more)
     min_confidence: float = 0.75  # a detection below this is no label
-    steps: int = 3000  # Adam updates
+    steps: int = 2000  # Adam updates
     batch: int = 512
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -221,20 +221,31 @@ def pseudo_labels(frames: Tensor, detector: ObjectDetector, names: tuple[str, ..
 
 
 @torch.no_grad()
+def frame_latents(loaded: LoadedModel, data: EpisodeData, batch: int = 512) -> Tensor:
+    """The encoder's latent (N, D) of every frame of ``data`` (with the model's history)."""
+    frames_n = int(getattr(loaded.model.cfg, "frames", 1) or 1)
+    rows = torch.arange(len(data))
+    out = [loaded.model.encode(data.stacked(rows[s:s + batch], frames_n).permute(0, 2, 3, 1))
+           for s in range(0, len(data), batch)]
+    return torch.cat(out).float() if out else torch.zeros(0, loaded.latent_dim)
+
+
+@torch.no_grad()
 def window_latents(loaded: LoadedModel, data: EpisodeData, horizon: int, still: bool = False,
-                   batch: int = 512) -> tuple[Tensor, Tensor]:
+                   batch: int = 2048, z_frames: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """For every window start t (all H transitions valid): the latents (M, H + 1, D) of
     frame t (k = 0) and of the rollout under the recorded actions (k = 1..H), and the
     starts (M,). ``still``: the rollout with the hand held still (dims 0-2 zero, the
-    recorded gripper), as the planner's reference."""
+    recorded gripper), as the planner's reference. ``z_frames``: the frames' latents
+    (:func:`frame_latents`), if already encoded."""
     model = loaded.model
-    frames_n = int(getattr(model.cfg, "frames", 1) or 1)
+    if z_frames is None:
+        z_frames = frame_latents(loaded, data)
     starts = data.window_starts(horizon)
     out = []
     for s in range(0, len(starts), batch):
         st = starts[s:s + batch]
-        images = data.stacked(st, frames_n).permute(0, 2, 3, 1)  # (B, S, S, 3F)
-        z0 = model.encode(images)
+        z0 = z_frames[st]
         idx = st[:, None] + torch.arange(horizon)
         acts = data.actions[idx].clone()  # (B, H, A)
         if still:
@@ -310,9 +321,9 @@ def training_pairs(z: Tensor, starts: Tensor, labels: np.ndarray, seen: np.ndarr
 def fit_block_head(checkpoint: str | Path, episodes: str | Path, cfg: BlockHeadConfig,
                    truth: Any = None) -> tuple[BlockHead, dict[str, Any]]:
     """Fit a head for ``checkpoint`` on the episodes under ``episodes`` with perception's
-    labels; the held-out episodes score it (:func:`score`). ``truth``: an optional
-    callable ``(paths, data) -> (N, K, 2)`` of true positions, for the diagnosis only
-    (it never enters the fit). Returns the head (refitted on every episode) and a report."""
+    labels, on all but the ``holdout`` share of the episodes, which score it (:func:`score`).
+    ``truth``: an optional callable ``(data) -> (N, K, 2)`` of true positions, for the
+    diagnosis only (it never enters the fit). Returns the head and a report."""
     if not cfg.calibration:
         raise BlockHeadError("give the camera's calibration file (calibration=...)")
     loaded = load_model(checkpoint)
@@ -322,7 +333,8 @@ def fit_block_head(checkpoint: str | Path, episodes: str | Path, cfg: BlockHeadC
     if len(data.names) < 2:
         raise BlockHeadError(f"need at least 2 episodes under {episodes}, found {len(data.names)}")
     labels, seen = pseudo_labels(data.frames, detector, cfg.names, cfg.min_confidence)
-    z, starts = window_latents(loaded, data, cfg.horizon)
+    z_frames = frame_latents(loaded, data)
+    z, starts = window_latents(loaded, data, cfg.horizon, z_frames=z_frames)
     if len(starts) < 10:
         raise BlockHeadError(f"only {len(starts)} windows of {cfg.horizon} steps under {episodes}")
     train_names, val_names = split_names(data.names, cfg.holdout, cfg.seed)
@@ -334,17 +346,15 @@ def fit_block_head(checkpoint: str | Path, episodes: str | Path, cfg: BlockHeadC
         "frames": len(data), "labelled": {n: int(seen[:, i].sum()) for i, n in enumerate(cfg.names)},
         "windows": len(starts),
     }
-    head, losses = _fit_mlp(*training_pairs(z[~is_val], starts[~is_val], labels, seen), cfg,
-                            cfg.names, loaded.sha256)
+    # the head shipped is the one the held-out figures score (no refit on every episode)
+    final, losses = _fit_mlp(*training_pairs(z[~is_val], starts[~is_val], labels, seen), cfg,
+                             cfg.names, loaded.sha256)
     report["train_loss"] = losses
     if is_val.any():
-        still, _ = window_latents(loaded, data, cfg.horizon, still=True)
+        still, _ = window_latents(loaded, data, cfg.horizon, still=True, z_frames=z_frames)
         true = None if truth is None else truth(data)
-        report["heldout"] = score(head, z[is_val], still[is_val], starts[is_val], labels, seen,
+        report["heldout"] = score(final, z[is_val], still[is_val], starts[is_val], labels, seen,
                                   true)
-    x, y, s = training_pairs(z, starts, labels, seen)
-    final, losses_all = _fit_mlp(x, y, s, cfg, cfg.names, loaded.sha256)
-    report["final_loss"] = losses_all[-1]
     conf = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
     conf.update(checkpoint=str(checkpoint), episodes_root=str(episodes))
     figures = {k: report[k] for k in ("episodes", "heldout_episodes", "frames", "windows",
@@ -443,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--max-episodes", type=int, default=0)
     f.add_argument("--horizon", type=int, default=BlockHeadConfig.horizon)
     f.add_argument("--report", default="", help="also write the full report (JSON) here")
+    f.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     c = sub.add_parser("check", help="load a head (its digest is checked) and print it")
     c.add_argument("head")
     a = p.parse_args(argv)
@@ -451,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{head_path(a.head)}: ok, blocks {', '.join(head.names)}, checkpoint "
               f"{head.checkpoint_sha256[:12]}..., weights {head.weights_sha256[:12]}...")
         return 0
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # one thread: on a shared machine more spin against each other (and the others)
+    torch.set_num_threads(a.threads)
     cfg = BlockHeadConfig(calibration=a.calibration, steps=a.steps, max_episodes=a.max_episodes,
                           horizon=a.horizon)
     head, report = fit_block_head(a.checkpoint, a.episodes, cfg)

@@ -22,6 +22,7 @@ import torch
 
 from reflexarc.perception.block_head import (
     BlockHead,
+    frame_latents,
     head_path,
     pseudo_labels,
     score,
@@ -76,8 +77,9 @@ def score_truth(head_name: str, episodes: str, checkpoint: str = "", calibration
                               DetectorConfig(colors=head.names))
     labels, seen = pseudo_labels(data.frames, detector, head.names, cfg["min_confidence"])
     horizon = int(cfg["horizon"])
-    z, starts = window_latents(loaded, data, horizon)
-    still, _ = window_latents(loaded, data, horizon, still=True)
+    z_frames = frame_latents(loaded, data)
+    z, starts = window_latents(loaded, data, horizon, z_frames=z_frames)
+    still, _ = window_latents(loaded, data, horizon, still=True, z_frames=z_frames)
     keep = torch.ones(len(starts), dtype=torch.bool)
     if heldout_only:
         _, val = split_names(data.names, cfg["holdout"], cfg["seed"])
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="every episode, not only the held-out")
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
+    torch.set_num_threads(1)  # a shared machine: more threads spin against each other
     rep = score_truth(a.head, a.episodes, a.checkpoint, a.calibration, not a.all)
     if a.out:
         Path(a.out).write_text(json.dumps(rep, indent=1))
