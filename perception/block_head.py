@@ -417,9 +417,34 @@ def score(head: BlockHead, z: Tensor, still: Tensor, starts: Tensor, labels: np.
                 "copy_last": _stats(e_copy[ok_now]),
                 "moved": {"head": _stats(e_head[moved]), "relative": _stats(e_rel[moved]),
                           "copy_last": _stats(e_copy[moved])},
+                "blocks": {name: {"head": _stats(e_head[:, j][ok[:, j]]),
+                                  "relative": _stats(e_rel[:, j][ok_now[:, j]]),
+                                  "moved_relative": _stats(e_rel[:, j][moved[:, j]]),
+                                  "moved_copy_last": _stats(e_copy[:, j][moved[:, j]])}
+                           for j, name in enumerate(head.names)},
             })
         out[ref_name] = rows
     return out
+
+
+def block_table(report: dict[str, Any], ref: str = "perceived") -> str:
+    """Per block: head(z_k) p50 / p95 cm, and on the moved pairs relative vs copy-last."""
+    rows = report.get(ref, [])
+    if not rows:
+        return ""
+    names = list(rows[0]["blocks"])
+    lines = ["| k | " + " | ".join(f"{n}: head | {n} moved: relative / copy-last p50"
+                                    for n in names) + " |",
+             "| --- |" + " --- | --- |" * len(names)]
+    for r in rows:
+        cells = []
+        for n in names:
+            b = r["blocks"][n]
+            cells.append(f"{b['head']['p50_cm']:.2f} / {b['head']['p95_cm']:.2f}")
+            cells.append(f"{b['moved_relative']['p50_cm']:.2f} / "
+                         f"{b['moved_copy_last']['p50_cm']:.2f} ({b['moved_relative']['n']})")
+        lines.append(f"| {r['k']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(report: dict[str, Any], ref: str = "perceived") -> str:
@@ -475,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     if "heldout" in report:
         print("held out, against what perception sees (p50 / p95 cm, all blocks):")
         print(table(report["heldout"]))
+        print(block_table(report["heldout"]))
     return 0
 
 

@@ -22,6 +22,7 @@ import torch
 
 from reflexarc.perception.block_head import (
     BlockHead,
+    block_table,
     frame_latents,
     head_path,
     pseudo_labels,
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for ref in ("perceived", "truth"):
         print(f"against {ref} (p50 / p95 cm, all blocks):")
         print(table(rep, ref))
+        print(block_table(rep, ref))
     return 0
 
 
