@@ -719,6 +719,11 @@ class Launcher:
                 self._read(p, time.monotonic())
             if p.exit_code is None:
                 p.exit_code = p.popen.returncode  # type: ignore[union-attr]
+        for p in self.procs.values():
+            # a node that ended by itself after the loop's last look (a lockstep node at the
+            # clock's final tick, on a busy machine) is in neither: its status is there too
+            if p.exit_code is None and p.popen is not None:
+                p.exit_code = p.popen.poll()
 
     def _summary(self) -> dict[str, Any]:
         rows = []

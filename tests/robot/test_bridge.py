@@ -275,9 +275,13 @@ def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
     ep = tmp_path / "ep"
     run_dir = tmp_path / "run"
     r = reflexarc("record", "graph=bridge_scripted", f"path={ep}", f"run_dir={run_dir}",
-                  "out=" + str(tmp_path / "summary.json"), timeout=120)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+                  "out=" + str(tmp_path / "summary.json"),
+                  # the joint-state watchdog as the launcher's plant tests have it on a busy
+                  # machine (1.5 s, not 0.1 s): a starved pretend arm is no fault of the graph
+                  "graph.nodes.controller.args.safety.state_timeout_s=1.5", timeout=120)
+    assert (tmp_path / "summary.json").exists(), r.stdout[-3000:] + r.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert r.returncode == 0, (summary["reasons"], r.stderr[-3000:])
     assert summary["ok"] and summary["ended_by"] == "planner finished"
     bridge = json.loads((run_dir / "bridge.summary.json").read_text())
     planner = json.loads((run_dir / "planner.summary.json").read_text())
