@@ -288,7 +288,9 @@ def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
     ctrl = json.loads((run_dir / "controller.summary.json").read_text())
     pids = json.loads((run_dir / "pids.json").read_text())
     assert bridge["arm_pid"] not in pids.values()  # the arm is its own process
-    assert bridge["arm_steps"] > 1000 and bridge["commands"] > 1000
+    # counts of a realtime run of a few seconds at 1 kHz (about 1,600 on a quiet machine): a
+    # starved controller misses ticks (963 commands seen at load 35), so "it flowed", not a rate
+    assert bridge["arm_steps"] > 500 and bridge["commands"] > 500
     # a loaded machine may starve the graph for 10 ms: the bridge then stops the arm (counted)
     assert bridge["rejected"] == 0 and bridge["silent_stops"] <= 5
     for who in ("", "arm_"):  # the bridge's and the arm's own count of samples past a limit
@@ -297,10 +299,10 @@ def test_bridge_runs_a_reach_through_the_graph(tmp_path: Path) -> None:
         print(f"{who}acceleration: {past['acceleration']} samples past the limits, "
               f"max share {bridge[who + 'max_accel_share']}")
         assert 0.0 < bridge[who + "max_speed_share"] <= 1.0
-    assert ctrl["plan_age_samples"] > 1000 and ctrl["mode_ticks"]["fault"] == 0
+    assert ctrl["plan_age_samples"] > 500 and ctrl["mode_ticks"]["fault"] == 0
     # where the arm went, from the recorded joint states (the bridge's topics)
     js = Episode(ep).read("joint_state")
-    assert len(js["seq"]) > 1000
+    assert len(js["seq"]) > 500
     arm = ArmKinematics()
     target = np.array(planner["p0"]) + np.array([0.1, 0.1, -0.1])
     final = arm.pose(js["position"][-1])[0]
