@@ -222,26 +222,31 @@ class EpisodeWriter:
                 topic = part.todo.pop(0)
                 buf = part.buffers[topic]
                 _append(part.file["topics"], topic, buf)
-                self._count_kept(topic, buf)
-                buf.columns.clear()
-                buf.count = 0
+                buf.columns.clear()  # the count and stamps stay, for when the part closes
             if not part.todo:
                 self._close_part(part)
+                for topic, buf in part.buffers.items():
+                    if buf.count:
+                        self._count_kept(topic, buf)
                 self.sealed.popleft()
             if time.monotonic() >= deadline:
                 break
         return not self.sealed
 
-    def drop_sealed(self, keep: int) -> dict[str, int]:
+    def drop_sealed(self, keep: int, started: bool = False) -> dict[str, int]:
         """Give up the sealed parts not yet started beyond ``keep`` waiting, oldest first
-        (the writer is too far behind); returns the messages given up, per topic."""
+        (the writer is too far behind), and with ``started`` the one being written too (its
+        file removed); returns the messages given up, per topic."""
         dropped: dict[str, int] = {}
         while len(self.sealed) > keep:
-            i = next((k for k, part in enumerate(self.sealed) if not part.started), None)
+            i = next((k for k, part in enumerate(self.sealed) if started or not part.started), None)
             if i is None:
                 break
             part = self.sealed[i]
             del self.sealed[i]
+            if part.file is not None and part.names is not None:
+                part.file.close()
+                part.names[0].unlink(missing_ok=True)
             for topic, n in part.messages().items():
                 dropped[topic] = dropped.get(topic, 0) + n
         return dropped

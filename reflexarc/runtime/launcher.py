@@ -853,6 +853,10 @@ def _recording_warnings(figures: dict[str, dict[str, Any]]) -> list[str]:
             out.append(f"{name} kept {f.get('recorded', 0)} messages and gave up {dropped}, "
                        f"lost {lost} (behind its writing): a lower graph.nodes.{name}.nice, a "
                        f"larger graph.nodes.{name}.args.max_pending_parts, or fewer topics")
+        behind = f.get("behind_s_at_stop")
+        if isinstance(behind, float) and behind > 1.0:
+            out.append(f"{name} was {behind:.1f} s behind the stream at the stop (what came "
+                       f"later is not recorded): a lower graph.nodes.{name}.nice")
     return out
 
 

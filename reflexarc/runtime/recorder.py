@@ -57,6 +57,10 @@ class Recorder(Node):
         # not started first, and counted (summary "dropped"): a starved recorder keeps a
         # bounded backlog, and so a bounded stop, rather than fall ever further behind
         max_pending_parts: int = bounded(2, 1, 1000)
+        # wall time the stop may spend writing what is held: what does not fit is given up
+        # and counted, so the recorder ends with its summary well within the launcher's
+        # patience (4 x stop_timeout_s) instead of being killed with everything unsaid
+        stop_budget_s: float = bounded(3.0, 0.0, 600.0)
 
     subscribes = {"": "all"}
 
@@ -78,6 +82,8 @@ class Recorder(Node):
         self.over_budget = 0  # steps whose writing ran past the budget (one topic is at least written)
         self.stop_nice: int | None = None  # niceness at the stop, when it was raised back
         self.cameras: dict[str, Any] | None = None
+        self.behind_s: float | None = None  # at the stop: now less the newest stamp taken in
+        self.newest_ns = 0  # the newest stamp_ns taken in
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         t0 = time.monotonic()
@@ -90,6 +96,8 @@ class Recorder(Node):
                 continue
             for msg in inbox.new(topic):
                 self._seq(topic, msg.seq)
+                if msg.stamp_ns > self.newest_ns:
+                    self.newest_ns = msg.stamp_ns
                 writer.write(topic, msg)
                 self.count += 1
         if writer.sealed:
@@ -129,7 +137,13 @@ class Recorder(Node):
         self._write_all()
 
     def _write_all(self) -> None:
-        self.writer.close()
+        t0 = time.monotonic()
+        # how far behind the stream it stopped: messages published later were never taken in
+        if self.newest_ns:
+            self.behind_s = max(0.0, (time.monotonic_ns() - self.newest_ns) / 1e9)
+        self.writer.seal()
+        self.writer.write_sealed(t0 + self.cfg.stop_budget_s)
+        self._drop(self.writer.drop_sealed(0, started=True))
         if self.writer.messages_written:
             write_meta(self.writer.path, self.closing_meta())
 
@@ -149,6 +163,7 @@ class Recorder(Node):
             "steps_over_budget": self.over_budget,
             "step_budget_s": self.budget_s,
             **({"stop_nice": self.stop_nice} if self.stop_nice is not None else {}),
+            **({"behind_s_at_stop": round(self.behind_s, 3)} if self.behind_s is not None else {}),
             "episode": str(writer.path),
         }
 

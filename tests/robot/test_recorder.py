@@ -225,3 +225,25 @@ def test_a_starved_recorder_process_keeps_its_loop_counts_what_it_drops_and_stop
     assert kept + len(ep.read("joint_command")["seq"]) == rec["recorded"]
     if os.geteuid() == 0:  # at the stop, back from nice 10 to the launcher's (this thread's)
         assert rec["stop_nice"] == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_the_stop_writes_what_fits_its_budget_and_counts_the_rest(tmp_path: Path) -> None:
+    """Far behind at the stop (a part sealed each step, one topic written each step), with
+    no time for it (stop_budget_s=0: one topic): the stop ends at once, the part in hand is
+    given up with its file, and what is on disk, dropped and taken add up."""
+    rec = _recorder(tmp_path, part_seconds=0.01, step_budget_s=1e-9, max_pending_parts=100,
+                    stop_budget_s=0.0)
+    for k in range(8):
+        _tick(rec, {"joint_state": range(10 * k, 10 * k + 10), "joint_command": range(k, k + 1),
+                    "command_copy": range(k, k + 1)})
+        time.sleep(0.02)
+    assert len(rec.writer.sealed) >= 3  # behind: more parts waiting than written
+    rec.finish()
+    s = rec.summary()
+    assert s["dropped"] > 0 and s["recorded"] + s["dropped"] == s["taken"] == 8 * 12
+    assert s["behind_s_at_stop"] >= 0.0
+    assert not rec.writer.sealed and not list((tmp_path / "ep").glob("*.tmp"))
+    ep = Episode(tmp_path / "ep")
+    on_disk = sum(len(ep.read(t)["seq"]) for t in ("joint_state", "joint_command", "command_copy"))
+    assert on_disk == s["recorded"] and ep.meta["topics"]["joint_state"]["messages"] == len(
+        ep.read("joint_state")["seq"])
