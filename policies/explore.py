@@ -178,22 +178,34 @@ class CuriousPlay:
         return (self.mid + self.half * self.noise).astype(np.float32)
 
 
-def moved_share(root: str | Path, spec: str, threshold: float = 0.01) -> dict[str, Any]:
+def moved_share(root: str | Path, spec: str, threshold: float = 0.01, near: str = "",
+                episodes: int = 0) -> dict[str, Any]:
     """Share of the episodes under ``root`` in which the quantity ``spec`` (e.g.
-    ``object:obs[17:20]``) got farther than ``threshold`` from where it started."""
+    ``object:obs[17:20]``) got farther than ``threshold`` from where it started. With
+    ``near`` (another quantity of the same width, e.g. the robot's tip ``tip:obs[14:17]``),
+    also how close the two came in each episode (``closest``), a graded measure of
+    reaching the object where moving it is rare. ``episodes``: only the first that many."""
     from reflexarc.runtime.episode import Episode, list_episodes
 
     q = parse_quantities([spec], "spec")[0]
-    moved, far = [], []
-    for p in list_episodes(root):
+    other = parse_quantities([near], "near")[0] if near else None
+    moved, far, closest = [], [], []
+    paths = list_episodes(root)
+    for p in paths[:episodes] if episodes > 0 else paths:
         pos = torch.tensor(np.asarray(Episode(p).read("joint_state")["position"], np.float32))
         v = q.values(pos)
         d = float((v - v[0]).norm(dim=-1).max())
         far.append(d)
         moved.append(d > threshold)
-    return {"root": str(root), "quantity": spec, "threshold": threshold, "episodes": len(moved),
-            "moved_share": float(np.mean(moved)) if moved else float("nan"),
-            "max_displacement_mean": float(np.mean(far)) if far else float("nan")}
+        if other is not None:
+            closest.append(float((other.values(pos, "near") - v).norm(dim=-1).min()))
+    out = {"root": str(root), "quantity": spec, "threshold": threshold, "episodes": len(moved),
+           "moved_share": float(np.mean(moved)) if moved else float("nan"),
+           "max_displacement_mean": float(np.mean(far)) if far else float("nan")}
+    if other is not None:
+        out.update({"near": near, "closest_mean": float(np.mean(closest)) if closest else float("nan"),
+                    "closest": [round(c, 4) for c in closest]})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,8 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("root")
     p.add_argument("spec")
     p.add_argument("--threshold", type=float, default=0.01)
+    p.add_argument("--near", default="", help="another quantity: how close the two came")
+    p.add_argument("--episodes", type=int, default=0, help="only the first N episodes")
     a = p.parse_args(argv)
-    print(json.dumps(moved_share(a.root, a.spec, a.threshold), indent=2))
+    print(json.dumps(moved_share(a.root, a.spec, a.threshold, a.near, a.episodes), indent=2))
 
 
 if __name__ == "__main__":

@@ -267,6 +267,12 @@ def test_curious_collect_on_a_stock_env(tmp_path: Path) -> None:
     share = moved_share(tmp_path / "curious", "fingertip:obs[4:6]+obs[8:10]", threshold=1e-4)
     assert share["episodes"] == 2 and share["moved_share"] == 1.0  # the arm moved in both
     assert moved_share(tmp_path / "curious", "target:obs[4:6]", 1e-4)["moved_share"] == 0.0
+    # how close the fingertip came to the target: the smallest |obs[8:10]| of the episode
+    near = moved_share(tmp_path / "curious", "target:obs[4:6]", 1e-4,
+                       near="fingertip:obs[4:6]+obs[8:10]", episodes=1)
+    obs = np.asarray(ep.read("joint_state")["position"])
+    assert near["episodes"] == 1
+    assert near["closest"][0] == pytest.approx(np.linalg.norm(obs[:, 8:10], axis=1).min(), abs=1e-4)
 
 
 # --- proprioception into the latent: the state head -------------------------------------
