@@ -35,7 +35,8 @@ Commands (``command``):
 - ``ee_action``: ``ee_action`` (EEAction, 4 values) from a policy, tracked by the
   gymnasium envs' built-in joint controller (:class:`reflexarc.sim.ee_control.EETracker`): each
   action's joint ramp runs over ``1 / action_hz`` s, then its end is held. Actions
-  computed before the current reset (older stamps) are dropped.
+  computed before the current reset (older stamps) are dropped. The overspeed reflex holds
+  here too: the tracker's setpoint is set where the arm is, and actions wait.
 
 In realtime, a tick that comes late (a camera frame took longer than the tick period)
 is followed by up to ``catch_up_steps`` extra physics steps, so simulated time keeps up
@@ -335,7 +336,10 @@ class SimNode(Node):
     def _take_commands(self, now_ns: int, inbox: Inbox) -> bool:
         """Apply the newest valid command; True when one arrived this tick."""
         if self.cfg.command == "ee_action":
-            return self._take_action(inbox.new("ee_action"))
+            actions = inbox.new("ee_action")
+            if now_ns < self.overspeed_until_ns:
+                return False  # the overspeed reflex holds
+            return self._take_action(actions)
         got = False
         for cmd in reversed(inbox.new("joint_command")):
             if now_ns < self.overspeed_until_ns:
@@ -427,10 +431,12 @@ class SimNode(Node):
 
     def _joint_state(self, now_ns: int) -> JointState:
         """The measured joint state, counted against the limits; a joint faster than the
-        guard's ``stop_share`` of its limit makes the arm hold (joint commands)."""
+        guard's ``stop_share`` of its limit makes the arm hold, whichever the command (in
+        ``ee_action`` the tracker's setpoint is set where the arm is and actions are ignored
+        for ``overspeed_hold_s``)."""
         js = self.scene.joint_state()
         self.beyond.add(js.q, js.dq, js.tau, self.physics_steps * self.scene.dt)
-        if self.cfg.command == "joint" and self.guard.overspeed(js.dq):
+        if self.guard.overspeed(js.dq):
             if now_ns >= self.overspeed_until_ns:
                 self.overspeed_holds += 1
                 share = np.abs(js.dq) / self.guard.lim.dq_max
@@ -439,6 +445,9 @@ class SimNode(Node):
                                  "holding" if self.holding else "commanded")
             self.overspeed_until_ns = now_ns + int(1e9 * self.cfg.overspeed_hold_s)
             self.guard.reset()
+            if self.cfg.command == "ee_action":  # the tracker's setpoint: here, at rest
+                self.tracker.reset(js.q, self.tracker.gripper)
+                self.ramp_k = self.ramp_steps + 1
             self.scene.command_position(js.q)
         return JointState(stamp_ns=now_ns, position=js.q, velocity=js.dq, effort=js.tau,
                           gripper=js.gripper)

@@ -340,6 +340,27 @@ def test_policy_node_publishes_one_topic_per_output() -> None:
         from_mapping(PolicyConfig, {"policy": "smart"}, prefix="graph.nodes.expert.args.")
 
 
+def test_the_overspeed_reflex_holds_the_arm_under_ee_actions_too() -> None:
+    """A joint past 90 % of its speed limit (here thrown by hand, as a contact or a starved
+    tick could) makes the plant hold where the arm is, with the EE tracker as with joint
+    commands; the actions that come meanwhile wait."""
+    node = make_sim(command="ee_action", camera_hz=0)
+    push = EEAction(stamp_ns=0, action=np.array([0.02, 0.0, 0.0, 1.0], np.float32))
+    try:
+        run(node, 50, start=0, feed=lambda k, box: box.put("ee_action", push, k))
+        assert node.overspeed_holds == 0
+        node.scene.data.qvel[0] = 1.5 * node.guard.lim.dq_max[0]  # joint 1 thrown past its limit
+        out = run(node, 90, start=50, feed=lambda k, box: box.put("ee_action", push, k))
+        assert node.overspeed_holds == 1
+        js = _js(out, 139)  # within the 0.2 s hold: settling where the reflex caught it
+        assert np.abs(js.velocity).max() < 0.25, js.velocity  # from 3.3 rad/s thrown
+        assert np.array_equal(node.tracker.q_cmd, node.tracker.q_from)  # no action taken
+        run(node, 60, start=140, feed=lambda k, box: box.put("ee_action", push, k))
+        assert not np.array_equal(node.tracker.q_cmd, node.tracker.q_from)  # then they are
+    finally:
+        node.close()
+
+
 def test_joint_commands_are_held_to_the_arms_limits_and_overspeed_holds() -> None:
     node = make_sim(command="joint", camera_hz=0)  # holds after 10 ms
     try:
