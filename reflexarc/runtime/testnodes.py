@@ -145,8 +145,9 @@ class Sink(Node):
         return {"received": dict(self.counts), "cpus": sorted(os.sched_getaffinity(0))}
 
 
-class Crasher(Node):
-    """Kills its own process after ``after_ticks`` ticks (tests death policies)."""
+class Counting(Node):
+    """Counts its ticks against ``after_ticks``: the base of the test nodes below that
+    misbehave once past it."""
 
     @dataclass
     class Config:
@@ -158,12 +159,23 @@ class Crasher(Node):
 
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
         self.ticks += 1
-        if self.ticks > self.cfg.after_ticks:
+        return ()
+
+    def past(self) -> bool:
+        return self.ticks > self.cfg.after_ticks
+
+
+class Crasher(Counting):
+    """Kills its own process after ``after_ticks`` ticks (tests death policies)."""
+
+    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
+        super().step(now_ns, inbox)
+        if self.past():
             os.kill(os.getpid(), signal.SIGKILL)
         return ()
 
 
-class Stuck(Node):
+class Stuck(Counting):
     """Gets stuck forever in ``step`` after ``after_ticks`` ticks: asleep (``how=sleep``) or
     spinning in Python (``how=spin``). Tests that a hung node is found."""
 
@@ -172,13 +184,9 @@ class Stuck(Node):
         after_ticks: int = bounded(10, 0, None)
         how: str = choice("sleep", "sleep", "spin")
 
-    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
-        super().__init__(ctx, cfg)
-        self.ticks = 0
-
     def step(self, now_ns: int, inbox: Inbox) -> Outputs:
-        self.ticks += 1
-        while self.ticks > self.cfg.after_ticks:
+        super().step(now_ns, inbox)
+        while self.past():
             if self.cfg.how == "sleep":
                 time.sleep(3600)
         return ()
@@ -221,21 +229,9 @@ class SlowSteps(Node):
         return {"steps": self.ticks}
 
 
-class StuckInClose(Node):
+class StuckInClose(Counting):
     """Done after ``after_ticks`` ticks, then stuck forever in ``close`` (asleep): a node
     that never ends its shutdown."""
-
-    @dataclass
-    class Config:
-        after_ticks: int = bounded(10, 0, None)
-
-    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
-        super().__init__(ctx, cfg)
-        self.ticks = 0
-
-    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
-        self.ticks += 1
-        return ()
 
     def done(self) -> bool:
         return self.ticks >= self.cfg.after_ticks
@@ -244,23 +240,11 @@ class StuckInClose(Node):
         threading.Event().wait()
 
 
-class Faulty(Node):
+class Faulty(Counting):
     """Reports state ``fault`` after ``after_ticks`` ticks, as a controller that latched one."""
 
-    @dataclass
-    class Config:
-        after_ticks: int = bounded(10, 0, None)
-
-    def __init__(self, ctx: NodeContext, cfg: Config) -> None:
-        super().__init__(ctx, cfg)
-        self.ticks = 0
-
-    def step(self, now_ns: int, inbox: Inbox) -> Outputs:
-        self.ticks += 1
-        return ()
-
     def state(self) -> str:
-        return "fault" if self.ticks > self.cfg.after_ticks else "running"
+        return "fault" if self.past() else "running"
 
 
 class Forger(Node):
