@@ -251,15 +251,16 @@ def test_a_resent_plan_does_not_refresh_the_watchdog(rig) -> None:
     assert r.ctrl.summary()["plans_repeated"] == 19
 
 
-def _plans_then_silence(r: Rig, speed: float, n: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Plans along y at ``speed`` every 10 ms for ``n`` plans, each 0.5 s long (the arm
-    runs on along the last one), then none: run until the watchdog fires; the EE (3,) the
-    tick before and at the firing."""
+def _plans_then_silence(r: Rig, speed: float, n: int = 30,
+                        points: int = 51) -> tuple[np.ndarray, np.ndarray]:
+    """Plans along y at ``speed`` every 10 ms for ``n`` plans, each of ``points`` points
+    10 ms apart (0.5 s by default: the arm runs on along the last one), then none: run
+    until the watchdog fires; the EE (3,) the tick before and at the firing."""
     p0 = r.ee()
     r.run(50)
     for i in range(n):
         t = i * 0.01
-        traj = p0 + np.outer(t + np.arange(51) * 0.01, [0.0, speed, 0.0])
+        traj = p0 + np.outer(t + np.arange(points) * 0.01, [0.0, speed, 0.0])
         r.tick(plans=[_plan(traj, t0_ns=r.now, dt_ns=10 * MS, stamp_ns=r.now)])
         r.run(9)
     fired = prev = None
@@ -276,20 +277,8 @@ def test_the_watchdog_brakes_from_where_the_arm_is(rig) -> None:
     of where it was when the watchdog fired -- at what the joints can follow, its lag
     behind the setpoint not caught up after."""
     r = rig(safety={"plan_timeout_s": 0.1}, watchdog_speed=0.5)  # = max_speed: no governor
-    p0 = r.ee()
-    r.run(50)
-    for i in range(40):  # 0.25 m/s along y, a new plan every 10 ms
-        t = i * 0.01
-        traj = p0 + np.outer(t + np.arange(11) * 0.01, [0.0, 0.25, 0.0])
-        r.tick(plans=[_plan(traj, t0_ns=r.now, dt_ns=10 * MS, stamp_ns=r.now)])
-        r.run(9)
+    prev, fired = _plans_then_silence(r, 0.25, n=40, points=11)  # a new plan every 10 ms
     assert r.ctrl.governed_ticks == 0
-    fired = prev = None
-    while fired is None:
-        prev = r.ee()
-        r.tick()
-        if r.ctrl.mode == Mode.HOLDING:
-            fired = r.ee()
     speed = np.linalg.norm(fired - prev) / 1e-3
     far, count = _to_rest(r, fired)
     drift = np.linalg.norm(r.ee() - fired)
