@@ -487,14 +487,18 @@ class _Stats:
         wall = time.monotonic() - self.t_start
         return cpu, cpu / wall if wall > 0 else 0.0
 
-    def io_percentiles(self) -> tuple[float, float, float, float]:
-        """recv p50, p99, publish p50, p99 (us) over the kept ticks."""
-        k = min(self.n, len(self.recv))
+    def _p50_p99(self, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+        """p50 and p99 of ``a``, then of ``b``, over the kept ticks (0 before any)."""
+        k = min(self.n, len(a))
         if k == 0:
             return 0.0, 0.0, 0.0, 0.0
-        r = np.percentile(self.recv[:k], [50, 99])
-        p = np.percentile(self.publish[:k], [50, 99])
-        return float(r[0]), float(r[1]), float(p[0]), float(p[1])
+        pa = np.percentile(a[:k], [50, 99])
+        pb = np.percentile(b[:k], [50, 99])
+        return float(pa[0]), float(pa[1]), float(pb[0]), float(pb[1])
+
+    def io_percentiles(self) -> tuple[float, float, float, float]:
+        """recv p50, p99, publish p50, p99 (us) over the kept ticks."""
+        return self._p50_p99(self.recv, self.publish)
 
     def window(self) -> None:
         now = time.monotonic()
@@ -504,12 +508,8 @@ class _Stats:
         self.window_ticks, self.window_t = self.ticks, now
 
     def percentiles(self) -> tuple[float, float, float, float]:
-        k = min(self.n, len(self.jitter))
-        if k == 0:
-            return 0.0, 0.0, 0.0, 0.0
-        j = np.percentile(self.jitter[:k], [50, 99])
-        s = np.percentile(self.steps[:k], [50, 99])
-        return float(j[0]), float(j[1]), float(s[0]), float(s[1])
+        """jitter p50, p99, step p50, p99 over the kept ticks."""
+        return self._p50_p99(self.jitter, self.steps)
 
 
 class Runtime:
