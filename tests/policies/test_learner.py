@@ -190,7 +190,10 @@ def test_the_training_thread_trains_when_given_cpu(toy_episodes: Path, tmp_path:
     and publishes through the loop (as fast as any test runs, not slower than the machine)."""
     import time
 
-    made = _threaded_learner(toy_episodes, tmp_path, sched="normal", nice=0, publish_every=2)
+    # every version kept: the thread trains on while the test reads version 2, and with the
+    # default keep_versions (5) it had been pruned by then once (fresh-clone CI)
+    made = _threaded_learner(toy_episodes, tmp_path, sched="normal", nice=0, publish_every=2,
+                             keep_versions=0)
     node = made["node"]
     assert isinstance(node, LearnerNode)
     try:
